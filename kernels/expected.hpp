@@ -1,0 +1,51 @@
+#pragma once
+// Expected-style results for the low layers; the CLI and daemon turn errors into messages or
+// exit codes at the top.
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace substrate {
+
+enum class ErrorKind {
+  invalid_argument,  // the caller asked for something malformed or impossible
+  unavailable,       // a backend, library or device is absent
+  device_error,      // the driver or API reported a failure
+  timeout,           // device work did not finish within its bound: the device is hung
+  io_error,          // a file could not be read or written
+  corrupt,           // data failed validation (checksum, format)
+};
+
+const char* to_string(ErrorKind kind);
+
+struct Error {
+  ErrorKind kind;
+  std::string message;
+};
+
+template <class T>
+class [[nodiscard]] Expected {
+ public:
+  Expected(T value) : state_(std::move(value)) {}
+  Expected(Error error) : state_(std::move(error)) {}
+
+  bool ok() const { return state_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() & { return std::get<0>(state_); }
+  const T& value() const& { return std::get<0>(state_); }
+  T&& value() && { return std::get<0>(std::move(state_)); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  const Error& error() const { return std::get<1>(state_); }
+
+ private:
+  std::variant<T, Error> state_;
+};
+
+struct Unit {};
+using Status = Expected<Unit>;
+inline Status ok_status() { return Unit{}; }
+
+}  // namespace substrate

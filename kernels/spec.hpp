@@ -1,0 +1,66 @@
+#pragma once
+// What to run: the specification of one probe run. Together with the seed it determines every
+// input bit, so a stored spec replays exactly.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kernels/expected.hpp"
+
+namespace substrate {
+
+enum class Dtype { f32, f16, bf16 };
+enum class Mode { exact, random };
+
+const char* to_string(Dtype dtype);
+const char* to_string(Mode mode);
+std::optional<Dtype> parse_dtype(const std::string& text);
+std::optional<Mode> parse_mode(const std::string& text);
+// Bits of the storage format: 32 for f32, 16 for f16 and bf16.
+unsigned storage_bits(Dtype dtype);
+unsigned mantissa_bits(Dtype dtype);
+
+// A drill: the kernel itself XORs `xor_mask` into output element `element` before writing it,
+// so the corruption travels the real readback path. For the memory probe the element is a word
+// offset; `transient` corrupts the read instead of the stored word.
+struct Injection {
+  bool enabled = false;
+  std::uint64_t element = 0;
+  std::uint32_t xor_mask = 0;
+  bool transient = false;
+};
+
+struct GemmShape {
+  std::uint32_t m = 0, n = 0, k = 0;
+};
+
+struct AttentionShape {
+  std::uint32_t seq_len = 0, heads = 0, head_dim = 0;
+  bool causal = true;
+};
+
+struct MemoryShape {
+  double free_share = 0.0;        // share of the device's free memory to test
+  std::uint64_t max_bytes = 0;    // cap on the bytes tested per run
+};
+
+struct ProbeSpec {
+  std::string probe;  // registry id: "gemm", "attention", "memory"
+  Dtype dtype = Dtype::f32;
+  Mode mode = Mode::exact;
+  std::uint64_t seed = 1;
+  GemmShape gemm;
+  AttentionShape attention;
+  MemoryShape memory;
+  Injection inject;
+};
+
+// A stable key naming the spec without its seed and injection: "gemm/f32/exact/256x256x256".
+std::string spec_key(const ProbeSpec& spec);
+
+// Parses a drill description "bit=B[,bit=B2...][,element=N | ,row=R,col=C][,transient]".
+// `row_length` converts row/col into an element index. Returns an invalid_argument error naming
+// the bad token.
+Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_length);
+
+}  // namespace substrate
