@@ -23,6 +23,7 @@ struct DeviceInfo {
   std::string api_version;  // e.g. Vulkan "1.3.230", CUDA "13.0"
   std::uint64_t memory_bytes = 0;  // device-local memory
   std::uint32_t compute_units = 0; // SMs/CUs where the API reports them, 0 otherwise
+  std::string kernel_build;        // hash of the backend's embedded kernel binaries
   bool is_cpu() const { return device_type == "cpu"; }
 };
 

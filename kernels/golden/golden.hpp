@@ -1,0 +1,41 @@
+#pragma once
+// CPU goldens in double precision from the same generator bits as the devices.
+//
+// Why double is exact enough:
+// - GEMM exact mode: every input is an integer |v| <= R with K*R^2 <= 2^24, so every partial
+//   sum is an integer below 2^53 and the double result is exact; its fp32 rounding is exact too.
+// - GEMM random mode: products of fp32 (24-bit) values are exact in double (48 <= 53 bits); the
+//   sums carry at most gamma_K(fp64) relative to |A||B|, about 2^-29 of the fp32 bound, and that
+//   term is added to the bound (see docs/error-bounds.md).
+// - Attention: the double result's own error is ~1e-16 relative, below 1e-8 of the fp32 bound.
+#include <cstdint>
+#include <vector>
+
+#include "kernels/spec.hpp"
+
+namespace substrate::golden {
+
+// Values of an input tensor exactly as a device stores them (f16/bf16 values are exact in
+// float), generated from (seed, stream, element index).
+std::vector<float> generate(std::uint64_t seed, std::uint32_t stream, std::uint64_t count, Dtype dtype, Mode mode,
+                            std::uint32_t exact_radius);
+
+// Unit roundoff u of fp32 and gamma_n = n*u/(1-n*u) (Higham, section 3.1).
+inline constexpr double k_unit_roundoff_f32 = 1.0 / 16777216.0;
+inline constexpr double k_unit_roundoff_f64 = 1.0 / 9007199254740992.0;
+double gamma(std::uint64_t n, double unit_roundoff);
+
+struct Reference {
+  std::vector<double> value;  // the correct result, row-major
+  std::vector<double> bound;  // per-element bound on |device - value|; empty in exact mode
+};
+
+// C = A*B for the GEMM probe's inputs. Exact mode: `bound` is empty (the check is bit-exact).
+Reference gemm(const GemmShape& shape, Dtype dtype, Mode mode, std::uint64_t seed, std::uint32_t exact_radius);
+
+// softmax(Q K^T * scale) V with the per-element first-order bound of docs/error-bounds.md.
+Reference attention(const AttentionShape& shape, Dtype dtype, std::uint64_t seed);
+// The scale the device kernels use: fp32 of 1/sqrt(head_dim).
+float attention_scale(std::uint32_t head_dim);
+
+}  // namespace substrate::golden

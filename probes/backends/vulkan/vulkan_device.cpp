@@ -1,0 +1,497 @@
+#include "probes/backends/vulkan/vulkan_device.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "kernels/generator.hpp"
+#include "probes/backends/vulkan/vk_core.hpp"
+#include "spirv/attention.hpp"
+#include "spirv/fill.hpp"
+#include "spirv/gemm.hpp"
+#include "spirv/memory.hpp"
+
+namespace substrate::vulkan {
+namespace {
+
+// Push-constant blocks, laid out as the GLSL declares them.
+struct FillParams {
+  std::uint32_t seed[2];
+  std::uint32_t first_index[2];
+  std::uint32_t stream, mode, dtype, radius, element_count, word_count;
+};
+struct GemmParams {
+  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask;
+};
+struct AttentionParams {
+  std::uint32_t seq_len, heads, head_dim, dtype, causal;
+  float scale;
+  std::uint32_t inject_enabled, inject_element, inject_mask;
+};
+struct MemoryParams {
+  std::uint32_t seed[2];
+  std::uint32_t chunk_first_word[2];
+  std::uint32_t word_count, op, pattern, stream, rotation, invert, max_records;
+  std::uint32_t inject_enabled, inject_word, inject_mask, inject_transient, report_id;
+};
+
+enum FillMode : std::uint32_t { fill_exact = 0, fill_random = 1, fill_raw = 2 };
+enum MemoryOp : std::uint32_t { op_write = 0, op_verify = 1, op_verify_then_write_inverse = 2 };
+constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_RECORDS
+// bad_count, histogram[32], record_count, then 2 uvec4 per record.
+constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
+constexpr std::uint64_t k_error_buffer_bytes = (k_error_header_words + 8 * k_max_records) * 4;
+
+std::uint32_t dtype_code(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::f32: return 0;
+    case Dtype::f16: return 1;
+    case Dtype::bf16: return 2;
+  }
+  return 0;
+}
+
+std::uint64_t words_for(std::uint64_t elements, Dtype dtype) {
+  return dtype == Dtype::f32 ? elements : (elements + 1) / 2;
+}
+
+std::string format_uuid(const std::uint8_t* bytes) {
+  char text[37];
+  std::snprintf(text, sizeof text, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", bytes[0],
+                bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
+                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]);
+  return text;
+}
+
+std::string vendor_name(std::uint32_t vendor_id) {
+  switch (vendor_id) {
+    case 0x10DE: return "nvidia";
+    case 0x1002: return "amd";
+    case 0x8086: return "intel";
+    case 0x10005: return "mesa";
+    case 0x13B5: return "arm";
+    case 0x5143: return "qualcomm";
+    default: {
+      char text[16];
+      std::snprintf(text, sizeof text, "0x%x", vendor_id);
+      return text;
+    }
+  }
+}
+
+std::string device_type_name(VkPhysicalDeviceType type) {
+  switch (type) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "cpu";
+    default: return "other";
+  }
+}
+
+bool has_extension(VkPhysicalDevice physical, const char* name) {
+  std::uint32_t count = 0;
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &count, nullptr);
+  std::vector<VkExtensionProperties> extensions(count);
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &count, extensions.data());
+  return std::any_of(extensions.begin(), extensions.end(),
+                     [&](const VkExtensionProperties& e) { return std::string(e.extensionName) == name; });
+}
+
+DeviceInfo describe(VkPhysicalDevice physical, std::size_t index) {
+  VkPhysicalDeviceProperties basic;
+  vkGetPhysicalDeviceProperties(physical, &basic);
+  const bool has_driver_properties = basic.apiVersion >= VK_API_VERSION_1_2 ||
+                                     has_extension(physical, VK_KHR_DRIVER_PROPERTIES_EXTENSION_NAME);
+  const bool has_pci = has_extension(physical, VK_EXT_PCI_BUS_INFO_EXTENSION_NAME);
+
+  VkPhysicalDeviceIDProperties id{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
+  VkPhysicalDeviceDriverProperties driver{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+  VkPhysicalDevicePCIBusInfoPropertiesEXT pci{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT};
+  VkPhysicalDeviceProperties2 properties{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+  properties.pNext = &id;
+  void** tail = &id.pNext;
+  if (has_driver_properties) {
+    *tail = &driver;
+    tail = &driver.pNext;
+  }
+  if (has_pci) *tail = &pci;
+  vkGetPhysicalDeviceProperties2(physical, &properties);
+
+  DeviceInfo info;
+  info.id = "vulkan" + std::to_string(index);
+  info.backend = "vulkan";
+  info.name = basic.deviceName;
+  info.vendor = vendor_name(basic.vendorID);
+  if (has_driver_properties) {
+    info.driver = std::string(driver.driverName) + " " + driver.driverInfo;
+  } else {
+    info.driver = std::to_string(VK_API_VERSION_MAJOR(basic.driverVersion)) + "." +
+                  std::to_string(VK_API_VERSION_MINOR(basic.driverVersion)) + "." +
+                  std::to_string(VK_API_VERSION_PATCH(basic.driverVersion));
+  }
+  info.device_type = device_type_name(basic.deviceType);
+  info.uuid = format_uuid(id.deviceUUID);
+  if (has_pci) {
+    char bus[32];
+    std::snprintf(bus, sizeof bus, "%04x:%02x:%02x.%x", pci.pciDomain, pci.pciBus, pci.pciDevice, pci.pciFunction);
+    info.pci_bus_id = bus;
+  }
+  info.api_version = std::to_string(VK_API_VERSION_MAJOR(basic.apiVersion)) + "." +
+                     std::to_string(VK_API_VERSION_MINOR(basic.apiVersion)) + "." +
+                     std::to_string(VK_API_VERSION_PATCH(basic.apiVersion));
+  VkPhysicalDeviceMemoryProperties memory;
+  vkGetPhysicalDeviceMemoryProperties(physical, &memory);
+  for (std::uint32_t h = 0; h < memory.memoryHeapCount; ++h) {
+    if (memory.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) info.memory_bytes += memory.memoryHeaps[h].size;
+  }
+  return info;
+}
+
+// Buffers and command sequences of one run. When the device hangs, the run's resources may
+// still be in use by the device, so they are deliberately leaked instead of destroyed.
+struct Scratch {
+  std::vector<std::unique_ptr<Buffer>> buffers;
+  std::unique_ptr<Sequence> sequence;
+};
+
+class VulkanComputeDevice final : public ComputeDevice {
+ public:
+  VulkanComputeDevice(std::shared_ptr<Instance> instance, VkPhysicalDevice physical, DeviceInfo info)
+      : instance_(std::move(instance)), device_(std::make_unique<Device>(physical)), info_(std::move(info)),
+        has_budget_(has_extension(physical, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
+    VkPhysicalDeviceProperties basic;
+    vkGetPhysicalDeviceProperties(physical, &basic);
+    max_chunk_bytes_ = std::min<std::uint64_t>(basic.limits.maxStorageBufferRange, 256ull << 20) & ~std::uint64_t{3};
+  }
+
+  ~VulkanComputeDevice() override {
+    if (hung_) {
+      // Destroying objects the device may still use is undefined; the process keeps them.
+      (void)retention_.release();
+      (void)fill_.release();
+      (void)gemm_.release();
+      (void)attention_.release();
+      (void)memory_.release();
+      (void)device_.release();
+    }
+  }
+
+  const DeviceInfo& info() const override { return info_; }
+
+  std::uint64_t free_memory_bytes() const override {
+    if (!has_budget_) return info_.memory_bytes;
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT budget{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+    VkPhysicalDeviceMemoryProperties2 properties{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2};
+    properties.pNext = &budget;
+    vkGetPhysicalDeviceMemoryProperties2(device_->physical(), &properties);
+    std::uint64_t free = 0;
+    for (std::uint32_t h = 0; h < properties.memoryProperties.memoryHeapCount; ++h) {
+      if (!(properties.memoryProperties.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)) continue;
+      if (budget.heapBudget[h] > budget.heapUsage[h]) free += budget.heapBudget[h] - budget.heapUsage[h];
+    }
+    return free;
+  }
+
+  void set_timeout_seconds(double seconds) override { timeout_seconds_ = seconds; }
+
+  Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t seed, std::uint32_t stream, std::uint64_t first,
+                                                    std::uint32_t count) override {
+    return guarded([&](Scratch& scratch) {
+      Buffer& out = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::readback);
+      Sequence& sequence = start(scratch, 1);
+      record_fill(sequence, out, seed, stream, first, fill_raw, Dtype::f32, 0, count);
+      sequence.barrier();
+      sequence.copy(out, host);
+      sequence.submit_and_wait(timeout_seconds_);
+      return std::vector<std::uint32_t>(host.words().begin(), host.words().end());
+    });
+  }
+
+  Expected<KernelRun> run_gemm(const GemmLaunch& launch) override {
+    return guarded([&](Scratch& scratch) {
+      const GemmShape& s = launch.shape;
+      const std::uint64_t a_elements = std::uint64_t{s.m} * s.k, b_elements = std::uint64_t{s.k} * s.n;
+      const std::uint64_t c_elements = std::uint64_t{s.m} * s.n;
+      Buffer& a = add_buffer(scratch, words_for(a_elements, launch.dtype) * 4, BufferKind::device_local);
+      Buffer& b = add_buffer(scratch, words_for(b_elements, launch.dtype) * 4, BufferKind::device_local);
+      Buffer& c = add_buffer(scratch, c_elements * 4, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, c_elements * 4, BufferKind::readback);
+      Sequence& sequence = start(scratch, 3);
+      const std::uint32_t mode = launch.mode == Mode::exact ? fill_exact : fill_random;
+      const std::uint32_t t0 = sequence.timestamp();
+      record_fill(sequence, a, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius, a_elements);
+      record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
+      sequence.barrier();
+      const std::uint32_t t1 = sequence.timestamp();
+      GemmParams params{s.m, s.n, s.k, dtype_code(launch.dtype), launch.inject.enabled ? 1u : 0u,
+                        static_cast<std::uint32_t>(launch.inject.element), launch.inject.xor_mask};
+      const Buffer* bindings[] = {&a, &b, &c};
+      sequence.dispatch(pipeline(gemm_, spirv::gemm(), 3, sizeof(GemmParams)), bindings, &params,
+                        {(s.n + 15) / 16, (s.m + 15) / 16, 1});
+      const std::uint32_t t2 = sequence.timestamp();
+      sequence.barrier();
+      sequence.copy(c, host);
+      sequence.submit_and_wait(timeout_seconds_);
+      KernelRun run;
+      run.output_bits.assign(host.words().begin(), host.words().end());
+      run.generate_seconds = sequence.seconds_between(t0, t1);
+      run.device_seconds = sequence.seconds_between(t1, t2);
+      return run;
+    });
+  }
+
+  Expected<KernelRun> run_attention(const AttentionLaunch& launch) override {
+    if (launch.shape.seq_len > 2048) {
+      return Error{ErrorKind::invalid_argument, "attention: seq_len above 2048 (the kernel's shared score row)"};
+    }
+    return guarded([&](Scratch& scratch) {
+      const AttentionShape& s = launch.shape;
+      const std::uint64_t elements = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+      const std::uint64_t input_bytes = words_for(elements, launch.dtype) * 4;
+      Buffer& q = add_buffer(scratch, input_bytes, BufferKind::device_local);
+      Buffer& k = add_buffer(scratch, input_bytes, BufferKind::device_local);
+      Buffer& v = add_buffer(scratch, input_bytes, BufferKind::device_local);
+      Buffer& o = add_buffer(scratch, elements * 4, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, elements * 4, BufferKind::readback);
+      Sequence& sequence = start(scratch, 4);
+      const std::uint32_t t0 = sequence.timestamp();
+      record_fill(sequence, q, launch.seed, gen::stream_attention_q, 0, fill_random, launch.dtype, 0, elements);
+      record_fill(sequence, k, launch.seed, gen::stream_attention_k, 0, fill_random, launch.dtype, 0, elements);
+      record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
+      sequence.barrier();
+      const std::uint32_t t1 = sequence.timestamp();
+      AttentionParams params{s.seq_len, s.heads, s.head_dim, dtype_code(launch.dtype), s.causal ? 1u : 0u,
+                             static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
+                             launch.inject.enabled ? 1u : 0u, static_cast<std::uint32_t>(launch.inject.element),
+                             launch.inject.xor_mask};
+      const Buffer* bindings[] = {&q, &k, &v, &o};
+      sequence.dispatch(pipeline(attention_, spirv::attention(), 4, sizeof(AttentionParams)), bindings, &params,
+                        {s.seq_len, s.heads, 1});
+      const std::uint32_t t2 = sequence.timestamp();
+      sequence.barrier();
+      sequence.copy(o, host);
+      sequence.submit_and_wait(timeout_seconds_);
+      KernelRun run;
+      run.output_bits.assign(host.words().begin(), host.words().end());
+      run.generate_seconds = sequence.seconds_between(t0, t1);
+      run.device_seconds = sequence.seconds_between(t1, t2);
+      return run;
+    });
+  }
+
+  Expected<MemoryRun> run_memory(const MemoryLaunch& launch) override {
+    if (launch.bytes < 4 || launch.bytes % 4 != 0) {
+      return Error{ErrorKind::invalid_argument, "memory: region must be a positive multiple of 4 bytes"};
+    }
+    return guarded([&](Scratch& scratch) {
+      MemoryRun run;
+      run.bytes_tested = launch.bytes;
+      // Hold every chunk at once so the region really spans `bytes` of distinct memory.
+      std::vector<Buffer*> chunks;
+      for (std::uint64_t offset = 0; offset < launch.bytes; offset += max_chunk_bytes_) {
+        chunks.push_back(&add_buffer(scratch, std::min(max_chunk_bytes_, launch.bytes - offset), BufferKind::device_local));
+      }
+      Buffer& errors = add_buffer(scratch, k_error_buffer_bytes, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, k_error_buffer_bytes, BufferKind::readback);
+      std::uint64_t first_word = 0;
+      for (Buffer* chunk : chunks) {
+        const std::uint64_t words = chunk->bytes() / 4;
+        scratch.sequence = std::make_unique<Sequence>(*device_, 4 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
+        Sequence& sequence = *scratch.sequence;
+        sequence.fill_zero(errors);
+        sequence.barrier();
+        const std::uint32_t t0 = sequence.timestamp();
+        for (MemoryPattern pattern : launch.patterns) {
+          run.bytes_moved += record_memory_pattern(sequence, *chunk, errors, launch, pattern, first_word, words);
+        }
+        const std::uint32_t t1 = sequence.timestamp();
+        sequence.copy(errors, host);
+        sequence.submit_and_wait(timeout_seconds_);
+        run.device_seconds += sequence.seconds_between(t0, t1);
+        collect_errors(host.words(), first_word, launch.max_reported, run);
+        run.words_checked += words * launch.patterns.size();
+        first_word += words;
+      }
+      return run;
+    });
+  }
+
+  Expected<RetentionRun> check_retention(std::uint64_t bytes, std::uint64_t seed) override {
+    if (bytes < 4 || bytes % 4 != 0 || bytes > max_chunk_bytes_) {
+      return Error{ErrorKind::invalid_argument, "retention block must be a multiple of 4 bytes up to " +
+                                                    std::to_string(max_chunk_bytes_)};
+    }
+    return guarded([&](Scratch& scratch) {
+      RetentionRun run;
+      run.bytes = bytes;
+      const bool fresh = !retention_ || retention_->bytes() != bytes || retention_seed_ != seed;
+      if (fresh) {
+        retention_.reset();
+        retention_ = std::make_unique<Buffer>(*device_, bytes, BufferKind::device_local);
+        retention_seed_ = seed;
+      }
+      Buffer& errors = add_buffer(scratch, k_error_buffer_bytes, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, k_error_buffer_bytes, BufferKind::readback);
+      Sequence& sequence = start(scratch, 2);
+      sequence.fill_zero(errors);
+      sequence.barrier();
+      MemoryParams params = memory_params(seed, 0, bytes / 4, fresh ? op_write : op_verify, MemoryPattern::random,
+                                          gen::stream_memory_retention, 0, false, {}, 16);
+      const Buffer* bindings[] = {retention_.get(), &errors, retention_.get()};
+      sequence.dispatch(memory_pipeline(), bindings, &params, groups_1d(bytes / 4, 256));
+      sequence.barrier();
+      sequence.copy(errors, host);
+      sequence.submit_and_wait(timeout_seconds_);
+      const auto now = std::chrono::steady_clock::now();
+      if (fresh) retention_written_ = now;
+      run.age_seconds = std::chrono::duration<double>(now - retention_written_).count();
+      MemoryRun verify;
+      collect_errors(host.words(), 0, 16, verify);
+      run.bad_words = verify.bad_words;
+      run.first_bad = std::move(verify.first_bad);
+      return run;
+    });
+  }
+
+ private:
+  template <class Fn>
+  auto guarded(Fn&& body) -> Expected<decltype(body(std::declval<Scratch&>()))> {
+    if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
+    auto scratch = std::make_unique<Scratch>();
+    try {
+      return body(*scratch);
+    } catch (const VulkanFailure& failure) {
+      if (failure.kind() == ErrorKind::timeout) {
+        hung_ = true;
+        (void)scratch.release();
+      }
+      return Error{failure.kind(), info_.id + ": " + failure.what()};
+    }
+  }
+
+  Buffer& add_buffer(Scratch& scratch, std::uint64_t bytes, BufferKind kind) {
+    scratch.buffers.push_back(std::make_unique<Buffer>(*device_, bytes, kind));
+    return *scratch.buffers.back();
+  }
+
+  Sequence& start(Scratch& scratch, std::uint32_t dispatches) {
+    scratch.sequence = std::make_unique<Sequence>(*device_, dispatches);
+    return *scratch.sequence;
+  }
+
+  const Pipeline& pipeline(std::unique_ptr<Pipeline>& slot, std::span<const std::uint32_t> spirv,
+                           std::uint32_t buffers, std::uint32_t push_bytes) {
+    if (!slot) slot = std::make_unique<Pipeline>(*device_, spirv, buffers, push_bytes);
+    return *slot;
+  }
+
+  const Pipeline& memory_pipeline() { return pipeline(memory_, spirv::memory(), 3, sizeof(MemoryParams)); }
+
+  void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream,
+                   std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
+    const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
+    FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
+                      {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
+                      stream, mode, dtype_code(dtype), radius, static_cast<std::uint32_t>(elements),
+                      static_cast<std::uint32_t>(words)};
+    const Buffer* bindings[] = {&out};
+    sequence.dispatch(pipeline(fill_, spirv::fill(), 1, sizeof(FillParams)), bindings, &params, groups_1d(words, 256));
+  }
+
+  static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words,
+                                    std::uint32_t op, MemoryPattern pattern, std::uint32_t stream,
+                                    std::uint32_t invert, bool inject_here, const Injection& inject,
+                                    std::uint32_t max_records) {
+    const bool walking = pattern == MemoryPattern::walking_ones || pattern == MemoryPattern::walking_zeros;
+    const std::uint32_t kernel_pattern = pattern == MemoryPattern::moving_inversions
+                                             ? static_cast<std::uint32_t>(MemoryPattern::random)
+                                             : static_cast<std::uint32_t>(pattern);
+    return MemoryParams{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
+                        {static_cast<std::uint32_t>(first_word), static_cast<std::uint32_t>(first_word >> 32)},
+                        static_cast<std::uint32_t>(words), op, kernel_pattern, stream,
+                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u, invert,
+                        std::min(max_records, k_max_records), inject_here ? 1u : 0u,
+                        inject_here ? static_cast<std::uint32_t>(inject.element - first_word) : 0u,
+                        inject.xor_mask, inject.transient ? 1u : 0u, static_cast<std::uint32_t>(pattern)};
+  }
+
+  // Records the passes of one pattern over one chunk; returns the bytes they read plus write.
+  std::uint64_t record_memory_pattern(Sequence& sequence, const Buffer& chunk, const Buffer& errors,
+                                      const MemoryLaunch& launch, MemoryPattern pattern, std::uint64_t first_word,
+                                      std::uint64_t words) {
+    const bool inject_here = launch.inject.enabled && launch.inject.element >= first_word &&
+                             launch.inject.element < first_word + words;
+    const Buffer* bindings[] = {&chunk, &errors, &chunk};
+    const Groups groups = groups_1d(words, 256);
+    const std::uint32_t stream = gen::stream_memory_random;
+    auto pass = [&](std::uint32_t op, std::uint32_t invert) {
+      MemoryParams params = memory_params(launch.seed, first_word, words, op, pattern, stream, invert, inject_here,
+                                          launch.inject, launch.max_reported);
+      sequence.dispatch(memory_pipeline(), bindings, &params, groups);
+      sequence.barrier();
+    };
+    pass(op_write, 0);
+    if (pattern != MemoryPattern::moving_inversions) {
+      pass(op_verify, 0);
+      return words * 8;
+    }
+    pass(op_verify_then_write_inverse, 0);
+    pass(op_verify_then_write_inverse, 1);
+    pass(op_verify, 0);
+    return words * 24;
+  }
+
+  static void collect_errors(std::span<const std::uint32_t> words, std::uint64_t first_word,
+                             std::uint32_t max_reported, MemoryRun& run) {
+    run.bad_words += words[0];
+    for (int bit = 0; bit < 32; ++bit) run.bit_histogram[bit] += words[1 + bit];
+    const std::uint32_t records = std::min({words[33], k_max_records, max_reported});
+    for (std::uint32_t r = 0; r < records && run.first_bad.size() < max_reported; ++r) {
+      const std::uint32_t* record = &words[k_error_header_words + 8 * r];
+      BadWord bad;
+      bad.offset = (first_word + record[0]) * 4;
+      bad.expected = record[1];
+      bad.actual = record[2];
+      bad.reread = record[3];
+      bad.pattern = static_cast<MemoryPattern>(record[4]);
+      run.first_bad.push_back(bad);
+    }
+  }
+
+  std::shared_ptr<Instance> instance_;
+  std::unique_ptr<Device> device_;
+  DeviceInfo info_;
+  bool has_budget_;
+  std::uint64_t max_chunk_bytes_ = 0;
+  double timeout_seconds_ = 60.0;
+  bool hung_ = false;
+  std::unique_ptr<Pipeline> fill_, gemm_, attention_, memory_;
+  std::unique_ptr<Buffer> retention_;
+  std::uint64_t retention_seed_ = 0;
+  std::chrono::steady_clock::time_point retention_written_;
+};
+
+}  // namespace
+
+void discover(std::vector<DevicePtr>& devices, std::vector<std::string>& notes) {
+  try {
+    auto instance = std::make_shared<Instance>();
+    const auto physical = instance->physical_devices();
+    if (physical.empty()) notes.push_back("vulkan: the loader found no devices (is mesa-vulkan-drivers installed?)");
+    for (std::size_t i = 0; i < physical.size(); ++i) {
+      try {
+        devices.push_back(std::make_unique<VulkanComputeDevice>(instance, physical[i], describe(physical[i], i)));
+      } catch (const VulkanFailure& failure) {
+        notes.push_back("vulkan: device " + std::to_string(i) + " unusable: " + failure.what());
+      }
+    }
+  } catch (const VulkanFailure& failure) {
+    notes.push_back(std::string("vulkan: ") + failure.what());
+  }
+}
+
+}  // namespace substrate::vulkan

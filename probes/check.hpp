@@ -1,0 +1,48 @@
+#pragma once
+// The one comparison path for every probe: device output words against a golden, either
+// bit-exact or within a per-element bound, producing the same mismatch report.
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace substrate {
+
+struct Mismatch {
+  std::uint64_t index = 0;  // flat element index
+  std::uint64_t row = 0, col = 0;
+  double expected = 0.0;    // golden value
+  double actual = 0.0;      // device value
+  std::uint32_t expected_bits = 0;  // fp32 of the golden (rounded to nearest)
+  std::uint32_t actual_bits = 0;
+  std::uint32_t xor_bits = 0;
+  double bound = 0.0;       // 0 in exact mode
+};
+
+struct CheckOutcome {
+  bool pass = true;
+  std::uint64_t checked = 0;
+  std::uint64_t mismatched = 0;
+  double max_abs_error = 0.0;
+  double max_rel_error = 0.0;
+  double budget_used = 0.0;  // max over elements of |error| / bound (0 when exact)
+  std::vector<Mismatch> first_mismatches;
+  std::array<std::uint64_t, 32> flipped_bits{};  // histogram over mismatched elements
+};
+
+inline constexpr std::size_t k_reported_mismatches = 8;
+
+// Exact mode: every output word must equal the fp32 rounding of the golden bit for bit.
+CheckOutcome check_exact(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
+                         std::uint64_t row_length);
+
+// Random mode: |device - golden| <= bound per element; NaN or Inf always mismatches.
+CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
+                           std::span<const double> bound, std::uint64_t row_length);
+
+// 64-bit FNV-1a over the output words: equal outputs give equal fingerprints, any flipped bit a
+// different one. Returned as 16 lower-case hex digits.
+std::string fingerprint(std::span<const std::uint32_t> words);
+
+}  // namespace substrate
