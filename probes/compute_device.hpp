@@ -30,6 +30,7 @@ struct DeviceInfo {
 // Output of one kernel run: the raw output words as the device wrote them, and device time from
 // the device's own timer (timestamp queries, CUDA events).
 struct KernelRun {
+  std::string kernel;                      // which kernel ran, e.g. "vulkan.gemm.tiled16"
   std::vector<std::uint32_t> output_bits;  // f32 words, row-major
   double device_seconds = 0.0;             // the checked kernel alone
   double generate_seconds = 0.0;           // on-device input generation
@@ -83,6 +84,7 @@ struct MemoryRun {
   std::uint32_t bit_histogram[32] = {};
   std::vector<BadWord> first_bad;
   double device_seconds = 0.0;
+  std::string kernel;
 };
 
 // Retention: a block written once and re-read by later runs; `age_seconds` since the write.

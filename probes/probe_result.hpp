@@ -1,6 +1,7 @@
 #pragma once
 // One structure and one reporting path for every probe run: what ran (device, spec, seed), what
 // the oracles said, and the evidence. Serialises to JSON (schema: docs/probe-result.md).
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>

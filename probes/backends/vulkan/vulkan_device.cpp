@@ -8,6 +8,7 @@
 
 #include "kernels/generator.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
+#include "probes/check.hpp"
 #include "spirv/attention.hpp"
 #include "spirv/fill.hpp"
 #include "spirv/gemm.hpp"
@@ -100,6 +101,16 @@ bool has_extension(VkPhysicalDevice physical, const char* name) {
                      [&](const VkExtensionProperties& e) { return std::string(e.extensionName) == name; });
 }
 
+// Hash of every embedded SPIR-V module: baselines and fingerprints are only comparable between
+// identical kernel binaries.
+std::string kernel_build_hash() {
+  std::vector<std::uint32_t> all;
+  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory()}) {
+    all.insert(all.end(), module.begin(), module.end());
+  }
+  return "spirv-" + fingerprint(all);
+}
+
 DeviceInfo describe(VkPhysicalDevice physical, std::size_t index) {
   VkPhysicalDeviceProperties basic;
   vkGetPhysicalDeviceProperties(physical, &basic);
@@ -133,6 +144,7 @@ DeviceInfo describe(VkPhysicalDevice physical, std::size_t index) {
                   std::to_string(VK_API_VERSION_PATCH(basic.driverVersion));
   }
   info.device_type = device_type_name(basic.deviceType);
+  info.kernel_build = kernel_build_hash();
   info.uuid = format_uuid(id.deviceUUID);
   if (has_pci) {
     char bus[32];
@@ -237,6 +249,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.copy(c, host);
       sequence.submit_and_wait(timeout_seconds_);
       KernelRun run;
+      run.kernel = "vulkan.gemm.tiled16";
       run.output_bits.assign(host.words().begin(), host.words().end());
       run.generate_seconds = sequence.seconds_between(t0, t1);
       run.device_seconds = sequence.seconds_between(t1, t2);
@@ -276,6 +289,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.copy(o, host);
       sequence.submit_and_wait(timeout_seconds_);
       KernelRun run;
+      run.kernel = "vulkan.attention.rowwise";
       run.output_bits.assign(host.words().begin(), host.words().end());
       run.generate_seconds = sequence.seconds_between(t0, t1);
       run.device_seconds = sequence.seconds_between(t1, t2);
@@ -289,6 +303,7 @@ class VulkanComputeDevice final : public ComputeDevice {
     }
     return guarded([&](Scratch& scratch) {
       MemoryRun run;
+      run.kernel = "vulkan.memory.patterns";
       run.bytes_tested = launch.bytes;
       // Hold every chunk at once so the region really spans `bytes` of distinct memory.
       std::vector<Buffer*> chunks;

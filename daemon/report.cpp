@@ -1,0 +1,110 @@
+#include "daemon/report.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace substrate {
+namespace {
+
+std::string format(const char* pattern, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, pattern, value);
+  return text;
+}
+
+std::string bits_list(std::uint32_t mask) {
+  std::string out;
+  for (int bit = 31; bit >= 0; --bit) {
+    if (mask & (1u << bit)) out += (out.empty() ? "" : ",") + std::to_string(bit);
+  }
+  return out;
+}
+
+std::string pad(const std::string& text, std::size_t width) {
+  return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
+}
+
+}  // namespace
+
+std::string render_results(const std::vector<ProbeResult>& results) {
+  std::ostringstream out;
+  out << pad("DEVICE", 10) << pad("SPEC", 34) << pad("SEED", 6) << pad("STATUS", 7) << pad("MISMATCH", 9)
+      << pad("BUDGET", 10) << pad("FINGERPRINT", 17) << pad("DEVICE_MS", 10) << "WALL_MS\n";
+  for (const ProbeResult& r : results) {
+    std::string status = to_string(r.status);
+    if (r.drill()) status += "*";
+    out << pad(r.device.id, 10) << pad(spec_key(r.spec), 34) << pad(std::to_string(r.spec.seed), 6) << pad(status, 7)
+        << pad(std::to_string(r.check.mismatched), 9)
+        << pad(r.spec.mode == Mode::exact || r.spec.probe == "memory" ? "-" : format("%.2e", r.check.budget_used), 10)
+        << pad(r.fingerprint.empty() ? "-" : r.fingerprint, 17) << pad(format("%.2f", r.device_seconds * 1e3), 10)
+        << format("%.1f", r.wall_seconds * 1e3) << "\n";
+  }
+  bool drill = false;
+  for (const ProbeResult& r : results) {
+    drill = drill || r.drill();
+    if (r.status == RunStatus::error) {
+      out << "\n" << r.device.id << " " << spec_key(r.spec) << ": could not run: " << r.error << "\n";
+      continue;
+    }
+    if (r.status != RunStatus::fail) continue;
+    out << "\n" << r.device.id << " " << spec_key(r.spec) << " seed " << r.spec.seed << " FAILED"
+        << (r.drill() ? " (DRILL: injected fault)" : "") << ": " << r.check.mismatched << " of " << r.check.checked
+        << " elements wrong\n";
+    for (const Mismatch& m : r.check.first_mismatches) {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "  element %llu (row %llu, col %llu): expected %.9g [0x%08x] got %.9g [0x%08x] xor 0x%08x bits %s\n",
+                    static_cast<unsigned long long>(m.index), static_cast<unsigned long long>(m.row),
+                    static_cast<unsigned long long>(m.col), m.expected, m.expected_bits, m.actual, m.actual_bits,
+                    m.xor_bits, bits_list(m.xor_bits).c_str());
+      out << line;
+    }
+    if (r.memory) {
+      for (const BadWord& bad : r.memory->first_bad) {
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "  offset 0x%llx (%s): expected 0x%08x got 0x%08x xor 0x%08x bits %s, re-read 0x%08x: %s\n",
+                      static_cast<unsigned long long>(bad.offset), to_string(bad.pattern), bad.expected, bad.actual,
+                      bad.expected ^ bad.actual, bits_list(bad.expected ^ bad.actual).c_str(), bad.reread,
+                      persistence(bad));
+        out << line;
+      }
+    }
+    out << "  flipped bits:";
+    for (int bit = 31; bit >= 0; --bit) {
+      if (r.check.flipped_bits[bit]) out << " " << bit << "x" << r.check.flipped_bits[bit];
+    }
+    out << "\n  replay: substrated probe --device " << r.device.id << " --kernel " << r.spec.probe << " --seed "
+        << r.spec.seed << "\n";
+  }
+  for (const ProbeResult& r : results) {
+    if (r.memory && r.status != RunStatus::error) {
+      out << "\n" << r.device.id << " memory: " << r.memory->bytes_tested << " bytes, "
+          << format("%.2f", r.memory->bandwidth_bytes_per_second / 1e9) << " GB/s (read+written), retention block "
+          << r.memory->retention_bytes << " bytes aged " << format("%.1f", r.memory->retention_age_seconds) << " s\n";
+    }
+  }
+  if (drill) out << "\n* DRILL: a fault was injected on purpose (--inject); the failure above is expected.\n";
+  return out.str();
+}
+
+std::string render_devices(const std::vector<DeviceInfo>& devices, const std::vector<std::string>& notes) {
+  std::ostringstream out;
+  for (const DeviceInfo& d : devices) {
+    out << d.id << "\n"
+        << "  backend:     " << d.backend << " " << d.api_version << "\n"
+        << "  name:        " << d.name << "\n"
+        << "  vendor:      " << d.vendor << "\n"
+        << "  driver:      " << d.driver << "\n"
+        << "  type:        " << d.device_type << "\n"
+        << "  uuid:        " << (d.uuid.empty() ? "-" : d.uuid) << "\n"
+        << "  pci bus id:  " << (d.pci_bus_id.empty() ? "-" : d.pci_bus_id) << "\n"
+        << "  memory:      " << d.memory_bytes << " bytes\n"
+        << "  kernels:     " << d.kernel_build << "\n";
+  }
+  if (devices.empty()) out << "no compute devices found\n";
+  for (const std::string& note : notes) out << "note: " << note << "\n";
+  return out.str();
+}
+
+}  // namespace substrate

@@ -1,0 +1,14 @@
+#pragma once
+// Human-readable rendering of probe results and device lists (the JSON path is probe_result.hpp).
+#include <string>
+#include <vector>
+
+#include "probes/probe_result.hpp"
+
+namespace substrate {
+
+// A table with one row per result, then the evidence of every failure (mismatches, bits, seed).
+std::string render_results(const std::vector<ProbeResult>& results);
+std::string render_devices(const std::vector<DeviceInfo>& devices, const std::vector<std::string>& notes);
+
+}  // namespace substrate

@@ -1,0 +1,121 @@
+#include "kernels/spec.hpp"
+
+#include <charconv>
+#include <sstream>
+
+namespace substrate {
+
+const char* to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::invalid_argument: return "invalid_argument";
+    case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::device_error: return "device_error";
+    case ErrorKind::timeout: return "timeout";
+    case ErrorKind::io_error: return "io_error";
+    case ErrorKind::corrupt: return "corrupt";
+  }
+  return "unknown";
+}
+
+const char* to_string(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::f32: return "f32";
+    case Dtype::f16: return "f16";
+    case Dtype::bf16: return "bf16";
+  }
+  return "?";
+}
+
+const char* to_string(Mode mode) { return mode == Mode::exact ? "exact" : "random"; }
+
+std::optional<Dtype> parse_dtype(const std::string& text) {
+  if (text == "f32" || text == "fp32") return Dtype::f32;
+  if (text == "f16" || text == "fp16") return Dtype::f16;
+  if (text == "bf16") return Dtype::bf16;
+  return std::nullopt;
+}
+
+std::optional<Mode> parse_mode(const std::string& text) {
+  if (text == "exact") return Mode::exact;
+  if (text == "random") return Mode::random;
+  return std::nullopt;
+}
+
+unsigned storage_bits(Dtype dtype) { return dtype == Dtype::f32 ? 32 : 16; }
+
+unsigned mantissa_bits(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::f32: return 23;
+    case Dtype::f16: return 10;
+    case Dtype::bf16: return 7;
+  }
+  return 23;
+}
+
+std::string spec_key(const ProbeSpec& spec) {
+  std::ostringstream key;
+  key << spec.probe;
+  if (spec.probe == "gemm") {
+    key << '/' << to_string(spec.dtype) << '/' << to_string(spec.mode) << '/' << spec.gemm.m << 'x' << spec.gemm.n
+        << 'x' << spec.gemm.k;
+  } else if (spec.probe == "attention") {
+    key << '/' << to_string(spec.dtype) << '/' << spec.attention.seq_len << 'x' << spec.attention.heads << 'x'
+        << spec.attention.head_dim << (spec.attention.causal ? "/causal" : "/full");
+  } else if (spec.probe == "memory") {
+    key << '/' << spec.memory.max_bytes;
+  }
+  return key.str();
+}
+
+namespace {
+
+bool parse_u64(const std::string& text, std::uint64_t& out) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out);
+  return ec == std::errc{} && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_length) {
+  Injection inject;
+  inject.enabled = true;
+  std::optional<std::uint64_t> row, col, element;
+  std::stringstream tokens(text);
+  std::string token;
+  auto bad = [&](const std::string& why) {
+    return Error{ErrorKind::invalid_argument, "--inject '" + text + "': " + why};
+  };
+  while (std::getline(tokens, token, ',')) {
+    if (token == "transient") {
+      inject.transient = true;
+      continue;
+    }
+    const auto eq = token.find('=');
+    if (eq == std::string::npos) return bad("expected key=value, got '" + token + "'");
+    const std::string key = token.substr(0, eq);
+    std::uint64_t value = 0;
+    if (!parse_u64(token.substr(eq + 1), value)) return bad("'" + token + "' needs a non-negative integer");
+    if (key == "bit") {
+      if (value > 31) return bad("bit must be 0..31, got " + std::to_string(value));
+      inject.xor_mask |= 1u << value;
+    } else if (key == "row") {
+      row = value;
+    } else if (key == "col") {
+      col = value;
+    } else if (key == "element") {
+      element = value;
+    } else {
+      return bad("unknown key '" + key + "' (use bit, row, col, element, transient)");
+    }
+  }
+  if (inject.xor_mask == 0) return bad("at least one bit=N is required");
+  if (element && (row || col)) return bad("give either element or row/col, not both");
+  if (col && row_length > 0 && *col >= row_length) {
+    return bad("col " + std::to_string(*col) + " is outside a row of " + std::to_string(row_length));
+  }
+  inject.element = element ? *element : row.value_or(0) * row_length + col.value_or(0);
+  return inject;
+}
+
+}  // namespace substrate
