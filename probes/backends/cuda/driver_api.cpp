@@ -1,0 +1,75 @@
+#include "probes/backends/cuda/driver_api.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+
+namespace substrate::cuda {
+
+std::string driver_library_name() {
+  const char* override_path = std::getenv("SUBSTRATE_CUDA_LIBRARY");
+  if (override_path != nullptr && *override_path != '\0') return override_path;
+  return "libcuda.so.1";
+}
+
+std::string DriverApi::describe(CUresult result) const {
+  const char* name = nullptr;
+  const char* text = nullptr;
+  if (GetErrorName == nullptr || GetErrorName(result, &name) != CUDA_SUCCESS || name == nullptr) {
+    return "CUresult " + std::to_string(static_cast<int>(result));
+  }
+  std::string out = name;
+  if (GetErrorString != nullptr && GetErrorString(result, &text) == CUDA_SUCCESS && text != nullptr) {
+    out += " (";
+    out += text;
+    out += ")";
+  }
+  return out;
+}
+
+Expected<std::shared_ptr<const DriverApi>> load_driver_api() {
+  const std::string name = driver_library_name();
+  void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    return Error{ErrorKind::unavailable, name + " not found (no NVIDIA driver): " + (why ? why : "dlopen failed")};
+  }
+  auto fail = [&](std::string message) -> Expected<std::shared_ptr<const DriverApi>> {
+    dlclose(handle);
+    return Error{ErrorKind::unavailable, name + ": " + message};
+  };
+  // cuGetProcAddress_v2 (CUDA 12.0) reports why a symbol is missing; drivers older than 12.0
+  // lack it, and they could not run kernels built by CUDA 13 anyway.
+  dlerror();
+  void* entry = dlsym(handle, "cuGetProcAddress_v2");
+  if (entry == nullptr) return fail("no cuGetProcAddress_v2 (driver older than CUDA 12.0, or not libcuda)");
+  PFN_cuGetProcAddress_v12000 get_proc = nullptr;
+  static_assert(sizeof get_proc == sizeof entry);
+  get_proc = reinterpret_cast<PFN_cuGetProcAddress_v12000>(entry);
+
+  auto api = std::make_shared<DriverApi>();
+  api->library = name;
+  std::string missing;
+  auto resolve = [&](const char* symbol, void** slot) {
+    CUdriverProcAddressQueryResult found = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    const CUresult status = get_proc(symbol, slot, k_driver_abi_version, CU_GET_PROC_ADDRESS_DEFAULT, &found);
+    if (status != CUDA_SUCCESS || found != CU_GET_PROC_ADDRESS_SUCCESS || *slot == nullptr) {
+      *slot = nullptr;
+      if (missing.empty()) {
+        missing = std::string(symbol) + " unavailable (cuGetProcAddress status " + std::to_string(static_cast<int>(status)) +
+                  (found == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT ? ", version not sufficient"
+                   : found == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND     ? ", symbol not found"
+                                                                       : "") +
+                  ")";
+      }
+    }
+  };
+#define SUBSTRATE_CUDA_RESOLVE(fn, version) resolve("cu" #fn, reinterpret_cast<void**>(&api->fn));
+  SUBSTRATE_CUDA_DRIVER_FUNCTIONS(SUBSTRATE_CUDA_RESOLVE)
+#undef SUBSTRATE_CUDA_RESOLVE
+  if (!missing.empty()) return fail("entry point " + missing);
+  // Never dlclose a complete driver: contexts and threads it started outlive any one caller.
+  return std::shared_ptr<const DriverApi>(std::move(api));
+}
+
+}  // namespace substrate::cuda

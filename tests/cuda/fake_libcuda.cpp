@@ -1,0 +1,299 @@
+// A stand-in for libcuda.so.1, loaded by the CUDA backend through $SUBSTRATE_CUDA_LIBRARY in
+// tests on hosts without an NVIDIA driver. It exports only cuGetProcAddress_v2, as the real
+// driver does for versioned lookups, and hands out entry points that emulate one device whose
+// "device memory" is host memory and whose kernels do nothing. It exercises the backend's host
+// side: loading, entry-point resolution, error mapping, device identity, module/function
+// lookup against the real embedded fatbin, launch geometry, readback, and the hang timeout.
+// $SUBSTRATE_FAKE_CUDA picks the behaviour (read on every call):
+//   device (default)  one healthy device
+//   no_device         cuInit returns CUDA_ERROR_NO_DEVICE
+//   missing_symbol    cuGetProcAddress does not know cuMemAlloc
+//   no_binary         cuModuleLoadData returns CUDA_ERROR_NO_BINARY_FOR_GPU, driver reports 12.8
+//   hang              events never complete
+#include <cuda.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kernels/cuda/launch.hpp"
+
+namespace {
+
+namespace ck = substrate::cuda_kernels;
+
+std::string mode() {
+  const char* m = std::getenv("SUBSTRATE_FAKE_CUDA");
+  return m ? m : "device";
+}
+
+struct LaunchRecord {
+  std::string name;
+  unsigned dims[6] = {};
+  unsigned smem = 0;
+  unsigned char params[128] = {};
+};
+
+std::mutex g_mutex;
+const unsigned char* g_image = nullptr;
+std::size_t g_image_size = 0;
+std::map<CUfunction, std::string> g_functions;
+LaunchRecord g_last;
+int g_launches = 0;
+int g_context_token, g_module_token, g_stream_token, g_event_tokens[64];
+int g_next_event = 0;
+
+CUresult CUDAAPI fake_init(unsigned int) { return mode() == "no_device" ? CUDA_ERROR_NO_DEVICE : CUDA_SUCCESS; }
+CUresult CUDAAPI fake_driver_get_version(int* version) {
+  *version = mode() == "no_binary" ? 12080 : 13000;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_get_error_name(CUresult error, const char** out) {
+  switch (error) {
+    case CUDA_SUCCESS: *out = "CUDA_SUCCESS"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_DEVICE: *out = "CUDA_ERROR_NO_DEVICE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_BINARY_FOR_GPU: *out = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_FOUND: *out = "CUDA_ERROR_NOT_FOUND"; return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_IMAGE: *out = "CUDA_ERROR_INVALID_IMAGE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY: *out = "CUDA_ERROR_OUT_OF_MEMORY"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_READY: *out = "CUDA_ERROR_NOT_READY"; return CUDA_SUCCESS;
+    default: *out = nullptr; return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+CUresult CUDAAPI fake_get_error_string(CUresult error, const char** out) {
+  switch (error) {
+    case CUDA_ERROR_NO_DEVICE: *out = "no CUDA-capable device is detected"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_BINARY_FOR_GPU: *out = "no kernel image is available for execution on the device"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_FOUND: *out = "named symbol not found"; return CUDA_SUCCESS;
+    default: *out = "fake error"; return CUDA_SUCCESS;
+  }
+}
+CUresult CUDAAPI fake_device_get_count(int* count) {
+  *count = 1;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_get(CUdevice* device, int ordinal) {
+  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *device = 0;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_get_name(char* name, int len, CUdevice) {
+  std::snprintf(name, static_cast<std::size_t>(len), "%s", "Fake GPU 80GB");
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_get_uuid(CUuuid* uuid, CUdevice) {
+  const unsigned char bytes[16] = {0xAB, 0x12, 0x00, 0xFF, 0x01, 0x02, 0x03, 0x04,
+                                   0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0xCD};
+  std::memcpy(uuid->bytes, bytes, 16);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_get_pci_bus_id(char* bus, int len, CUdevice) {
+  std::snprintf(bus, static_cast<std::size_t>(len), "%s", "00000000:3B:00.0");
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_get_attribute(int* value, CUdevice_attribute attribute, CUdevice) {
+  switch (attribute) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = 9; break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = 0; break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *value = 132; break;
+    case CU_DEVICE_ATTRIBUTE_INTEGRATED: *value = 0; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *value = 232448; break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_device_total_mem(std::size_t* bytes, CUdevice) {
+  *bytes = std::size_t{80} << 30;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_primary_ctx_retain(CUcontext* context, CUdevice) {
+  *context = reinterpret_cast<CUcontext>(&g_context_token);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_primary_ctx_release(CUdevice) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_ctx_set_current(CUcontext) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_module_load_data(CUmodule* module, const void* image) {
+  if (mode() == "no_binary") return CUDA_ERROR_NO_BINARY_FOR_GPU;
+  const auto* bytes = static_cast<const unsigned char*>(image);
+  std::uint32_t magic;
+  std::memcpy(&magic, bytes, 4);
+  if (magic != 0xBA55ED50u) return CUDA_ERROR_INVALID_IMAGE;
+  std::uint16_t header;
+  std::uint64_t payload;
+  std::memcpy(&header, bytes + 6, 2);
+  std::memcpy(&payload, bytes + 8, 8);
+  std::lock_guard lock(g_mutex);
+  g_image = bytes;
+  g_image_size = header + payload;
+  *module = reinterpret_cast<CUmodule>(&g_module_token);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_module_unload(CUmodule) { return CUDA_SUCCESS; }
+// A function exists when its NUL-terminated name occurs in the image (the ELF symbol tables
+// inside the fatbin hold the extern "C" kernel names).
+CUresult CUDAAPI fake_module_get_function(CUfunction* function, CUmodule, const char* name) {
+  std::lock_guard lock(g_mutex);
+  const std::size_t length = std::strlen(name) + 1;
+  if (g_image == nullptr || memmem(g_image, g_image_size, name, length) == nullptr) return CUDA_ERROR_NOT_FOUND;
+  auto* token = reinterpret_cast<CUfunction>(new std::string(name));
+  g_functions[token] = name;
+  *function = token;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_func_set_attribute(CUfunction, CUfunction_attribute, int) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                                    unsigned bz, unsigned smem, CUstream, void** params, void**) {
+  std::lock_guard lock(g_mutex);
+  LaunchRecord record;
+  record.name = g_functions[f];
+  const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+  std::memcpy(record.dims, dims, sizeof dims);
+  record.smem = smem;
+  std::size_t size = 0;
+  if (record.name == ck::k_fn_fill) size = sizeof(ck::FillParams);
+  else if (record.name == ck::k_fn_generate_raw) size = sizeof(ck::RawParams);
+  else if (record.name == ck::k_fn_attention) size = sizeof(ck::AttentionParams);
+  else if (record.name == ck::k_fn_memory) size = sizeof(ck::MemoryParams);
+  else size = sizeof(ck::GemmParams);
+  std::memcpy(record.params, params[0], size);
+  g_last = record;
+  ++g_launches;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_stream_create(CUstream* stream, unsigned int) {
+  *stream = reinterpret_cast<CUstream>(&g_stream_token);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_stream_destroy(CUstream) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_stream_query(CUstream) { return mode() == "hang" ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS; }
+CUresult CUDAAPI fake_event_create(CUevent* event, unsigned int) {
+  std::lock_guard lock(g_mutex);
+  *event = reinterpret_cast<CUevent>(&g_event_tokens[g_next_event++ % 64]);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_event_destroy(CUevent) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_event_record(CUevent, CUstream) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_event_query(CUevent) { return mode() == "hang" ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS; }
+CUresult CUDAAPI fake_event_elapsed_time(float* ms, CUevent, CUevent) {
+  *ms = 1.5f;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_mem_alloc(CUdeviceptr* ptr, std::size_t bytes) {
+  if (bytes > (std::size_t{1} << 31)) return CUDA_ERROR_OUT_OF_MEMORY;  // keep the host safe
+  void* memory = std::calloc(bytes == 0 ? 1 : bytes, 1);
+  if (memory == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+  *ptr = reinterpret_cast<CUdeviceptr>(memory);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_mem_free(CUdeviceptr ptr) {
+  std::free(reinterpret_cast<void*>(ptr));
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_mem_alloc_host(void** ptr, std::size_t bytes) {
+  *ptr = std::malloc(bytes == 0 ? 1 : bytes);
+  return *ptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+CUresult CUDAAPI fake_mem_free_host(void* ptr) {
+  std::free(ptr);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_memcpy_dtoh_async(void* dst, CUdeviceptr src, std::size_t bytes, CUstream) {
+  std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_memset_d32_async(CUdeviceptr dst, unsigned int value, std::size_t count, CUstream) {
+  auto* words = reinterpret_cast<unsigned int*>(dst);
+  for (std::size_t i = 0; i < count; ++i) words[i] = value;
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_mem_get_info(std::size_t* free, std::size_t* total) {
+  *free = std::size_t{70} << 30;
+  *total = std::size_t{80} << 30;
+  return CUDA_SUCCESS;
+}
+
+struct Entry {
+  const char* name;
+  void* function;
+};
+#define FAKE(name, fn) Entry{name, reinterpret_cast<void*>(&fn)}
+const Entry k_entries[] = {
+    FAKE("cuInit", fake_init),
+    FAKE("cuDriverGetVersion", fake_driver_get_version),
+    FAKE("cuGetErrorName", fake_get_error_name),
+    FAKE("cuGetErrorString", fake_get_error_string),
+    FAKE("cuDeviceGetCount", fake_device_get_count),
+    FAKE("cuDeviceGet", fake_device_get),
+    FAKE("cuDeviceGetName", fake_device_get_name),
+    FAKE("cuDeviceGetUuid", fake_device_get_uuid),
+    FAKE("cuDeviceGetPCIBusId", fake_device_get_pci_bus_id),
+    FAKE("cuDeviceGetAttribute", fake_device_get_attribute),
+    FAKE("cuDeviceTotalMem", fake_device_total_mem),
+    FAKE("cuDevicePrimaryCtxRetain", fake_primary_ctx_retain),
+    FAKE("cuDevicePrimaryCtxRelease", fake_primary_ctx_release),
+    FAKE("cuCtxSetCurrent", fake_ctx_set_current),
+    FAKE("cuModuleLoadData", fake_module_load_data),
+    FAKE("cuModuleUnload", fake_module_unload),
+    FAKE("cuModuleGetFunction", fake_module_get_function),
+    FAKE("cuFuncSetAttribute", fake_func_set_attribute),
+    FAKE("cuLaunchKernel", fake_launch_kernel),
+    FAKE("cuStreamCreate", fake_stream_create),
+    FAKE("cuStreamDestroy", fake_stream_destroy),
+    FAKE("cuStreamQuery", fake_stream_query),
+    FAKE("cuEventCreate", fake_event_create),
+    FAKE("cuEventDestroy", fake_event_destroy),
+    FAKE("cuEventRecord", fake_event_record),
+    FAKE("cuEventQuery", fake_event_query),
+    FAKE("cuEventElapsedTime", fake_event_elapsed_time),
+    FAKE("cuMemAlloc", fake_mem_alloc),
+    FAKE("cuMemFree", fake_mem_free),
+    FAKE("cuMemAllocHost", fake_mem_alloc_host),
+    FAKE("cuMemFreeHost", fake_mem_free_host),
+    FAKE("cuMemcpyDtoHAsync", fake_memcpy_dtoh_async),
+    FAKE("cuMemsetD32Async", fake_memset_d32_async),
+    FAKE("cuMemGetInfo", fake_mem_get_info),
+};
+#undef FAKE
+
+}  // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version,
+                                                                   cuuint64_t flags,
+                                                                   CUdriverProcAddressQueryResult* status) {
+  *pfn = nullptr;
+  if (status) *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+  // The backend must ask with an explicit version and default flags.
+  if (version < 12000 || flags != CU_GET_PROC_ADDRESS_DEFAULT) return CUDA_ERROR_INVALID_VALUE;
+  if (mode() == "missing_symbol" && std::strcmp(symbol, "cuMemAlloc") == 0) return CUDA_ERROR_NOT_FOUND;
+  for (const Entry& entry : k_entries) {
+    if (std::strcmp(entry.name, symbol) == 0) {
+      *pfn = entry.function;
+      if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
+      return CUDA_SUCCESS;
+    }
+  }
+  return CUDA_ERROR_NOT_FOUND;
+}
+
+// Test hooks (not part of the driver API).
+__attribute__((visibility("default"))) int substrate_fake_cuda_launches() {
+  std::lock_guard lock(g_mutex);
+  return g_launches;
+}
+__attribute__((visibility("default"))) void substrate_fake_cuda_last_launch(char* name, std::size_t name_size,
+                                                                           unsigned* dims, unsigned* smem,
+                                                                           unsigned char* params) {
+  std::lock_guard lock(g_mutex);
+  std::snprintf(name, name_size, "%s", g_last.name.c_str());
+  std::memcpy(dims, g_last.dims, sizeof g_last.dims);
+  *smem = g_last.smem;
+  std::memcpy(params, g_last.params, sizeof g_last.params);
+}
+
+}  // extern "C"
