@@ -1,0 +1,147 @@
+#include "probes/telemetry/metrics.hpp"
+
+#include <set>
+#include <string>
+#include <utility>
+
+namespace substrate::telemetry {
+
+namespace {
+
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+// Appends samples to one family, skipping label sets it already has.
+class FamilyBuilder {
+ public:
+  FamilyBuilder(const char* name, const char* help, prometheus::MetricType type) {
+    family_.name = name;
+    family_.help = help;
+    family_.type = type;
+  }
+
+  void add(Labels labels, double value) {
+    if (!seen_.insert(labels).second) return;
+    prometheus::ClientMetric metric;
+    metric.label = std::move(labels);
+    if (family_.type == prometheus::MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
+    family_.metric.push_back(std::move(metric));
+  }
+
+  bool empty() const { return family_.metric.empty(); }
+  prometheus::MetricFamily take() { return std::move(family_); }
+
+ private:
+  prometheus::MetricFamily family_;
+  std::set<Labels> seen_;
+};
+
+constexpr auto kGauge = prometheus::MetricType::Gauge;
+constexpr auto kCounter = prometheus::MetricType::Counter;
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapshot) {
+  FamilyBuilder source_info("substrate_telemetry_source_info",
+                            "1 per telemetry source joined to a device (nvml, amdgpu, hwmon, accel).", kGauge);
+  FamilyBuilder errors("substrate_telemetry_errors_total",
+                       "Telemetry read errors other than \"not supported\", by source and cause, since start.", kCounter);
+  FamilyBuilder temperature("substrate_gpu_temperature_celsius", "Device temperature per sensor; read at scrape time.",
+                            kGauge);
+  FamilyBuilder threshold("substrate_gpu_temperature_threshold_celsius",
+                          "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); read at scrape time.",
+                          kGauge);
+  FamilyBuilder ecc("substrate_ecc_errors_total",
+                    "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); read at scrape time.",
+                    kCounter);
+  FamilyBuilder retired("substrate_retired_pages", "Retired device memory pages by cause; read at scrape time.", kGauge);
+  FamilyBuilder retired_pending("substrate_retired_pages_pending",
+                                "1 when a page retirement waits for a reset; read at scrape time.", kGauge);
+  FamilyBuilder remapped("substrate_remapped_rows", "Remapped memory rows by kind; read at scrape time.", kGauge);
+  FamilyBuilder remapped_pending("substrate_remapped_rows_pending",
+                                 "1 when a row remap waits for a reset; read at scrape time.", kGauge);
+  FamilyBuilder remapped_failure("substrate_remapped_rows_failure", "1 when a row remap failed; read at scrape time.",
+                                 kGauge);
+  FamilyBuilder bad_pages("substrate_vram_bad_pages", "Entries of amdgpu gpu_vram_bad_pages; read at scrape time.",
+                          kGauge);
+  FamilyBuilder xid_events("substrate_xid_events_total",
+                           "XID critical-error events per XID since start, counted by a background NVML event thread.",
+                           kCounter);
+  FamilyBuilder xid_last("substrate_xid_last_timestamp_seconds",
+                         "Unix time of the last event of that XID, recorded by a background NVML event thread.", kGauge);
+  FamilyBuilder reasons("substrate_clock_event_reasons",
+                        "1 when the clock-event (throttle) reason is active; read at scrape time.", kGauge);
+  FamilyBuilder throttle("substrate_throttle_seconds_total",
+                         "Cumulative time clocks were held below target per reason; read at scrape time.", kCounter);
+  FamilyBuilder power("substrate_power_watts", "Power draw; read at scrape time.", kGauge);
+  FamilyBuilder power_limit("substrate_power_limit_watts", "Enforced power limit; read at scrape time.", kGauge);
+  FamilyBuilder clock("substrate_clock_hertz", "Current clock per domain (sm, memory); read at scrape time.", kGauge);
+  FamilyBuilder utilization("substrate_utilization_ratio",
+                            "Fraction of the last sample period the unit was busy (gpu, memory); read at scrape time.",
+                            kGauge);
+  FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; read at scrape time.", kCounter);
+  FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; read at scrape time.",
+                       kCounter);
+
+  for (const TelemetryDevice& device : snapshot.devices) {
+    const std::string& id = device.device.empty() ? device.local_id : device.device;
+    const Readings& r = device.readings;
+    auto with = [&id](Labels more = {}) {
+      Labels labels{{"device", id}};
+      labels.insert(labels.end(), more.begin(), more.end());
+      return labels;
+    };
+    source_info.add(with({{"source", device.source}}), 1);
+    for (const auto& t : r.temperatures) temperature.add(with({{"sensor", t.sensor}}), t.celsius);
+    for (const auto& t : r.temperature_thresholds) {
+      threshold.add(with({{"sensor", t.sensor}, {"threshold", t.threshold}}), t.celsius);
+    }
+    for (const auto& e : r.ecc) {
+      ecc.add(with({{"kind", e.kind}, {"scope", e.scope}, {"location", e.location}}), static_cast<double>(e.count));
+    }
+    for (const auto& [cause, pages] : r.retired_pages) retired.add(with({{"cause", cause}}), static_cast<double>(pages));
+    if (r.retired_pages_pending) retired_pending.add(with(), *r.retired_pages_pending ? 1 : 0);
+    for (const auto& [kind, rows] : r.remapped_rows) remapped.add(with({{"kind", kind}}), static_cast<double>(rows));
+    if (r.remapped_rows_pending) remapped_pending.add(with(), *r.remapped_rows_pending ? 1 : 0);
+    if (r.remapped_rows_failure) remapped_failure.add(with(), *r.remapped_rows_failure ? 1 : 0);
+    if (r.vram_bad_pages) bad_pages.add(with(), static_cast<double>(*r.vram_bad_pages));
+    for (const auto& x : r.xids) {
+      xid_events.add(with({{"xid", std::to_string(x.xid)}}), static_cast<double>(x.count));
+      xid_last.add(with({{"xid", std::to_string(x.xid)}}), x.last_timestamp_seconds);
+    }
+    for (const auto& [reason, active] : r.clock_event_reasons) reasons.add(with({{"reason", reason}}), active ? 1 : 0);
+    for (const auto& [reason, seconds] : r.throttle_seconds) throttle.add(with({{"reason", reason}}), seconds);
+    if (r.power_watts) power.add(with(), *r.power_watts);
+    if (r.power_limit_watts) power_limit.add(with(), *r.power_limit_watts);
+    for (const auto& [name, hertz] : r.clock_hertz) clock.add(with({{"clock", name}}), hertz);
+    for (const auto& [unit, ratio] : r.utilization_ratio) utilization.add(with({{"unit", unit}}), ratio);
+    if (r.pcie_replays) pcie_replays.add(with(), static_cast<double>(*r.pcie_replays));
+    for (const auto& n : r.nvlink_errors) {
+      nvlink.add(with({{"link", std::to_string(n.link)}, {"kind", n.kind}}), static_cast<double>(n.count));
+    }
+  }
+  for (const ErrorTotal& total : snapshot.error_totals) {
+    errors.add({{"source", total.source}, {"cause", total.cause}}, static_cast<double>(total.count));
+  }
+
+  std::vector<prometheus::MetricFamily> families;
+  for (FamilyBuilder* builder :
+       {&source_info, &errors, &temperature, &threshold, &ecc, &retired, &retired_pending, &remapped, &remapped_pending,
+        &remapped_failure, &bad_pages, &xid_events, &xid_last, &reasons, &throttle, &power, &power_limit, &clock,
+        &utilization, &pcie_replays, &nvlink}) {
+    if (!builder->empty()) families.push_back(builder->take());
+  }
+  return families;
+}
+
+TelemetryCollectable::TelemetryCollectable(std::function<Snapshot()> take_snapshot)
+    : take_snapshot_(std::move(take_snapshot)) {}
+
+std::vector<prometheus::MetricFamily> TelemetryCollectable::Collect() const {
+  return to_metric_families(take_snapshot_());
+}
+
+}  // namespace substrate::telemetry

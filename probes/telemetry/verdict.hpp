@@ -1,0 +1,48 @@
+#pragma once
+// Telemetry -> verdict: findings that mark a device degraded or failed, from the previous and the
+// current reading of the same telemetry device. The daemon merges them with the probe results.
+//
+// Rules (each yields at most one finding per device and rule):
+//   failed    uncorrectable ECC count rose since the previous reading (no previous: no finding; a
+//             count that went down, e.g. volatile after a driver reload, is not a rise)
+//   failed    row remapping failed
+//   degraded  a row remap or a page retirement waits for a GPU reset
+//   failed/degraded  a critical XID arrived since the previous reading (see xid_severity)
+//   degraded  thermal or hardware slowdown clock-event reason active, or a temperature at or above
+//             its slowdown or crit threshold
+//   failed    NVML answered GPU_IS_LOST during the read
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "probes/compute_device.hpp"
+#include "probes/telemetry/model.hpp"
+
+namespace substrate::telemetry {
+
+enum class Severity { degraded, failed };
+const char* to_string(Severity severity);
+
+struct Finding {
+  Severity severity;
+  std::string reason;  // one line, e.g. "XID 79 (GPU has fallen off the bus) x1 since last reading"
+};
+
+// The XIDs treated as critical and their severity; nullopt for every other XID (13, 31, 43, 45
+// and the like are usually the application's fault, not the device's).
+//   failed:   48 double-bit ECC, 64 retirement/remap failure, 79 fallen off the bus,
+//             95 uncontained ECC, 119 GSP RPC timeout, 120 GSP error
+//   degraded: 63 retirement/remap recorded (reset pending), 74 NVLink error,
+//             92 high single-bit ECC rate, 94 contained ECC error
+std::optional<Severity> xid_severity(std::uint32_t xid);
+
+// Findings for one telemetry device; `previous` is its reading from the last snapshot (same
+// source and local id), or null on the first.
+std::vector<Finding> telemetry_findings(const TelemetryDevice* previous, const TelemetryDevice& current);
+
+// Findings for every telemetry device of `current` joined to `compute` (same device label after
+// join_devices(), or same PCI bus id / UUID), each compared with its counterpart in `previous`.
+std::vector<Finding> findings_for(const DeviceInfo& compute, const Snapshot* previous, const Snapshot& current);
+
+}  // namespace substrate::telemetry
