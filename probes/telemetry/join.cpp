@@ -100,4 +100,14 @@ Snapshot join_devices(Snapshot snapshot, const std::vector<DeviceInfo>& compute_
   return snapshot;
 }
 
+std::vector<std::string> telemetry_sources(const Snapshot& joined, const std::string& device_id) {
+  std::vector<std::string> sources;
+  for (const TelemetryDevice& device : joined.devices) {
+    if (device.device == device_id && std::find(sources.begin(), sources.end(), device.source) == sources.end()) {
+      sources.push_back(device.source);
+    }
+  }
+  return sources;
+}
+
 }  // namespace substrate::telemetry

@@ -26,4 +26,8 @@ bool same_device(const TelemetryDevice& telemetry, const DeviceInfo& compute);
 // hwmon in that order), e.g. "nvml0" or "drm-card0".
 Snapshot join_devices(Snapshot snapshot, const std::vector<DeviceInfo>& compute_devices);
 
+// The sources joined to `device_id` in a joined snapshot, in snapshot order without repeats, e.g.
+// {"nvml"} or {"amdgpu", "hwmon"}; what `substrated devices` lists per device.
+std::vector<std::string> telemetry_sources(const Snapshot& joined, const std::string& device_id);
+
 }  // namespace substrate::telemetry

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <fstream>
-#include <sstream>
+#include <cerrno>
+#include <cstring>
 #include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "probes/telemetry/join.hpp"
 
@@ -14,14 +17,27 @@ namespace substrate::telemetry::sysfs {
 namespace fs = std::filesystem;
 
 Expected<std::string> read_text(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::exists(file, ec)) return Error{ErrorKind::unavailable, file.string() + ": missing"};
-  std::ifstream in(file);
-  if (!in) return Error{ErrorKind::io_error, file.string() + ": cannot open"};
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Error{ErrorKind::io_error, file.string() + ": read failed"};
-  std::string content = text.str();
+  // POSIX reads, because an iostream turns a failing read (EIO from a GPU in reset) into EOF.
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == ENOENT) return Error{ErrorKind::unavailable, file.string() + ": missing"};
+    return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(error)};
+  }
+  std::string content;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got == 0) break;
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int error = errno;
+      ::close(fd);
+      return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(error)};
+    }
+    content.append(buffer, static_cast<std::size_t>(got));
+  }
+  ::close(fd);
   while (!content.empty() && std::isspace(static_cast<unsigned char>(content.back()))) content.pop_back();
   return content;
 }
@@ -45,8 +61,10 @@ std::vector<fs::path> numbered_entries(const fs::path& dir, std::string_view pre
     const std::string name = it->path().filename().string();
     if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string_view digits = std::string_view(name).substr(prefix.size());
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
-    found.emplace_back(std::stol(std::string(digits)), it->path());
+    long number = 0;
+    const auto [digits_end, parse_error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+    if (parse_error != std::errc() || digits_end != digits.data() + digits.size() || digits.front() == '-') continue;
+    found.emplace_back(number, it->path());
   }
   std::sort(found.begin(), found.end());
   std::vector<fs::path> paths;

@@ -76,3 +76,14 @@ TEST_CASE("telemetry: same_device prefers PCI over UUID", "[telemetry]") {
   CHECK(same_device(nvml, compute_device("cuda2", "", "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6")));
   CHECK_FALSE(same_device(telemetry_device("accel", "accel0", ""), compute_device("vulkan0", "")));
 }
+
+TEST_CASE("telemetry: sources are listed per joined device", "[telemetry]") {
+  Snapshot snapshot;
+  snapshot.devices = {telemetry_device("amdgpu", "drm-card0", "0000:65:00.0"),
+                      telemetry_device("hwmon", "drm-card0", "0000:65:00.0"),
+                      telemetry_device("accel", "accel0", "0000:00:0b.0")};
+  const Snapshot joined = join_devices(snapshot, {compute_device("vulkan0", "0000:65:00.0")});
+  CHECK(telemetry_sources(joined, "vulkan0") == std::vector<std::string>{"amdgpu", "hwmon"});
+  CHECK(telemetry_sources(joined, "accel0") == std::vector<std::string>{"accel"});
+  CHECK(telemetry_sources(joined, "cuda0").empty());
+}

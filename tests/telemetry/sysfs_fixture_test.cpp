@@ -9,6 +9,7 @@
 #include "probes/telemetry/collectors.hpp"
 #include "probes/telemetry/hwmon.hpp"
 #include "probes/telemetry/reader.hpp"
+#include "probes/telemetry/sysfs.hpp"
 #include "tests/telemetry/test_support.hpp"
 
 using namespace substrate::telemetry;
@@ -125,4 +126,12 @@ TEST_CASE("telemetry: a disabled collector is not read", "[telemetry]") {
   const Snapshot snapshot = reader.read();
   REQUIRE(snapshot.devices.size() == 2);
   CHECK(snapshot.devices[0].source == "amdgpu");
+}
+
+TEST_CASE("telemetry: sysfs reads tell missing files from unreadable ones", "[telemetry]") {
+  const auto card0 = fixture_sysfs() / "class" / "drm" / "card0" / "device";
+  CHECK(*sysfs::read_text(card0 / "ras" / "umc_err_count") == "ue: 0\nce: 3");
+  CHECK(sysfs::read_text(card0 / "ras" / "no_such_err_count").error().kind == substrate::ErrorKind::unavailable);
+  // A read that fails (here EISDIR; on real hardware EIO from a GPU in reset) is an I/O error.
+  CHECK(sysfs::read_text(card0 / "ras").error().kind == substrate::ErrorKind::io_error);
 }

@@ -138,12 +138,13 @@ void read_memory_errors(const Api& a, api::Device handle, Checker& check, teleme
       }
     }
   }
-  for (const Named& cause : kRetirementCauses) {
-    // A zero-sized query returns the page count, as SUCCESS or INSUFFICIENT_SIZE.
-    unsigned int pages = 0;
-    if (!a.device_get_retired_pages) break;
-    const api::Return rc = a.device_get_retired_pages(handle, cause.value, &pages, nullptr);
-    if (rc == api::kErrorInsufficientSize || check.ok(rc, "nvmlDeviceGetRetiredPages")) r.retired_pages[cause.name] = pages;
+  if (a.device_get_retired_pages) {
+    for (const Named& cause : kRetirementCauses) {
+      // A zero-sized query returns the page count, as SUCCESS or INSUFFICIENT_SIZE.
+      unsigned int pages = 0;
+      const api::Return rc = a.device_get_retired_pages(handle, cause.value, &pages, nullptr);
+      if (rc == api::kErrorInsufficientSize || check.ok(rc, "nvmlDeviceGetRetiredPages")) r.retired_pages[cause.name] = pages;
+    }
   }
   int pending = 0;
   if (a.device_get_retired_pages_pending_status &&
