@@ -1,0 +1,60 @@
+#pragma once
+// The daemon's configuration (YAML, default config/substrated.yaml; every key documented in
+// docs/configuration.md). Parsing validates everything: unknown keys, wrong types and values out
+// of range are errors naming file, line, column and key.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/expected.hpp"
+#include "kernels/spec.hpp"
+
+namespace substrate {
+
+struct ProbeSchedule {
+  bool enabled = true;
+  double interval_seconds = 300.0;
+  double timeout_seconds = 120.0;
+  std::uint64_t seed = 1;
+  std::optional<std::string> size;   // as `substrated probe --size`
+  std::vector<Mode> modes;           // empty: the probe's defaults
+  std::vector<Dtype> dtypes;         // empty: the probe's defaults
+  std::optional<std::string> drill;  // as `--inject`: a standing fault-injection drill
+};
+
+struct VerdictPolicy {
+  // Consecutive failing runs of a non-definite kind (fingerprint change, cross-device minority,
+  // slowdown, error) before the device leaves healthy; a golden mismatch fails at once.
+  std::uint32_t failures_to_degrade = 2;
+  std::uint32_t failures_to_fail = 3;
+  std::uint32_t passes_to_recover = 3;  // consecutive clean runs before returning to healthy
+  double slowdown_ratio = 1.5;          // device time / baseline that counts as a slowdown
+};
+
+struct Config {
+  std::string source = "<defaults>";  // file the config came from
+  std::string listen_address = "0.0.0.0";
+  std::uint16_t listen_port = 19400;
+  std::string state_directory = "/var/lib/substrated";
+  std::string runtime_directory = "/run/substrated";
+  std::string sysfs_root = "/sys";
+  std::vector<std::string> devices = {"all"};  // selectors as `--device`
+  double jitter_ratio = 0.1;        // each interval is stretched or shrunk by up to this share
+  double max_duty_cycle = 0.01;     // device time / wall time budget per device
+  double busy_utilization = 0.5;    // defer probes while telemetry utilisation is above this
+  double max_staleness_seconds = 3600.0;  // ...but never longer than this
+  double shutdown_grace_seconds = 10.0;   // wait this long for a running probe on SIGTERM
+  std::string log_level = "info";
+  VerdictPolicy verdict;
+  std::map<std::string, ProbeSchedule> probes;  // by registry id; every registered probe present
+};
+
+// Parses YAML text; `source` names the file in errors. invalid_argument with
+// "FILE:LINE:COLUMN: key 'probes.gemm.interval_seconds': ..." on any problem.
+Expected<Config> parse_config(const std::string& text, const std::string& source);
+// Reads and parses a file; io_error when it cannot be read.
+Expected<Config> load_config(const std::string& path);
+
+}  // namespace substrate

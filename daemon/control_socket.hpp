@@ -1,0 +1,35 @@
+#pragma once
+// The control socket: a Unix stream socket (mode 0660) in the runtime directory. One request per
+// connection: a single JSON object on one line (at most 64 KiB); one JSON reply on one line.
+// Malformed, oversized or slow requests get {"ok":false,"error":"..."} and never disturb the
+// daemon. Requests:
+//   {"command":"probe","args":["--kernel","gemm",...]}  -> {"ok":true,"exit_code":N,"results":[...]}
+//   {"command":"status"}                                 -> {"ok":true,"status":{...}}
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "kernels/expected.hpp"
+
+namespace substrate {
+
+// Called on the event loop; may complete `reply` later from any thread (the server posts it back).
+using ControlHandler = std::function<void(const nlohmann::json& request, std::function<void(nlohmann::json)> reply)>;
+
+class ControlServer {
+ public:
+  static Expected<std::unique_ptr<ControlServer>> start(boost::asio::io_context& io, const std::string& socket_path,
+                                                        ControlHandler handler);
+  virtual ~ControlServer() = default;
+  virtual void stop() = 0;
+};
+
+// Client side, used by `substrated probe`/`status`: sends one request, waits up to
+// timeout_seconds for the reply. unavailable when no daemon listens at `socket_path`.
+Expected<nlohmann::json> control_request(const std::string& socket_path, const nlohmann::json& request,
+                                         double timeout_seconds);
+
+}  // namespace substrate

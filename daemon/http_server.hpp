@@ -1,0 +1,38 @@
+#pragma once
+// HTTP on the daemon's event loop (Boost.Beast): GET /metrics, /healthz, /status; everything
+// else 404 (unknown path) or 405 (other method). Bounded: request line and header size, body
+// size, read timeout, concurrent connections. Nothing here starts device work.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "kernels/expected.hpp"
+
+namespace substrate {
+
+struct HttpHandlers {
+  std::function<std::string()> metrics;  // Prometheus text format
+  std::function<std::string()> status;   // JSON document
+};
+
+struct HttpLimits {
+  std::size_t max_header_bytes = 8192;
+  std::size_t max_body_bytes = 0;  // GET only
+  double read_timeout_seconds = 10.0;
+  std::size_t max_connections = 64;
+};
+
+class HttpServer {
+ public:
+  // Binds and listens; invalid_argument / io_error naming the address on failure (e.g. in use).
+  static Expected<std::unique_ptr<HttpServer>> start(boost::asio::io_context& io, const std::string& address,
+                                                     std::uint16_t port, HttpHandlers handlers, HttpLimits limits = {});
+  virtual ~HttpServer() = default;
+  virtual std::uint16_t port() const = 0;  // the bound port (useful with port 0)
+  virtual void stop() = 0;
+};
+
+}  // namespace substrate

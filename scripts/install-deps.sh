@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, running and testing substrated needs.
+# Idempotent: apt is only called when something is missing.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config git
+  libboost-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
+  libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
+  libsystemd-dev systemd
+  prometheus python3 python3-yaml curl
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
