@@ -19,7 +19,7 @@ for variant in release asan; do
   cmake --build $dir -j"$jobs"
   echo "== $variant tests"
   # Mesa's LLVM JIT keeps allocations until exit; leaks in the project's own code still fail.
-  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   (cd $dir && ctest --output-on-failure --timeout 900) || status=1
 done

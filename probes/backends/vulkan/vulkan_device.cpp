@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 
 #include "kernels/generator.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
@@ -490,11 +491,21 @@ class VulkanComputeDevice final : public ComputeDevice {
   std::chrono::steady_clock::time_point retention_written_;
 };
 
+// One instance for the process, kept until exit: rediscovery (SIGHUP) reuses it instead of
+// unloading and reloading the drivers, and drivers' one-time allocations stay attributable.
+std::shared_ptr<Instance> process_instance() {
+  static std::mutex mutex;
+  static std::shared_ptr<Instance>* instance = nullptr;
+  std::lock_guard lock(mutex);
+  if (!instance) instance = new std::shared_ptr<Instance>(std::make_shared<Instance>());
+  return *instance;
+}
+
 }  // namespace
 
 void discover(std::vector<DevicePtr>& devices, std::vector<std::string>& notes) {
   try {
-    auto instance = std::make_shared<Instance>();
+    auto instance = process_instance();
     const auto physical = instance->physical_devices();
     if (physical.empty()) notes.push_back("vulkan: the loader found no devices (is mesa-vulkan-drivers installed?)");
     for (std::size_t i = 0; i < physical.size(); ++i) {
