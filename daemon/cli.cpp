@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/config.hpp"
+#include "daemon/control_socket.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
+#include "daemon/service.hpp"
 #include "probes/registry.hpp"
 
 namespace substrate::cli {
@@ -19,6 +23,9 @@ constexpr const char* k_usage =
     "commands:\n"
     "  devices            list every compute device with backend, driver, UUID and PCI bus id\n"
     "  probe              run the reference kernels on devices and check them (exit 0 pass, 1 fault, 2 cannot run)\n"
+    "  serve              run the daemon: scheduled probes, /metrics, control socket (systemd notify)\n"
+    "  status             print the running daemon's verdicts\n"
+    "  config check FILE  validate a configuration file (exit 0 valid, 1 invalid)\n"
     "  help               this text; `substrated <command> --help` for a command\n";
 
 constexpr const char* k_probe_usage =
@@ -36,10 +43,21 @@ constexpr const char* k_probe_usage =
     "  --timeout S    seconds before a kernel counts as hung (default 120)\n"
     "  --json         one JSON document with every result (schema: docs/probe-result.md)\n"
     "  --list         list the registered probes\n"
+    "  --local        run in this process even when a daemon is running\n"
+    "  --socket PATH  the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)\n"
+    "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 4 s;\n"
+    "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
     "\n"
     "exit: 0 every check passed, 1 a check found a fault, 2 could not run\n";
 
 constexpr const char* k_devices_usage = "usage: substrated devices [--json]\n";
+constexpr const char* k_serve_usage =
+    "usage: substrated serve [--config FILE]\n"
+    "  FILE defaults to /etc/substrated/substrated.yaml; an invalid file exits 78 (EX_CONFIG).\n"
+    "  SIGHUP reloads the file; SIGTERM/SIGINT stop after the running probe (bounded) and save state.\n";
+constexpr const char* k_status_usage = "usage: substrated status [--socket PATH] [--json]\n";
+constexpr const char* k_config_usage = "usage: substrated config check FILE\n";
+constexpr const char* k_default_config = "/etc/substrated/substrated.yaml";
 
 bool has(const std::vector<std::string>& flags, const std::string& flag) {
   return std::find(flags.begin(), flags.end(), flag) != flags.end();
@@ -82,7 +100,70 @@ int devices_command(const std::vector<std::string>& args) {
   return k_exit_ok;
 }
 
-int probe_command(const std::vector<std::string>& args) {
+std::string default_socket() {
+  const char* env = std::getenv("SUBSTRATED_SOCKET");
+  return env && *env ? env : "/run/substrated/control.sock";
+}
+
+// Removes "--socket PATH" from args; returns the socket path to use.
+std::string take_socket(std::vector<std::string>& args) {
+  std::string socket = default_socket();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--socket") continue;
+    if (i + 1 < args.size()) socket = args[i + 1];
+    args.erase(args.begin() + i, args.begin() + std::min(args.size(), i + 2));
+    break;
+  }
+  return socket;
+}
+
+int print_daemon_probe(const nlohmann::json& reply, bool json) {
+  if (!reply.value("ok", false)) {
+    std::cerr << "substrated: daemon: " << reply.value("error", std::string("unknown error")) << "\n";
+    return reply.value("exit_code", k_exit_cannot_run);
+  }
+  if (json) {
+    std::cout << nlohmann::json{{"results", reply.at("results")}}.dump(2) << "\n";
+  } else {
+    std::cout << reply.value("text", std::string()) << "(run by the substrated daemon)\n";
+  }
+  return reply.value("exit_code", k_exit_cannot_run);
+}
+
+// node-problem-detector: answer from cached verdicts, never run kernels (plugin timeout 5 s).
+int npd_check(const std::string& socket) {
+  auto reply = control_request(socket, {{"command", "status"}}, 4.0);
+  if (!reply || !reply->value("ok", false)) {
+    std::cout << "substrated unreachable: verdict unknown\n";
+    return k_exit_cannot_run;
+  }
+  std::vector<std::string> bad;
+  int known = 0;
+  for (const auto& device : reply->at("status").at("devices")) {
+    const std::string health = device.at("health").get<std::string>();
+    if (health == "failed" || health == "hung") bad.push_back(device.at("device").at("id").get<std::string>() + " " + health);
+    if (health != "unknown") ++known;
+  }
+  if (!bad.empty()) {
+    std::string line;
+    for (const std::string& b : bad) line += (line.empty() ? "" : ", ") + b;
+    std::cout << line.substr(0, 78) << "\n";
+    return k_exit_fault;
+  }
+  if (known == 0) {
+    std::cout << "no verdict yet\n";
+    return k_exit_cannot_run;
+  }
+  std::cout << "all " << known << " device(s) trustworthy\n";
+  return k_exit_ok;
+}
+
+int probe_command(std::vector<std::string> args) {
+  const std::string socket = take_socket(args);
+  std::vector<std::string> daemon_args;
+  for (const std::string& a : args) {
+    if (a != "--json" && a != "--local") daemon_args.push_back(a);
+  }
   std::vector<std::string> flags;
   auto request = parse_probe_request(args, flags);
   if (has(flags, "--help") || has(flags, "-h")) {
@@ -91,9 +172,18 @@ int probe_command(const std::vector<std::string>& args) {
   }
   if (!request) return fail(request.error().message);
   for (const std::string& flag : flags) {
-    if (flag != "--json" && flag != "--list") return fail("probe: unknown option '" + flag + "'");
+    if (flag != "--json" && flag != "--list" && flag != "--local" && flag != "--npd") {
+      return fail("probe: unknown option '" + flag + "'");
+    }
   }
   if (has(flags, "--list")) return list_probes();
+  if (has(flags, "--npd")) return npd_check(socket);
+  if (!has(flags, "--local")) {
+    // The daemon schedules the run on its own workers, so the CLI never fights it for the device.
+    auto reply = control_request(socket, {{"command", "probe"}, {"args", daemon_args}}, request->timeout_seconds * 4 + 30);
+    if (reply) return print_daemon_probe(*reply, has(flags, "--json"));
+    if (reply.error().kind != ErrorKind::unavailable) return fail(reply.error().message);
+  }
 
   Discovery found = discover_devices();
   std::vector<ProbeResult> results;
@@ -125,6 +215,70 @@ int probe_command(const std::vector<std::string>& args) {
   return fault ? k_exit_fault : (error ? k_exit_cannot_run : k_exit_ok);
 }
 
+int serve_command(const std::vector<std::string>& args) {
+  ServeOptions options;
+  options.config_path = k_default_config;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      std::cout << k_serve_usage;
+      return k_exit_ok;
+    }
+    if (args[i] == "--config" && i + 1 < args.size()) {
+      options.config_path = args[++i];
+      continue;
+    }
+    return fail("serve: unexpected argument '" + args[i] + "'\n" + k_serve_usage);
+  }
+  return serve(std::move(options));
+}
+
+int status_command(std::vector<std::string> args) {
+  const std::string socket = take_socket(args);
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::cout << k_status_usage;
+      return k_exit_ok;
+    }
+    if (arg != "--json") return fail("status: unknown option '" + arg + "'");
+  }
+  auto reply = control_request(socket, {{"command", "status"}}, 10.0);
+  if (!reply) return fail(reply.error().message);
+  if (!reply->value("ok", false)) return fail("daemon: " + reply->value("error", std::string("unknown error")));
+  const nlohmann::json& status = reply->at("status");
+  if (has(args, "--json")) {
+    std::cout << status.dump(2) << "\n";
+    return k_exit_ok;
+  }
+  for (const auto& device : status.at("devices")) {
+    std::cout << device.at("device").at("id").get<std::string>() << "  " << device.at("health").get<std::string>()
+              << "  " << device.at("device").at("name").get<std::string>() << "\n";
+    for (const auto& reason : device.at("reasons")) std::cout << "    " << reason.get<std::string>() << "\n";
+    for (const auto& [probe, info] : device.at("probes").items()) {
+      std::cout << "    " << probe << ": " << info.at("runs").get<std::uint64_t>() << " run(s)"
+                << (info.at("drill").get<bool>() ? ", DRILL configured" : "") << "\n";
+    }
+  }
+  if (!status.at("config_last_reload_successful").get<bool>()) std::cout << "warning: the last config reload failed\n";
+  return k_exit_ok;
+}
+
+int config_command(const std::vector<std::string>& args) {
+  if (args.size() != 2 || args[0] != "check") {
+    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+      std::cout << k_config_usage;
+      return k_exit_ok;
+    }
+    return fail(std::string("config: expected 'check FILE'\n") + k_config_usage);
+  }
+  auto config = load_config(args[1]);
+  if (!config) {
+    std::cerr << config.error().message << "\n";
+    return k_exit_fault;
+  }
+  std::cout << args[1] << ": valid\n";
+  return k_exit_ok;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
@@ -144,6 +298,9 @@ int run(const std::vector<std::string>& args) {
   }
   if (command == "devices") return devices_command(rest);
   if (command == "probe") return probe_command(rest);
+  if (command == "serve") return serve_command(rest);
+  if (command == "status") return status_command(rest);
+  if (command == "config") return config_command(rest);
   return fail("unknown command '" + command + "'\n" + k_usage);
 }
 

@@ -1,0 +1,70 @@
+#include "daemon/device_worker.hpp"
+
+namespace substrate {
+
+DeviceWorker::DeviceWorker() : thread_([this] { loop(); }) {}
+
+DeviceWorker::~DeviceWorker() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void DeviceWorker::submit(std::function<void()> job, bool urgent) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    if (urgent) {
+      jobs_.push_front(std::move(job));
+    } else {
+      jobs_.push_back(std::move(job));
+    }
+  }
+  wake_.notify_one();
+}
+
+std::optional<std::chrono::steady_clock::time_point> DeviceWorker::running_since() const {
+  std::lock_guard lock(mutex_);
+  return running_since_;
+}
+
+bool DeviceWorker::idle() const {
+  std::lock_guard lock(mutex_);
+  return !running_since_ && jobs_.empty();
+}
+
+bool DeviceWorker::stop(std::chrono::milliseconds grace) {
+  std::unique_lock lock(mutex_);
+  stopping_ = true;
+  jobs_.clear();
+  wake_.notify_all();
+  return finished_.wait_for(lock, grace, [this] { return !running_since_; });
+}
+
+void DeviceWorker::abandon(std::unique_ptr<DeviceWorker> worker) {
+  if (worker->thread_.joinable()) worker->thread_.detach();
+  (void)worker.release();
+}
+
+void DeviceWorker::loop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) break;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_since_ = std::chrono::steady_clock::now();
+    lock.unlock();
+    job();
+    lock.lock();
+    running_since_.reset();
+    finished_.notify_all();
+  }
+  running_since_.reset();
+  finished_.notify_all();
+}
+
+}  // namespace substrate

@@ -1,0 +1,61 @@
+#pragma once
+// Per-device verdicts from probe runs and telemetry, with hysteresis: a definite numerical fault
+// (golden mismatch) or a telemetry finding of severity failed fails at once; softer evidence
+// (fingerprint change, cross-device minority, slowdown, a run that errored) must repeat before the
+// device leaves healthy, and a device returns to healthy only after several clean runs.
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/config.hpp"
+
+namespace substrate {
+
+enum class Health { healthy, degraded, failed, hung, unknown };
+const char* to_string(Health health);
+inline constexpr Health k_all_health[] = {Health::healthy, Health::degraded, Health::failed, Health::hung,
+                                          Health::unknown};
+
+// Failure reasons: the values of the `reason` label.
+enum class Reason { golden_mismatch, fingerprint_change, cross_device, slowdown, timeout, error };
+const char* to_string(Reason reason);
+
+struct RunFindings {
+  std::set<Reason> reasons;  // empty: a clean run
+  std::string detail;        // e.g. "gemm/f32/exact/256x256x256 seed 1: 1 element wrong"
+};
+
+struct TelemetryFinding {
+  bool failed = false;  // severity failed (else degraded)
+  std::string reason;
+};
+
+struct VerdictState {
+  Health health = Health::unknown;
+  std::vector<std::string> reasons;  // why the device is not healthy
+  std::uint32_t consecutive_failures = 0;
+  std::uint32_t consecutive_passes = 0;
+};
+
+// Folds one run's findings into the verdict.
+void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy& policy);
+// Telemetry findings of severity failed (an ECC rise, an XID, a failed remap) are events: they
+// fail the device until `passes_to_recover` clean runs follow. Degraded findings are conditions
+// (a thermal slowdown, a pending remap) and count only while present: see effective_health.
+void apply_telemetry_events(VerdictState& state, const std::vector<TelemetryFinding>& findings);
+
+struct EffectiveVerdict {
+  Health health = Health::unknown;
+  std::vector<std::string> reasons;
+};
+// The verdict shown to users: the runs' verdict, raised to degraded while a telemetry condition
+// is present.
+EffectiveVerdict effective_verdict(const VerdictState& state, const std::vector<TelemetryFinding>& conditions);
+
+// Cross-device vote among peers (same model, driver, kernel build, spec): the devices whose
+// fingerprint differs from a strict majority. No majority (e.g. 1 vs 1): nobody is singled out.
+std::set<std::string> fingerprint_minority(const std::map<std::string, std::string>& fingerprint_by_device);
+
+}  // namespace substrate
