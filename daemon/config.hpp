@@ -22,6 +22,7 @@ struct ProbeSchedule {
   std::vector<Mode> modes;           // empty: the probe's defaults
   std::vector<Dtype> dtypes;         // empty: the probe's defaults
   std::optional<std::string> drill;  // as `--inject`: a standing fault-injection drill
+  bool operator==(const ProbeSchedule&) const = default;
 };
 
 struct VerdictPolicy {
@@ -31,6 +32,7 @@ struct VerdictPolicy {
   std::uint32_t failures_to_fail = 3;
   std::uint32_t passes_to_recover = 3;  // consecutive clean runs before returning to healthy
   double slowdown_ratio = 1.5;          // device time / baseline that counts as a slowdown
+  bool operator==(const VerdictPolicy&) const = default;
 };
 
 struct Config {
@@ -49,7 +51,11 @@ struct Config {
   std::string log_level = "info";
   VerdictPolicy verdict;
   std::map<std::string, ProbeSchedule> probes;  // by registry id; every registered probe present
+  bool operator==(const Config&) const = default;  // compares `source` too
 };
+
+// The defaults, with every registered probe present (what an empty file gives, source aside).
+Config default_config();
 
 // Parses YAML text; `source` names the file in errors. invalid_argument with
 // "FILE:LINE:COLUMN: key 'probes.gemm.interval_seconds': ..." on any problem.

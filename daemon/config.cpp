@@ -1,0 +1,443 @@
+// YAML configuration: strict parsing and validation. Every problem is reported as
+// "FILE:LINE:COLUMN: key 'a.b.c': what is wrong" with 1-based line and column, taken from the
+// yaml-cpp node marks. The layout and every key are documented in docs/configuration.md.
+#include "daemon/config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "probes/registry.hpp"
+
+namespace substrate {
+namespace {
+
+constexpr std::size_t k_max_config_bytes = 1 << 20;
+
+// Thrown inside the parser, turned into an Error at the top.
+struct ConfigProblem {
+  std::string message;
+};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+std::string format_number(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+// Interval between scheduled runs when the file does not say: memory passes are heavier.
+double default_interval(const std::string& probe_id) { return probe_id == "memory" ? 900.0 : 300.0; }
+
+class Parser {
+ public:
+  explicit Parser(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Mark& mark, const std::string& key, const std::string& what) const {
+    const int line = mark.is_null() ? 1 : mark.line + 1;
+    const int column = mark.is_null() ? 1 : mark.column + 1;
+    std::string message = source_ + ":" + std::to_string(line) + ":" + std::to_string(column) + ": ";
+    if (!key.empty()) message += "key '" + key + "': ";
+    throw ConfigProblem{message + what};
+  }
+  [[noreturn]] void fail(const YAML::Node& node, const std::string& key, const std::string& what) const {
+    // An empty value (`key:` and nothing) is marked where the next token starts, often the next
+    // line: point at its key instead.
+    fail(node.IsNull() && !null_key_mark_.is_null() ? null_key_mark_ : node.Mark(), key, what);
+  }
+
+  // Walks a mapping: every key must be a plain string from `allowed`, at most once. A null
+  // value (`key:` with nothing after it) counts as an empty mapping.
+  void for_each_key(const YAML::Node& map, const std::string& path, const std::vector<std::string>& allowed,
+                    const std::function<void(const std::string&, const YAML::Node&, const std::string&)>& visit) {
+    if (map.IsNull()) return;
+    if (!map.IsMap()) fail(map, path, "expected a mapping, got " + describe(map));
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node key_node = it->first;
+      if (!key_node.IsScalar()) fail(key_node, path, "mapping keys must be plain strings");
+      const std::string key = key_node.Scalar();
+      const std::string key_path = path.empty() ? key : path + "." + key;
+      if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        fail(key_node, key_path, "unknown key (expected one of: " + join(allowed) + ")");
+      }
+      if (!seen.insert(key).second) fail(key_node, key_path, "duplicate key");
+      null_key_mark_ = it->second.IsNull() ? key_node.Mark() : YAML::Mark::null_mark();
+      visit(key, it->second, key_path);
+    }
+  }
+
+  static std::string describe(const YAML::Node& node) {
+    if (node.IsNull()) return "null";
+    if (node.IsSequence()) return "a sequence";
+    if (node.IsMap()) return "a mapping";
+    if (node.IsScalar()) return "'" + node.Scalar() + "'";
+    return "nothing";
+  }
+
+  static bool quoted(const YAML::Node& node) { return node.Tag() == "!"; }
+
+  std::string string_value(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar()) fail(node, key, "expected a string, got " + describe(node));
+    if (node.Scalar().empty()) fail(node, key, "must not be empty");
+    return node.Scalar();
+  }
+
+  bool bool_value(const YAML::Node& node, const std::string& key) const {
+    if (node.IsScalar() && !quoted(node)) {
+      const std::string& text = node.Scalar();
+      if (text == "true" || text == "True" || text == "TRUE") return true;
+      if (text == "false" || text == "False" || text == "FALSE") return false;
+    }
+    fail(node, key, "expected true or false, got " + describe(node));
+  }
+
+  std::uint64_t uint_value(const YAML::Node& node, const std::string& key, std::uint64_t min, std::uint64_t max) const {
+    if (!node.IsScalar() || quoted(node)) fail(node, key, "expected an integer, got " + describe(node));
+    std::string text = node.Scalar();
+    if (!text.empty() && text[0] == '+') text.erase(0, 1);
+    std::uint64_t value = 0;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (ec == std::errc::result_out_of_range) {
+      fail(node, key, "must be in " + std::to_string(min) + ".." + std::to_string(max) + ", got " + node.Scalar());
+    }
+    if (text.empty() || ec != std::errc{} || ptr != end) {
+      fail(node, key, "expected a non-negative integer, got " + describe(node));
+    }
+    if (value < min || value > max) {
+      fail(node, key, "must be in " + std::to_string(min) + ".." + std::to_string(max) + ", got " + node.Scalar());
+    }
+    return value;
+  }
+
+  double number_value(const YAML::Node& node, const std::string& key) const {
+    if (!node.IsScalar() || quoted(node)) fail(node, key, "expected a number, got " + describe(node));
+    const std::string& text = node.Scalar();
+    const bool plain_decimal = !text.empty() && text.find_first_not_of("0123456789+-.eE") == std::string::npos;
+    errno = 0;
+    char* end = nullptr;
+    const double value = plain_decimal ? std::strtod(text.c_str(), &end) : 0.0;
+    if (!plain_decimal || end != text.c_str() + text.size()) {
+      fail(node, key, "expected a number, got " + describe(node));
+    }
+    if (errno == ERANGE || !std::isfinite(value)) fail(node, key, "number out of range: " + text);
+    return value;
+  }
+
+  // Range checks: `low_open` excludes the lower bound.
+  double ranged(const YAML::Node& node, const std::string& key, double low, bool low_open, double high,
+                bool high_open) const {
+    const double value = number_value(node, key);
+    const bool below = low_open ? !(value > low) : !(value >= low);
+    const bool above = high_open ? !(value < high) : !(value <= high);
+    if (below || above) {
+      const std::string range = std::string(low_open ? "(" : "[") + format_number(low) + ", " +
+                                (std::isinf(high) ? std::string("inf") : format_number(high)) + (high_open ? ")" : "]");
+      fail(node, key, "must be in " + range + ", got " + node.Scalar());
+    }
+    return value;
+  }
+
+  Config parse(const YAML::Node& root) {
+    Config config = default_config();
+    config.source = source_;
+    if (root.IsNull()) return config;
+    if (!root.IsMap()) fail(root, "", "the top level must be a mapping of keys, got " + describe(root));
+    // Where to report failures_to_fail < failures_to_degrade: at whichever of the two the file set.
+    YAML::Mark order_mark = root.Mark();
+    std::string order_key = "verdict";
+    for_each_key(root, "",
+                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "jitter_ratio",
+                  "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
+                  "log_level", "verdict", "probes"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+                   if (key == "listen") {
+                     parse_listen(value, path, config);
+                   } else if (key == "state_directory") {
+                     config.state_directory = string_value(value, path);
+                   } else if (key == "runtime_directory") {
+                     config.runtime_directory = string_value(value, path);
+                   } else if (key == "sysfs_root") {
+                     config.sysfs_root = string_value(value, path);
+                   } else if (key == "devices") {
+                     parse_devices(value, path, config);
+                   } else if (key == "jitter_ratio") {
+                     config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
+                   } else if (key == "max_duty_cycle") {
+                     config.max_duty_cycle = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "busy_utilization") {
+                     config.busy_utilization = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "max_staleness_seconds") {
+                     config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
+                   } else if (key == "shutdown_grace_seconds") {
+                     config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
+                   } else if (key == "log_level") {
+                     const std::string level = string_value(value, path);
+                     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+                     if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
+                       fail(value, path, "expected one of " + join(levels) + ", got '" + level + "'");
+                     }
+                     config.log_level = level;
+                   } else if (key == "verdict") {
+                     parse_verdict(value, path, config.verdict, order_mark, order_key);
+                   } else if (key == "probes") {
+                     parse_probes(value, path, config);
+                   }
+                 });
+    if (config.verdict.failures_to_fail < config.verdict.failures_to_degrade) {
+      fail(order_mark, order_key,
+           "verdict.failures_to_fail (" + std::to_string(config.verdict.failures_to_fail) +
+               ") must be at least verdict.failures_to_degrade (" +
+               std::to_string(config.verdict.failures_to_degrade) + ")");
+    }
+    return config;
+  }
+
+ private:
+  void parse_listen(const YAML::Node& node, const std::string& path, Config& config) {
+    for_each_key(node, path, {"address", "port"}, [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+      if (key == "address") {
+        const std::string address = string_value(value, p);
+        unsigned char buffer[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, address.c_str(), buffer) != 1 && inet_pton(AF_INET6, address.c_str(), buffer) != 1) {
+          fail(value, p, "expected an IPv4 or IPv6 address such as 0.0.0.0, 127.0.0.1 or ::, got '" + address + "'");
+        }
+        config.listen_address = address;
+      } else {
+        config.listen_port = static_cast<std::uint16_t>(uint_value(value, p, 1, 65535));
+      }
+    });
+  }
+
+  void parse_devices(const YAML::Node& node, const std::string& path, Config& config) {
+    if (!node.IsSequence()) fail(node, path, "expected a sequence of device selectors, got " + describe(node));
+    if (node.size() == 0) fail(node, path, "must name at least one device selector (use [all] for every device)");
+    std::vector<std::string> devices;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string key = path + "[" + std::to_string(i) + "]";
+      std::string selector = string_value(node[i], key);
+      if (std::find(devices.begin(), devices.end(), selector) != devices.end()) {
+        fail(node[i], key, "duplicate selector '" + selector + "'");
+      }
+      devices.push_back(std::move(selector));
+    }
+    config.devices = std::move(devices);
+  }
+
+  void parse_verdict(const YAML::Node& node, const std::string& path, VerdictPolicy& verdict, YAML::Mark& order_mark,
+                     std::string& order_key) {
+    bool saw_fail = false;
+    for_each_key(node, path, {"failures_to_degrade", "failures_to_fail", "passes_to_recover", "slowdown_ratio"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "failures_to_degrade") {
+                     verdict.failures_to_degrade = static_cast<std::uint32_t>(uint_value(value, p, 1, 1000));
+                     if (!saw_fail) {
+                       order_mark = value.Mark();
+                       order_key = p;
+                     }
+                   } else if (key == "failures_to_fail") {
+                     verdict.failures_to_fail = static_cast<std::uint32_t>(uint_value(value, p, 1, 1000));
+                     order_mark = value.Mark();
+                     order_key = p;
+                     saw_fail = true;
+                   } else if (key == "passes_to_recover") {
+                     verdict.passes_to_recover = static_cast<std::uint32_t>(uint_value(value, p, 1, 1000));
+                   } else {
+                     verdict.slowdown_ratio = ranged(value, p, 1.0, true, 100.0, false);
+                   }
+                 });
+  }
+
+  void parse_probes(const YAML::Node& node, const std::string& path, Config& config) {
+    std::vector<std::string> ids;
+    for (const ProbeDescriptor& d : probe_registry().all()) ids.push_back(d.id);
+    for_each_key(node, path, ids, [&](const std::string& id, const YAML::Node& value, const std::string& p) {
+      parse_probe(*probe_registry().find(id), value, p, config.probes[id]);
+    });
+  }
+
+  template <class T>
+  std::vector<T> parse_list(const YAML::Node& node, const std::string& path, const std::vector<T>& supported,
+                            std::optional<T> (*parse)(const std::string&), const char* what) {
+    if (!node.IsSequence()) fail(node, path, std::string("expected a sequence of ") + what + ", got " + describe(node));
+    std::vector<std::string> names;
+    for (T item : supported) names.push_back(to_string(item));
+    std::vector<T> out;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string key = path + "[" + std::to_string(i) + "]";
+      const std::string text = string_value(node[i], key);
+      const std::optional<T> item = parse(text);
+      if (!item || std::find(supported.begin(), supported.end(), *item) == supported.end()) {
+        fail(node[i], key, "'" + text + "' is not supported by this probe (expected one of: " + join(names) + ")");
+      }
+      if (std::find(out.begin(), out.end(), *item) != out.end()) fail(node[i], key, "duplicate '" + text + "'");
+      out.push_back(*item);
+    }
+    return out;
+  }
+
+  void parse_probe(const ProbeDescriptor& probe, const YAML::Node& node, const std::string& path, ProbeSchedule& schedule) {
+    // The specs this probe runs on a CPU device and on a GPU: what modes, dtypes and sizes can mean.
+    DeviceInfo cpu, gpu;
+    cpu.device_type = "cpu";
+    gpu.device_type = "discrete";
+    std::vector<ProbeSpec> specs = probe.default_specs(cpu);
+    for (const ProbeSpec& spec : probe.default_specs(gpu)) specs.push_back(spec);
+    std::vector<Mode> modes;
+    std::vector<Dtype> dtypes;
+    for (const ProbeSpec& spec : specs) {
+      if (std::find(modes.begin(), modes.end(), spec.mode) == modes.end()) modes.push_back(spec.mode);
+      if (std::find(dtypes.begin(), dtypes.end(), spec.dtype) == dtypes.end()) dtypes.push_back(spec.dtype);
+    }
+
+    YAML::Node drill_node, filter_node;
+    std::string filter_key = path;
+    for_each_key(node, path, {"enabled", "interval_seconds", "timeout_seconds", "seed", "size", "modes", "dtypes", "drill"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "enabled") {
+                     schedule.enabled = bool_value(value, p);
+                   } else if (key == "interval_seconds") {
+                     schedule.interval_seconds = ranged(value, p, 1.0, false, 604800.0, false);
+                   } else if (key == "timeout_seconds") {
+                     schedule.timeout_seconds = ranged(value, p, 0.0, true, 86400.0, false);
+                   } else if (key == "seed") {
+                     schedule.seed = uint_value(value, p, 0, std::numeric_limits<std::uint64_t>::max());
+                   } else if (key == "size") {
+                     if (value.IsNull()) {
+                       schedule.size.reset();
+                     } else {
+                       schedule.size = string_value(value, p);
+                       for (ProbeSpec& spec : specs) {
+                         Status sized = probe.apply_size(*schedule.size, spec);
+                         if (!sized) fail(value, p, sized.error().message);
+                       }
+                     }
+                   } else if (key == "modes") {
+                     schedule.modes = parse_list<Mode>(value, p, modes, parse_mode, "modes");
+                     filter_node = value;
+                     filter_key = p;
+                   } else if (key == "dtypes") {
+                     schedule.dtypes = parse_list<Dtype>(value, p, dtypes, parse_dtype, "dtypes");
+                     filter_node = value;
+                     filter_key = p;
+                   } else if (key == "drill") {
+                     drill_node = value;
+                     if (value.IsNull()) {
+                       schedule.drill.reset();
+                     } else {
+                       schedule.drill = string_value(value, p);
+                     }
+                   }
+                 });
+
+    // Modes and dtypes each supported, but the combination must still select something.
+    const bool any = std::any_of(specs.begin(), specs.end(), [&](const ProbeSpec& spec) {
+      const bool mode_ok = schedule.modes.empty() ||
+                           std::find(schedule.modes.begin(), schedule.modes.end(), spec.mode) != schedule.modes.end();
+      const bool dtype_ok = schedule.dtypes.empty() ||
+                            std::find(schedule.dtypes.begin(), schedule.dtypes.end(), spec.dtype) != schedule.dtypes.end();
+      return mode_ok && dtype_ok;
+    });
+    if (!any) fail(filter_node, filter_key, "no run of this probe has any of these modes with any of these dtypes");
+
+    if (schedule.drill) {
+      // Row length as `substrated probe --inject` computes it; unknown (0) until the device is
+      // known when no size is configured, so only the size-independent parts are checked here.
+      std::uint64_t row_length = 0;
+      if (probe.id == "memory") {
+        row_length = 1;
+      } else if (schedule.size && !specs.empty()) {
+        row_length = probe.id == "gemm" ? specs.front().gemm.n : specs.front().attention.head_dim;
+      }
+      auto inject = parse_injection(*schedule.drill, row_length);
+      if (!inject) fail(drill_node, path + ".drill", inject.error().message);
+    }
+  }
+
+  std::string source_;
+  YAML::Mark null_key_mark_ = YAML::Mark::null_mark();
+};
+
+}  // namespace
+
+Config default_config() {
+  Config config;
+  config.probes.clear();
+  for (const ProbeDescriptor& d : probe_registry().all()) {
+    ProbeSchedule schedule;
+    schedule.enabled = d.enabled_by_default;
+    schedule.interval_seconds = default_interval(d.id);
+    config.probes[d.id] = schedule;
+  }
+  return config;
+}
+
+Expected<Config> parse_config(const std::string& text, const std::string& source) {
+  Parser parser(source);
+  try {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      parser.fail(e.mark, "", "YAML syntax error: " + e.msg);
+    }
+    if (documents.size() > 1) parser.fail(documents[1], "", "only one YAML document is allowed");
+    return parser.parse(documents.empty() ? YAML::Node() : documents.front());
+  } catch (const ConfigProblem& problem) {
+    return Error{ErrorKind::invalid_argument, problem.message};
+  } catch (const YAML::Exception& e) {
+    return Error{ErrorKind::invalid_argument, source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                                  std::to_string(e.mark.column + 1) + ": " + e.msg};
+  }
+}
+
+Expected<Config> load_config(const std::string& path) {
+  auto io_error = [&](int error) {
+    return Error{ErrorKind::io_error, "cannot read config " + path + ": " + std::strerror(error)};
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(errno);
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      return io_error(error);
+    }
+    if (got == 0) break;
+    text.append(buffer, static_cast<std::size_t>(got));
+    if (text.size() > k_max_config_bytes) {
+      ::close(fd);
+      return Error{ErrorKind::invalid_argument, path + ":1:1: the file is larger than " +
+                                                    std::to_string(k_max_config_bytes) + " bytes"};
+    }
+  }
+  ::close(fd);
+  return parse_config(text, path);
+}
+
+}  // namespace substrate

@@ -1,0 +1,384 @@
+// Persistent state with crash-safe writes.
+//
+// File format (see docs/configuration.md, "State files"): one header line
+//   "substrated-state v1 <length> <checksum>\n"
+// where <length> is the body's size in bytes (decimal) and <checksum> the FNV-1a 64-bit hash of
+// the body (16 lower-case hex digits), followed by exactly <length> bytes of body. A write goes
+// to "<path>.tmp.<pid>", is fsynced, renamed over <path>, and the directory is fsynced, so a
+// reader sees either the old file or the new one, never a mix.
+#include "daemon/state_store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <system_error>
+
+namespace substrate {
+namespace {
+
+constexpr const char* k_magic = "substrated-state";
+constexpr const char* k_version = "v1";
+constexpr std::size_t k_max_file_bytes = 256u << 20;  // far above any real state; guards memory
+constexpr std::size_t k_budget_history_max = 64;
+constexpr int k_state_format = 1;
+
+std::uint64_t fnv1a64(const std::string& data) {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : data) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+std::string hex64(std::uint64_t value) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = digits[value & 0xf];
+    value >>= 4;
+  }
+  return out;
+}
+
+Error io_error(const std::string& what, int error) {
+  return Error{ErrorKind::io_error, what + ": " + std::strerror(error)};
+}
+
+std::string parent_directory(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const ssize_t wrote = ::write(fd, data, size);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote <= 0) {
+      if (wrote == 0) errno = EIO;
+      return false;
+    }
+    data += wrote;
+    size -= static_cast<std::size_t>(wrote);
+  }
+  return true;
+}
+
+int fsync_retry(int fd) {
+  int rc;
+  do {
+    rc = ::fsync(fd);
+  } while (rc != 0 && errno == EINTR);
+  return rc;
+}
+
+// Removes "<path>.tmp.<pid>" files left by writers that no longer exist (a crash, a kill -9).
+// A live writer's temp file (another process, or this one) is left alone.
+void remove_stale_temp_files(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const std::string directory = parent_directory(path);
+  DIR* dir = ::opendir(directory.c_str());
+  if (!dir) return;
+  const pid_t self = ::getpid();
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    long long pid = 0;
+    auto [ptr, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+    if (ec != std::errc{} || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
+    if (pid == self) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;  // still alive
+    const std::string stale = directory + "/" + name;
+    if (::unlink(stale.c_str()) == 0) spdlog::debug("removed stale temporary file {}", stale);
+  }
+  ::closedir(dir);
+}
+
+// Non-finite doubles have no JSON form: they are written as the strings "nan", "inf", "-inf".
+nlohmann::json number_to_json(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  return value;
+}
+
+struct Malformed {
+  std::string message;
+};
+
+double json_to_number(const nlohmann::json& value, const char* what) {
+  if (value.is_number()) return value.get<double>();
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (text == "nan") return std::nan("");
+    if (text == "inf") return HUGE_VAL;
+    if (text == "-inf") return -HUGE_VAL;
+  }
+  throw Malformed{std::string("'") + what + "' must be a number"};
+}
+
+const nlohmann::json& field(const nlohmann::json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) throw Malformed{std::string("missing '") + name + "'"};
+  return *it;
+}
+
+std::string string_field(const nlohmann::json& object, const char* name) {
+  const nlohmann::json& value = field(object, name);
+  if (!value.is_string()) throw Malformed{std::string("'") + name + "' must be a string"};
+  return value.get<std::string>();
+}
+
+}  // namespace
+
+Status write_file_atomic(const std::string& path, const std::string& contents) {
+  // One writer at a time in this process: the temp name carries only the pid.
+  static std::mutex write_mutex;
+  std::lock_guard lock(write_mutex);
+  remove_stale_temp_files(path);
+
+  const std::string header = std::string(k_magic) + " " + k_version + " " + std::to_string(contents.size()) + " " +
+                             hex64(fnv1a64(contents)) + "\n";
+  const std::string temp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return io_error("cannot create " + temp, errno);
+  auto abandon = [&](const std::string& what) {
+    const int error = errno;
+    ::close(fd);
+    ::unlink(temp.c_str());
+    return io_error(what, error);
+  };
+  if (!write_all(fd, header.data(), header.size()) || !write_all(fd, contents.data(), contents.size())) {
+    return abandon("cannot write " + temp);
+  }
+  if (fsync_retry(fd) != 0) return abandon("cannot fsync " + temp);
+  if (::close(fd) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    return io_error("cannot close " + temp, error);
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    return io_error("cannot rename " + temp + " to " + path, error);
+  }
+  // Make the rename itself durable.
+  const std::string directory = parent_directory(path);
+  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return io_error("cannot open directory " + directory, errno);
+  const int rc = fsync_retry(dir_fd);
+  const int error = errno;
+  ::close(dir_fd);
+  if (rc != 0 && error != EINVAL) return io_error("cannot fsync directory " + directory, error);
+  return ok_status();
+}
+
+Expected<std::string> read_checked_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open " + path, errno);
+  std::string data;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      return io_error("cannot read " + path, error);
+    }
+    if (got == 0) break;
+    data.append(buffer, static_cast<std::size_t>(got));
+    if (data.size() > k_max_file_bytes) {
+      ::close(fd);
+      return Error{ErrorKind::corrupt, path + ": larger than " + std::to_string(k_max_file_bytes) + " bytes"};
+    }
+  }
+  ::close(fd);
+
+  auto corrupt = [&](const std::string& why) { return Error{ErrorKind::corrupt, path + ": " + why}; };
+  if (data.empty()) return corrupt("empty file");
+  const std::size_t newline = data.find('\n');
+  if (newline == std::string::npos || newline > 128) return corrupt("no header line");
+  const std::string header = data.substr(0, newline);
+  // Exactly four fields separated by single spaces.
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t space = header.find(' ', start);
+    fields.push_back(header.substr(start, space == std::string::npos ? std::string::npos : space - start));
+    if (space == std::string::npos) break;
+    start = space + 1;
+  }
+  if (fields.size() != 4 || fields[0] != k_magic) return corrupt("not a substrated state file (bad header)");
+  if (fields[1] != k_version) return corrupt("unsupported format version '" + fields[1] + "' (expected " + k_version + ")");
+  std::uint64_t length = 0;
+  {
+    const std::string& text = fields[2];
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+    if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size()) return corrupt("bad length in header");
+  }
+  if (fields[3].size() != 16 || fields[3].find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return corrupt("bad checksum field in header");
+  }
+  const std::size_t body_size = data.size() - newline - 1;
+  if (body_size < length) {
+    return corrupt("truncated: header says " + std::to_string(length) + " bytes, body has " + std::to_string(body_size));
+  }
+  if (body_size > length) {
+    return corrupt("trailing data: header says " + std::to_string(length) + " bytes, body has " + std::to_string(body_size));
+  }
+  std::string body = data.substr(newline + 1);
+  const std::string actual = hex64(fnv1a64(body));
+  if (actual != fields[3]) return corrupt("checksum mismatch (header " + fields[3] + ", body " + actual + ")");
+  return body;
+}
+
+std::string serialize_state(const State& state) {
+  nlohmann::json baselines = nlohmann::json::array();
+  for (const auto& [key, baseline] : state.baselines) {
+    nlohmann::json history = nlohmann::json::array();
+    const std::size_t skip = baseline.budget_history.size() > k_budget_history_max
+                                 ? baseline.budget_history.size() - k_budget_history_max
+                                 : 0;
+    for (std::size_t i = skip; i < baseline.budget_history.size(); ++i) {
+      history.push_back(number_to_json(baseline.budget_history[i]));
+    }
+    baselines.push_back({{"device_uuid", key.device_uuid},
+                         {"driver", key.driver},
+                         {"kernel_build", key.kernel_build},
+                         {"spec_key", key.spec_key},
+                         {"fingerprint", baseline.fingerprint},
+                         {"device_seconds", number_to_json(baseline.device_seconds)},
+                         {"runs", baseline.runs},
+                         {"budget_history", std::move(history)},
+                         {"updated_at", number_to_json(baseline.updated_at)}});
+  }
+  nlohmann::json devices = nlohmann::json::object();
+  for (const auto& [id, record] : state.devices) {
+    devices[id] = {{"fields", record.fields}, {"updated_at", number_to_json(record.updated_at)}};
+  }
+  const nlohmann::json document = {{"format", k_state_format}, {"baselines", std::move(baselines)},
+                                   {"devices", std::move(devices)}};
+  // Invalid UTF-8 in a string (a driver name from a device) is replaced, never thrown.
+  return document.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Expected<State> deserialize_state(const std::string& text) {
+  auto malformed = [](const std::string& why) { return Error{ErrorKind::corrupt, "state: " + why}; };
+  nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
+  if (document.is_discarded()) return malformed("not valid JSON");
+  try {
+    if (!document.is_object()) throw Malformed{"the document must be an object"};
+    const nlohmann::json& format = field(document, "format");
+    if (!format.is_number_integer() || format.get<long long>() != k_state_format) {
+      throw Malformed{"unsupported state format " + format.dump() + " (expected " + std::to_string(k_state_format) + ")"};
+    }
+    State state;
+    const nlohmann::json& baselines = field(document, "baselines");
+    if (!baselines.is_array()) throw Malformed{"'baselines' must be an array"};
+    for (const nlohmann::json& entry : baselines) {
+      if (!entry.is_object()) throw Malformed{"each baseline must be an object"};
+      BaselineKey key{string_field(entry, "device_uuid"), string_field(entry, "driver"),
+                      string_field(entry, "kernel_build"), string_field(entry, "spec_key")};
+      Baseline baseline;
+      baseline.fingerprint = string_field(entry, "fingerprint");
+      baseline.device_seconds = json_to_number(field(entry, "device_seconds"), "device_seconds");
+      const nlohmann::json& runs = field(entry, "runs");
+      if (!runs.is_number_unsigned() && !(runs.is_number_integer() && runs.get<long long>() >= 0)) {
+        throw Malformed{"'runs' must be a non-negative integer"};
+      }
+      baseline.runs = runs.get<std::uint64_t>();
+      const nlohmann::json& history = field(entry, "budget_history");
+      if (!history.is_array()) throw Malformed{"'budget_history' must be an array"};
+      for (const nlohmann::json& budget : history) baseline.budget_history.push_back(json_to_number(budget, "budget_history"));
+      while (baseline.budget_history.size() > k_budget_history_max) baseline.budget_history.pop_front();
+      baseline.updated_at = json_to_number(field(entry, "updated_at"), "updated_at");
+      state.baselines[std::move(key)] = std::move(baseline);
+    }
+    const nlohmann::json& devices = field(document, "devices");
+    if (!devices.is_object()) throw Malformed{"'devices' must be an object"};
+    for (const auto& [id, entry] : devices.items()) {
+      if (!entry.is_object()) throw Malformed{"each device must be an object"};
+      DeviceRecord record;
+      const nlohmann::json& fields = field(entry, "fields");
+      if (!fields.is_object()) throw Malformed{"'fields' must be an object"};
+      for (const auto& [name, value] : fields.items()) {
+        if (!value.is_string()) throw Malformed{"device field '" + name + "' must be a string"};
+        record.fields[name] = value.get<std::string>();
+      }
+      record.updated_at = json_to_number(field(entry, "updated_at"), "updated_at");
+      state.devices[id] = std::move(record);
+    }
+    return state;
+  } catch (const Malformed& problem) {
+    return malformed(problem.message);
+  } catch (const nlohmann::json::exception& e) {
+    return malformed(e.what());
+  }
+}
+
+StateStore::StateStore(std::string directory) : directory_(std::move(directory)), path_(directory_ + "/state.json") {}
+
+State StateStore::load(std::string* note) {
+  auto say = [&](const std::string& text) {
+    if (note) *note = text;
+  };
+  remove_stale_temp_files(path_);
+  Expected<std::string> text = read_checked_file(path_);
+  Error problem{ErrorKind::corrupt, ""};
+  if (text) {
+    Expected<State> state = deserialize_state(*text);
+    if (state) {
+      say("loaded " + std::to_string(state->baselines.size()) + " baselines and " +
+          std::to_string(state->devices.size()) + " devices from " + path_);
+      return std::move(state).value();
+    }
+    problem = state.error();
+  } else {
+    problem = text.error();
+    struct stat info;
+    if (problem.kind == ErrorKind::io_error && ::lstat(path_.c_str(), &info) != 0 && errno == ENOENT) {
+      say("no state file at " + path_ + "; starting with empty state");
+      return State{};
+    }
+  }
+
+  // Corrupt, truncated or unreadable: keep it for inspection, start afresh.
+  const std::string base = path_ + ".corrupt-" + std::to_string(static_cast<long long>(std::time(nullptr)));
+  std::string aside = base;
+  struct stat existing;
+  for (int n = 1; ::lstat(aside.c_str(), &existing) == 0 && n < 1000; ++n) aside = base + "-" + std::to_string(n);
+  const std::string why = problem.message;
+  std::string message;
+  if (::rename(path_.c_str(), aside.c_str()) == 0) {
+    message = "state file unusable (" + why + "); moved to " + aside + "; starting with empty state";
+  } else {
+    message = "state file unusable (" + why + "); could not move it aside (" + std::strerror(errno) +
+              "); starting with empty state";
+  }
+  spdlog::warn("{}", message);
+  say(message);
+  return State{};
+}
+
+Status StateStore::save(const State& state) {
+  std::error_code ec;
+  std::filesystem::create_directories(directory_, ec);
+  if (ec) return Error{ErrorKind::io_error, "cannot create state directory " + directory_ + ": " + ec.message()};
+  return write_file_atomic(path_, serialize_state(state));
+}
+
+}  // namespace substrate
