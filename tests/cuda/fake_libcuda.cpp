@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/launch.hpp"
 
@@ -42,6 +43,7 @@ std::mutex g_mutex;
 const unsigned char* g_image = nullptr;
 std::size_t g_image_size = 0;
 std::map<CUfunction, std::string> g_functions;
+std::vector<std::string> g_names;
 LaunchRecord g_last;
 int g_launches = 0;
 int g_context_token, g_module_token, g_stream_token, g_event_tokens[64];
@@ -139,9 +141,16 @@ CUresult CUDAAPI fake_module_get_function(CUfunction* function, CUmodule, const 
   std::lock_guard lock(g_mutex);
   const std::size_t length = std::strlen(name) + 1;
   if (g_image == nullptr || memmem(g_image, g_image_size, name, length) == nullptr) return CUDA_ERROR_NOT_FOUND;
-  auto* token = reinterpret_cast<CUfunction>(new std::string(name));
-  g_functions[token] = name;
-  *function = token;
+  // One token per distinct name, kept in a fixed table (no allocation the test could leak).
+  static char tokens[32];
+  std::size_t slot = 0;
+  while (slot < g_names.size() && g_names[slot] != name) ++slot;
+  if (slot == g_names.size()) {
+    if (slot == sizeof tokens) return CUDA_ERROR_OUT_OF_MEMORY;
+    g_names.push_back(name);
+  }
+  *function = reinterpret_cast<CUfunction>(&tokens[slot]);
+  g_functions[*function] = name;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_func_set_attribute(CUfunction, CUfunction_attribute, int) { return CUDA_SUCCESS; }

@@ -6,6 +6,19 @@
 
 namespace substrate::cuda {
 
+namespace {
+
+// dlerror()'s message, copied; the second call releases glibc's buffer for it (otherwise it
+// stays allocated until the next dl* failure, which leak checkers report at exit).
+std::string take_dlerror(const char* fallback) {
+  const char* text = dlerror();
+  std::string message = text ? text : fallback;
+  (void)dlerror();
+  return message;
+}
+
+}  // namespace
+
 std::string driver_library_name() {
   const char* override_path = std::getenv("SUBSTRATE_CUDA_LIBRARY");
   if (override_path != nullptr && *override_path != '\0') return override_path;
@@ -31,8 +44,7 @@ Expected<std::shared_ptr<const DriverApi>> load_driver_api() {
   const std::string name = driver_library_name();
   void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* why = dlerror();
-    return Error{ErrorKind::unavailable, name + " not found (no NVIDIA driver): " + (why ? why : "dlopen failed")};
+    return Error{ErrorKind::unavailable, name + " not found (no NVIDIA driver): " + take_dlerror("dlopen failed")};
   }
   auto fail = [&](std::string message) -> Expected<std::shared_ptr<const DriverApi>> {
     dlclose(handle);
@@ -40,9 +52,12 @@ Expected<std::shared_ptr<const DriverApi>> load_driver_api() {
   };
   // cuGetProcAddress_v2 (CUDA 12.0) reports why a symbol is missing; drivers older than 12.0
   // lack it, and they could not run kernels built by CUDA 13 anyway.
-  dlerror();
+  (void)dlerror();
   void* entry = dlsym(handle, "cuGetProcAddress_v2");
-  if (entry == nullptr) return fail("no cuGetProcAddress_v2 (driver older than CUDA 12.0, or not libcuda)");
+  if (entry == nullptr) {
+    (void)take_dlerror("");
+    return fail("no cuGetProcAddress_v2 (driver older than CUDA 12.0, or not libcuda)");
+  }
   PFN_cuGetProcAddress_v12000 get_proc = nullptr;
   static_assert(sizeof get_proc == sizeof entry);
   get_proc = reinterpret_cast<PFN_cuGetProcAddress_v12000>(entry);
