@@ -32,6 +32,8 @@ class HttpServer {
                                                      std::uint16_t port, HttpHandlers handlers, HttpLimits limits = {});
   virtual ~HttpServer() = default;
   virtual std::uint16_t port() const = 0;  // the bound port (useful with port 0)
+  // Closes the listener and live connections. Call stop() (and destroy the server) on the loop
+  // thread or while the loop is not running.
   virtual void stop() = 0;
 };
 
