@@ -1,0 +1,206 @@
+// Overhead at the device-class default sizes: probe wall time / kernel device time (timestamp
+// queries) with a cold golden (computed) and a warm one (GoldenCache hit), the duty cycle of the
+// default schedule, memory probe bandwidth against host memcpy measured in the same process, and
+// the CPU golden's cost (computed and cached).
+//
+//   build-bench/bench/bench_overhead [--repeats 3] [--memcpy-sizes 8M,64M]
+#include <cstring>
+#include <thread>
+
+#include "bench/common.hpp"
+#include "kernels/generator.hpp"
+
+using namespace substrate;
+
+namespace {
+
+constexpr const char* k_usage =
+    "usage: bench_overhead [--repeats N] [--memcpy-sizes LIST]\n"
+    "  --repeats N        runs per default spec and measurement (default 3; the median is reported)\n"
+    "  --memcpy-sizes L   extra region sizes for the bandwidth comparison (default 64M)\n";
+
+// Default intervals of config/substrated.yaml (docs/configuration.md).
+double default_interval(const std::string& probe) { return probe == "memory" ? 900.0 : 300.0; }
+
+double median(std::vector<double> v) { return bench::percentile(std::move(v), 50); }
+
+std::uint64_t parse_size(const std::string& text) {
+  ProbeSpec spec;
+  if (!memory_probe().apply_size(text, spec)) bench::Args::die("bad size " + text);
+  return spec.memory.max_bytes;
+}
+
+// Host memcpy bandwidth over `bytes`, counted as bytes read plus bytes written (the memory
+// probe's convention); best of `repeats` passes after one warm-up pass.
+double memcpy_bandwidth(std::uint64_t bytes, int repeats) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  std::memcpy(b.data(), a.data(), bytes);
+  double best = 0.0;
+  for (int i = 0; i < repeats; ++i) {
+    const double t0 = bench::now_seconds();
+    int copies = 0;
+    do {
+      std::memcpy(copies % 2 ? a.data() : b.data(), copies % 2 ? b.data() : a.data(), bytes);
+      ++copies;
+    } while (bench::now_seconds() - t0 < 0.2);
+    const double elapsed = bench::now_seconds() - t0;
+    best = std::max(best, 2.0 * static_cast<double>(bytes) * copies / elapsed);
+  }
+  volatile char sink = a[bytes / 2] + b[bytes / 3];
+  (void)sink;
+  return best;
+}
+
+std::string gbps(double bytes_per_second) { return bench::fixed(bytes_per_second / 1e9, 2) + " GB/s"; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bench::Args args(argc, argv, {}, k_usage);
+  const int repeats = std::max<int>(1, static_cast<int>(args.get_int("--repeats", 3)));
+  const std::string extra_sizes = args.get("--memcpy-sizes", "64M");
+  DevicePtr device = bench::first_device();
+  const DeviceInfo& info = device->info();
+
+  std::cout << "## Overhead at default sizes\n\n";
+  bench::print_machine(std::cout, info, bench::command_line(argc, argv));
+  std::cout << "- each figure is the median of " << repeats << " runs; \"cold\" = fresh GoldenCache (golden computed "
+               "in the run), \"warm\" = second run of the same spec and seed (GoldenCache hit)\n"
+            << "- device = checked kernel (timestamp queries); gen = on-device input generation; the daemon's "
+               "duty-cycle cost is device + gen\n\n";
+
+  struct Row {
+    std::string probe, key;
+    double device = 0, gen = 0, wall_cold = 0, wall_warm = 0, golden_cold = 0, golden_warm = 0;
+    double bandwidth = 0;
+  };
+  std::vector<Row> rows;
+  for (const ProbeDescriptor& d : probe_registry().all()) {
+    if (!d.enabled_by_default) continue;
+    for (const ProbeSpec& spec : d.default_specs(info)) {
+      std::vector<double> dev, gen, cold, warm, gcold, gwarm, bw;
+      for (int i = 0; i < repeats; ++i) {
+        GoldenCache goldens;
+        ProbeResult first = run_probe(*device, spec, goldens);
+        ProbeResult second = run_probe(*device, spec, goldens);
+        if (first.status != RunStatus::pass || second.status != RunStatus::pass) {
+          bench::Args::die(spec_key(spec) + ": clean run did not pass: " + first.error + second.error);
+        }
+        dev.push_back(second.device_seconds);
+        gen.push_back(second.generate_seconds);
+        cold.push_back(first.wall_seconds);
+        warm.push_back(second.wall_seconds);
+        gcold.push_back(first.golden_seconds);
+        gwarm.push_back(second.golden_seconds);
+        if (second.memory) bw.push_back(second.memory->bandwidth_bytes_per_second);
+      }
+      Row row{d.id, spec_key(spec), median(dev), median(gen), median(cold), median(warm), median(gcold), median(gwarm),
+              bw.empty() ? 0.0 : median(bw)};
+      rows.push_back(row);
+      std::cerr << "  " << row.key << " done (load " << bench::load_average() << ")\n";
+    }
+  }
+
+  std::cout << "### Harness overhead per default spec (target wall / device <= 1.10)\n\n"
+               "| spec | device ms | gen ms | wall cold ms | wall warm ms | golden cold ms | golden warm (cache hit) ms "
+               "| wall/device cold | wall/device warm | wall warm/(device+gen) |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const Row& r : rows) {
+    std::cout << "| " << r.key << " | " << bench::fixed(r.device * 1e3, 2) << " | " << bench::fixed(r.gen * 1e3, 2) << " | "
+              << bench::fixed(r.wall_cold * 1e3, 2) << " | " << bench::fixed(r.wall_warm * 1e3, 2) << " | "
+              << bench::fixed(r.golden_cold * 1e3, 2) << " | " << bench::fixed(r.golden_warm * 1e3, 4) << " | "
+              << bench::fixed(r.wall_cold / r.device, 2) << " | " << bench::fixed(r.wall_warm / r.device, 2) << " | "
+              << bench::fixed(r.wall_warm / (r.device + r.gen), 2) << " |\n";
+  }
+
+  // Duty cycle: per probe, device time of one scheduled run (all its default specs) over its
+  // default interval; the device's total is the sum over probes.
+  std::map<std::string, double> kernel_per_run, cost_per_run;
+  for (const Row& r : rows) {
+    kernel_per_run[r.probe] += r.device;
+    cost_per_run[r.probe] += r.device + r.gen;
+  }
+  std::cout << "\n### Duty cycle of the default schedule (target <= 1% per device)\n\n"
+               "| probe | interval s | kernel s per run | kernel + gen s per run | duty (kernel) | duty (kernel + gen) |\n"
+               "|---|---|---|---|---|---|\n";
+  double duty_kernel = 0, duty_cost = 0;
+  for (const auto& [probe, seconds] : cost_per_run) {
+    const double interval = default_interval(probe);
+    duty_kernel += kernel_per_run[probe] / interval;
+    duty_cost += seconds / interval;
+    std::cout << "| " << probe << " | " << interval << " | " << bench::fixed(kernel_per_run[probe], 4) << " | "
+              << bench::fixed(seconds, 4) << " | " << bench::fixed(100 * kernel_per_run[probe] / interval, 4) << "% | "
+              << bench::fixed(100 * seconds / interval, 4) << "% |\n";
+  }
+  std::cout << "| **device total** | | | | " << bench::fixed(100 * duty_kernel, 4) << "% | " << bench::fixed(100 * duty_cost, 4)
+            << "% |\n\nduty-cycle target (<= 1%, kernel + gen): " << (duty_cost <= 0.01 ? "met" : "missed") << "\n";
+
+  // Memory bandwidth against memcpy of the same size, same process, back to back.
+  std::cout << "\n### Memory probe bandwidth vs host memcpy (target ratio >= 0.5)\n\n"
+               "| region | memory probe | host memcpy | ratio | target |\n|---|---|---|---|---|\n";
+  std::vector<std::pair<std::uint64_t, double>> regions;
+  for (const Row& r : rows) {
+    if (r.probe == "memory") {
+      ProbeSpec spec = memory_probe().default_specs(info).front();
+      const auto share = static_cast<std::uint64_t>(static_cast<double>(device->free_memory_bytes()) * spec.memory.free_share);
+      regions.push_back({std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3}, r.bandwidth});
+    }
+  }
+  std::stringstream list(extra_sizes);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    if (item.empty()) continue;
+    ProbeSpec spec = bench::make_spec("memory", Dtype::f32, Mode::random, item, 1);
+    std::vector<double> bw;
+    GoldenCache goldens;
+    for (int i = 0; i < repeats; ++i) {
+      ProbeResult r = run_probe(*device, spec, goldens);
+      if (r.status != RunStatus::pass || !r.memory) bench::Args::die("memory " + item + ": " + r.error);
+      bw.push_back(r.memory->bandwidth_bytes_per_second);
+    }
+    regions.push_back({spec.memory.max_bytes, median(bw)});
+  }
+  bool bandwidth_met = true;
+  for (const auto& [bytes, probe_bw] : regions) {
+    const double host = memcpy_bandwidth(bytes, repeats);
+    const double ratio = probe_bw / host;
+    bandwidth_met = bandwidth_met && ratio >= 0.5;
+    std::cout << "| " << bench::fixed(bytes / 1048576.0, 1) << " MiB | " << gbps(probe_bw) << " | " << gbps(host) << " | "
+              << bench::fixed(ratio, 2) << " | " << (ratio >= 0.5 ? "met" : "missed") << " |\n";
+  }
+  std::cout << "\n(both counted as bytes read + bytes written; memcpy single-threaded, best of " << repeats
+            << " 0.2 s bursts; the probe's figure is bytes moved by its kernels / their device time)\n";
+
+  // CPU golden: computed directly, and a cached load through GoldenCache.
+  std::cout << "\n### CPU golden per default spec\n\n| spec | computed ms (median) | cached load us (mean of 1000 hits) |\n"
+               "|---|---|---|\n";
+  for (const ProbeDescriptor& d : probe_registry().all()) {
+    if (d.id == "memory") continue;
+    for (const ProbeSpec& spec : d.default_specs(info)) {
+      auto compute = [&] {
+        if (spec.probe == "gemm") {
+          const std::uint32_t radius = spec.mode == Mode::exact ? gen::exact_radius(spec.gemm.k) : 0;
+          return golden::gemm(spec.gemm, spec.dtype, spec.mode, spec.seed, radius);
+        }
+        return golden::attention(spec.attention, spec.dtype, spec.seed);
+      };
+      std::vector<double> times;
+      for (int i = 0; i < repeats; ++i) {
+        const double t0 = bench::now_seconds();
+        golden::Reference ref = compute();
+        times.push_back(bench::now_seconds() - t0);
+        if (ref.value.empty()) bench::Args::die("empty golden");
+      }
+      GoldenCache cache;
+      cache.get(spec, compute);
+      const double t0 = bench::now_seconds();
+      std::size_t total = 0;
+      for (int i = 0; i < 1000; ++i) total += cache.get(spec, compute)->value.size();
+      const double per_hit = (bench::now_seconds() - t0) / 1000;
+      if (total == 0 || cache.hits() != 1000) bench::Args::die("cache did not hit");
+      std::cout << "| " << spec_key(spec) << " | " << bench::fixed(median(times) * 1e3, 2) << " | "
+                << bench::fixed(per_hit * 1e6, 3) << " |\n";
+    }
+  }
+  std::cout << "\nload average at end: " << bench::load_average() << "\n";
+  return 0;
+}

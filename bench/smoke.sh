@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Seconds-long smoke of every benchmark (tiny counts): proves each still builds, runs and prints
+# its report. Asserts no timing. Exit 0 only when every benchmark ran to completion.
+#
+#   bash bench/smoke.sh [BUILD_DIR]      (default: build-bench next to this directory)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../build-bench}" && pwd)
+out=$(mktemp -d /tmp/substrated-bench-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+status=0
+step() {
+  local name=$1
+  shift
+  local t0=$SECONDS
+  if "$@" > "$out/$name.md" 2> "$out/$name.err"; then
+    echo "smoke $name: ok ($((SECONDS - t0)) s)"
+  else
+    echo "smoke $name: FAILED (exit $?)"
+    tail -20 "$out/$name.err" "$out/$name.md"
+    status=1
+  fi
+}
+step detection "$build/bench/bench_detection" --samples 1 --gemm-size 16 --attention-size 8x1x8 --memory-size 4K
+grep -q "Summary per configuration" "$out/detection.md" || { echo "smoke detection: no summary"; status=1; }
+step soak "$build/bench/bench_soak" --runs 60
+grep -q "^total: " "$out/soak.md" || { echo "smoke soak: no total"; status=1; }
+step overhead "$build/bench/bench_overhead" --repeats 1 --memcpy-sizes 1M
+grep -q "Duty cycle" "$out/overhead.md" || { echo "smoke overhead: no duty cycle"; status=1; }
+step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
+grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
+if command -v prometheus-node-exporter >/dev/null && command -v wrk >/dev/null; then
+  step footprint bash "$here/footprint.sh" "$build" --idle 1 --scrape 1 --compressed 3 --quick
+  grep -q "scrape p99" "$out/footprint.md" || { echo "smoke footprint: no figure"; status=1; }
+else
+  echo "smoke footprint: FAILED (prometheus-node-exporter and wrk are needed: scripts/install-deps.sh installs them)"
+  status=1
+fi
+exit $status
