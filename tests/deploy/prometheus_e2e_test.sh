@@ -1,61 +1,207 @@
 #!/usr/bin/env bash
-# A real Prometheus (Debian's `prometheus` package) with the shipped rules, scraping a stand-in
-# exporter on loopback: checks that the server loads every rule without errors, that the drill's
-# signal (substrate_probe_drill=1, substrate_probe_mismatched_elements>0) fires SubstrateDrillActive
-# and SubstrateNumericalFault through the server's own rule evaluation (time to detect printed),
-# and that both resolve when the drill ends. Ports are chosen free at run time; everything started
-# is stopped on exit.
+# The end-to-end drill with real servers, on loopback ports chosen free at run time:
 #
-# The stand-in exporter serves a static text file; once `substrated serve` exists, the same flow
-# runs against the daemon on lavapipe with a short interval and a drill in its configuration (see
-# docs/operations.md#the-drill) -- that replaces the stand-in, the checks stay.
+#   substrated serve (lavapipe, gemm every 2 s at 64x64x64 exact f32, memory 4M once, attention
+#     off, max_duty_cycle 1.0, slowdown verdict off, state and runtime dirs in a temp dir)
+#     <- a real Prometheus (Debian's `prometheus`, 1 s scrape and evaluation) with the shipped rules
+#     -> Alertmanager (Debian's `prometheus-alertmanager`) when installed; skipped otherwise.
+#
+# Phase 1 (clean): SubstrateNumericalFault is not firing; `promtool check metrics` accepts a real
+#   scrape; tests/deploy/grafana_test.sh passes with that scrape; `substrated probe --npd` exits 0;
+#   `substrated status` shows the device healthy.
+# Phase 2 (drill): the config gets `drill: "bit=30,row=0,col=0"` for gemm and the daemon SIGHUP
+#   (the operator's path, docs/operations.md#the-drill); Prometheus's /api/v1/alerts must report
+#   SubstrateNumericalFault firing within E2E_TIMEOUT s (time to detect printed); `--npd` exits 1
+#   and `status` shows the device failed.
+# Phase 3 (drill removed, SIGHUP): the last-run signal clears and SubstrateDrillActive resolves.
+#   The shipped SubstrateNumericalFault also fires on any golden_mismatch failure in the last 30
+#   minutes (substrate:probe_failures:new30m), so by design it stays firing for 30 minutes after
+#   the drill's last failure: the test asserts it is held only by that branch, and proves the
+#   resolution path with a copy of the same two rules whose window is scaled to E2E_WINDOW
+#   (SubstrateNumericalFaultE2EWindow), which must resolve. The device recovers (--npd exits 0)
+#   after verdict.passes_to_recover clean runs.
+# Phase 4: SIGTERM -> the daemon exits 0, state.json is in the state directory, the control socket
+#   is gone.
+#
+# Everything started here is stopped on exit, whatever happens (trap EXIT).
+# Environment: SUBSTRATED_BIN (default <repo>/build/substrated), E2E_TIMEOUT (bounded waits, 60),
+# E2E_WINDOW (the scaled window, 20s), E2E_KEEP=1 keeps the work directory for inspection.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 rules="$repo/deploy/prometheus/substrated-rules.yml"
+bin="${SUBSTRATED_BIN:-$repo/build/substrated}"
 timeout_s="${E2E_TIMEOUT:-60}"
+window="${E2E_WINDOW:-20s}"
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "ok   - $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
+note() { echo "# $*"; }
 finish() { echo "deploy-prometheus-e2e: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
 
-prom="$(command -v prometheus || true)"
-if [[ -z "$prom" ]]; then fail "prometheus not found (apt-get install prometheus)"; finish; exit 1; fi
+for tool in prometheus promtool python3 curl; do
+  command -v "$tool" >/dev/null 2>&1 || { fail "$tool not found (scripts/install-deps.sh)"; finish; exit 1; }
+done
+[[ -x "$bin" ]] || { fail "substrated binary not found at $bin (build it, or set SUBSTRATED_BIN)"; finish; exit 1; }
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+alertmanager="$(command -v prometheus-alertmanager || command -v alertmanager || true)"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+work="$(mktemp -d "${TMPDIR:-/tmp}/substrated-e2e.XXXXXX")"
+daemon_pid="" prom_pid="" am_pid=""
+stop_pid() {  # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; reaps it
+  local pid="$1" i
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+cleanup() {
+  local rc=$?
+  stop_pid "$daemon_pid"; stop_pid "$prom_pid"; stop_pid "$am_pid"
+  if [[ "$failed" -gt 0 || "$rc" -ne 0 ]]; then
+    for log in substrated prometheus alertmanager; do
+      [[ -s "$work/$log.log" ]] || continue
+      echo "# --- last lines of $log.log"; tail -n 15 "$work/$log.log" | sed 's/^/#   /'
+    done
+  fi
+  if [[ "${E2E_KEEP:-0}" == 1 ]]; then echo "# kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-exporter_port="$(free_port)"
-prom_port="$(free_port)"
-
-metrics() {  # metrics DRILL MISMATCHED: write the exporter's page atomically
-  cat > "$work/www/metrics.tmp" <<METRICS
-# HELP substrate_probe_drill 1 while a drill (fault injection) is configured.
-# TYPE substrate_probe_drill gauge
-substrate_probe_drill{device="vulkan0",probe="gemm"} $1
-# HELP substrate_probe_mismatched_elements Elements outside the bound in the last scheduled run.
-# TYPE substrate_probe_mismatched_elements gauge
-substrate_probe_mismatched_elements{device="vulkan0",probe="gemm"} $2
-# HELP substrate_config_last_reload_successful 1 when the last (re)load succeeded.
-# TYPE substrate_config_last_reload_successful gauge
-substrate_config_last_reload_successful 1
-METRICS
-  mv "$work/www/metrics.tmp" "$work/www/metrics"
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
+wait_until() {  # wait_until SECONDS CMD...: run CMD every 0.5 s until it succeeds (0) or time is up (1)
+  local limit=$(($1 * 1000)) start; shift
+  start="$(now_ms)"
+  until "$@"; do
+    (($(now_ms) - start > limit)) && return 1
+    sleep 0.5
+  done
 }
-mkdir -p "$work/www" "$work/data"
-metrics 0 0
 
-python3 -m http.server "$exporter_port" --bind 127.0.0.1 --directory "$work/www" >"$work/exporter.log" 2>&1 &
-pids+=($!)
+daemon_port="$(free_port)"
+prom_port="$(free_port)"
+am_port="$(free_port)"
+mkdir -p "$work/state" "$work/run" "$work/prom-data" "$work/am-data"
+sock="$work/run/control.sock"
+prom="http://127.0.0.1:$prom_port"
+
+write_config() {  # write_config [DRILL]: atomically, so a SIGHUP never reads half a file
+  local drill="${1:-}"
+  cat > "$work/substrated.yaml.tmp" <<CONF
+listen:
+  address: 127.0.0.1
+  port: $daemon_port
+state_directory: $work/state
+runtime_directory: $work/run
+max_duty_cycle: 1.0
+jitter_ratio: 0.1
+shutdown_grace_seconds: 5
+# lavapipe's device time for a 64^3 GEMM varies 10-20x on a loaded host: with the default 1.5 the
+# slowdown verdict (which counts toward failed) would flap the device; correctness is what is tested.
+verdict:
+  slowdown_ratio: 100
+probes:
+  gemm:
+    interval_seconds: 2
+    timeout_seconds: 30
+    size: "64"
+    modes: [exact]
+    dtypes: [f32]
+    drill: ${drill:-~}
+  attention:
+    enabled: false
+  memory:
+    # one small run at start, so the memory metrics the dashboard uses are exported
+    interval_seconds: 3600
+    size: "4M"
+CONF
+  mv "$work/substrated.yaml.tmp" "$work/substrated.yaml"
+}
+
+# Prometheus API helper: alert NAME -> firing|pending|inactive; firing -> names or "-";
+# query EXPR -> values or "-"; rules -> "<rules> <alerts> <names with errors or ->".
+cat > "$work/prom.py" <<'PY'
+import json, sys, urllib.parse, urllib.request
+base, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=3) as r:
+        return json.load(r)["data"]
+try:
+    if cmd == "alert":
+        states = {a["state"] for a in get("/api/v1/alerts")["alerts"] if a["labels"].get("alertname") == args[0]}
+        print("firing" if "firing" in states else "pending" if states else "inactive")
+    elif cmd == "firing":
+        print(",".join(sorted({a["labels"]["alertname"] for a in get("/api/v1/alerts")["alerts"] if a["state"] == "firing"})) or "-")
+    elif cmd == "query":
+        res = get("/api/v1/query?query=" + urllib.parse.quote(args[0]))["result"]
+        print(" ".join(r["value"][1] for r in res) or "-")
+    elif cmd == "rules":
+        rules = [r for g in get("/api/v1/rules")["groups"] for r in g["rules"]]
+        bad = [r["name"] for r in rules if r.get("health") == "err"]
+        print(len(rules), len([r for r in rules if r["type"] == "alerting"]), ",".join(bad) or "-")
+    elif cmd == "am":  # am URL NAME: 1 when Alertmanager holds an active alert NAME
+        with urllib.request.urlopen(args[0] + "/api/v2/alerts?active=true", timeout=3) as r:
+            print(int(any(a["labels"].get("alertname") == args[1] for a in json.load(r))))
+except Exception as e:
+    print("error: " + " ".join(str(e).split()))
+PY
+p() { python3 "$work/prom.py" "$prom" "$@"; }
+alert_is() { [[ "$(p alert "$1")" == "$2" ]]; }
+alert_not() { [[ "$(p alert "$1")" != "$2" ]]; }
+query_is() { [[ "$(p query "$1")" == "$2" ]]; }
+
+# The window-scaled copy of the numerical-fault recording rule and alert (see the header).
+python3 - "$rules" "$window" "$work/e2e-window-rules.yml" <<'PY'
+import json, sys, yaml
+src, window, out = sys.argv[1:4]
+found = {}
+for g in yaml.safe_load(open(src))["groups"]:
+    for r in g["rules"]:
+        if r.get("record") == "substrate:probe_failures:new30m" or r.get("alert") == "SubstrateNumericalFault":
+            found[r.get("record") or r.get("alert")] = dict(r)
+rec, alert = found["substrate:probe_failures:new30m"], found["SubstrateNumericalFault"]
+name = "substrate_e2e:probe_failures:new" + window
+assert rec["expr"].count("30m") == 3, rec["expr"]
+rec["record"], rec["expr"] = name, rec["expr"].replace("30m", window)
+assert "substrate:probe_failures:new30m" in alert["expr"], alert["expr"]
+alert["alert"] = "SubstrateNumericalFaultE2EWindow"
+alert["expr"] = alert["expr"].replace("substrate:probe_failures:new30m", name)
+json.dump({"groups": [{"name": "substrated.e2e-window", "rules": [rec, alert]}]}, open(out, "w"), indent=1)
+PY
+
+# ------------------------------------------------------------------------------------- start
+write_config
+"$bin" serve --config "$work/substrated.yaml" >"$work/substrated.log" 2>&1 &
+daemon_pid=$!
+t_start="$(now_ms)"
+
+alerting=""
+if [[ -n "$alertmanager" ]]; then
+  cat > "$work/alertmanager.yml" <<CONF
+route:
+  receiver: blackhole
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: blackhole
+CONF
+  # --cluster.listen-address= (empty) turns gossip off, so nothing binds 9094.
+  "$alertmanager" --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
+    --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= --log.level=warn \
+    >"$work/alertmanager.log" 2>&1 &
+  am_pid=$!
+  alerting="alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: [\"127.0.0.1:$am_port\"]"
+fi
 
 cat > "$work/prometheus.yml" <<CONF
 global:
@@ -63,80 +209,152 @@ global:
   evaluation_interval: 1s
 rule_files:
   - $rules
+  - $work/e2e-window-rules.yml
+$alerting
 scrape_configs:
   - job_name: substrated
     static_configs:
-      - targets: ["127.0.0.1:$exporter_port"]
+      - targets: ["127.0.0.1:$daemon_port"]
 CONF
-"$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-data" \
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
-pids+=($!)
+prom_pid=$!
 
-api() { python3 - "http://127.0.0.1:$prom_port$1" <<'PY'
-import json, sys, urllib.request
-try:
-    print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1], timeout=2))))
-except Exception as e:
-    print(json.dumps({"status": "error", "error": str(e)}))
-PY
-}
+healthz() { curl -fsS -m 2 "http://127.0.0.1:$daemon_port/healthz" >/dev/null 2>&1; }
+if wait_until 20 healthz && [[ -S "$sock" ]]; then
+  pass "substrated serve up on 127.0.0.1:$daemon_port in $(secs $(($(now_ms) - t_start)))s (control socket $sock)"
+else
+  fail "substrated not serving /healthz with a control socket within 20s"; finish; exit 1
+fi
+prom_ready() { curl -fsS -m 2 "$prom/-/ready" >/dev/null 2>&1; }
+if wait_until 30 prom_ready; then
+  pass "prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}') ready on 127.0.0.1:$prom_port"
+else
+  fail "prometheus not ready within 30s"; finish; exit 1
+fi
+if [[ -n "$am_pid" ]]; then
+  am_ready() { curl -fsS -m 2 "http://127.0.0.1:$am_port/-/ready" >/dev/null 2>&1; }
+  if wait_until 20 am_ready; then pass "alertmanager ready on 127.0.0.1:$am_port"; else fail "alertmanager not ready"; fi
+else
+  note "alertmanager not installed (apt-get install prometheus-alertmanager): delivery not checked"
+fi
 
-wait_for() {  # wait_for DESCRIPTION PYTHON_CONDITION_ON_d (d = /api/v1/alerts JSON); prints seconds
-  local start now
-  start="$(date +%s.%N)"
-  while true; do
-    if api /api/v1/alerts | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($2) else 1)"; then
-      now="$(date +%s.%N)"; python3 -c "print('%.1f' % ($now - $start))"; return 0
-    fi
-    if python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $timeout_s else 1)"; then return 1; fi
-    sleep 0.5
-  done
-}
+read -r n_rules n_alerts _ <<< "$(p rules)"
+expected=$(($(grep -cE '^\s*- (alert|record):' "$rules") + 2))
+if [[ "$n_rules" == "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts; 2 of them the ${window} window copy)"; else
+  fail "server loaded $n_rules rules, expected $expected"; fi
 
-# Server up and rules loaded.
-ready=0
-for _ in $(seq 1 60); do
-  if curl -fsS "http://127.0.0.1:$prom_port/-/ready" >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.5
+# -------------------------------------------------------------------------- phase 1: clean
+scraped_runs() { [[ "$(p query 'substrate_probe_runs_total{job="substrated"} > 0')" =~ ^[0-9] ]]; }
+if wait_until "$timeout_s" scraped_runs; then pass "phase 1: Prometheus scraped completed gemm runs"; else
+  fail "phase 1: no substrate_probe_runs_total > 0 in Prometheus within ${timeout_s}s"; fi
+memory_scraped() { [[ "$(p query 'substrate_memory_bad_words{job="substrated"}')" =~ ^[0-9] ]]; }
+if wait_until 20 memory_scraped; then pass "phase 1: the memory probe's first run scraped"; else fail "phase 1: no substrate_memory_bad_words in Prometheus"; fi
+sleep 2   # a couple of rule evaluations on the scraped runs
+for a in SubstrateNumericalFault SubstrateNumericalFaultE2EWindow SubstrateDrillActive SubstrateDeviceFailed; do
+  state="$(p alert "$a")"
+  if [[ "$state" == inactive ]]; then pass "phase 1: $a not firing"; else fail "phase 1: $a is $state"; fi
 done
-if [[ "$ready" -eq 1 ]]; then pass "prometheus $("$prom" --version 2>&1 | head -n1 | awk '{print $3}') ready on 127.0.0.1:$prom_port"; else
-  fail "prometheus not ready"; sed 's/^/    /' "$work/prometheus.log" | tail -n 20; finish; exit 1; fi
+note "phase 1: firing now: $(p firing)"
+read -r _ _ bad <<< "$(p rules)"
+if [[ "$bad" == "-" ]]; then pass "phase 1: no rule evaluation errors"; else fail "phase 1: rules with evaluation errors: $bad"; fi
 
-rules_json="$(api /api/v1/rules)"
-summary="$(printf '%s' "$rules_json" | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-rules = [r for g in d.get("data", {}).get("groups", []) for r in g["rules"]]
-bad = [r["name"] for r in rules if r.get("health") not in ("ok", "unknown")]
-print(len(rules), len([r for r in rules if r["type"] == "alerting"]), ",".join(bad) or "-")')"
-read -r n_rules n_alerts bad <<< "$summary"
-expected="$(grep -cE '^\s*- (alert|record):' "$rules")"
-if [[ "$n_rules" -eq "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts)"; else fail "server loaded $n_rules rules, file has $expected"; fi
+curl -fsS -m 5 "http://127.0.0.1:$daemon_port/metrics" > "$work/scrape.txt"
+if lint="$(promtool check metrics < "$work/scrape.txt" 2>&1)"; then
+  pass "promtool check metrics on a real scrape ($(grep -vc '^#' "$work/scrape.txt") samples): exit 0${lint:+ ($lint)}"
+else
+  fail "promtool check metrics:"; printf '%s\n' "$lint" | sed 's/^/    /'
+fi
+if g="$(bash "$here/grafana_test.sh" "$work/scrape.txt" 2>&1)"; then
+  pass "grafana_test.sh with the real scrape: $(tail -n1 <<< "$g")"
+else
+  fail "grafana_test.sh with the real scrape:"; grep -E '^FAIL|passed' <<< "$g" | sed 's/^/    /'
+fi
 
-# Healthy target: nothing firing (SubstratedDown may be pending until the first scrape lands).
-sleep 3
-firing_now="$(api /api/v1/alerts | python3 -c 'import json,sys; print(",".join(sorted({a["labels"]["alertname"] for a in json.load(sys.stdin)["data"]["alerts"] if a["state"] == "firing"})) or "-")')"
-if [[ "$firing_now" == "-" ]]; then pass "healthy target: no alert firing"; else fail "healthy target: firing $firing_now"; fi
-sleep 1
-bad="$(api /api/v1/rules | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(",".join(r["name"] for g in d["data"]["groups"] for r in g["rules"] if r.get("health") == "err") or "-")')"
-if [[ "$bad" == "-" ]]; then pass "no rule evaluation errors"; else fail "rules with evaluation errors: $bad"; fi
+npd() { npd_out="$("$bin" probe --npd --socket "$sock" 2>&1)" && npd_rc=0 || npd_rc=$?; }
+npd
+if [[ "$npd_rc" -eq 0 && "$(wc -l <<< "$npd_out")" -eq 1 && ${#npd_out} -le 80 ]]; then
+  pass "phase 1: probe --npd exit 0: $npd_out"
+else fail "phase 1: probe --npd exit $npd_rc (want 0, one line <= 80 chars): $npd_out"; fi
+status_out="$("$bin" status --socket "$sock" 2>&1 || true)"
+if grep -qE '^vulkan[0-9]+ +healthy' <<< "$status_out"; then pass "phase 1: substrated status shows healthy"; else
+  fail "phase 1: substrated status:"; sed 's/^/    /' <<< "$status_out"; fi
 
-# Drill on.
-metrics 1 1
-firing='any(a["labels"]["alertname"] == "%s" and a["state"] == "firing" and a["labels"].get("device") == "vulkan0" for a in d["data"]["alerts"])'
-if t="$(wait_for "numerical fault" "$(printf "$firing" SubstrateNumericalFault)")"; then
-  pass "SubstrateNumericalFault firing ${t}s after the drill's mismatch appeared"
-else fail "SubstrateNumericalFault not firing within ${timeout_s}s"; fi
-if api /api/v1/alerts | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($(printf "$firing" SubstrateDrillActive)) else 1)"; then
-  pass "SubstrateDrillActive firing beside it"
-else fail "SubstrateDrillActive not firing"; fi
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$daemon_pid/stat"; }
+rss_warm="$(rss_kb)"; ticks0="$(cpu_ticks)"; t_cpu0="$(now_ms)"
 
-# Drill off: both resolve.
-metrics 0 0
-gone='not any(a["labels"]["alertname"] in ("SubstrateNumericalFault", "SubstrateDrillActive") for a in d["data"]["alerts"])'
-if t="$(wait_for "resolved" "$gone")"; then pass "alerts resolved ${t}s after the drill ended"; else fail "alerts still active ${timeout_s}s after the drill ended"; fi
+# -------------------------------------------------------------------------- phase 2: drill
+write_config '"bit=30,row=0,col=0"'
+kill -HUP "$daemon_pid"
+t_drill="$(now_ms)"
+if wait_until "$timeout_s" alert_is SubstrateNumericalFault firing; then
+  ttd=$(($(now_ms) - t_drill))
+  pass "phase 2: SubstrateNumericalFault firing $(secs "$ttd")s after SIGHUP with the drill (time to detect)"
+  echo "time to detect: $(secs "$ttd")s (gemm interval 2 s, scrape and evaluation 1 s)"
+else
+  fail "phase 2: SubstrateNumericalFault not firing within ${timeout_s}s of the drill"
+fi
+for a in SubstrateDrillActive SubstrateNumericalFaultE2EWindow SubstrateDeviceFailed; do
+  if wait_until 10 alert_is "$a" firing; then pass "phase 2: $a firing"; else fail "phase 2: $a is $(p alert "$a")"; fi
+done
+if query_is 'substrate_config_last_reload_successful{job="substrated"}' 1; then pass "phase 2: reload with the drill succeeded"; else
+  fail "phase 2: substrate_config_last_reload_successful is $(p query 'substrate_config_last_reload_successful')"; fi
+npd_is() { npd; [[ "$npd_rc" -eq "$1" ]]; }
+if wait_until 10 npd_is 1; then pass "phase 2: probe --npd exit 1: $npd_out"; else fail "phase 2: probe --npd exit $npd_rc (want 1): $npd_out"; fi
+status_out="$("$bin" status --socket "$sock" 2>&1 || true)"
+if grep -qE '^vulkan[0-9]+ +failed' <<< "$status_out" && grep -q 'golden_mismatch' <<< "$status_out"; then
+  pass "phase 2: substrated status shows failed (golden_mismatch)"
+else fail "phase 2: substrated status:"; sed 's/^/    /' <<< "$status_out"; fi
 
+if [[ -n "$am_pid" ]]; then
+  am_has() { [[ "$(p am "http://127.0.0.1:$am_port" SubstrateNumericalFault)" == 1 ]]; }
+  if wait_until 20 am_has; then pass "phase 2: Alertmanager received SubstrateNumericalFault $(secs $(($(now_ms) - t_drill)))s after the drill"; else
+    fail "phase 2: Alertmanager has no SubstrateNumericalFault"; fi
+fi
+
+# ------------------------------------------------------------------- phase 3: drill removed
+write_config
+kill -HUP "$daemon_pid"
+t_end="$(now_ms)"
+if wait_until "$timeout_s" alert_is SubstrateDrillActive inactive; then
+  pass "phase 3: SubstrateDrillActive resolved $(secs $(($(now_ms) - t_end)))s after SIGHUP without the drill"
+else fail "phase 3: SubstrateDrillActive still $(p alert SubstrateDrillActive)"; fi
+last_run_clean() { query_is 'substrate_probe_mismatched_elements{job="substrated"} > 0' -; }
+if wait_until "$timeout_s" last_run_clean; then pass "phase 3: substrate_probe_mismatched_elements back to 0 (last-run branch clear)"; else
+  fail "phase 3: substrate_probe_mismatched_elements still > 0"; fi
+if wait_until "$timeout_s" alert_is SubstrateNumericalFaultE2EWindow inactive; then
+  pass "phase 3: SubstrateNumericalFaultE2EWindow (window $window) resolved $(secs $(($(now_ms) - t_end)))s after the drill ended"
+else fail "phase 3: SubstrateNumericalFaultE2EWindow still $(p alert SubstrateNumericalFaultE2EWindow) after ${timeout_s}s"; fi
+# The shipped alert: held by the 30-minute golden_mismatch window only (by design).
+held="$(p query 'substrate:probe_failures:new30m{reason="golden_mismatch"}')"
+if alert_is SubstrateNumericalFault firing && [[ "$held" != "-" ]] && last_run_clean; then
+  pass "phase 3: shipped SubstrateNumericalFault still firing from the 30m golden_mismatch window only (resolves 30 min after the last drill failure)"
+else
+  fail "phase 3: shipped SubstrateNumericalFault is $(p alert SubstrateNumericalFault), new30m=$held"
+fi
+if wait_until 30 npd_is 0; then pass "phase 3: device recovered, probe --npd exit 0 $(secs $(($(now_ms) - t_end)))s after the drill ended: $npd_out"; else
+  fail "phase 3: probe --npd exit $npd_rc (want 0 after passes_to_recover clean runs): $npd_out"; fi
+
+ticks1="$(cpu_ticks)"; t_cpu1="$(now_ms)"
+hwm_kb="$(awk '/^VmHWM:/ { print $2 }' "/proc/$daemon_pid/status")"
+threads="$(awk '/^Threads:/ { print $2 }' "/proc/$daemon_pid/status")"
+note "footprint (this drill config, gemm 64^3 every 2 s): VmRSS after warm-up $((rss_warm / 1024)) MiB, now $(($(rss_kb) / 1024)) MiB, VmHWM $((hwm_kb / 1024)) MiB, $threads threads, CPU $(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v ms=$((t_cpu1 - t_cpu0)) 'BEGIN { printf "%.1f%%", 100 * t / hz / (ms / 1000) }') of one core over phases 2-3"
+
+# --------------------------------------------------------------------------- phase 4: stop
+kill -TERM "$daemon_pid"
+stopped() { ! kill -0 "$daemon_pid" 2>/dev/null; }
+if wait_until 20 stopped; then
+  wait "$daemon_pid" && daemon_rc=0 || daemon_rc=$?
+  daemon_pid=""
+  if [[ "$daemon_rc" -eq 0 ]]; then pass "phase 4: SIGTERM -> substrated exited 0"; else fail "phase 4: SIGTERM -> substrated exited $daemon_rc"; fi
+else
+  fail "phase 4: substrated still running 20s after SIGTERM"
+fi
+if head -n1 "$work/state/state.json" 2>/dev/null | grep -q '^substrated-state v1 '; then
+  pass "phase 4: state.json left in the state directory"
+else fail "phase 4: no valid state.json in $work/state ($(ls "$work/state" | tr '\n' ' '))"; fi
+if [[ ! -e "$sock" ]]; then pass "phase 4: control socket removed"; else fail "phase 4: control socket left behind at $sock"; fi
+
+note "total $(secs $(($(now_ms) - t_start)))s"
 finish
