@@ -124,37 +124,49 @@ CONF
   mv "$work/substrated.yaml.tmp" "$work/substrated.yaml"
 }
 
-# Prometheus API helper: alert NAME -> firing|pending|inactive; firing -> names or "-";
-# query EXPR -> values or "-"; rules -> "<rules> <alerts> <names with errors or ->".
+# Prometheus API helper, one process per poll (python start-up is slow on a loaded CI host).
+#   snap [EXPR...] prints
+#     rules <count> <alerting count> <names with evaluation errors, or ->
+#     alert <name> <firing|pending|inactive> <activeAt of the earliest firing alert, epoch ms, or ->
+#     query <i> <values of EXPR i, or ->
+#   am URL NAME prints 1 when Alertmanager holds an active alert NAME, else 0.
 cat > "$work/prom.py" <<'PY'
-import json, sys, urllib.parse, urllib.request
+import datetime, json, re, sys, urllib.parse, urllib.request
 base, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=3) as r:
-        return json.load(r)["data"]
+def get(url):
+    with urllib.request.urlopen(url, timeout=3) as r:
+        return json.load(r)
+def epoch_ms(ts):  # RFC 3339 with up to 9 fractional digits
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", ts)
+    t = datetime.datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    return int(t.timestamp() * 1000 + int(((m.group(2) or "0") + "000")[:3]))
 try:
-    if cmd == "alert":
-        states = {a["state"] for a in get("/api/v1/alerts")["alerts"] if a["labels"].get("alertname") == args[0]}
-        print("firing" if "firing" in states else "pending" if states else "inactive")
-    elif cmd == "firing":
-        print(",".join(sorted({a["labels"]["alertname"] for a in get("/api/v1/alerts")["alerts"] if a["state"] == "firing"})) or "-")
-    elif cmd == "query":
-        res = get("/api/v1/query?query=" + urllib.parse.quote(args[0]))["result"]
-        print(" ".join(r["value"][1] for r in res) or "-")
-    elif cmd == "rules":
-        rules = [r for g in get("/api/v1/rules")["groups"] for r in g["rules"]]
+    if cmd == "snap":
+        rules = [r for g in get(base + "/api/v1/rules")["data"]["groups"] for r in g["rules"]]
         bad = [r["name"] for r in rules if r.get("health") == "err"]
-        print(len(rules), len([r for r in rules if r["type"] == "alerting"]), ",".join(bad) or "-")
-    elif cmd == "am":  # am URL NAME: 1 when Alertmanager holds an active alert NAME
-        with urllib.request.urlopen(args[0] + "/api/v2/alerts?active=true", timeout=3) as r:
-            print(int(any(a["labels"].get("alertname") == args[1] for a in json.load(r))))
+        print("rules", len(rules), len([r for r in rules if r["type"] == "alerting"]), ",".join(bad) or "-")
+        for r in rules:
+            if r["type"] != "alerting":
+                continue
+            alerts = r.get("alerts") or []
+            firing = [epoch_ms(a["activeAt"]) for a in alerts if a["state"] == "firing"]
+            state = "firing" if firing else "pending" if alerts else "inactive"
+            print("alert", r["name"], state, min(firing) if firing else "-")
+        for i, e in enumerate(args):
+            res = get(base + "/api/v1/query?query=" + urllib.parse.quote(e))["data"]["result"]
+            print("query", i, " ".join(x["value"][1] for x in res) or "-")
+    elif cmd == "am":
+        print(int(any(a["labels"].get("alertname") == args[1] for a in get(args[0] + "/api/v2/alerts?active=true"))))
 except Exception as e:
-    print("error: " + " ".join(str(e).split()))
+    print("error", " ".join(str(e).split()))
 PY
-p() { python3 "$work/prom.py" "$prom" "$@"; }
-alert_is() { [[ "$(p alert "$1")" == "$2" ]]; }
-alert_not() { [[ "$(p alert "$1")" != "$2" ]]; }
-query_is() { [[ "$(p query "$1")" == "$2" ]]; }
+S=""
+snap() { S="$(python3 "$work/prom.py" "$prom" snap "$@")"; }
+state() { awk -v n="$1" '$1 == "alert" && $2 == n { print $3 }' <<< "$S"; }
+active_at() { awk -v n="$1" '$1 == "alert" && $2 == n { print $4 }' <<< "$S"; }
+qv() { awk -v i="$1" '$1 == "query" && $2 == i { $1 = ""; $2 = ""; sub(/^ +/, ""); print }' <<< "$S"; }
+firing_list() { awk '$1 == "alert" && $3 == "firing" { printf "%s%s", sep, $2; sep = "," } END { if (!sep) print "-"; else print "" }' <<< "$S"; }
+alert_is() { snap "${@:3}"; [[ "$(state "$1")" == "$2" ]]; }
 
 # The window-scaled copy of the numerical-fault recording rule and alert (see the header).
 python3 - "$rules" "$window" "$work/e2e-window-rules.yml" <<'PY'
@@ -239,25 +251,24 @@ else
   note "alertmanager not installed (apt-get install prometheus-alertmanager): delivery not checked"
 fi
 
-read -r n_rules n_alerts _ <<< "$(p rules)"
-expected=$(($(grep -cE '^\s*- (alert|record):' "$rules") + 2))
-if [[ "$n_rules" == "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts; 2 of them the ${window} window copy)"; else
-  fail "server loaded $n_rules rules, expected $expected"; fi
-
 # -------------------------------------------------------------------------- phase 1: clean
-scraped_runs() { [[ "$(p query 'substrate_probe_runs_total{job="substrated"} > 0')" =~ ^[0-9] ]]; }
-if wait_until "$timeout_s" scraped_runs; then pass "phase 1: Prometheus scraped completed gemm runs"; else
-  fail "phase 1: no substrate_probe_runs_total > 0 in Prometheus within ${timeout_s}s"; fi
-memory_scraped() { [[ "$(p query 'substrate_memory_bad_words{job="substrated"}')" =~ ^[0-9] ]]; }
-if wait_until 20 memory_scraped; then pass "phase 1: the memory probe's first run scraped"; else fail "phase 1: no substrate_memory_bad_words in Prometheus"; fi
+scraped() {  # completed gemm runs and the memory probe's first run are in Prometheus
+  snap 'substrate_probe_runs_total{job="substrated"} > 0' 'substrate_memory_bad_words{job="substrated"}'
+  [[ "$(qv 0)" =~ ^[0-9] && "$(qv 1)" =~ ^[0-9] ]]
+}
+if wait_until "$timeout_s" scraped; then pass "phase 1: Prometheus scraped completed gemm runs and the memory probe's first run"; else
+  fail "phase 1: runs_total > 0 [$(qv 0)] and memory_bad_words [$(qv 1)] not both in Prometheus within ${timeout_s}s"; fi
 sleep 2   # a couple of rule evaluations on the scraped runs
-for a in SubstrateNumericalFault SubstrateNumericalFaultE2EWindow SubstrateDrillActive SubstrateDeviceFailed; do
-  state="$(p alert "$a")"
-  if [[ "$state" == inactive ]]; then pass "phase 1: $a not firing"; else fail "phase 1: $a is $state"; fi
-done
-note "phase 1: firing now: $(p firing)"
-read -r _ _ bad <<< "$(p rules)"
+snap
+read -r _ n_rules n_alerts bad <<< "$(grep '^rules ' <<< "$S" || echo "rules 0 0 ?")"
+expected=$(($(grep -cE '^\s*- (alert|record):' "$rules") + 2))
+if [[ "$n_rules" == "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts; 2 rules are the ${window} window copy)"; else
+  fail "server loaded $n_rules rules, expected $expected ($S)"; fi
 if [[ "$bad" == "-" ]]; then pass "phase 1: no rule evaluation errors"; else fail "phase 1: rules with evaluation errors: $bad"; fi
+for a in SubstrateNumericalFault SubstrateNumericalFaultE2EWindow SubstrateDrillActive SubstrateDeviceFailed; do
+  if [[ "$(state "$a")" == inactive ]]; then pass "phase 1: $a not firing"; else fail "phase 1: $a is $(state "$a")"; fi
+done
+note "phase 1: firing now: $(firing_list)"
 
 curl -fsS -m 5 "http://127.0.0.1:$daemon_port/metrics" > "$work/scrape.txt"
 if lint="$(promtool check metrics < "$work/scrape.txt" 2>&1)"; then
@@ -289,17 +300,19 @@ write_config '"bit=30,row=0,col=0"'
 kill -HUP "$daemon_pid"
 t_drill="$(now_ms)"
 if wait_until "$timeout_s" alert_is SubstrateNumericalFault firing; then
-  ttd=$(($(now_ms) - t_drill))
-  pass "phase 2: SubstrateNumericalFault firing $(secs "$ttd")s after SIGHUP with the drill (time to detect)"
-  echo "time to detect: $(secs "$ttd")s (gemm interval 2 s, scrape and evaluation 1 s)"
+  seen=$(($(now_ms) - t_drill)) since="$(active_at SubstrateNumericalFault)"
+  ttd=$((since - t_drill))
+  pass "phase 2: SubstrateNumericalFault firing (activeAt $(secs "$ttd")s after SIGHUP with the drill; seen by this poll after $(secs "$seen")s)"
+  echo "time to detect: $(secs "$ttd")s from SIGHUP to firing (Prometheus activeAt; gemm interval 2 s, scrape and evaluation 1 s)"
 else
   fail "phase 2: SubstrateNumericalFault not firing within ${timeout_s}s of the drill"
 fi
-for a in SubstrateDrillActive SubstrateNumericalFaultE2EWindow SubstrateDeviceFailed; do
-  if wait_until 10 alert_is "$a" firing; then pass "phase 2: $a firing"; else fail "phase 2: $a is $(p alert "$a")"; fi
-done
-if query_is 'substrate_config_last_reload_successful{job="substrated"}' 1; then pass "phase 2: reload with the drill succeeded"; else
-  fail "phase 2: substrate_config_last_reload_successful is $(p query 'substrate_config_last_reload_successful')"; fi
+all_firing() { snap 'substrate_config_last_reload_successful{job="substrated"}'
+  [[ "$(state SubstrateDrillActive) $(state SubstrateNumericalFaultE2EWindow) $(state SubstrateDeviceFailed)" == "firing firing firing" ]]; }
+if wait_until 10 all_firing; then pass "phase 2: SubstrateDrillActive, SubstrateNumericalFaultE2EWindow, SubstrateDeviceFailed firing"; else
+  fail "phase 2: SubstrateDrillActive $(state SubstrateDrillActive), SubstrateNumericalFaultE2EWindow $(state SubstrateNumericalFaultE2EWindow), SubstrateDeviceFailed $(state SubstrateDeviceFailed)"; fi
+if [[ "$(qv 0)" == 1 ]]; then pass "phase 2: reload with the drill succeeded (substrate_config_last_reload_successful 1)"; else
+  fail "phase 2: substrate_config_last_reload_successful is $(qv 0)"; fi
 npd_is() { npd; [[ "$npd_rc" -eq "$1" ]]; }
 if wait_until 10 npd_is 1; then pass "phase 2: probe --npd exit 1: $npd_out"; else fail "phase 2: probe --npd exit $npd_rc (want 1): $npd_out"; fi
 status_out="$("$bin" status --socket "$sock" 2>&1 || true)"
@@ -308,7 +321,7 @@ if grep -qE '^vulkan[0-9]+ +failed' <<< "$status_out" && grep -q 'golden_mismatc
 else fail "phase 2: substrated status:"; sed 's/^/    /' <<< "$status_out"; fi
 
 if [[ -n "$am_pid" ]]; then
-  am_has() { [[ "$(p am "http://127.0.0.1:$am_port" SubstrateNumericalFault)" == 1 ]]; }
+  am_has() { [[ "$(python3 "$work/prom.py" "$prom" am "http://127.0.0.1:$am_port" SubstrateNumericalFault)" == 1 ]]; }
   if wait_until 20 am_has; then pass "phase 2: Alertmanager received SubstrateNumericalFault $(secs $(($(now_ms) - t_drill)))s after the drill"; else
     fail "phase 2: Alertmanager has no SubstrateNumericalFault"; fi
 fi
@@ -317,23 +330,24 @@ fi
 write_config
 kill -HUP "$daemon_pid"
 t_end="$(now_ms)"
-if wait_until "$timeout_s" alert_is SubstrateDrillActive inactive; then
-  pass "phase 3: SubstrateDrillActive resolved $(secs $(($(now_ms) - t_end)))s after SIGHUP without the drill"
-else fail "phase 3: SubstrateDrillActive still $(p alert SubstrateDrillActive)"; fi
-last_run_clean() { query_is 'substrate_probe_mismatched_elements{job="substrated"} > 0' -; }
-if wait_until "$timeout_s" last_run_clean; then pass "phase 3: substrate_probe_mismatched_elements back to 0 (last-run branch clear)"; else
-  fail "phase 3: substrate_probe_mismatched_elements still > 0"; fi
+last_run_clean() {  # the drill gauge and the last-run mismatch are gone
+  snap 'substrate_probe_mismatched_elements{job="substrated"} > 0'
+  [[ "$(state SubstrateDrillActive)" == inactive && "$(qv 0)" == "-" ]]
+}
+if wait_until "$timeout_s" last_run_clean; then
+  pass "phase 3: SubstrateDrillActive resolved and mismatched_elements back to 0 $(secs $(($(now_ms) - t_end)))s after SIGHUP without the drill"
+else fail "phase 3: SubstrateDrillActive $(state SubstrateDrillActive), mismatched_elements > 0: $(qv 0)"; fi
 if wait_until "$timeout_s" alert_is SubstrateNumericalFaultE2EWindow inactive; then
   pass "phase 3: SubstrateNumericalFaultE2EWindow (window $window) resolved $(secs $(($(now_ms) - t_end)))s after the drill ended"
-else fail "phase 3: SubstrateNumericalFaultE2EWindow still $(p alert SubstrateNumericalFaultE2EWindow) after ${timeout_s}s"; fi
+else fail "phase 3: SubstrateNumericalFaultE2EWindow still $(state SubstrateNumericalFaultE2EWindow) after ${timeout_s}s"; fi
 # The shipped alert: held by the 30-minute golden_mismatch window only (by design).
-held="$(p query 'substrate:probe_failures:new30m{reason="golden_mismatch"}')"
-if alert_is SubstrateNumericalFault firing && [[ "$held" != "-" ]] && last_run_clean; then
-  pass "phase 3: shipped SubstrateNumericalFault still firing from the 30m golden_mismatch window only (resolves 30 min after the last drill failure)"
+snap 'substrate:probe_failures:new30m{reason="golden_mismatch"}' 'substrate_probe_mismatched_elements{job="substrated"} > 0'
+if [[ "$(state SubstrateNumericalFault)" == firing && "$(qv 0)" != "-" && "$(qv 1)" == "-" ]]; then
+  pass "phase 3: shipped SubstrateNumericalFault still firing, from the 30m golden_mismatch window only (resolves 30 min after the last drill failure)"
 else
-  fail "phase 3: shipped SubstrateNumericalFault is $(p alert SubstrateNumericalFault), new30m=$held"
+  fail "phase 3: shipped SubstrateNumericalFault is $(state SubstrateNumericalFault), new30m [$(qv 0)], mismatched [$(qv 1)]"
 fi
-if wait_until 30 npd_is 0; then pass "phase 3: device recovered, probe --npd exit 0 $(secs $(($(now_ms) - t_end)))s after the drill ended: $npd_out"; else
+if wait_until 30 npd_is 0; then pass "phase 3: device recovered (passes_to_recover clean runs), probe --npd exit 0 (checked $(secs $(($(now_ms) - t_end)))s after the drill ended): $npd_out"; else
   fail "phase 3: probe --npd exit $npd_rc (want 0 after passes_to_recover clean runs): $npd_out"; fi
 
 ticks1="$(cpu_ticks)"; t_cpu1="$(now_ms)"
