@@ -35,6 +35,8 @@ bin="${SUBSTRATED_BIN:-}"
 if [[ -z "$bin" ]]; then
   if [[ -x /usr/bin/substrated ]]; then bin=/usr/bin/substrated; else bin=/bin/true; fi
 fi
+# ExecStart= needs an absolute path.
+[[ "$bin" == /* ]] || bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 echo "# systemd: $(systemd-analyze --version | head -n1)"
 echo "# verifying a copy with ExecStart binary -> $bin"
 copy="$tmp/substrated.service"
@@ -87,6 +89,9 @@ require DevicePolicy closed
 require ProtectSystem strict
 require NoNewPrivileges yes
 require SupplementaryGroups "render video"
+# Sized from the measured footprint, equal to the DaemonSet's memory limit (docs/operations.md#resources).
+require MemoryHigh 192M
+require MemoryMax 256M
 for dev in 'char-nvidia\*' 'char-drm' 'char-accel'; do
   if grep -E -q "^DeviceAllow=${dev} rw" "$unit"; then pass "DeviceAllow=${dev//\\/} rw"; else fail "DeviceAllow ${dev//\\/} missing"; fi
 done
