@@ -23,7 +23,7 @@ constexpr const char* k_usage =
     "  --samples N         injections per bit position per configuration (default 8), also the number of seeds\n"
     "  --gemm-size S       gemm shape as for `substrated probe --size` (default 64)\n"
     "  --attention-size S  attention SEQxHEADSxDIM, causal (default 32x2x32)\n"
-    "  --memory-size S     memory probe region (default 1M)\n";
+    "  --memory-size S     memory probe region (default 1024K; note 1M is rejected by the probe's size parser)\n";
 
 struct Tally {
   int runs = 0;
@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
   const int samples = static_cast<int>(args.get_int("--samples", 8));
   const std::string gemm_size = args.get("--gemm-size", "64");
   const std::string attention_size = args.get("--attention-size", "32x2x32");
-  const std::string memory_size = args.get("--memory-size", "1M");
+  const std::string memory_size = args.get("--memory-size", "1024K");
   const std::uint64_t seed0 = static_cast<std::uint64_t>(args.get_int("--seed", 1));
   const std::string only = args.get("--only", "gemm,attention,memory");
   if (samples < 1) bench::Args::die("--samples must be at least 1");

@@ -85,7 +85,7 @@ s_load=$(cut -d' ' -f1-3 /proc/loadavg)
 scrape_run "$nport" "$bench_tmp/wrk-n.txt"
 n_load=$(cut -d' ' -f1-3 /proc/loadavg)
 rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
-errors() { awk '/Non-2xx|Socket errors/ {print}' "$1" | tr '\n' ' '; }
+errors() { awk '/Non-2xx|Socket errors/ {e = e $0 "; "} END {print (e == "" ? "none" : e)}' "$1"; }
 read -r s_rss2 _ _ < <(bench_rss "$spid")
 read -r n_rss2 _ _ < <(bench_rss "$npid")
 
@@ -117,4 +117,4 @@ echo "| scrapes/s | $(rps "$bench_tmp/wrk-s.txt") | $(rps "$bench_tmp/wrk-n.txt"
 echo "| RSS after the scrapes | $(mib "$s_rss2") MiB | $(mib "$n_rss2") MiB | | |"
 echo "| RSS after compressed schedule (${compressed} s, $((runs1 - runs0)) probe runs: $per_probe) | $(mib "$s_rss3") MiB ($(mib "$s_anon3") + $(mib "$s_file3")) | $(mib "$n_rss3") MiB | substrated <= node_exporter: $(verdict "$s_rss3" "$n_rss3") | $compressed_load |"
 echo
-echo "wrk errors: substrated: $(errors "$bench_tmp/wrk-s.txt")none listed otherwise; node_exporter: $(errors "$bench_tmp/wrk-n.txt")none listed otherwise"
+echo "wrk socket errors / non-2xx: substrated: $(errors "$bench_tmp/wrk-s.txt"); node_exporter: $(errors "$bench_tmp/wrk-n.txt")"

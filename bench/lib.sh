@@ -62,7 +62,7 @@ bench_metrics() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics"; }
 
 # bench_metric PORT NAME LABEL_REGEX: the value of the first sample matching, or empty.
 bench_metric() {
-  bench_metrics "$1" | grep -E "^$2\{[^}]*$3[^}]*\} " | head -1 | awk '{print $NF}'
+  { bench_metrics "$1" || true; } | { grep -E "^$2\{[^}]*$3[^}]*\} " || true; } | awk 'NR == 1 {print $NF}'
 }
 
 # bench_wait_runs PORT TIMEOUT PROBES...: waits until every probe has at least one run.

@@ -24,12 +24,6 @@ double default_interval(const std::string& probe) { return probe == "memory" ? 9
 
 double median(std::vector<double> v) { return bench::percentile(std::move(v), 50); }
 
-std::uint64_t parse_size(const std::string& text) {
-  ProbeSpec spec;
-  if (!memory_probe().apply_size(text, spec)) bench::Args::die("bad size " + text);
-  return spec.memory.max_bytes;
-}
-
 // Host memcpy bandwidth over `bytes`, counted as bytes read plus bytes written (the memory
 // probe's convention); best of `repeats` passes after one warm-up pass.
 double memcpy_bandwidth(std::uint64_t bytes, int repeats) {
@@ -72,13 +66,13 @@ int main(int argc, char** argv) {
   struct Row {
     std::string probe, key;
     double device = 0, gen = 0, wall_cold = 0, wall_warm = 0, golden_cold = 0, golden_warm = 0;
-    double bandwidth = 0;
+    double bandwidth = 0, ratio_cold = 0, ratio_warm = 0;
   };
   std::vector<Row> rows;
   for (const ProbeDescriptor& d : probe_registry().all()) {
     if (!d.enabled_by_default) continue;
     for (const ProbeSpec& spec : d.default_specs(info)) {
-      std::vector<double> dev, gen, cold, warm, gcold, gwarm, bw;
+      std::vector<double> dev, gen, cold, warm, gcold, gwarm, bw, rcold, rwarm;
       for (int i = 0; i < repeats; ++i) {
         GoldenCache goldens;
         ProbeResult first = run_probe(*device, spec, goldens);
@@ -92,10 +86,12 @@ int main(int argc, char** argv) {
         warm.push_back(second.wall_seconds);
         gcold.push_back(first.golden_seconds);
         gwarm.push_back(second.golden_seconds);
+        rcold.push_back(first.wall_seconds / first.device_seconds);
+        rwarm.push_back(second.wall_seconds / second.device_seconds);
         if (second.memory) bw.push_back(second.memory->bandwidth_bytes_per_second);
       }
       Row row{d.id, spec_key(spec), median(dev), median(gen), median(cold), median(warm), median(gcold), median(gwarm),
-              bw.empty() ? 0.0 : median(bw)};
+              bw.empty() ? 0.0 : median(bw), median(rcold), median(rwarm)};
       rows.push_back(row);
       std::cerr << "  " << row.key << " done (load " << bench::load_average() << ")\n";
     }
@@ -108,7 +104,7 @@ int main(int argc, char** argv) {
     std::cout << "| " << r.key << " | " << bench::fixed(r.device * 1e3, 2) << " | " << bench::fixed(r.gen * 1e3, 2) << " | "
               << bench::fixed(r.wall_cold * 1e3, 2) << " | " << bench::fixed(r.wall_warm * 1e3, 2) << " | "
               << bench::fixed(r.golden_cold * 1e3, 2) << " | " << bench::fixed(r.golden_warm * 1e3, 4) << " | "
-              << bench::fixed(r.wall_cold / r.device, 2) << " | " << bench::fixed(r.wall_warm / r.device, 2) << " | "
+              << bench::fixed(r.ratio_cold, 2) << " | " << bench::fixed(r.ratio_warm, 2) << " | "
               << bench::fixed(r.wall_warm / (r.device + r.gen), 2) << " |\n";
   }
 
@@ -166,6 +162,23 @@ int main(int argc, char** argv) {
     bandwidth_met = bandwidth_met && ratio >= 0.5;
     std::cout << "| " << bench::fixed(bytes / 1048576.0, 1) << " MiB | " << gbps(probe_bw) << " | " << gbps(host) << " | "
               << bench::fixed(ratio, 2) << " | " << (ratio >= 0.5 ? "met" : "missed") << " |\n";
+  }
+  // Which pattern costs the time: each pattern alone over the default region.
+  if (!regions.empty()) {
+    std::cout << "\nPer pattern over " << bench::fixed(regions.front().first / 1048576.0, 1)
+              << " MiB (device.run_memory with one pattern):\n\n| pattern | device ms | bytes moved MiB | bandwidth |\n|---|---|---|---|\n";
+    for (MemoryPattern pattern : {MemoryPattern::walking_ones, MemoryPattern::walking_zeros, MemoryPattern::own_address,
+                                  MemoryPattern::moving_inversions, MemoryPattern::random}) {
+      MemoryLaunch launch;
+      launch.bytes = regions.front().first;
+      launch.seed = 1;
+      launch.patterns = {pattern};
+      auto run = device->run_memory(launch);
+      if (!run) bench::Args::die(run.error().message);
+      std::cout << "| " << to_string(pattern) << " | " << bench::fixed(run->device_seconds * 1e3, 1) << " | "
+                << bench::fixed(run->bytes_moved / 1048576.0, 1) << " | " << gbps(run->bytes_moved / run->device_seconds)
+                << " |\n";
+    }
   }
   std::cout << "\n(both counted as bytes read + bytes written; memcpy single-threaded, best of " << repeats
             << " 0.2 s bursts; the probe's figure is bytes moved by its kernels / their device time)\n";

@@ -25,7 +25,7 @@ step detection "$build/bench/bench_detection" --samples 1 --gemm-size 16 --atten
 grep -q "Summary per configuration" "$out/detection.md" || { echo "smoke detection: no summary"; status=1; }
 step soak "$build/bench/bench_soak" --runs 60
 grep -q "^total: " "$out/soak.md" || { echo "smoke soak: no total"; status=1; }
-step overhead "$build/bench/bench_overhead" --repeats 1 --memcpy-sizes 1M
+step overhead "$build/bench/bench_overhead" --repeats 1 --memcpy-sizes 1024K
 grep -q "Duty cycle" "$out/overhead.md" || { echo "smoke overhead: no duty cycle"; status=1; }
 step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
 grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
