@@ -17,7 +17,8 @@ step() {
     echo "smoke $name: ok ($((SECONDS - t0)) s)"
   else
     echo "smoke $name: FAILED (exit $?)"
-    tail -20 "$out/$name.err" "$out/$name.md"
+    tail -n 20 "$out/$name.err" || true
+    tail -n 20 "$out/$name.md" || true
     status=1
   fi
 }
