@@ -8,6 +8,7 @@ packages=(
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd
   prometheus python3 python3-yaml curl
+  wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
 )
 missing=()
 for p in "${packages[@]}"; do
