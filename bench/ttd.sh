@@ -4,7 +4,9 @@
 # every probe has run once, then configure a gemm drill and send SIGHUP; poll /metrics until
 # substrate_device_health{state="failed"} is 1.
 #
-#   bash bench/ttd.sh [BUILD_DIR] [--settle SECONDS] [--poll SECONDS] [--quick]
+#   bash bench/ttd.sh [BUILD_DIR] [--settle SECONDS] [--poll SECONDS] [--duty RATIO] [--quick]
+#
+# --duty overrides max_duty_cycle (1 = the budget never defers: the bound without the budget).
 #
 # --quick (smoke only): small sizes and no duty-cycle cap, so it finishes in seconds.
 #
@@ -16,13 +18,15 @@ build=${1:-$here/../build-bench}
 [ $# -gt 0 ] && shift
 settle=0
 quick=0
+duty=
 poll=0.05
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; shift ;;
+    --duty) duty=$2; shift 2 ;;
     --settle) settle=$2; shift 2 ;;
     --poll) poll=$2; shift 2 ;;
-    *) echo "usage: ttd.sh [BUILD_DIR] [--settle S] [--poll S] [--quick]" >&2; exit 2 ;;
+    *) echo "usage: ttd.sh [BUILD_DIR] [--settle S] [--poll S] [--duty R] [--quick]" >&2; exit 2 ;;
   esac
 done
 source "$here/lib.sh"
@@ -34,11 +38,12 @@ config=$bench_tmp/substrated.yaml
 log=$bench_tmp/daemon.log
 bench_config "$config" "$port" "s|^log_level: .*|log_level: debug|"
 [ $quick = 1 ] && bench_quick_config "$config"
+if [ -n "$duty" ]; then sed -i "s/^max_duty_cycle: .*/max_duty_cycle: $duty/" "$config"; fi
 echo "## Time to detect through the daemon"
 echo
 bench_machine
-echo "- command: \`bash bench/ttd.sh $build --settle $settle --poll $poll$([ $quick = 1 ] && echo " --quick")\`"
-echo "- config: config/substrated.yaml with listen 127.0.0.1:$port, private state/runtime dirs, log_level debug"
+echo "- command: \`bash bench/ttd.sh $build --settle $settle --poll $poll$([ $quick = 1 ] && echo " --quick")$([ -n "$duty" ] && echo " --duty $duty")\`"
+echo "- config: config/substrated.yaml with listen 127.0.0.1:$port, private state/runtime dirs, log_level debug$([ -n "$duty" ] && echo ", max_duty_cycle $duty")$([ $quick = 1 ] && echo ", quick sizes and max_duty_cycle 1")"
 started=$(bench_now)
 bench_start_daemon "$bin" "$config" "$log"
 bench_wait_runs "$port" 600 gemm attention memory || { tail -20 "$log" >&2; bench_die "daemon did not finish its first runs"; }
