@@ -9,6 +9,7 @@
 
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/diagnose_command.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/service.hpp"
@@ -25,6 +26,7 @@ constexpr const char* k_usage =
     "  probe              run the reference kernels on devices and check them (exit 0 pass, 1 fault, 2 cannot run)\n"
     "  serve              run the daemon: scheduled probes, /metrics, control socket (systemd notify)\n"
     "  status             print the running daemon's verdicts\n"
+    "  compare A [B]      compare tensor dumps or .npy files: cosine, errors, argmax, mismatch pattern\n"
     "  config check FILE  validate a configuration file (exit 0 valid, 1 invalid)\n"
     "  help               this text; `substrated <command> --help` for a command\n";
 
@@ -44,6 +46,11 @@ constexpr const char* k_probe_usage =
     "  --json         one JSON document with every result (schema: docs/probe-result.md)\n"
     "  --list         list the registered probes\n"
     "  --local        run in this process even when a daemon is running\n"
+    "  --dump DIR     write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
+    "                 result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)\n"
+    "  --replay FILE  re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
+    "                 device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches\n"
+    "  --no-inject    with --replay: drop the stored injection\n"
     "  --socket PATH  the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)\n"
     "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 4 s;\n"
     "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
@@ -160,6 +167,8 @@ int npd_check(const std::string& socket) {
 
 int probe_command(std::vector<std::string> args) {
   const std::string socket = take_socket(args);
+  auto diagnostic = take_diagnostic_options(args);
+  if (!diagnostic) return fail(diagnostic.error().message);
   std::vector<std::string> daemon_args;
   for (const std::string& a : args) {
     if (a != "--json" && a != "--local") daemon_args.push_back(a);
@@ -178,6 +187,7 @@ int probe_command(std::vector<std::string> args) {
   }
   if (has(flags, "--list")) return list_probes();
   if (has(flags, "--npd")) return npd_check(socket);
+  if (diagnostic->active()) return diagnostic_probe_command(args, *request, has(flags, "--json"), *diagnostic);
   if (!has(flags, "--local")) {
     // The daemon schedules the run on its own workers, so the CLI never fights it for the device.
     auto reply = control_request(socket, {{"command", "probe"}, {"args", daemon_args}}, request->timeout_seconds * 4 + 30);
@@ -301,6 +311,7 @@ int run(const std::vector<std::string>& args) {
   if (command == "serve") return serve_command(rest);
   if (command == "status") return status_command(rest);
   if (command == "config") return config_command(rest);
+  if (command == "compare") return compare_command(rest);
   return fail("unknown command '" + command + "'\n" + k_usage);
 }
 

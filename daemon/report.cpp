@@ -84,6 +84,27 @@ std::string render_results(const std::vector<ProbeResult>& results) {
           << r.memory->retention_bytes << " bytes aged " << format("%.1f", r.memory->retention_age_seconds) << " s\n";
     }
   }
+  for (const ProbeResult& r : results) {
+    if (!r.canary || r.status == RunStatus::error) continue;
+    const CanaryDetails& c = *r.canary;
+    out << "\n" << r.device.id << " canary per layer (" << spec_key(r.spec) << " seed " << r.spec.seed << "):\n";
+    for (const CanaryLayerReport& l : c.layers) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  %-18s %4ux%-5u mismatched %-6llu cosine %.9f max_err %.3e budget %.2e\n",
+                    l.name.c_str(), l.rows, l.cols, static_cast<unsigned long long>(l.mismatched), l.cosine,
+                    l.max_abs_error, l.budget_used);
+      out << line;
+    }
+    out << "  next-token argmax agrees on " << c.argmax_agreeing_tokens << "/" << c.tokens << " tokens (top-5: "
+        << c.top5_agreeing_tokens << "/" << c.tokens << ")";
+    if (c.first_diverging_layer.empty()) {
+      out << "; every layer within its bound\n";
+    } else {
+      out << "; first diverging layer: " << c.first_diverging_layer
+          << (c.argmax_agreeing_tokens == c.tokens ? " (logits off but tokens still agree)" : " (tokens diverge)")
+          << "\n";
+    }
+  }
   if (drill) out << "\n* DRILL: a fault was injected on purpose (--inject); the failure above is expected.\n";
   return out.str();
 }

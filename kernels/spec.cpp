@@ -63,6 +63,10 @@ std::string spec_key(const ProbeSpec& spec) {
         << spec.attention.head_dim << (spec.attention.causal ? "/causal" : "/full");
   } else if (spec.probe == "memory") {
     key << '/' << spec.memory.max_bytes;
+  } else if (spec.probe == "canary") {
+    const CanaryShape& c = spec.canary;
+    key << '/' << to_string(spec.dtype) << '/' << c.tokens << 'x' << c.d_model << 'x' << c.heads << 'x' << c.ffn << 'x'
+        << c.layers << 'x' << c.vocab;
   }
   return key.str();
 }
@@ -105,8 +109,11 @@ Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_l
       col = value;
     } else if (key == "element") {
       element = value;
+    } else if (key == "layer") {
+      if (value > 1000) return bad("layer must be 0..1000, got " + std::to_string(value));
+      inject.layer = static_cast<std::uint32_t>(value);
     } else {
-      return bad("unknown key '" + key + "' (use bit, row, col, element, transient)");
+      return bad("unknown key '" + key + "' (use bit, row, col, element, layer, transient)");
     }
   }
   if (inject.xor_mask == 0) return bad("at least one bit=N is required");

@@ -28,6 +28,7 @@ struct Injection {
   std::uint64_t element = 0;
   std::uint32_t xor_mask = 0;
   bool transient = false;
+  std::uint32_t layer = 0;  // canary probe: the checkpoint layer whose output is corrupted
 };
 
 struct GemmShape {
@@ -44,6 +45,11 @@ struct MemoryShape {
   std::uint64_t max_bytes = 0;    // cap on the bytes tested per run
 };
 
+// The canary's tiny decoder stack (probes/canary_probe.cpp).
+struct CanaryShape {
+  std::uint32_t tokens = 0, d_model = 0, heads = 0, ffn = 0, layers = 0, vocab = 0;
+};
+
 struct ProbeSpec {
   std::string probe;  // registry id: "gemm", "attention", "memory"
   Dtype dtype = Dtype::f32;
@@ -52,13 +58,14 @@ struct ProbeSpec {
   GemmShape gemm;
   AttentionShape attention;
   MemoryShape memory;
+  CanaryShape canary;
   Injection inject;
 };
 
 // A stable key naming the spec without its seed and injection: "gemm/f32/exact/256x256x256".
 std::string spec_key(const ProbeSpec& spec);
 
-// Parses a drill description "bit=B[,bit=B2...][,element=N | ,row=R,col=C][,transient]".
+// Parses a drill description "bit=B[,bit=B2...][,element=N | ,row=R,col=C][,transient][,layer=L]".
 // `row_length` converts row/col into an element index. Returns an invalid_argument error naming
 // the bad token.
 Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_length);

@@ -59,6 +59,9 @@ Status attention_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& 
   // Rows are (head, query) pairs, columns the head dimension.
   result.check = check_bounded(run->output_bits, reference->value, reference->bound, shape.head_dim);
   result.fingerprint = fingerprint(run->output_bits);
+  if (result.tensors) {
+    *result.tensors = RunTensors{{shape.heads, shape.seq_len, shape.head_dim}, run->output_bits, reference, {}};
+  }
   result.device_seconds = run->device_seconds;
   result.generate_seconds = run->generate_seconds;
   result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;

@@ -87,6 +87,20 @@ struct MemoryRun {
   std::string kernel;
 };
 
+// The tiny-transformer canary (kernels/golden/canary_golden.hpp): every checkpoint layer's
+// output words, in checkpoint order. inject.layer picks the checkpoint whose output is corrupted.
+struct CanaryLaunch {
+  CanaryShape shape;
+  std::uint64_t seed = 0;
+  Injection inject;
+};
+
+struct CanaryRun {
+  std::string kernel;
+  std::vector<std::vector<std::uint32_t>> layers;  // f32 words, row-major tokens x features
+  double device_seconds = 0.0;
+};
+
 // Retention: a block written once and re-read by later runs; `age_seconds` since the write.
 struct RetentionRun {
   std::uint64_t bytes = 0;
@@ -107,6 +121,11 @@ class ComputeDevice {
   virtual Expected<KernelRun> run_gemm(const GemmLaunch& launch) = 0;
   virtual Expected<KernelRun> run_attention(const AttentionLaunch& launch) = 0;
   virtual Expected<MemoryRun> run_memory(const MemoryLaunch& launch) = 0;
+  // Not pure: backends without the canary kernels (CUDA for now) report it unavailable.
+  virtual Expected<CanaryRun> run_canary(const CanaryLaunch& launch) {
+    (void)launch;
+    return Error{ErrorKind::unavailable, "the canary probe is not implemented on the " + info().backend + " backend yet"};
+  }
   // Writes the retention block on the first call (or when its size changes) and verifies it on
   // later calls.
   virtual Expected<RetentionRun> check_retention(std::uint64_t bytes, std::uint64_t seed) = 0;

@@ -52,6 +52,7 @@ Status gemm_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& golde
   result.check = spec.mode == Mode::exact ? check_exact(run->output_bits, reference->value, shape.n)
                                           : check_bounded(run->output_bits, reference->value, reference->bound, shape.n);
   result.fingerprint = fingerprint(run->output_bits);
+  if (result.tensors) *result.tensors = RunTensors{{shape.m, shape.n}, run->output_bits, reference, {}};
   result.device_seconds = run->device_seconds;
   result.generate_seconds = run->generate_seconds;
   result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;

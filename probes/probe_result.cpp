@@ -69,9 +69,14 @@ void to_json(nlohmann::json& out, const ProbeSpec& spec) {
   if (spec.probe == "memory") {
     out["memory"] = {{"free_share", spec.memory.free_share}, {"max_bytes", spec.memory.max_bytes}};
   }
+  if (spec.probe == "canary") {
+    out["canary"] = {{"tokens", spec.canary.tokens}, {"d_model", spec.canary.d_model}, {"heads", spec.canary.heads},
+                     {"ffn", spec.canary.ffn},       {"layers", spec.canary.layers},   {"vocab", spec.canary.vocab}};
+  }
   if (spec.inject.enabled) {
     out["inject"] = {{"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask},
                      {"transient", spec.inject.transient}};
+    if (spec.probe == "canary") out["inject"]["layer"] = spec.inject.layer;
   }
 }
 
@@ -100,7 +105,13 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec) {
   if (in.contains("inject")) {
     const auto& i = in.at("inject");
     spec.inject = {true, i.at("element").get<std::uint64_t>(), i.at("xor_mask").get<std::uint32_t>(),
-                   i.at("transient").get<bool>()};
+                   i.at("transient").get<bool>(), i.value("layer", std::uint32_t{0})};
+  }
+  if (in.contains("canary")) {
+    const auto& c = in.at("canary");
+    spec.canary = {c.at("tokens").get<std::uint32_t>(), c.at("d_model").get<std::uint32_t>(),
+                   c.at("heads").get<std::uint32_t>(),  c.at("ffn").get<std::uint32_t>(),
+                   c.at("layers").get<std::uint32_t>(), c.at("vocab").get<std::uint32_t>()};
   }
 }
 
@@ -143,6 +154,22 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
   out["timing"] = {{"device_seconds", result.device_seconds}, {"generate_seconds", result.generate_seconds},
                    {"golden_seconds", result.golden_seconds}, {"wall_seconds", result.wall_seconds}};
   out["finished_at"] = result.finished_at;
+  if (result.canary) {
+    const CanaryDetails& c = *result.canary;
+    nlohmann::json layers = nlohmann::json::array();
+    for (const CanaryLayerReport& l : c.layers) {
+      layers.push_back({{"name", l.name}, {"rows", l.rows}, {"cols", l.cols}, {"mismatched", l.mismatched},
+                        {"max_abs_error", number(l.max_abs_error)}, {"error_budget_used", number(l.budget_used)},
+                        {"cosine", number(l.cosine)}});
+    }
+    out["canary"] = {{"layers", layers},
+                     {"first_diverging_layer", c.first_diverging_layer.empty() ? nlohmann::json(nullptr)
+                                                                               : nlohmann::json(c.first_diverging_layer)},
+                     {"tokens", c.tokens},
+                     {"argmax_agreeing_tokens", c.argmax_agreeing_tokens},
+                     {"top5_agreeing_tokens", c.top5_agreeing_tokens},
+                     {"input_tokens", c.input_tokens}};
+  }
   if (result.memory) {
     const MemoryDetails& m = *result.memory;
     nlohmann::json bad = nlohmann::json::array();

@@ -3,12 +3,14 @@
 // the oracles said, and the evidence. Serialises to JSON (schema: docs/probe-result.md).
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "kernels/golden/golden.hpp"
 #include "kernels/spec.hpp"
 #include "probes/check.hpp"
 #include "probes/compute_device.hpp"
@@ -29,6 +31,40 @@ struct MemoryDetails {
   double retention_age_seconds = 0.0;
 };
 
+// The raw tensors of one run, kept only when asked for (run_probe(..., capture_tensors), used by
+// `probe --dump`); never serialised.
+struct RunTensors {
+  struct Layer {  // canary checkpoints, in order
+    std::string name;
+    std::vector<std::uint64_t> shape;
+    std::vector<std::uint32_t> output_bits;
+    std::vector<double> golden, bound;
+  };
+  std::vector<std::uint64_t> output_shape;         // e.g. {m, n}; {heads, seq_len, head_dim}
+  std::vector<std::uint32_t> output_bits;          // f32 words as the device wrote them
+  std::shared_ptr<const golden::Reference> golden; // value and bound, same shape
+  std::vector<Layer> layers;
+};
+
+// The canary's per-layer agreement (probes/canary_probe.cpp).
+struct CanaryLayerReport {
+  std::string name;
+  std::uint32_t rows = 0, cols = 0;
+  std::uint64_t mismatched = 0;
+  double max_abs_error = 0.0;
+  double budget_used = 0.0;  // max |error| / bound
+  double cosine = 1.0;       // device vs golden over the whole layer
+};
+
+struct CanaryDetails {
+  std::vector<CanaryLayerReport> layers;
+  std::string first_diverging_layer;  // empty when every layer agrees
+  std::uint32_t tokens = 0;
+  std::uint32_t argmax_agreeing_tokens = 0;  // next-token argmax of the logits, device vs golden
+  std::uint32_t top5_agreeing_tokens = 0;    // device argmax within the golden top 5
+  std::vector<std::uint32_t> input_tokens;
+};
+
 struct ProbeResult {
   DeviceInfo device;
   ProbeSpec spec;
@@ -44,6 +80,8 @@ struct ProbeResult {
   double wall_seconds = 0.0;
   double finished_at = 0.0;       // unix seconds
   std::optional<MemoryDetails> memory;
+  std::optional<CanaryDetails> canary;
+  std::shared_ptr<RunTensors> tensors;  // set before the run when capturing; probes fill it
   bool drill() const { return spec.inject.enabled; }
 };
 

@@ -57,7 +57,7 @@ const ProbeDescriptor* ProbeRegistry::find(const std::string& id) const {
 const ProbeRegistry& probe_registry() {
   static const ProbeRegistry registry = [] {
     ProbeRegistry r;
-    for (auto make : {gemm_probe, attention_probe, memory_probe}) {
+    for (auto make : {gemm_probe, attention_probe, memory_probe, canary_probe}) {
       if (!r.add(make()).ok()) std::abort();  // a duplicate built-in id is a programming error
     }
     return r;
@@ -65,10 +65,11 @@ const ProbeRegistry& probe_registry() {
   return registry;
 }
 
-ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens) {
+ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, bool capture_tensors) {
   ProbeResult result;
   result.device = device.info();
   result.spec = spec;
+  if (capture_tensors) result.tensors = std::make_shared<RunTensors>();
   const auto started = std::chrono::steady_clock::now();
   const ProbeDescriptor* descriptor = probe_registry().find(spec.probe);
   Status status = descriptor ? Status(ok_status())

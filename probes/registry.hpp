@@ -69,9 +69,12 @@ const ProbeRegistry& probe_registry();
 ProbeDescriptor gemm_probe();
 ProbeDescriptor attention_probe();
 ProbeDescriptor memory_probe();
+ProbeDescriptor canary_probe();
 
 // Runs one spec through its descriptor with timing, identity and error capture: never throws.
-ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens);
+// With `capture_tensors` the probe keeps its output words and golden in result.tensors.
+ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens,
+                      bool capture_tensors = false);
 
 // Parses "A" or "AxBxC..." into exactly `count` positive integers (a single value repeats).
 Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count);

@@ -7,7 +7,7 @@ packages=(
   libboost-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd
-  prometheus python3 python3-yaml curl
+  prometheus python3 python3-yaml python3-numpy curl
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
 )
 missing=()

@@ -10,7 +10,9 @@
 #include "kernels/generator.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
 #include "probes/check.hpp"
+#include "kernels/golden/canary_golden.hpp"
 #include "spirv/attention.hpp"
+#include "spirv/canary.hpp"
 #include "spirv/fill.hpp"
 #include "spirv/gemm.hpp"
 #include "spirv/memory.hpp"
@@ -32,6 +34,12 @@ struct AttentionParams {
   float scale;
   std::uint32_t inject_enabled, inject_element, inject_mask;
 };
+struct CanaryParams {
+  std::uint32_t op, rows, k, n, src, dst, res, seed_lo, seed_hi, stream, token_stream;
+  float scale;
+  std::uint32_t activation, heads, vocab, inject_enabled, inject_element, inject_mask;
+};
+
 struct MemoryParams {
   std::uint32_t seed[2];
   std::uint32_t chunk_first_word[2];
@@ -106,7 +114,7 @@ bool has_extension(VkPhysicalDevice physical, const char* name) {
 // identical kernel binaries.
 std::string kernel_build_hash() {
   std::vector<std::uint32_t> all;
-  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory()}) {
+  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory(), spirv::canary()}) {
     all.insert(all.end(), module.begin(), module.end());
   }
   return "spirv-" + fingerprint(all);
@@ -188,6 +196,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       (void)gemm_.release();
       (void)attention_.release();
       (void)memory_.release();
+      (void)canary_.release();
       (void)device_.release();
     }
   }
@@ -373,6 +382,78 @@ class VulkanComputeDevice final : public ComputeDevice {
     });
   }
 
+  Expected<CanaryRun> run_canary(const CanaryLaunch& launch) override {
+    const CanaryShape& s = launch.shape;
+    if (const std::string invalid = canary::validate(s); !invalid.empty()) {
+      return Error{ErrorKind::invalid_argument, invalid};
+    }
+    const auto checkpoints = canary::layers(s);
+    return guarded([&](Scratch& scratch) {
+      // State buffer: every checkpoint's region, then scratch for h, qkv, attention and the MLP.
+      const std::uint32_t T = s.tokens, D = s.d_model;
+      std::vector<std::uint32_t> offset;
+      std::uint32_t size = 0;
+      for (const auto& layer : checkpoints) {
+        offset.push_back(size);
+        size += layer.rows * layer.cols;
+      }
+      const std::uint32_t h = size, qkv = h + T * D, attn = qkv + 3 * T * D, mlp = attn + T * D;
+      size = mlp + T * s.ffn;
+      Buffer& state = add_buffer(scratch, std::uint64_t{size} * 4, BufferKind::device_local);
+      Buffer& host = add_buffer(scratch, std::uint64_t{size} * 4, BufferKind::readback);
+      const std::uint32_t dispatches = 2 + 6 * s.layers + 2;
+      Sequence& sequence = start(scratch, dispatches);
+      const Buffer* bindings[] = {&state};
+      const Pipeline& kernel = pipeline(canary_, spirv::canary(), 1, sizeof(CanaryParams));
+      std::uint32_t checkpoint = 0;
+      auto op = [&](std::uint32_t code, std::uint32_t k, std::uint32_t n, std::uint32_t src, std::uint32_t dst,
+                    std::uint32_t res, std::uint32_t stream, float scale, std::uint32_t activation,
+                    std::uint64_t invocations, bool is_checkpoint) {
+        const bool inject = launch.inject.enabled && is_checkpoint && launch.inject.layer == checkpoint;
+        CanaryParams params{code, T, k, n, src, dst, res,
+                            static_cast<std::uint32_t>(launch.seed), static_cast<std::uint32_t>(launch.seed >> 32),
+                            stream, canary::k_token_stream, scale, activation, s.heads, s.vocab,
+                            inject ? 1u : 0u, inject ? static_cast<std::uint32_t>(launch.inject.element) : 0u,
+                            launch.inject.xor_mask};
+        sequence.dispatch(kernel, bindings, &params, groups_1d(invocations, 64));
+        sequence.barrier();
+        if (is_checkpoint) ++checkpoint;
+      };
+      constexpr std::uint32_t none = 0xFFFFFFFFu;
+      enum : std::uint32_t { embed = 0, rmsnorm = 1, matmul = 2, attention = 3 };
+      const std::uint32_t t0 = sequence.timestamp();
+      op(embed, 0, D, 0, offset[0], none, canary::k_embedding_stream, 1.0f, 0, T * D, true);
+      std::uint32_t x = offset[0];
+      for (std::uint32_t b = 0; b < s.layers; ++b) {
+        op(rmsnorm, D, D, x, h, none, 0, 1.0f, 0, T, false);
+        op(matmul, D, 3 * D, h, qkv, none, canary::block_stream(b, 0), canary::weight_scale(D), 0, T * 3 * D, false);
+        op(attention, D, D, qkv, attn, none, 0, canary::attention_scale(D / s.heads), 0, T * s.heads, false);
+        const std::uint32_t after_attention = offset[1 + 2 * b];
+        op(matmul, D, D, attn, after_attention, x, canary::block_stream(b, 1), canary::weight_scale(D), 0, T * D, true);
+        op(rmsnorm, D, D, after_attention, h, none, 0, 1.0f, 0, T, false);
+        op(matmul, D, s.ffn, h, mlp, none, canary::block_stream(b, 2), canary::weight_scale(D), 1, T * s.ffn, false);
+        x = offset[2 + 2 * b];
+        op(matmul, s.ffn, D, mlp, x, after_attention, canary::block_stream(b, 3), canary::weight_scale(s.ffn), 0,
+           T * D, true);
+      }
+      op(rmsnorm, D, D, x, h, none, 0, 1.0f, 0, T, false);
+      op(matmul, D, s.vocab, h, offset.back(), none, canary::output_stream(s.layers), canary::weight_scale(D), 0,
+         T * s.vocab, true);
+      const std::uint32_t t1 = sequence.timestamp();
+      sequence.copy(state, host);
+      sequence.submit_and_wait(timeout_seconds_);
+      CanaryRun run;
+      run.kernel = "vulkan.canary.ops";
+      const auto words = host.words();
+      for (std::size_t i = 0; i < checkpoints.size(); ++i) {
+        const auto first = words.begin() + offset[i];
+        run.layers.emplace_back(first, first + checkpoints[i].rows * checkpoints[i].cols);
+      }
+      run.device_seconds = sequence.seconds_between(t0, t1);
+      return run;
+    });
+  }
+
  private:
   template <class Fn>
   auto guarded(Fn&& body) -> Expected<decltype(body(std::declval<Scratch&>()))> {
@@ -485,7 +566,7 @@ class VulkanComputeDevice final : public ComputeDevice {
   std::uint64_t max_chunk_bytes_ = 0;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  std::unique_ptr<Pipeline> fill_, gemm_, attention_, memory_;
+  std::unique_ptr<Pipeline> fill_, gemm_, attention_, memory_, canary_;
   std::unique_ptr<Buffer> retention_;
   std::uint64_t retention_seed_ = 0;
   std::chrono::steady_clock::time_point retention_written_;
