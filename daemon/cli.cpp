@@ -263,6 +263,15 @@ int status_command(std::vector<std::string> args) {
     std::cout << device.at("device").at("id").get<std::string>() << "  " << device.at("health").get<std::string>()
               << "  " << device.at("device").at("name").get<std::string>() << "\n";
     for (const auto& reason : device.at("reasons")) std::cout << "    " << reason.get<std::string>() << "\n";
+    for (const auto& change : device.value("device_changes", nlohmann::json::array())) {
+      std::cout << "    changed since the last run:";
+      if (change.value("new_device", false)) std::cout << " new device in this slot (was uuid " << change.value("replaced_uuid", std::string()) << ")";
+      for (const auto& field : change.at("changed")) {
+        std::cout << " " << field.at("field").get<std::string>() << " '" << field.at("before").get<std::string>() << "' -> '"
+                  << field.at("after").get<std::string>() << "'";
+      }
+      std::cout << (change.value("reset_baselines", false) ? "; baselines reset" : "") << "\n";
+    }
     for (const auto& [probe, info] : device.at("probes").items()) {
       std::cout << "    " << probe << ": " << info.at("runs").get<std::uint64_t>() << " run(s)"
                 << (info.at("drill").get<bool>() ? ", DRILL configured" : "") << "\n";

@@ -22,6 +22,7 @@
 
 #include "daemon/cli.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/probe_command.hpp"
@@ -81,6 +82,8 @@ struct Slot {
   double running_timeout = 0.0;
   bool hung = false;
   std::map<std::string, std::uint64_t> baseline_resets;  // by reason label
+  std::map<std::string, std::uint64_t> device_changes;   // by changed field ("what"); new_device
+  nlohmann::json recorded_changes = nlohmann::json::array();  // for /status (daemon/device_changes.hpp)
 };
 
 std::string state_device_key(const DeviceInfo& info) { return info.uuid.empty() ? info.id : info.uuid; }
@@ -155,21 +158,22 @@ class Service {
     for (auto& slot : slots_) {
       const DeviceInfo& info = slot->device->info();
       const std::string key = state_device_key(info);
-      DeviceRecord current;
-      current.fields = {{"name", info.name}, {"driver", info.driver}, {"kernel_build", info.kernel_build},
-                        {"uuid", info.uuid}, {"pci_bus_id", info.pci_bus_id}, {"api_version", info.api_version}};
-      current.updated_at = unix_now();
-      auto previous = state_.devices.find(key);
-      if (previous != state_.devices.end()) {
-        for (const char* field : {"driver", "kernel_build"}) {
-          if (previous->second.fields[field] == current.fields[field]) continue;
-          const std::string reason = std::string(field) == "driver" ? "driver_change" : "kernel_change";
-          spdlog::warn("{}: {} changed from '{}' to '{}': baselines reset", info.id, field,
-                       previous->second.fields[field], current.fields[field]);
-          ++slot->baseline_resets[reason];
-          std::erase_if(state_.baselines, [&](const auto& entry) { return entry.first.device_uuid == key; });
-        }
+      const DeviceRecord current = device_record(info, unix_now());
+      const DeviceChanges changes = detect_device_changes(state_.devices, key, current);
+      if (changes.any()) {
+        spdlog::warn("{}: device changed since the last run: {}", info.id, describe(changes));
+        for (const std::string& what : changes.what()) ++slot->device_changes[what];
+        nlohmann::json entry = changes;
+        entry["at"] = current.updated_at;
+        slot->recorded_changes.push_back(std::move(entry));
       }
+      if (changes.reset_baselines) {
+        for (const std::string& reason : changes.reset_reasons) ++slot->baseline_resets[reason];
+        std::erase_if(state_.baselines, [&](const auto& entry) {
+          return entry.first.device_uuid == key || entry.first.device_uuid == changes.replaced_key.value_or(key);
+        });
+      }
+      if (changes.replaced_key) state_.devices.erase(*changes.replaced_key);
       state_.devices[key] = current;
     }
     save_state();
@@ -658,6 +662,7 @@ class Service {
                          {"health", to_string(verdict.health)},
                          {"reasons", verdict.reasons},
                          {"telemetry_sources", telemetry::telemetry_sources(telemetry_snapshot_, slot->device->info().id)},
+                         {"device_changes", slot->recorded_changes},
                          {"probes", probes}});
     }
     return {{"version", SUBSTRATE_VERSION},
@@ -746,6 +751,9 @@ std::string Service::metrics_text() const {
            prometheus::MetricType::Counter);
   f.family("substrate_baseline_resets_total", "Baselines reset because the driver or kernel build changed.",
            prometheus::MetricType::Counter);
+  f.family("substrate_device_changes_total",
+           "Recorded device identity/environment fields that changed since the last run (new_device: another GPU in the slot).",
+           prometheus::MetricType::Counter);
   for (const auto& slot : slots_) {
     if (!slot) continue;
     const DeviceInfo& info = slot->device->info();
@@ -761,6 +769,9 @@ std::string Service::metrics_text() const {
     }
     for (const auto& [reason, count] : slot->baseline_resets) {
       f.counter("substrate_baseline_resets_total", "", {{"device", d}, {"reason", reason}}, static_cast<double>(count));
+    }
+    for (const auto& [what, count] : slot->device_changes) {
+      f.counter("substrate_device_changes_total", "", {{"device", d}, {"what", what}}, static_cast<double>(count));
     }
     double bandwidth = -1, bad_words = -1;
     for (const auto& [probe, s] : slot->probes) {
