@@ -52,7 +52,7 @@ constexpr const char* k_probe_usage =
     "                 device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches\n"
     "  --no-inject    with --replay: drop the stored injection\n"
     "  --socket PATH  the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)\n"
-    "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 4 s;\n"
+    "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
     "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
     "\n"
     "exit: 0 every check passed, 1 a check found a fault, 2 could not run\n";
@@ -139,26 +139,31 @@ int print_daemon_probe(const nlohmann::json& reply, bool json) {
 
 // node-problem-detector: answer from cached verdicts, never run kernels (plugin timeout 5 s).
 int npd_check(const std::string& socket) {
-  auto reply = control_request(socket, {{"command", "status"}}, 4.0);
+  auto reply = control_request(socket, {{"command", "status"}}, 3.0);
   if (!reply || !reply->value("ok", false)) {
     std::cout << "substrated unreachable: verdict unknown\n";
     return k_exit_cannot_run;
   }
-  std::vector<std::string> bad;
+  std::vector<std::string> bad, unknown;
   int known = 0;
   for (const auto& device : reply->at("status").at("devices")) {
+    const std::string id = device.at("device").at("id").get<std::string>();
     const std::string health = device.at("health").get<std::string>();
-    if (health == "failed" || health == "hung") bad.push_back(device.at("device").at("id").get<std::string>() + " " + health);
+    if (health == "failed" || health == "hung") {
+      std::string why = device.at("reasons").empty() ? "" : ": " + device.at("reasons").at(0).get<std::string>();
+      bad.push_back(id + " " + health + why);
+    }
+    if (health == "unknown") unknown.push_back(id);
     if (health != "unknown") ++known;
   }
   if (!bad.empty()) {
     std::string line;
-    for (const std::string& b : bad) line += (line.empty() ? "" : ", ") + b;
+    for (const std::string& b : bad) line += (line.empty() ? "" : "; ") + b;
     std::cout << line.substr(0, 78) << "\n";
     return k_exit_fault;
   }
-  if (known == 0) {
-    std::cout << "no verdict yet\n";
+  if (!unknown.empty() || known == 0) {
+    std::cout << (unknown.empty() ? std::string("no devices") : unknown.front() + " not probed yet") << ": verdict unknown\n";
     return k_exit_cannot_run;
   }
   std::cout << "all " << known << " device(s) trustworthy\n";

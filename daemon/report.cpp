@@ -26,6 +26,30 @@ std::string pad(const std::string& text, std::size_t width) {
 
 }  // namespace
 
+std::string replay_command(const ProbeResult& r) {
+  const ProbeSpec& spec = r.spec;
+  std::ostringstream out;
+  out << "substrated probe --device " << r.device.id << " --kernel " << spec.probe;
+  if (spec.probe == "gemm") {
+    out << " --mode " << to_string(spec.mode) << " --dtype " << to_string(spec.dtype) << " --size " << spec.gemm.m << "x"
+        << spec.gemm.n << "x" << spec.gemm.k;
+  } else if (spec.probe == "attention") {
+    out << " --dtype " << to_string(spec.dtype) << " --size " << spec.attention.seq_len << "x" << spec.attention.heads
+        << "x" << spec.attention.head_dim;
+  } else if (spec.probe == "memory") {
+    out << " --size " << spec.memory.max_bytes;
+  }
+  out << " --seed " << spec.seed;
+  if (spec.inject.enabled) {
+    out << " --inject ";
+    for (int bit = 0; bit < 32; ++bit) {
+      if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
+    }
+    out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
+  }
+  return out.str();
+}
+
 std::string render_results(const std::vector<ProbeResult>& results) {
   std::ostringstream out;
   out << pad("DEVICE", 10) << pad("SPEC", 34) << pad("SEED", 6) << pad("STATUS", 7) << pad("MISMATCH", 9)
@@ -74,8 +98,7 @@ std::string render_results(const std::vector<ProbeResult>& results) {
     for (int bit = 31; bit >= 0; --bit) {
       if (r.check.flipped_bits[bit]) out << " " << bit << "x" << r.check.flipped_bits[bit];
     }
-    out << "\n  replay: substrated probe --device " << r.device.id << " --kernel " << r.spec.probe << " --seed "
-        << r.spec.seed << "\n";
+    out << "\n  replay: " << replay_command(r) << "\n";
   }
   for (const ProbeResult& r : results) {
     if (r.memory && r.status != RunStatus::error) {

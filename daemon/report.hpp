@@ -9,6 +9,8 @@ namespace substrate {
 
 // A table with one row per result, then the evidence of every failure (mismatches, bits, seed).
 std::string render_results(const std::vector<ProbeResult>& results);
+// The `substrated probe` command line that re-runs the result's spec, seed and drill.
+std::string replay_command(const ProbeResult& result);
 std::string render_devices(const std::vector<DeviceInfo>& devices, const std::vector<std::string>& notes);
 
 }  // namespace substrate

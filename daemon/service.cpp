@@ -370,9 +370,8 @@ class Service {
                                                                    " element(s) wrong");
       }
       if (result.status != RunStatus::pass) {
-        spdlog::warn("{} {} seed {}: {}{} (replay: substrated probe --device {} --kernel {} --seed {})",
-                     slot.device->info().id, spec_key(result.spec), result.spec.seed, to_string(result.status),
-                     result.drill() ? " [drill]" : "", slot.device->info().id, result.spec.probe, result.spec.seed);
+        spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.device->info().id, spec_key(result.spec),
+                     result.spec.seed, to_string(result.status), result.drill() ? " [drill]" : "", replay_command(result));
       }
     }
     stats.last_results = std::move(results);

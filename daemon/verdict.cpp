@@ -57,7 +57,10 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
     state.health = Health::failed;
     return;
   }
-  if (state.consecutive_failures >= policy.failures_to_fail) {
+  // Timing alone (a slowdown on a shared or throttled device) degrades but never fails: it is
+  // not evidence of a wrong result, and a failed verdict drains the node.
+  const bool slowdown_only = run.reasons.size() == 1 && run.reasons.count(Reason::slowdown);
+  if (state.consecutive_failures >= policy.failures_to_fail && !slowdown_only) {
     state.health = Health::failed;
   } else if (state.consecutive_failures >= policy.failures_to_degrade && state.health != Health::failed) {
     state.health = Health::degraded;

@@ -30,7 +30,8 @@ Expected<std::uint64_t> parse_bytes(const std::string& text) {
   else if (suffix == "M" || suffix == "MiB") scale = 1ull << 20;
   else if (suffix == "G" || suffix == "GiB") scale = 1ull << 30;
   else if (!suffix.empty()) scale = 0;
-  if (text.empty() || scale == 0 || !(value >= 4) || value * static_cast<double>(scale) > 1e15) {
+  if (text.empty() || scale == 0 || !(value * static_cast<double>(scale) >= 4) ||
+      value * static_cast<double>(scale) > 1e15) {
     return Error{ErrorKind::invalid_argument, "memory size '" + text + "': expected bytes like 4096, 64M or 2G"};
   }
   return static_cast<std::uint64_t>(value * static_cast<double>(scale)) & ~std::uint64_t{3};

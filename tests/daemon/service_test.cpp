@@ -1,0 +1,164 @@
+#include <catch2/catch.hpp>
+
+#include <optional>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/state_store.hpp"
+#include "tests/cli/run_command.hpp"
+#include "tests/daemon/daemon_process.hpp"
+
+using namespace substrate;
+using namespace substrate::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string k_fast_gemm =
+    "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n    dtypes: [f32]\n"
+    "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
+
+std::string with_drill(const std::string& drill) {
+  return "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n"
+         "    dtypes: [f32]\n    drill: \"" + drill + "\"\n"
+         "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
+}
+
+// The value of the series whose name and labels start the line exactly as `series`.
+std::optional<double> metric(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return std::nullopt;
+}
+
+std::string health_series(const std::string& device, const std::string& state) {
+  return "substrate_device_health{device=\"" + device + "\",state=\"" + state + "\"}";
+}
+
+bool metric_at_least(DaemonProcess& daemon, const std::string& series, double value) {
+  const auto v = metric(daemon.metrics(), series);
+  return v && *v >= value;
+}
+
+}  // namespace
+
+TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stops cleanly on SIGTERM",
+          "[daemon-e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
+  CHECK(metric(daemon.metrics(), health_series("vulkan0", "healthy")) == 1.0);
+
+  // The operator's drill path: the config's drill key and SIGHUP.
+  daemon.write_config(with_drill("bit=30,row=2,col=3"));
+  daemon.signal(SIGHUP);
+  INFO(daemon.log());
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("vulkan0", "failed"), 1); }, 60s));
+  const std::string scrape = daemon.metrics();
+  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >= 1.0);
+  CHECK(metric(scrape, "substrate_probe_drill{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  CHECK(metric(scrape, "substrate_probe_mismatched_elements{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+  CHECK(status.at("devices").at(0).at("health") == "failed");
+  CHECK(status.at("devices").at(0).at("reasons").at(0).get<std::string>().find("golden_mismatch") != std::string::npos);
+
+  // `substrated probe` goes through the daemon's socket and agrees.
+  auto probe = run_substrated("probe --socket " + daemon.socket_path() +
+                              " --kernel gemm --size 16 --mode exact --dtype f32 --inject bit=30,row=2,col=3");
+  CHECK(probe.exit_code == 1);
+  CHECK(probe.output.find("run by the substrated daemon") != std::string::npos);
+  CHECK(probe.output.find("row 2, col 3") != std::string::npos);
+  auto npd = run_substrated("probe --npd --socket " + daemon.socket_path());
+  CHECK(npd.exit_code == 1);
+  auto cli_status = run_substrated("status --socket " + daemon.socket_path());
+  CHECK(cli_status.exit_code == 0);
+  CHECK(cli_status.output.find("vulkan0  failed") != std::string::npos);
+
+  // A bad file on reload: logged, the old config stays, the metric says so.
+  daemon.write_raw_config("probes:\n  gemm:\n    interval_seconds: soon\n");
+  daemon.signal(SIGHUP);
+  REQUIRE(wait_until([&] { return metric(daemon.metrics(), "substrate_config_last_reload_successful") == 0.0; }, 20s));
+  CHECK(http_get(daemon.port(), "/healthz").status == 200);
+
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+  CHECK(read_checked_file(daemon.state_path().string()).ok());
+}
+
+TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and key", "[daemon-e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.write_raw_config("probes:\n  gemm:\n    interval_seconds: -3\n");
+  daemon.start();
+  CHECK(daemon.wait_exit(20s) == 78);
+  CHECK(daemon.log().find(":3:") != std::string::npos);
+  CHECK(daemon.log().find("probes.gemm.interval_seconds") != std::string::npos);
+}
+
+TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines", "[daemon-e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
+  daemon.signal(SIGKILL);
+  daemon.wait_exit(10s);
+
+  StateStore store((daemon.dir() / "state").string());
+  std::string note;
+  State state = store.load(&note);
+  INFO("load note: " << note);
+  CHECK(note.find("aside") == std::string::npos);  // loaded, not moved aside as corrupt
+  REQUIRE_FALSE(state.baselines.empty());
+  REQUIRE(state.devices.size() == 1);
+  state.devices.begin()->second.fields["driver"] = "an older driver 1.0";
+  REQUIRE(store.save(state).ok());
+
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  CHECK(metric(daemon.metrics(), "substrate_baseline_resets_total{device=\"vulkan0\",reason=\"driver_change\"}") == 1.0);
+  CHECK(daemon.log().find("baselines reset") != std::string::npos);
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
+  CHECK(metric(daemon.metrics(), "substrate_fingerprint_changes_total{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("daemon: a kernel that never returns marks the device hung while scrapes and signals work",
+          "[daemon-e2e]") {
+  DaemonProcess daemon(
+      "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 1\n    size: \"16\"\n"
+      "  attention:\n    enabled: false\n  memory:\n    enabled: false\n");
+  daemon.start(SUBSTRATE_TEST_DAEMON, "hang");
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("hang0", "hung"), 1); }, 30s));
+  CHECK(metric(daemon.metrics(), "substrate_probe_failures_total{device=\"hang0\",probe=\"gemm\",reason=\"timeout\"}") == 1.0);
+  CHECK(http_get(daemon.port(), "/healthz").status == 200);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+  CHECK(daemon.log().find("abandoned") != std::string::npos);
+}
+
+TEST_CASE("daemon: a fingerprint that changes within the error bound degrades the device", "[daemon-e2e]") {
+  DaemonProcess daemon(
+      "  gemm:\n    interval_seconds: 1\n    size: \"16\"\n    modes: [random]\n    dtypes: [f32]\n"
+      "  attention:\n    enabled: false\n  memory:\n    enabled: false\n");
+  daemon.start(SUBSTRATE_TEST_DAEMON, "flaky");
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string changes = "substrate_fingerprint_changes_total{device=\"flaky0\",probe=\"gemm\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, changes, 2); }, 60s));
+  const std::string scrape = daemon.metrics();
+  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"flaky0\",probe=\"gemm\",reason=\"golden_mismatch\"}") ==
+        std::nullopt);
+  CHECK((metric(scrape, health_series("flaky0", "degraded")) == 1.0 || metric(scrape, health_series("flaky0", "failed")) == 1.0));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
