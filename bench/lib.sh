@@ -3,7 +3,7 @@
 # by PID on exit.
 
 bench_pids=()
-bench_tmp=$(mktemp -d /tmp/substrated-bench.XXXXXX)
+bench_tmp=$(mktemp -d "${TMPDIR:-/tmp}/sdbench.XXXXXX")
 
 bench_cleanup() {
   local pid
