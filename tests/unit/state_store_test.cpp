@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -303,41 +306,60 @@ TEST_CASE("state: temporary files of dead writers are removed, live ones kept", 
 }
 
 TEST_CASE("state: a writer killed at random points always leaves a loadable file", "[state]") {
-  TempDir dir;
+  TempDir dir, bodies;
   StateStore store(dir.str());
   // Two distinguishable states of different sizes, big enough that a write takes a while.
-  const State a = sample_state("A", 300);
-  const State b = sample_state("B", 360);
-  const std::string a_text = serialize_state(a);
-  const std::string b_text = serialize_state(b);
-  REQUIRE(store.save(a).ok());
+  const std::string a_text = serialize_state(sample_state("A", 20));
+  const std::string b_text = serialize_state(sample_state("B", 24));
+  write_raw(bodies.path() / "a.json", a_text);
+  write_raw(bodies.path() / "b.json", b_text);
+  const State b_state = deserialize_state(b_text).value();
+  // Kill delays span 0-3 ms, or a few saves where one save takes longer (sanitizer builds).
+  auto save_started = std::chrono::steady_clock::now();
+  for (int n = 0; n < 3; ++n) REQUIRE(store.save(b_state).ok());
+  const double save_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - save_started).count() / 3;
+  REQUIRE(store.save(deserialize_state(a_text).value()).ok());
 
+  const std::string helper = SUBSTRATE_STATE_WRITER;
+  const std::string a_path = (bodies.path() / "a.json").string(), b_path = (bodies.path() / "b.json").string();
+  const std::string dir_path = dir.str();
   std::mt19937 random(20240601);
-  std::uniform_int_distribution<int> delay_us(0, 3000);
+  std::uniform_int_distribution<int> delay_us(0, std::max(3000, static_cast<int>(3 * save_us)));
   int seen_a = 0, seen_b = 0, killed_mid_write = 0;
   const int iterations = 200;
   const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < iterations; ++i) {
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      // The child writes b, a, b, a... until killed; no return into the test framework.
-      StateStore writer(dir.str());
-      for (std::uint64_t n = 0;; ++n) {
-        if (!writer.save(n % 2 == 0 ? b : a).ok()) ::_exit(3);
-      }
-    }
+    INFO("iteration " << i);
+    // The writer saves b, a, b, a... until killed. It is spawned (not a fork of this large
+    // process) and says "ready" once it is about to write, so the kill lands during writes.
+    int pipe_fds[2];
+    REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+    const char* argv[] = {helper.c_str(), dir_path.c_str(), a_path.c_str(), b_path.c_str(), nullptr};
+    pid_t child = -1;
+    const int spawned = ::posix_spawn(&child, helper.c_str(), &actions, nullptr, const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(pipe_fds[1]);
+    REQUIRE(spawned == 0);
+    pollfd ready{pipe_fds[0], POLLIN, 0};
+    const int polled = ::poll(&ready, 1, 20000);
+    char byte = 0;
+    const bool said_ready = polled == 1 && ::read(pipe_fds[0], &byte, 1) == 1 && byte == 'r';
+    ::close(pipe_fds[0]);
     std::this_thread::sleep_for(std::chrono::microseconds(delay_us(random)));
-    REQUIRE(::kill(child, SIGKILL) == 0);
+    ::kill(child, SIGKILL);
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(said_ready);
     REQUIRE(WIFSIGNALED(status));
     REQUIRE(WTERMSIG(status) == SIGKILL);
 
     // At most the one temp file the killed writer was writing, nothing else.
     const auto names = entries(dir.path());
     const auto temps = with_prefix(names, "state.json.tmp.");
-    INFO("iteration " << i);
     REQUIRE(temps.size() <= 1);
     if (!temps.empty()) {
       CHECK(temps[0] == "state.json.tmp." + std::to_string(child));
@@ -359,7 +381,8 @@ TEST_CASE("state: a writer killed at random points always leaves a loadable file
     REQUIRE(entries(dir.path()) == std::vector<std::string>{"state.json"});
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  WARN("crash test: " << iterations << " kills in " << seconds << " s; loaded old/new state " << seen_a << "/"
+  WARN("crash test: one save " << save_us << " us; " << iterations << " kills in " << seconds
+                                 << " s; loaded old/new state " << seen_a << "/"
                       << seen_b << " times; " << killed_mid_write << " kills left a partial temp file");
   CHECK(seen_a > 0);
   CHECK(seen_b > 0);
