@@ -76,7 +76,8 @@ struct Slot {
   std::map<std::string, ProbeStats> probes;
   std::map<std::string, std::unique_ptr<asio::steady_timer>> timers;
   std::map<std::string, double> last_cost;  // device seconds of the probe's last run
-  double budget_seconds = 0.0;             // duty-cycle tokens
+  double budget_seconds = 0.0;             // duty-cycle tokens (device seconds)
+  bool budget_started = false;
   Clock::time_point budget_updated = Clock::now();
   std::string running_probe;
   double running_timeout = 0.0;
@@ -222,8 +223,16 @@ class Service {
     const ProbeSchedule& schedule = schedule_it->second;
     // Duty-cycle budget: device time accrues at max_duty_cycle per second of wall time.
     const auto now = Clock::now();
+    // The bucket holds a few rounds of every probe and starts full, so the start-up round does
+    // not put later runs into debt.
     const double cost = slot.last_cost.count(probe) ? slot.last_cost[probe] : 0.0;
-    const double cap = std::max(1.0, 3.0 * cost);
+    double round = 0.0;
+    for (const auto& [name, seconds] : slot.last_cost) round += seconds;
+    const double cap = std::max(5.0, 3.0 * round);
+    if (!slot.budget_started) {
+      slot.budget_seconds = cap;
+      slot.budget_started = true;
+    }
     slot.budget_seconds = std::min(cap, slot.budget_seconds + config_.max_duty_cycle *
                                                                  std::chrono::duration<double>(now - slot.budget_updated).count());
     slot.budget_updated = now;
@@ -776,9 +785,11 @@ std::string Service::metrics_text() const {
     for (const auto& [probe, s] : slot->probes) {
       const std::vector<prometheus::ClientMetric::Label> labels{{"device", d}, {"probe", probe}};
       f.counter("substrate_probe_runs_total", "Completed scheduled probe runs.", labels, static_cast<double>(s.runs));
-      for (const auto& [reason, count] : s.failures) {
+      // Every reason from the first run on, zeros included, so increase() sees the first failure.
+      for (Reason reason : k_all_reasons) {
+        const auto it = s.failures.find(reason);
         f.counter("substrate_probe_failures_total", "", {{"device", d}, {"probe", probe}, {"reason", to_string(reason)}},
-                  static_cast<double>(count));
+                  it == s.failures.end() ? 0.0 : static_cast<double>(it->second));
       }
       f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
               labels, s.budget);

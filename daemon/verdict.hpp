@@ -20,6 +20,8 @@ inline constexpr Health k_all_health[] = {Health::healthy, Health::degraded, Hea
 
 // Failure reasons: the values of the `reason` label.
 enum class Reason { golden_mismatch, fingerprint_change, cross_device, slowdown, timeout, error };
+inline constexpr Reason k_all_reasons[] = {Reason::golden_mismatch, Reason::fingerprint_change, Reason::cross_device,
+                                           Reason::slowdown, Reason::timeout, Reason::error};
 const char* to_string(Reason reason);
 
 struct RunFindings {
