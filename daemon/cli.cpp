@@ -4,8 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 
 #include <nlohmann/json.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
@@ -13,6 +17,8 @@
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/service.hpp"
+#include "probes/telemetry/join.hpp"
+#include "probes/telemetry/reader.hpp"
 #include "probes/registry.hpp"
 
 namespace substrate::cli {
@@ -57,7 +63,10 @@ constexpr const char* k_probe_usage =
     "\n"
     "exit: 0 every check passed, 1 a check found a fault, 2 could not run\n";
 
-constexpr const char* k_devices_usage = "usage: substrated devices [--json]\n";
+constexpr const char* k_devices_usage =
+    "usage: substrated devices [--json] [--path.sysfs DIR]\n"
+    "  every compute device, the telemetry sources joined to it (NVML, amdgpu, hwmon, accel), and notes\n"
+    "  on absent backends; DIR replaces /sys for the sysfs readers\n";
 constexpr const char* k_serve_usage =
     "usage: substrated serve [--config FILE]\n"
     "  FILE defaults to /etc/substrated/substrated.yaml; an invalid file exits 78 (EX_CONFIG).\n"
@@ -89,20 +98,41 @@ int list_probes() {
 }
 
 int devices_command(const std::vector<std::string>& args) {
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
+  std::string sysfs_root = "/sys";
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
       std::cout << k_devices_usage;
       return k_exit_ok;
     }
-    if (arg != "--json") return fail("devices: unknown option '" + arg + "'\n" + k_devices_usage);
+    if (args[i] == "--json") {
+      json = true;
+    } else if (args[i] == "--path.sysfs" && i + 1 < args.size()) {
+      sysfs_root = args[++i];
+    } else {
+      return fail("devices: unknown option '" + args[i] + "'\n" + k_devices_usage);
+    }
   }
   Discovery found = discover_devices();
   std::vector<DeviceInfo> infos;
   for (const DevicePtr& device : found.devices) infos.push_back(device->info());
-  if (has(args, "--json")) {
-    std::cout << nlohmann::json{{"devices", infos}, {"notes", found.backend_notes}}.dump(2) << "\n";
+  telemetry::TelemetryOptions options;
+  options.sysfs_root = sysfs_root;
+  const telemetry::Snapshot joined = telemetry::join_devices(telemetry::TelemetryReader(options).read(), infos);
+  std::map<std::string, std::vector<std::string>> sources;
+  for (const DeviceInfo& info : infos) sources[info.id] = telemetry::telemetry_sources(joined, info.id);
+  std::vector<std::string> notes = found.backend_notes;
+  notes.insert(notes.end(), joined.notes.begin(), joined.notes.end());
+  if (json) {
+    nlohmann::json devices = nlohmann::json::array();
+    for (const DeviceInfo& info : infos) {
+      nlohmann::json entry = info;
+      entry["telemetry_sources"] = sources[info.id];
+      devices.push_back(entry);
+    }
+    std::cout << nlohmann::json{{"devices", devices}, {"notes", notes}}.dump(2) << "\n";
   } else {
-    std::cout << render_devices(infos, found.backend_notes);
+    std::cout << render_devices(infos, sources, notes);
   }
   return k_exit_ok;
 }
@@ -306,6 +336,11 @@ int config_command(const std::vector<std::string>& args) {
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
+  // Stdout carries results (tables, JSON); log lines go to stderr, warnings and up outside serve.
+  if (!spdlog::get("cli")) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("cli"));
+    spdlog::set_level(spdlog::level::warn);
+  }
   if (args.empty()) {
     std::cerr << k_usage;
     return k_exit_cannot_run;

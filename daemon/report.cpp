@@ -132,7 +132,9 @@ std::string render_results(const std::vector<ProbeResult>& results) {
   return out.str();
 }
 
-std::string render_devices(const std::vector<DeviceInfo>& devices, const std::vector<std::string>& notes) {
+std::string render_devices(const std::vector<DeviceInfo>& devices,
+                           const std::map<std::string, std::vector<std::string>>& telemetry_sources,
+                           const std::vector<std::string>& notes) {
   std::ostringstream out;
   for (const DeviceInfo& d : devices) {
     out << d.id << "\n"
@@ -145,6 +147,11 @@ std::string render_devices(const std::vector<DeviceInfo>& devices, const std::ve
         << "  pci bus id:  " << (d.pci_bus_id.empty() ? "-" : d.pci_bus_id) << "\n"
         << "  memory:      " << d.memory_bytes << " bytes\n"
         << "  kernels:     " << d.kernel_build << "\n";
+    std::string sources;
+    if (auto it = telemetry_sources.find(d.id); it != telemetry_sources.end()) {
+      for (const std::string& source : it->second) sources += (sources.empty() ? "" : ", ") + source;
+    }
+    out << "  telemetry:   " << (sources.empty() ? "none joined" : sources) << "\n";
   }
   if (devices.empty()) out << "no compute devices found\n";
   for (const std::string& note : notes) out << "note: " << note << "\n";

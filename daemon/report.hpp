@@ -1,5 +1,6 @@
 #pragma once
 // Human-readable rendering of probe results and device lists (the JSON path is probe_result.hpp).
+#include <map>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,9 @@ namespace substrate {
 std::string render_results(const std::vector<ProbeResult>& results);
 // The `substrated probe` command line that re-runs the result's spec, seed and drill.
 std::string replay_command(const ProbeResult& result);
-std::string render_devices(const std::vector<DeviceInfo>& devices, const std::vector<std::string>& notes);
+// Devices with the telemetry sources joined to each (by device id), then the notes.
+std::string render_devices(const std::vector<DeviceInfo>& devices,
+                           const std::map<std::string, std::vector<std::string>>& telemetry_sources,
+                           const std::vector<std::string>& notes);
 
 }  // namespace substrate

@@ -74,3 +74,17 @@ TEST_CASE("cli: devices lists lavapipe with its identity", "[cli]") {
   REQUIRE_FALSE(doc.at("devices").empty());
   CHECK(doc.at("devices").at(0).at("uuid").get<std::string>().size() == 36);
 }
+
+TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absent", "[cli]") {
+  auto run = run_substrated(std::string("devices --json --path.sysfs ") + SUBSTRATE_SOURCE_DIR +
+                            "/tests/fixtures/sysfs");
+  REQUIRE(run.exit_code == 0);
+  // The fixture's malformed values are logged on stderr (merged here) before the JSON document.
+  const auto start = run.output.find("\n{");
+  const auto doc = nlohmann::json::parse(run.output[0] == '{' ? run.output : run.output.substr(start + 1));
+  CHECK(doc.at("devices").at(0).contains("telemetry_sources"));
+  bool nvml_note = false;
+  for (const auto& note : doc.at("notes")) nvml_note = nvml_note || note.get<std::string>().find("NVML absent") == 0;
+  CHECK(nvml_note);
+  CHECK(run_substrated("devices --path.sysfs").exit_code == 2);
+}
