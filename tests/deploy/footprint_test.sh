@@ -130,11 +130,17 @@ if wait_runs 2 "$max_s"; then pass "stress: every probe ran twice at its default
 ms=$(($(now_ms) - ms0))
 hwm_b="$(kb VmHWM)" rss_b="$(kb VmRSS)" cpu_b="$(pct $(($(ticks) - t0)) "$ms")"
 echo "# stress: peak RSS (VmHWM) $(mib "$hwm_b") MiB, RSS now $(mib "$rss_b") MiB, CPU ${cpu_b}% of a core over $((ms / 1000)) s"
-if ((hwm_b * 3 / 2 <= req_mem)); then pass "peak $(mib "$hwm_b") MiB x 1.5 <= DaemonSet memory request $(mib "$req_mem") MiB"; else
+if [[ "${SUBSTRATE_SANITIZED:-0}" == 1 ]]; then
+  # ASan's shadow memory and quarantine inflate RSS many times over: limits are checked in the
+  # plain build only.
+  echo "# skipped: resource limits vs peak RSS (sanitizer build: peak $(mib "$hwm_b") MiB is not representative)"
+elif ((hwm_b * 3 / 2 <= req_mem)); then pass "peak $(mib "$hwm_b") MiB x 1.5 <= DaemonSet memory request $(mib "$req_mem") MiB"; else
   fail "peak $(mib "$hwm_b") MiB x 1.5 > DaemonSet memory request $(mib "$req_mem") MiB: re-size deploy/ and docs/operations.md#resources"; fi
-if ((hwm_b * 2 <= lim_mem)); then pass "peak x 2 <= DaemonSet memory limit $(mib "$lim_mem") MiB"; else
+if [[ "${SUBSTRATE_SANITIZED:-0}" == 1 ]]; then :
+elif ((hwm_b * 2 <= lim_mem)); then pass "peak x 2 <= DaemonSet memory limit $(mib "$lim_mem") MiB"; else
   fail "peak $(mib "$hwm_b") MiB x 2 > DaemonSet memory limit $(mib "$lim_mem") MiB"; fi
-if ((hwm_b * 2 <= memmax_kb)); then pass "peak x 2 <= systemd MemoryMax $(mib "$memmax_kb") MiB"; else
+if [[ "${SUBSTRATE_SANITIZED:-0}" == 1 ]]; then :
+elif ((hwm_b * 2 <= memmax_kb)); then pass "peak x 2 <= systemd MemoryMax $(mib "$memmax_kb") MiB"; else
   fail "peak $(mib "$hwm_b") MiB x 2 > systemd MemoryMax $(mib "$memmax_kb") MiB"; fi
 stop_daemon
 finish
