@@ -255,15 +255,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(pipeline(gemm_, spirv::gemm(), 3, sizeof(GemmParams)), bindings, &params,
                         {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      sequence.barrier();
-      sequence.copy(c, host);
-      sequence.submit_and_wait(timeout_seconds_);
-      KernelRun run;
-      run.kernel = "vulkan.gemm.tiled16";
-      run.output_bits.assign(host.words().begin(), host.words().end());
-      run.generate_seconds = sequence.seconds_between(t0, t1);
-      run.device_seconds = sequence.seconds_between(t1, t2);
-      return run;
+      return read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
     });
   }
 
@@ -295,15 +287,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(pipeline(attention_, spirv::attention(), 4, sizeof(AttentionParams)), bindings, &params,
                         {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      sequence.barrier();
-      sequence.copy(o, host);
-      sequence.submit_and_wait(timeout_seconds_);
-      KernelRun run;
-      run.kernel = "vulkan.attention.rowwise";
-      run.output_bits.assign(host.words().begin(), host.words().end());
-      run.generate_seconds = sequence.seconds_between(t0, t1);
-      run.device_seconds = sequence.seconds_between(t1, t2);
-      return run;
+      return read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
     });
   }
 
@@ -468,6 +452,21 @@ class VulkanComputeDevice final : public ComputeDevice {
       }
       return Error{failure.kind(), info_.id + ": " + failure.what()};
     }
+  }
+
+  // Copies the checked kernel's output to the host, submits, waits, and returns the output with
+  // generation (t0..t1) and kernel (t1..t2) device times.
+  KernelRun read_output(Sequence& sequence, const Buffer& output, Buffer& host, const char* kernel, std::uint32_t t0,
+                        std::uint32_t t1, std::uint32_t t2) {
+    sequence.barrier();
+    sequence.copy(output, host);
+    sequence.submit_and_wait(timeout_seconds_);
+    KernelRun run;
+    run.kernel = kernel;
+    run.output_bits.assign(host.words().begin(), host.words().end());
+    run.generate_seconds = sequence.seconds_between(t0, t1);
+    run.device_seconds = sequence.seconds_between(t1, t2);
+    return run;
   }
 
   Buffer& add_buffer(Scratch& scratch, std::uint64_t bytes, BufferKind kind) {
