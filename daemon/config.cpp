@@ -170,7 +170,7 @@ class Parser {
     for_each_key(root, "",
                  {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "jitter_ratio",
                   "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
-                  "log_level", "verdict", "probes"},
+                  "log_level", "failure_dump_max_bytes", "verdict", "probes"},
                  [&](const std::string& key, const YAML::Node& value, const std::string& path) {
                    if (key == "listen") {
                      parse_listen(value, path, config);
@@ -192,6 +192,8 @@ class Parser {
                      config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
                    } else if (key == "shutdown_grace_seconds") {
                      config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
+                   } else if (key == "failure_dump_max_bytes") {
+                     config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
                    } else if (key == "log_level") {
                      const std::string level = string_value(value, path);
                      static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};

@@ -49,6 +49,9 @@ struct Config {
   double max_staleness_seconds = 3600.0;  // ...but never longer than this
   double shutdown_grace_seconds = 10.0;   // wait this long for a running probe on SIGTERM
   std::string log_level = "info";
+  // Disk bound for the dumps of the last failing run per device and probe, kept in
+  // <state_directory>/dumps for `substrated compare`; 0 keeps none.
+  std::uint64_t failure_dump_max_bytes = 256ull << 20;
   VerdictPolicy verdict;
   std::map<std::string, ProbeSchedule> probes;  // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too

@@ -29,6 +29,7 @@
 #include "daemon/report.hpp"
 #include "daemon/state_store.hpp"
 #include "daemon/verdict.hpp"
+#include "probes/dump.hpp"
 #include "probes/registry.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
@@ -283,10 +284,26 @@ class Service {
     const double timeout = schedule.timeout_seconds;
     slot.running_probe = probe;
     slot.running_timeout = timeout;
-    slot.worker->submit([this, &slot, probe, specs = std::move(specs.value()), timeout] {
+    const std::uint64_t dump_bytes = config_.failure_dump_max_bytes;
+    const std::string dump_root = config_.state_directory + "/dumps";
+    slot.worker->submit([this, &slot, probe, specs = std::move(specs.value()), timeout, dump_bytes, dump_root] {
       slot.device->set_timeout_seconds(timeout);
       std::vector<ProbeResult> results;
-      for (const ProbeSpec& spec : specs) results.push_back(run_probe(*slot.device, spec, goldens_));
+      for (const ProbeSpec& spec : specs) {
+        ProbeResult result = run_probe(*slot.device, spec, goldens_, /*capture_tensors=*/dump_bytes > 0);
+        // The evidence of a failing run is written here, off the loop, and then let go.
+        if (result.status == RunStatus::fail && dump_bytes > 0) {
+          auto kept = keep_failure_dump(dump_root, result, dump_bytes);
+          if (kept) {
+            spdlog::info("{} {}: failing run dumped to {}", slot.device->info().id, spec_key(spec), *kept);
+          } else {
+            spdlog::warn("{} {}: could not keep the failure dump: {}", slot.device->info().id, spec_key(spec),
+                         kept.error().message);
+          }
+        }
+        result.tensors.reset();
+        results.push_back(std::move(result));
+      }
       asio::post(io_, [this, &slot, probe, results = std::move(results)]() mutable {
         on_scheduled_done(slot, probe, std::move(results));
       });

@@ -64,6 +64,10 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   CHECK(metric(scrape, "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >= 1.0);
   CHECK(metric(scrape, "substrate_probe_drill{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
   CHECK(metric(scrape, "substrate_probe_mismatched_elements{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  // The failing run's evidence is kept for `substrated compare`.
+  REQUIRE(wait_until([&] { return std::filesystem::exists(daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure" / "output.npy"); }, 20s));
+  auto compared = run_substrated("compare " + (daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure").string());
+  CHECK(compared.exit_code == 1);
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   CHECK(status.at("devices").at(0).at("health") == "failed");
   CHECK(status.at("devices").at(0).at("reasons").at(0).get<std::string>().find("golden_mismatch") != std::string::npos);
