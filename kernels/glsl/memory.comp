@@ -1,24 +1,17 @@
 #version 450
 // Memory pattern passes over one chunk: write a pattern, or verify it (optionally writing the
-// inverse in the same pass: moving inversions). A bad word is read a second time through a
-// volatile alias of the same buffer: the same wrong value again means a flipped stored bit, the
+// inverse in the same pass: moving inversions). The operation and the pattern are specialisation
+// constants, so each pipeline holds only its own path: SIMD back ends such as llvmpipe execute
+// every side of a branch under a mask, and the unused patterns cost as much as the used one.
+// Invocations stride over the chunk one uvec4 (four words) at a time; invocation 0 also takes the
+// last words when the chunk is not a multiple of four. A bad word is read a second time through
+// a volatile alias of the same buffer: the same wrong value again means a flipped stored bit, the
 // right value a transient read error. Mismatches are rare, so atomics in the error path cost
 // nothing on a healthy device and touch no fingerprint.
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
 layout(local_size_x = 256) in;
-
-const uint MAX_RECORDS = 64u;
-layout(std430, binding = 0) buffer Region { uint words[]; };
-layout(std430, binding = 2) volatile coherent readonly buffer RegionAgain { uint words_again[]; };
-layout(std430, binding = 1) buffer Errors {
-  uint bad_count;
-  uint histogram[32];
-  uint record_count;
-  // Two per record: (word index in chunk, expected, actual, reread), (pattern id, 0, 0, 0).
-  uvec4 records[2 * MAX_RECORDS];
-} errors;
 
 const uint OP_WRITE = 0u;
 const uint OP_VERIFY = 1u;
@@ -29,12 +22,24 @@ const uint PATTERN_WALKING_ZEROS = 1u;
 const uint PATTERN_OWN_ADDRESS = 2u;
 const uint PATTERN_RANDOM = 4u;
 
+layout(constant_id = 0) const uint OP = OP_WRITE;
+layout(constant_id = 1) const uint PATTERN = PATTERN_WALKING_ONES;
+
+const uint MAX_RECORDS = 64u;
+layout(std430, binding = 0) buffer Region { uvec4 quads[]; };
+layout(std430, binding = 2) volatile coherent buffer RegionWords { uint words[]; };  // binding 0 again
+layout(std430, binding = 1) buffer Errors {
+  uint bad_count;
+  uint histogram[32];
+  uint record_count;
+  // Two per record: (word index in chunk, expected, actual, reread), (pattern id, 0, 0, 0).
+  uvec4 records[2 * MAX_RECORDS];
+} errors;
+
 layout(push_constant) uniform Params {
   uvec2 seed;
   uvec2 chunk_first_word;  // global index of word 0 of this chunk (lo, hi)
   uint word_count;
-  uint op;
-  uint pattern;
   uint stream;
   uint rotation;     // walking patterns: shift of the walking bit
   uint invert;       // expect/write the complement of the pattern
@@ -50,35 +55,61 @@ uint pattern_at(uint word) {
   uvec2 g = uvec2(p.chunk_first_word.x + word, p.chunk_first_word.y);
   if (g.x < p.chunk_first_word.x) g.y += 1u;
   uint value;
-  if (p.pattern == PATTERN_WALKING_ONES) value = 1u << ((g.x + p.rotation) & 31u);
-  else if (p.pattern == PATTERN_WALKING_ZEROS) value = ~(1u << ((g.x + p.rotation) & 31u));
-  else if (p.pattern == PATTERN_OWN_ADDRESS) value = g.x ^ g.y;
+  if (PATTERN == PATTERN_WALKING_ONES) value = 1u << ((g.x + p.rotation) & 31u);
+  else if (PATTERN == PATTERN_WALKING_ZEROS) value = ~(1u << ((g.x + p.rotation) & 31u));
+  else if (PATTERN == PATTERN_OWN_ADDRESS) value = g.x ^ g.y;
   else value = random_bits(p.seed, p.stream, g);
   return p.invert != 0u ? ~value : value;
 }
 
+// The drill's mask on the injected word among `count` words from `first`, else 0; `transient`
+// selects read-path (1) or stored (0) injections.
+uvec4 injection(uint first, uint transient) {
+  if (p.inject_enabled == 0u || p.inject_transient != transient) return uvec4(0u);
+  return uvec4(equal(uvec4(first) + uvec4(0u, 1u, 2u, 3u), uvec4(p.inject_word))) * p.inject_mask;
+}
+
+void report(uint word, uint expected, uint actual) {
+  atomicAdd(errors.bad_count, 1u);
+  // Only the flipped bits: a fixed 32-step loop is unrolled into 32 atomics run under a mask.
+  for (uint flipped = actual ^ expected; flipped != 0u; flipped &= flipped - 1u) {
+    atomicAdd(errors.histogram[findLSB(flipped)], 1u);
+  }
+  uint slot = atomicAdd(errors.record_count, 1u);
+  if (slot < p.max_records) {
+    errors.records[2u * slot] = uvec4(word, expected, actual, words[word]);
+    errors.records[2u * slot + 1u] = uvec4(p.report_id, 0u, 0u, 0u);
+  }
+}
+
 void main() {
-  uint word = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
-  if (word >= p.word_count) return;
-  bool injected = p.inject_enabled != 0u && word == p.inject_word;
-  uint expected = pattern_at(word);
-  if (p.op == OP_WRITE) {
-    words[word] = (injected && p.inject_transient == 0u) ? expected ^ p.inject_mask : expected;
-    return;
-  }
-  uint actual = words[word];
-  if (injected && p.inject_transient != 0u) actual ^= p.inject_mask;
-  if (actual != expected) {
-    atomicAdd(errors.bad_count, 1u);
-    uint flipped = actual ^ expected;
-    for (uint bit = 0u; bit < 32u; ++bit) {
-      if ((flipped & (1u << bit)) != 0u) atomicAdd(errors.histogram[bit], 1u);
+  uint first = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
+  uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * 256u;
+  uint quad_count = p.word_count / 4u;
+  for (uint q = first; q < quad_count; q += stride) {
+    uint base = 4u * q;
+    uvec4 expected = uvec4(pattern_at(base), pattern_at(base + 1u), pattern_at(base + 2u), pattern_at(base + 3u));
+    if (OP == OP_WRITE) {
+      quads[q] = expected ^ injection(base, 0u);
+      continue;
     }
-    uint slot = atomicAdd(errors.record_count, 1u);
-    if (slot < p.max_records) {
-      errors.records[2u * slot] = uvec4(word, expected, actual, words_again[word]);
-      errors.records[2u * slot + 1u] = uvec4(p.report_id, 0u, 0u, 0u);
+    uvec4 actual = quads[q] ^ injection(base, 1u);
+    if (any(notEqual(actual, expected))) {
+      for (uint c = 0u; c < 4u; ++c) {
+        if (actual[c] != expected[c]) report(base + c, expected[c], actual[c]);
+      }
     }
+    if (OP == OP_VERIFY_THEN_WRITE_INVERSE) quads[q] = ~expected;
   }
-  if (p.op == OP_VERIFY_THEN_WRITE_INVERSE) words[word] = ~expected;
+  if (first != 0u) return;
+  for (uint word = 4u * quad_count; word < p.word_count; ++word) {
+    uint expected = pattern_at(word);
+    if (OP == OP_WRITE) {
+      words[word] = expected ^ injection(word, 0u).x;
+      continue;
+    }
+    uint actual = words[word] ^ injection(word, 1u).x;
+    if (actual != expected) report(word, expected, actual);
+    if (OP == OP_VERIFY_THEN_WRITE_INVERSE) words[word] = ~expected;
+  }
 }

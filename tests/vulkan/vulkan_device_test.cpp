@@ -173,6 +173,28 @@ TEST_CASE("vulkan: memory probe locates a stored flip and tells it from a transi
   for (const BadWord& bad : transient.memory->first_bad) CHECK(std::string(persistence(bad)) == "transient");
 }
 
+TEST_CASE("vulkan: memory probe checks the words past the last full uvec4 and counts every flipped bit", "[vulkan]") {
+  // 16387 words: four-word blocks cover 16384, the last three take the scalar tail path.
+  constexpr std::uint64_t words = 16387;
+  for (std::uint64_t word : {std::uint64_t{5}, words - 1}) {
+    ProbeSpec spec;
+    spec.probe = "memory";
+    spec.memory = {1.0, words * 4};
+    spec.inject = {true, word, (1u << 2) | (1u << 31), false};
+    const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+    INFO("word " << word << " " << result.error);
+    REQUIRE(result.status == RunStatus::fail);
+    REQUIRE_FALSE(result.memory->first_bad.empty());
+    for (const BadWord& bad : result.memory->first_bad) {
+      CHECK(bad.offset == word * 4);
+      CHECK((bad.expected ^ bad.actual) == ((1u << 2) | (1u << 31)));
+    }
+    CHECK(result.memory->flipped_bits[2] == result.memory->bad_words);
+    CHECK(result.memory->flipped_bits[31] == result.memory->bad_words);
+    CHECK(result.memory->flipped_bits[3] == 0);
+  }
+}
+
 TEST_CASE("vulkan: the retention block is verified, not rewritten, on later calls", "[vulkan]") {
   ComputeDevice& device = vulkan_device();
   auto first = device.check_retention(4096, 42);

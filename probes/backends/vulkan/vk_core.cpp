@@ -161,7 +161,7 @@ std::span<std::uint32_t> Buffer::words() {
 }
 
 Pipeline::Pipeline(const Device& device, std::span<const std::uint32_t> spirv, std::uint32_t buffer_count,
-                   std::uint32_t push_constant_bytes)
+                   std::uint32_t push_constant_bytes, std::span<const std::uint32_t> constants)
     : device_(device.handle()), buffer_count_(buffer_count), push_constant_bytes_(push_constant_bytes) {
   VkShaderModuleCreateInfo module_info{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
   module_info.codeSize = spirv.size_bytes();
@@ -190,6 +190,13 @@ Pipeline::Pipeline(const Device& device, std::span<const std::uint32_t> spirv, s
   info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   info.stage.module = module_;
   info.stage.pName = "main";
+  std::vector<VkSpecializationMapEntry> entries(constants.size());
+  for (std::uint32_t i = 0; i < constants.size(); ++i) {
+    entries[i] = {i, static_cast<std::uint32_t>(i * sizeof(std::uint32_t)), sizeof(std::uint32_t)};
+  }
+  const VkSpecializationInfo specialization{static_cast<std::uint32_t>(entries.size()), entries.data(),
+                                            constants.size_bytes(), constants.data()};
+  if (!constants.empty()) info.stage.pSpecializationInfo = &specialization;
   info.layout = layout_;
   check(vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline_),
         "vkCreateComputePipelines");

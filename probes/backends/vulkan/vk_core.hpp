@@ -91,8 +91,10 @@ class Buffer {
 
 class Pipeline {
  public:
+  // `constants[i]` specialises the shader's `constant_id = i` (paths a constant rules out are
+  // compiled away, which matters on SIMD back ends like llvmpipe that run both sides of a branch).
   Pipeline(const Device& device, std::span<const std::uint32_t> spirv, std::uint32_t buffer_count,
-           std::uint32_t push_constant_bytes);
+           std::uint32_t push_constant_bytes, std::span<const std::uint32_t> constants = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <array>
 #include <memory>
 #include <mutex>
 
@@ -43,13 +44,17 @@ struct CanaryParams {
 struct MemoryParams {
   std::uint32_t seed[2];
   std::uint32_t chunk_first_word[2];
-  std::uint32_t word_count, op, pattern, stream, rotation, invert, max_records;
+  std::uint32_t word_count, stream, rotation, invert, max_records;
   std::uint32_t inject_enabled, inject_word, inject_mask, inject_transient, report_id;
 };
 
 enum FillMode : std::uint32_t { fill_exact = 0, fill_random = 1, fill_raw = 2 };
 enum MemoryOp : std::uint32_t { op_write = 0, op_verify = 1, op_verify_then_write_inverse = 2 };
 constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_RECORDS
+constexpr std::uint32_t k_memory_ops = 3;
+constexpr std::uint32_t k_memory_kernel_patterns = 5;  // indexed by MemoryPattern; inversions use random
+// Grid-stride memory passes: more groups only add scheduling cost once every lane is busy.
+constexpr std::uint32_t k_memory_max_groups = 256;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
 constexpr std::uint64_t k_error_buffer_bytes = (k_error_header_words + 8 * k_max_records) * 4;
@@ -195,7 +200,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       (void)fill_.release();
       (void)gemm_.release();
       (void)attention_.release();
-      (void)memory_.release();
+      for (auto& pipeline : memory_) (void)pipeline.release();
       (void)canary_.release();
       (void)device_.release();
     }
@@ -348,10 +353,11 @@ class VulkanComputeDevice final : public ComputeDevice {
       Sequence& sequence = start(scratch, 2);
       sequence.fill_zero(errors);
       sequence.barrier();
-      MemoryParams params = memory_params(seed, 0, bytes / 4, fresh ? op_write : op_verify, MemoryPattern::random,
-                                          gen::stream_memory_retention, 0, false, {}, 16);
+      MemoryParams params = memory_params(seed, 0, bytes / 4, MemoryPattern::random, gen::stream_memory_retention, 0,
+                                          false, {}, 16);
       const Buffer* bindings[] = {retention_.get(), &errors, retention_.get()};
-      sequence.dispatch(memory_pipeline(), bindings, &params, groups_1d(bytes / 4, 256));
+      sequence.dispatch(memory_pipeline(fresh ? op_write : op_verify, kernel_pattern(MemoryPattern::random)), bindings,
+                        &params, memory_groups(bytes / 4));
       sequence.barrier();
       sequence.copy(errors, host);
       sequence.submit_and_wait(timeout_seconds_);
@@ -485,7 +491,25 @@ class VulkanComputeDevice final : public ComputeDevice {
     return *slot;
   }
 
-  const Pipeline& memory_pipeline() { return pipeline(memory_, spirv::memory(), 3, sizeof(MemoryParams)); }
+  // One pipeline per operation and pattern (specialisation constants), built on first use.
+  const Pipeline& memory_pipeline(std::uint32_t op, std::uint32_t kernel_pattern) {
+    auto& slot = memory_[op * k_memory_kernel_patterns + kernel_pattern];
+    const std::uint32_t constants[] = {op, kernel_pattern};
+    if (!slot) slot = std::make_unique<Pipeline>(*device_, spirv::memory(), 3, sizeof(MemoryParams), constants);
+    return *slot;
+  }
+
+  static Groups memory_groups(std::uint64_t words) {
+    Groups groups = groups_1d((words + 3) / 4, 256);
+    groups.x = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{groups.x} * groups.y, k_memory_max_groups));
+    groups.y = 1;
+    return groups;
+  }
+
+  static std::uint32_t kernel_pattern(MemoryPattern pattern) {
+    return pattern == MemoryPattern::moving_inversions ? static_cast<std::uint32_t>(MemoryPattern::random)
+                                                       : static_cast<std::uint32_t>(pattern);
+  }
 
   void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream,
                    std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
@@ -499,16 +523,13 @@ class VulkanComputeDevice final : public ComputeDevice {
   }
 
   static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words,
-                                    std::uint32_t op, MemoryPattern pattern, std::uint32_t stream,
+                                    MemoryPattern pattern, std::uint32_t stream,
                                     std::uint32_t invert, bool inject_here, const Injection& inject,
                                     std::uint32_t max_records) {
     const bool walking = pattern == MemoryPattern::walking_ones || pattern == MemoryPattern::walking_zeros;
-    const std::uint32_t kernel_pattern = pattern == MemoryPattern::moving_inversions
-                                             ? static_cast<std::uint32_t>(MemoryPattern::random)
-                                             : static_cast<std::uint32_t>(pattern);
     return MemoryParams{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                         {static_cast<std::uint32_t>(first_word), static_cast<std::uint32_t>(first_word >> 32)},
-                        static_cast<std::uint32_t>(words), op, kernel_pattern, stream,
+                        static_cast<std::uint32_t>(words), stream,
                         walking ? static_cast<std::uint32_t>(seed % 32) : 0u, invert,
                         std::min(max_records, k_max_records), inject_here ? 1u : 0u,
                         inject_here ? static_cast<std::uint32_t>(inject.element - first_word) : 0u,
@@ -522,12 +543,12 @@ class VulkanComputeDevice final : public ComputeDevice {
     const bool inject_here = launch.inject.enabled && launch.inject.element >= first_word &&
                              launch.inject.element < first_word + words;
     const Buffer* bindings[] = {&chunk, &errors, &chunk};
-    const Groups groups = groups_1d(words, 256);
+    const Groups groups = memory_groups(words);
     const std::uint32_t stream = gen::stream_memory_random;
     auto pass = [&](std::uint32_t op, std::uint32_t invert) {
-      MemoryParams params = memory_params(launch.seed, first_word, words, op, pattern, stream, invert, inject_here,
+      MemoryParams params = memory_params(launch.seed, first_word, words, pattern, stream, invert, inject_here,
                                           launch.inject, launch.max_reported);
-      sequence.dispatch(memory_pipeline(), bindings, &params, groups);
+      sequence.dispatch(memory_pipeline(op, kernel_pattern(pattern)), bindings, &params, groups);
       sequence.barrier();
     };
     pass(op_write, 0);
@@ -565,7 +586,8 @@ class VulkanComputeDevice final : public ComputeDevice {
   std::uint64_t max_chunk_bytes_ = 0;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  std::unique_ptr<Pipeline> fill_, gemm_, attention_, memory_, canary_;
+  std::unique_ptr<Pipeline> fill_, gemm_, attention_, canary_;
+  std::array<std::unique_ptr<Pipeline>, k_memory_ops * k_memory_kernel_patterns> memory_;
   std::unique_ptr<Buffer> retention_;
   std::uint64_t retention_seed_ = 0;
   std::chrono::steady_clock::time_point retention_written_;
