@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <array>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -25,13 +25,13 @@ namespace {
 struct FillParams {
   std::uint32_t seed[2];
   std::uint32_t first_index[2];
-  std::uint32_t stream, mode, dtype, radius, element_count, word_count;
+  std::uint32_t stream, radius, element_count, word_count;
 };
 struct GemmParams {
-  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask;
+  std::uint32_t m, n, k, inject_enabled, inject_element, inject_mask;
 };
 struct AttentionParams {
-  std::uint32_t seq_len, heads, head_dim, dtype, causal;
+  std::uint32_t seq_len, heads, head_dim, causal;
   float scale;
   std::uint32_t inject_enabled, inject_element, inject_mask;
 };
@@ -51,8 +51,6 @@ struct MemoryParams {
 enum FillMode : std::uint32_t { fill_exact = 0, fill_random = 1, fill_raw = 2 };
 enum MemoryOp : std::uint32_t { op_write = 0, op_verify = 1, op_verify_then_write_inverse = 2 };
 constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_RECORDS
-constexpr std::uint32_t k_memory_ops = 3;
-constexpr std::uint32_t k_memory_kernel_patterns = 5;  // indexed by MemoryPattern; inversions use random
 // Grid-stride memory passes: more groups only add scheduling cost once every lane is busy.
 constexpr std::uint32_t k_memory_max_groups = 256;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
@@ -67,6 +65,29 @@ std::uint32_t dtype_code(Dtype dtype) {
   }
   return 0;
 }
+
+// The pipelines of one shader, one per set of specialisation constants, each built on first use.
+class PipelineFamily {
+ public:
+  PipelineFamily(std::span<const std::uint32_t> spirv, std::uint32_t buffer_count, std::uint32_t push_constant_bytes)
+      : spirv_(spirv), buffer_count_(buffer_count), push_constant_bytes_(push_constant_bytes) {}
+
+  const Pipeline& get(const Device& device, std::vector<std::uint32_t> constants = {}) {
+    auto& slot = pipelines_[constants];
+    if (!slot) slot = std::make_unique<Pipeline>(device, spirv_, buffer_count_, push_constant_bytes_, constants);
+    return *slot;
+  }
+
+  // Leaks every pipeline: destroying objects a hung device may still use is undefined.
+  void abandon() {
+    for (auto& [constants, pipeline] : pipelines_) (void)pipeline.release();
+  }
+
+ private:
+  std::span<const std::uint32_t> spirv_;
+  std::uint32_t buffer_count_, push_constant_bytes_;
+  std::map<std::vector<std::uint32_t>, std::unique_ptr<Pipeline>> pipelines_;
+};
 
 std::uint64_t words_for(std::uint64_t elements, Dtype dtype) {
   return dtype == Dtype::f32 ? elements : (elements + 1) / 2;
@@ -197,11 +218,7 @@ class VulkanComputeDevice final : public ComputeDevice {
     if (hung_) {
       // Destroying objects the device may still use is undefined; the process keeps them.
       (void)retention_.release();
-      (void)fill_.release();
-      (void)gemm_.release();
-      (void)attention_.release();
-      for (auto& pipeline : memory_) (void)pipeline.release();
-      (void)canary_.release();
+      for (PipelineFamily* family : {&fill_, &gemm_, &attention_, &memory_, &canary_}) family->abandon();
       (void)device_.release();
     }
   }
@@ -254,10 +271,10 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      GemmParams params{s.m, s.n, s.k, dtype_code(launch.dtype), launch.inject.enabled ? 1u : 0u,
+      GemmParams params{s.m, s.n, s.k, launch.inject.enabled ? 1u : 0u,
                         static_cast<std::uint32_t>(launch.inject.element), launch.inject.xor_mask};
       const Buffer* bindings[] = {&a, &b, &c};
-      sequence.dispatch(pipeline(gemm_, spirv::gemm(), 3, sizeof(GemmParams)), bindings, &params,
+      sequence.dispatch(gemm_.get(*device_, {dtype_code(launch.dtype)}), bindings, &params,
                         {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
       return read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
@@ -284,12 +301,12 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      AttentionParams params{s.seq_len, s.heads, s.head_dim, dtype_code(launch.dtype), s.causal ? 1u : 0u,
+      AttentionParams params{s.seq_len, s.heads, s.head_dim, s.causal ? 1u : 0u,
                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
                              launch.inject.enabled ? 1u : 0u, static_cast<std::uint32_t>(launch.inject.element),
                              launch.inject.xor_mask};
       const Buffer* bindings[] = {&q, &k, &v, &o};
-      sequence.dispatch(pipeline(attention_, spirv::attention(), 4, sizeof(AttentionParams)), bindings, &params,
+      sequence.dispatch(attention_.get(*device_, {dtype_code(launch.dtype)}), bindings, &params,
                         {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
       return read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
@@ -394,7 +411,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       const std::uint32_t dispatches = 2 + 6 * s.layers + 2;
       Sequence& sequence = start(scratch, dispatches);
       const Buffer* bindings[] = {&state};
-      const Pipeline& kernel = pipeline(canary_, spirv::canary(), 1, sizeof(CanaryParams));
+      const Pipeline& kernel = canary_.get(*device_);
       std::uint32_t checkpoint = 0;
       auto op = [&](std::uint32_t code, std::uint32_t k, std::uint32_t n, std::uint32_t src, std::uint32_t dst,
                     std::uint32_t res, std::uint32_t stream, float scale, std::uint32_t activation,
@@ -485,18 +502,8 @@ class VulkanComputeDevice final : public ComputeDevice {
     return *scratch.sequence;
   }
 
-  const Pipeline& pipeline(std::unique_ptr<Pipeline>& slot, std::span<const std::uint32_t> spirv,
-                           std::uint32_t buffers, std::uint32_t push_bytes) {
-    if (!slot) slot = std::make_unique<Pipeline>(*device_, spirv, buffers, push_bytes);
-    return *slot;
-  }
-
-  // One pipeline per operation and pattern (specialisation constants), built on first use.
   const Pipeline& memory_pipeline(std::uint32_t op, std::uint32_t kernel_pattern) {
-    auto& slot = memory_[op * k_memory_kernel_patterns + kernel_pattern];
-    const std::uint32_t constants[] = {op, kernel_pattern};
-    if (!slot) slot = std::make_unique<Pipeline>(*device_, spirv::memory(), 3, sizeof(MemoryParams), constants);
-    return *slot;
+    return memory_.get(*device_, {op, kernel_pattern});
   }
 
   static Groups memory_groups(std::uint64_t words) {
@@ -516,10 +523,10 @@ class VulkanComputeDevice final : public ComputeDevice {
     const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
-                      stream, mode, dtype_code(dtype), radius, static_cast<std::uint32_t>(elements),
+                      stream, radius, static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
     const Buffer* bindings[] = {&out};
-    sequence.dispatch(pipeline(fill_, spirv::fill(), 1, sizeof(FillParams)), bindings, &params, groups_1d(words, 256));
+    sequence.dispatch(fill_.get(*device_, {mode, dtype_code(dtype)}), bindings, &params, groups_1d(words, 256));
   }
 
   static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words,
@@ -586,8 +593,11 @@ class VulkanComputeDevice final : public ComputeDevice {
   std::uint64_t max_chunk_bytes_ = 0;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  std::unique_ptr<Pipeline> fill_, gemm_, attention_, canary_;
-  std::array<std::unique_ptr<Pipeline>, k_memory_ops * k_memory_kernel_patterns> memory_;
+  PipelineFamily fill_{spirv::fill(), 1, sizeof(FillParams)};
+  PipelineFamily gemm_{spirv::gemm(), 3, sizeof(GemmParams)};
+  PipelineFamily attention_{spirv::attention(), 4, sizeof(AttentionParams)};
+  PipelineFamily memory_{spirv::memory(), 3, sizeof(MemoryParams)};
+  PipelineFamily canary_{spirv::canary(), 1, sizeof(CanaryParams)};
   std::unique_ptr<Buffer> retention_;
   std::uint64_t retention_seed_ = 0;
   std::chrono::steady_clock::time_point retention_written_;
