@@ -105,7 +105,7 @@ ConfigResult run_config(ComputeDevice& device, const Config& config, const std::
                         std::uint64_t seed0) {
   ConfigResult out;
   out.config = config;
-  GoldenCache goldens(64);
+  GoldenCache goldens;
   std::mt19937_64 rng(seed0 * 7919 + std::hash<std::string>{}(config.label()));
   for (int s = 0; s < samples; ++s) {
     ProbeSpec spec = bench::make_spec(config.probe, config.dtype, config.mode, size, seed0 + s);

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
             << "- each seed: pass 1 over all " << specs.size() << " compute specs, pass 2 over the same specs "
             << "(fingerprints must match pass 1), then one memory run\n\n";
 
-  GoldenCache goldens(2 * specs.size());
+  GoldenCache goldens;
   std::map<std::string, Group> groups;
   long long runs = 0;
   std::uint64_t seed = seed0;

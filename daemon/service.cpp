@@ -710,7 +710,7 @@ class Service {
   std::string config_path_;
   StateStore store_;
   State state_;
-  GoldenCache goldens_{64};
+  GoldenCache goldens_;
   std::mt19937_64 rng_;
   std::vector<std::string> backend_notes_;
   std::vector<std::unique_ptr<Slot>> slots_;

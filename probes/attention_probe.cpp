@@ -1,7 +1,5 @@
 // Attention probe: softmax(Q·Kᵀ/√d)·V against a double golden with the per-element bound
 // derived in docs/error-bounds.md, plus a fingerprint of the output bits.
-#include <chrono>
-
 #include "probes/registry.hpp"
 
 namespace substrate {
@@ -50,21 +48,13 @@ Status attention_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& 
   if (spec.inject.enabled && spec.inject.element >= elements) {
     return Error{ErrorKind::invalid_argument, "attention: injected element is outside the output"};
   }
+  GoldenFetch golden(goldens, spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
   auto run = device.run_attention(AttentionLaunch{shape, spec.dtype, spec.seed, spec.inject});
   if (!run) return run.error();
-  const auto golden_started = std::chrono::steady_clock::now();
-  auto reference = goldens.get(spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
-  result.golden_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - golden_started).count();
-  result.kernel = run->kernel;
+  auto reference = golden.get(result);
   // Rows are (head, query) pairs, columns the head dimension.
-  result.check = check_bounded(run->output_bits, reference->value, reference->bound, shape.head_dim);
-  result.fingerprint = fingerprint(run->output_bits);
-  if (result.tensors) {
-    *result.tensors = RunTensors{{shape.heads, shape.seq_len, shape.head_dim}, run->output_bits, reference, {}};
-  }
-  result.device_seconds = run->device_seconds;
-  result.generate_seconds = run->generate_seconds;
-  result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;
+  CheckOutcome check = check_bounded(run->output_bits, reference->value, reference->bound, shape.head_dim);
+  record_checked_run(result, *run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
   return ok_status();
 }
 

@@ -5,7 +5,6 @@
 // reads the way a model user would see it.
 #include <algorithm>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -68,15 +67,8 @@ Status canary_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& gol
       return Error{ErrorKind::invalid_argument, "canary: injected element is outside layer '" + target.name + "'"};
     }
   }
-  auto run = device.run_canary(CanaryLaunch{shape, spec.seed, spec.inject});
-  if (!run) return run.error();
-  if (run->layers.size() != layers.size()) {
-    return Error{ErrorKind::device_error, "canary: the backend returned " + std::to_string(run->layers.size()) +
-                                              " layers, expected " + std::to_string(layers.size())};
-  }
-  const auto golden_started = std::chrono::steady_clock::now();
   // Cached as one flat reference: every layer's values (and bounds) back to back.
-  auto reference = goldens.get(spec, [&] {
+  GoldenFetch golden(goldens, spec, [&] {
     golden::CanaryReference ref = golden::canary(shape, spec.seed);
     golden::Reference flat;
     for (const golden::CanaryLayer& l : ref.layers) {
@@ -85,7 +77,13 @@ Status canary_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& gol
     }
     return flat;
   });
-  result.golden_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - golden_started).count();
+  auto run = device.run_canary(CanaryLaunch{shape, spec.seed, spec.inject});
+  if (!run) return run.error();
+  if (run->layers.size() != layers.size()) {
+    return Error{ErrorKind::device_error, "canary: the backend returned " + std::to_string(run->layers.size()) +
+                                              " layers, expected " + std::to_string(layers.size())};
+  }
+  auto reference = golden.get(result);
 
   CanaryDetails details;
   details.tokens = shape.tokens;

@@ -1,7 +1,5 @@
 // GEMM probe: C = A·B with device-generated inputs, checked against the CPU golden bit-exactly
 // (exact mode) or within gamma_K·|A||B| (random mode), plus a fingerprint of the output bits.
-#include <chrono>
-
 #include "kernels/cuda/launch.hpp"
 #include "kernels/generator.hpp"
 #include "probes/registry.hpp"
@@ -43,15 +41,13 @@ Status gemm_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& golde
   if (spec.inject.enabled && spec.inject.element >= std::uint64_t{shape.m} * shape.n) {
     return Error{ErrorKind::invalid_argument, "gemm: injected element is outside the output"};
   }
-  GemmLaunch launch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject};
-  auto run = device.run_gemm(launch);
+  GoldenFetch golden(goldens, spec, [&] { return golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius); });
+  auto run = device.run_gemm(GemmLaunch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject});
   if (!run) return run.error();
-  const auto golden_started = std::chrono::steady_clock::now();
-  auto reference = goldens.get(spec, [&] { return golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius); });
-  result.golden_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - golden_started).count();
-  result.kernel = run->kernel;
+  auto reference = golden.get(result);
+  CheckOutcome check;
   if (spec.mode == Mode::exact) {
-    result.check = check_exact(run->output_bits, reference->value, shape.n);
+    check = check_exact(run->output_bits, reference->value, shape.n);
   } else {
     // Tensor cores align and truncate instead of rounding to nearest: their bound uses a larger
     // unit roundoff (docs/cuda.md). The golden's bound is for round-to-nearest fp32.
@@ -60,18 +56,14 @@ Status gemm_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& golde
                          (golden::gamma(shape.k, golden::k_unit_roundoff_f32) +
                           2.0 * golden::gamma(shape.k, golden::k_unit_roundoff_f64));
     if (widen == 1.0) {
-      result.check = check_bounded(run->output_bits, reference->value, reference->bound, shape.n);
+      check = check_bounded(run->output_bits, reference->value, reference->bound, shape.n);
     } else {
       std::vector<double> bound(reference->bound);
       for (double& b : bound) b *= widen;
-      result.check = check_bounded(run->output_bits, reference->value, bound, shape.n);
+      check = check_bounded(run->output_bits, reference->value, bound, shape.n);
     }
   }
-  result.fingerprint = fingerprint(run->output_bits);
-  if (result.tensors) *result.tensors = RunTensors{{shape.m, shape.n}, run->output_bits, reference, {}};
-  result.device_seconds = run->device_seconds;
-  result.generate_seconds = run->generate_seconds;
-  result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;
+  record_checked_run(result, *run, std::move(check), std::move(reference), {shape.m, shape.n});
   return ok_status();
 }
 

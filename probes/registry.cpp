@@ -9,28 +9,95 @@ namespace substrate {
 
 const char* to_string(Maturity maturity) { return maturity == Maturity::stable ? "stable" : "beta"; }
 
+namespace {
+
+std::string golden_key(const ProbeSpec& spec) { return spec_key(spec) + "#" + std::to_string(spec.seed); }
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
 std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
                                                           const std::function<golden::Reference()>& compute) {
-  const std::string key = spec_key(spec) + "#" + std::to_string(spec.seed);
+  const std::string key = golden_key(spec);
   {
     std::lock_guard lock(mutex_);
     if (auto it = entries_.find(key); it != entries_.end()) {
       ++hits_;
-      return it->second;
+      touch(it->second);
+      return it->second.reference;
     }
     ++misses_;
   }
   auto computed = std::make_shared<const golden::Reference>(compute());
+  const std::size_t size = (computed->value.size() + computed->bound.size()) * sizeof(double);
   std::lock_guard lock(mutex_);
-  if (!entries_.count(key)) {
-    order_.push_back(key);
-    if (order_.size() > max_entries_) {
-      entries_.erase(order_.front());
-      order_.erase(order_.begin());
-    }
+  if (auto it = entries_.find(key); it != entries_.end()) return it->second.reference;  // raced: keep the first
+  if (size > max_bytes_) return computed;
+  while (bytes_ + size > max_bytes_) {
+    auto oldest = entries_.find(recency_.front());
+    bytes_ -= oldest->second.bytes;
+    entries_.erase(oldest);
+    recency_.pop_front();
   }
-  entries_[key] = computed;
+  recency_.push_back(key);
+  entries_.emplace(key, Entry{computed, std::prev(recency_.end()), size});
+  bytes_ += size;
   return computed;
+}
+
+void GoldenCache::touch(Entry& entry) { recency_.splice(recency_.end(), recency_, entry.recency); }
+
+std::size_t GoldenCache::bytes() const {
+  std::lock_guard lock(mutex_);
+  return bytes_;
+}
+
+std::shared_ptr<const golden::Reference> GoldenCache::find(const ProbeSpec& spec) {
+  const std::string key = golden_key(spec);
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  ++hits_;
+  touch(it->second);
+  return it->second.reference;
+}
+
+GoldenFetch::GoldenFetch(GoldenCache& cache, const ProbeSpec& spec, std::function<golden::Reference()> compute) {
+  const auto started = std::chrono::steady_clock::now();
+  cached_ = cache.find(spec);
+  cached_seconds_ = seconds_since(started);
+  if (cached_) return;
+  pending_ = std::async(std::launch::async, [&cache, spec, compute = std::move(compute)] {
+    const auto computing = std::chrono::steady_clock::now();
+    auto reference = cache.get(spec, compute);
+    return std::pair{std::move(reference), seconds_since(computing)};
+  });
+}
+
+std::shared_ptr<const golden::Reference> GoldenFetch::get(ProbeResult& result) {
+  if (cached_) {
+    result.golden_seconds = cached_seconds_;
+    return cached_;
+  }
+  auto [reference, seconds] = pending_.get();
+  result.golden_seconds = seconds;
+  return reference;
+}
+
+void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
+                        std::shared_ptr<const golden::Reference> reference, std::vector<std::uint64_t> output_shape) {
+  result.kernel = std::move(run.kernel);
+  result.check = std::move(check);
+  result.fingerprint = fingerprint(run.output_bits);
+  result.device_seconds = run.device_seconds;
+  result.generate_seconds = run.generate_seconds;
+  result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;
+  if (result.tensors) {
+    *result.tensors = RunTensors{std::move(output_shape), std::move(run.output_bits), std::move(reference), {}};
+  }
 }
 
 std::size_t GoldenCache::hits() const {

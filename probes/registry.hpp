@@ -3,6 +3,8 @@
 // kernels, default enablement, time budget and maturity, plus how to build its default specs
 // and how to run one spec. The CLI and the scheduler only see descriptors.
 #include <functional>
+#include <future>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,21 +21,53 @@ enum class Maturity { stable, beta };
 const char* to_string(Maturity maturity);
 
 // Goldens depend only on (spec key, seed): computed once and shared by every run and device.
+// Bounded by the bytes of the values and bounds held; the least recently used go first.
 class GoldenCache {
  public:
-  explicit GoldenCache(std::size_t max_entries = 32) : max_entries_(max_entries) {}
+  static constexpr std::size_t k_default_max_bytes = std::size_t{256} << 20;
+  explicit GoldenCache(std::size_t max_bytes = k_default_max_bytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const golden::Reference> get(const ProbeSpec& spec,
                                                const std::function<golden::Reference()>& compute);
+  // The cached golden (counted as a hit), or null.
+  std::shared_ptr<const golden::Reference> find(const ProbeSpec& spec);
   std::size_t hits() const;
   std::size_t misses() const;
+  std::size_t bytes() const;
 
  private:
+  struct Entry {
+    std::shared_ptr<const golden::Reference> reference;
+    std::list<std::string>::iterator recency;
+    std::size_t bytes;
+  };
+  void touch(Entry& entry);
+
   mutable std::mutex mutex_;
-  std::size_t max_entries_;
-  std::unordered_map<std::string, std::shared_ptr<const golden::Reference>> entries_;
-  std::vector<std::string> order_;
-  std::size_t hits_ = 0, misses_ = 0;
+  std::size_t max_bytes_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<std::string> recency_;  // least recently used first
+  std::size_t bytes_ = 0, hits_ = 0, misses_ = 0;
 };
+
+// The golden of one spec, computed on its own thread while the device runs (a cached one is taken
+// at once), so a cold run costs max(kernel, golden) instead of their sum.
+class GoldenFetch {
+ public:
+  GoldenFetch(GoldenCache& cache, const ProbeSpec& spec, std::function<golden::Reference()> compute);
+  // Waits for it and sets result.golden_seconds to the time spent computing or loading it;
+  // rethrows what `compute` threw.
+  std::shared_ptr<const golden::Reference> get(ProbeResult& result);
+
+ private:
+  std::shared_ptr<const golden::Reference> cached_;
+  double cached_seconds_ = 0.0;
+  std::future<std::pair<std::shared_ptr<const golden::Reference>, double>> pending_;
+};
+
+// Fills what every checked compute run reports: kernel, check, fingerprint, timings, status and,
+// when tensors are captured, the output and its golden.
+void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
+                        std::shared_ptr<const golden::Reference> reference, std::vector<std::uint64_t> output_shape);
 
 struct ProbeDescriptor {
   std::string id;

@@ -42,7 +42,7 @@ cuda::CudaDevice& gpu() {
 }
 
 GoldenCache& goldens() {
-  static GoldenCache cache(64);
+  static GoldenCache cache;
   return cache;
 }
 

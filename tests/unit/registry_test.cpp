@@ -1,3 +1,7 @@
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "probes/registry.hpp"
@@ -46,7 +50,7 @@ TEST_CASE("registry: dimension parsing accepts N and AxBxC and names bad input",
 }
 
 TEST_CASE("registry: the golden cache computes each golden once", "[unit]") {
-  GoldenCache cache(2);
+  GoldenCache cache;
   ProbeSpec spec;
   spec.probe = "gemm";
   spec.gemm = {2, 2, 2};
@@ -63,4 +67,70 @@ TEST_CASE("registry: the golden cache computes each golden once", "[unit]") {
   cache.get(spec, compute);
   CHECK(computed == 2);
   CHECK(cache.hits() == 1);
+  CHECK(cache.find(spec) != nullptr);
+  spec.seed = 3;
+  CHECK(cache.find(spec) == nullptr);
+}
+
+TEST_CASE("registry: the golden cache holds at most its bytes and evicts the least recently used", "[unit]") {
+  // Exact-mode 4x4 goldens: 16 values, no bound, 128 bytes each; room for two.
+  GoldenCache cache(2 * 128 + 64);
+  ProbeSpec spec;
+  spec.probe = "gemm";
+  spec.gemm = {4, 4, 4};
+  int computed = 0;
+  auto golden_for = [&](std::uint64_t seed) {
+    spec.seed = seed;
+    return cache.get(spec, [&] {
+      ++computed;
+      return golden::gemm(spec.gemm, Dtype::f32, Mode::exact, seed, 4);
+    });
+  };
+  golden_for(1);
+  golden_for(2);
+  CHECK(cache.bytes() == 256);
+  golden_for(1);  // 1 is now the most recent, so 2 goes when 3 arrives
+  golden_for(3);
+  CHECK(computed == 3);
+  CHECK(cache.bytes() == 256);
+  spec.seed = 1;
+  CHECK(cache.find(spec) != nullptr);
+  spec.seed = 2;
+  CHECK(cache.find(spec) == nullptr);
+
+  GoldenCache tiny(64);  // a golden larger than the whole cache is returned but not kept
+  spec.seed = 1;
+  auto reference = tiny.get(spec, [&] { return golden::gemm(spec.gemm, Dtype::f32, Mode::exact, 1, 4); });
+  CHECK(reference->value.size() == 16);
+  CHECK(tiny.bytes() == 0);
+}
+
+TEST_CASE("registry: a fetched golden is computed once while the caller works and then cached", "[unit]") {
+  GoldenCache cache;
+  ProbeSpec spec;
+  spec.probe = "gemm";
+  spec.gemm = {8, 8, 8};
+  std::atomic<int> computed = 0;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id computed_on;
+  auto compute = [&] {
+    ++computed;
+    computed_on = std::this_thread::get_id();
+    return golden::gemm(spec.gemm, Dtype::f32, Mode::random, 1, 0);
+  };
+  ProbeResult cold;
+  auto first = GoldenFetch(cache, spec, compute).get(cold);
+  CHECK(computed == 1);
+  CHECK(computed_on != caller);
+  CHECK(cold.golden_seconds > 0);
+  ProbeResult warm;
+  auto second = GoldenFetch(cache, spec, compute).get(warm);
+  CHECK(computed == 1);
+  CHECK(first == second);
+  CHECK(cache.hits() == 1);
+
+  spec.seed = 9;
+  ProbeResult failed;
+  GoldenFetch throwing(cache, spec, []() -> golden::Reference { throw std::runtime_error("out of memory"); });
+  CHECK_THROWS_WITH(throwing.get(failed), "out of memory");
 }

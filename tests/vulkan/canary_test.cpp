@@ -30,7 +30,7 @@ ProbeSpec canary_spec(std::uint64_t seed = 1) {
 }
 
 GoldenCache& goldens() {
-  static GoldenCache cache(16);
+  static GoldenCache cache;
   return cache;
 }
 

@@ -30,7 +30,7 @@ ProbeSpec attention_spec(Dtype dtype, AttentionShape shape, std::uint64_t seed) 
 }
 
 GoldenCache& goldens() {
-  static GoldenCache cache(64);
+  static GoldenCache cache;
   return cache;
 }
 
