@@ -20,6 +20,12 @@ std::string bits_list(std::uint32_t mask) {
   return out;
 }
 
+// Random mode: the flipped bits a deviation within the bound cannot explain, when they differ.
+std::string beyond_rounding(const Mismatch& m) {
+  if (m.significant_xor_bits == m.xor_bits) return "";
+  return " (beyond rounding: " + (m.significant_xor_bits ? bits_list(m.significant_xor_bits) : "none") + ")";
+}
+
 std::string pad(const std::string& text, std::size_t width) {
   return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
 }
@@ -75,12 +81,12 @@ std::string render_results(const std::vector<ProbeResult>& results) {
         << (r.drill() ? " (DRILL: injected fault)" : "") << ": " << r.check.mismatched << " of " << r.check.checked
         << " elements wrong\n";
     for (const Mismatch& m : r.check.first_mismatches) {
-      char line[256];
+      char line[384];
       std::snprintf(line, sizeof line,
-                    "  element %llu (row %llu, col %llu): expected %.9g [0x%08x] got %.9g [0x%08x] xor 0x%08x bits %s\n",
+                    "  element %llu (row %llu, col %llu): expected %.9g [0x%08x] got %.9g [0x%08x] xor 0x%08x bits %s%s\n",
                     static_cast<unsigned long long>(m.index), static_cast<unsigned long long>(m.row),
                     static_cast<unsigned long long>(m.col), m.expected, m.expected_bits, m.actual, m.actual_bits,
-                    m.xor_bits, bits_list(m.xor_bits).c_str());
+                    m.xor_bits, bits_list(m.xor_bits).c_str(), beyond_rounding(m).c_str());
       out << line;
     }
     if (r.memory) {

@@ -13,13 +13,14 @@ void record(CheckOutcome& outcome, std::uint64_t index, std::uint64_t row_length
   outcome.pass = false;
   const std::uint32_t expected_bits = std::bit_cast<std::uint32_t>(static_cast<float>(expected));
   const std::uint32_t flipped = expected_bits ^ actual_bits;
+  const std::uint32_t significant = significant_bits(flipped, expected, bound);
   for (int bit = 0; bit < 32; ++bit) {
-    if (flipped & (1u << bit)) ++outcome.flipped_bits[bit];
+    if (significant & (1u << bit)) ++outcome.flipped_bits[bit];
   }
   if (outcome.first_mismatches.size() < k_reported_mismatches) {
     outcome.first_mismatches.push_back(Mismatch{index, index / row_length, index % row_length, expected,
                                                 std::bit_cast<float>(actual_bits), expected_bits, actual_bits,
-                                                flipped, bound});
+                                                flipped, significant, bound});
   }
 }
 
@@ -60,6 +61,16 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
     if (!(error <= bound[i])) record(outcome, i, row_length, golden[i], device_bits[i], bound[i]);
   }
   return outcome;
+}
+
+std::uint32_t significant_bits(std::uint32_t xor_bits, double expected, double bound) {
+  if (!(bound > 0.0) || !std::isfinite(bound) || expected == 0.0 || !std::isfinite(expected)) return xor_bits;
+  // Mantissa bit b of a value in [2^e, 2^(e+1)) weighs 2^(e - 23 + b).
+  const int exponent = std::ilogb(static_cast<float>(expected));
+  const int lowest_significant = static_cast<int>(std::floor(std::log2(bound))) - exponent + 23 + 1;
+  if (lowest_significant <= 0) return xor_bits;
+  const std::uint32_t within_bound = lowest_significant >= 23 ? 0x7FFFFFu : (1u << lowest_significant) - 1u;
+  return xor_bits & ~within_bound;
 }
 
 std::string fingerprint(std::span<const std::uint32_t> words) {

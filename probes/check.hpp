@@ -16,7 +16,10 @@ struct Mismatch {
   double actual = 0.0;      // device value
   std::uint32_t expected_bits = 0;  // fp32 of the golden (rounded to nearest)
   std::uint32_t actual_bits = 0;
-  std::uint32_t xor_bits = 0;
+  std::uint32_t xor_bits = 0;      // actual_bits ^ expected_bits
+  // xor_bits without the mantissa bits whose weight is within the element's bound: those can be
+  // the device's legitimate rounding. Equal to xor_bits in exact mode.
+  std::uint32_t significant_xor_bits = 0;
   double bound = 0.0;       // 0 in exact mode
 };
 
@@ -28,7 +31,7 @@ struct CheckOutcome {
   double max_rel_error = 0.0;
   double budget_used = 0.0;  // max over elements of |error| / bound (0 when exact)
   std::vector<Mismatch> first_mismatches;
-  std::array<std::uint64_t, 32> flipped_bits{};  // histogram over mismatched elements
+  std::array<std::uint64_t, 32> flipped_bits{};  // histogram of significant_xor_bits over mismatched elements
 };
 
 inline constexpr std::size_t k_reported_mismatches = 8;
@@ -40,6 +43,10 @@ CheckOutcome check_exact(std::span<const std::uint32_t> device_bits, std::span<c
 // Random mode: |device - golden| <= bound per element; NaN or Inf always mismatches.
 CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
                            std::span<const double> bound, std::uint64_t row_length);
+
+// The bits of `xor_bits` that a deviation of at most `bound` from `expected` cannot explain:
+// sign, exponent, and the mantissa bits of `expected`'s binade whose weight exceeds `bound`.
+std::uint32_t significant_bits(std::uint32_t xor_bits, double expected, double bound);
 
 // 64-bit FNV-1a over the output words: equal outputs give equal fingerprints, any flipped bit a
 // different one. Returned as 16 lower-case hex digits.

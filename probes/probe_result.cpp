@@ -140,7 +140,7 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
     mismatches.push_back({{"index", m.index}, {"row", m.row}, {"col", m.col}, {"expected", number(m.expected)},
                           {"actual", number(m.actual)}, {"expected_bits", hex32(m.expected_bits)},
                           {"actual_bits", hex32(m.actual_bits)}, {"xor", hex32(m.xor_bits)},
-                          {"bound", number(m.bound)}});
+                          {"significant_xor", hex32(m.significant_xor_bits)}, {"bound", number(m.bound)}});
   }
   out["check"] = {{"pass", c.pass},
                   {"elements_checked", c.checked},

@@ -54,3 +54,22 @@ TEST_CASE("check: fingerprints differ for any single flipped bit", "[unit]") {
     words[17] ^= 1u << bit;
   }
 }
+
+TEST_CASE("check: in random mode the significant xor drops the bits a deviation within the bound explains", "[unit]") {
+  // 1.0 (exponent 0) with bound 1e-6: mantissa bits 0..3 weigh at most 2^-20 < 1e-6.
+  const std::uint32_t one = 0x3F800000u;
+  const std::vector<std::uint32_t> device{one ^ (1u << 20) ^ (1u << 1)};
+  const std::vector<double> golden{1.0}, bound{1e-6};
+  const CheckOutcome outcome = check_bounded(device, golden, bound, 1);
+  REQUIRE(outcome.first_mismatches.size() == 1);
+  CHECK(outcome.first_mismatches[0].xor_bits == ((1u << 20) | (1u << 1)));
+  CHECK(outcome.first_mismatches[0].significant_xor_bits == (1u << 20));
+  CHECK(outcome.flipped_bits[20] == 1);
+  CHECK(outcome.flipped_bits[1] == 0);
+
+  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 0.0) == 0xFFFFFFFFu);           // exact mode keeps all
+  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 4.0) == 0xFF800000u);           // sign and exponent remain
+  CHECK(significant_bits(1u << 4, 1.0, 1e-6) == (1u << 4));                 // 2^-19 > 1e-6
+  CHECK(significant_bits(1u << 3, 1.0, 1e-6) == 0);                         // 2^-20 < 1e-6
+  CHECK(significant_bits(1u << 3, 1024.0, 1e-6) == (1u << 3));              // 2^-10 at 1024
+}
