@@ -4,8 +4,6 @@
 #include "daemon/config.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/read_file.hpp"
 #include "probes/registry.hpp"
 
 namespace substrate {
@@ -415,31 +414,16 @@ Expected<Config> parse_config(const std::string& text, const std::string& source
 }
 
 Expected<Config> load_config(const std::string& path) {
-  auto io_error = [&](int error) {
-    return Error{ErrorKind::io_error, "cannot read config " + path + ": " + std::strerror(error)};
-  };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error(errno);
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer, sizeof buffer);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      const int error = errno;
-      ::close(fd);
-      return io_error(error);
-    }
-    if (got == 0) break;
-    text.append(buffer, static_cast<std::size_t>(got));
-    if (text.size() > k_max_config_bytes) {
-      ::close(fd);
+  auto text = read_file(path, k_max_config_bytes);
+  if (!text) {
+    const ReadFileError& failure = text.error();
+    if (failure.step == ReadFileError::Step::too_large) {
       return Error{ErrorKind::invalid_argument, path + ":1:1: the file is larger than " +
                                                     std::to_string(k_max_config_bytes) + " bytes"};
     }
+    return Error{ErrorKind::io_error, "cannot read config " + path + ": " + std::strerror(failure.error_number)};
   }
-  ::close(fd);
-  return parse_config(text, path);
+  return parse_config(*text, path);
 }
 
 }  // namespace substrate

@@ -25,6 +25,8 @@
 #include <spdlog/spdlog.h>
 #include <system_error>
 
+#include "common/read_file.hpp"
+
 namespace substrate {
 namespace {
 
@@ -187,26 +189,13 @@ Status write_file_atomic(const std::string& path, const std::string& contents) {
 }
 
 Expected<std::string> read_checked_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open " + path, errno);
-  std::string data;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer, sizeof buffer);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      const int error = errno;
-      ::close(fd);
-      return io_error("cannot read " + path, error);
-    }
-    if (got == 0) break;
-    data.append(buffer, static_cast<std::size_t>(got));
-    if (data.size() > k_max_file_bytes) {
-      ::close(fd);
-      return Error{ErrorKind::corrupt, path + ": larger than " + std::to_string(k_max_file_bytes) + " bytes"};
-    }
+  auto file = read_file(path, k_max_file_bytes);
+  if (!file) {
+    const ReadFileError& failure = file.error();
+    const ErrorKind kind = failure.step == ReadFileError::Step::too_large ? ErrorKind::corrupt : ErrorKind::io_error;
+    return Error{kind, failure.message};
   }
-  ::close(fd);
+  const std::string& data = *file;
 
   auto corrupt = [&](const std::string& why) { return Error{ErrorKind::corrupt, path + ": " + why}; };
   if (data.empty()) return corrupt("empty file");

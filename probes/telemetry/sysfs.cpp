@@ -7,9 +7,7 @@
 #include <cstring>
 #include <system_error>
 
-#include <fcntl.h>
-#include <unistd.h>
-
+#include "common/read_file.hpp"
 #include "probes/telemetry/join.hpp"
 
 namespace substrate::telemetry::sysfs {
@@ -17,27 +15,15 @@ namespace substrate::telemetry::sysfs {
 namespace fs = std::filesystem;
 
 Expected<std::string> read_text(const fs::path& file) {
-  // POSIX reads, because an iostream turns a failing read (EIO from a GPU in reset) into EOF.
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    if (error == ENOENT) return Error{ErrorKind::unavailable, file.string() + ": missing"};
-    return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(error)};
-  }
-  std::string content;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t got = ::read(fd, buffer, sizeof buffer);
-    if (got == 0) break;
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(error)};
+  auto text = read_file(file.string());
+  if (!text) {
+    const ReadFileError& failure = text.error();
+    if (failure.step == ReadFileError::Step::open && failure.error_number == ENOENT) {
+      return Error{ErrorKind::unavailable, file.string() + ": missing"};
     }
-    content.append(buffer, static_cast<std::size_t>(got));
+    return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(failure.error_number)};
   }
-  ::close(fd);
+  std::string content = std::move(*text);
   while (!content.empty() && std::isspace(static_cast<unsigned char>(content.back()))) content.pop_back();
   return content;
 }
