@@ -16,15 +16,15 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
 
 #include "daemon/control_socket.hpp"
+#include "tests/unit/server_test_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using namespace substrate::testing;
 using nlohmann::json;
 using substrate::ControlHandler;
 using substrate::ControlLimits;
@@ -49,31 +49,6 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-class Loop {
- public:
-  Loop() : thread_([this] { io_.run(); }) {}
-  ~Loop() {
-    guard_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::io_context& io() { return io_; }
-  template <class F>
-  void on_loop(F f) {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_{io_.get_executor()};
-  std::thread thread_;
-};
-
 // A server on its own loop thread; stopped on the loop before the loop ends.
 class Fixture {
  public:
@@ -93,7 +68,7 @@ class Fixture {
   }
 
  private:
-  Loop loop_;
+  LoopThread loop_;
   std::unique_ptr<ControlServer> server_;
   std::string error_;
 };
@@ -108,26 +83,14 @@ ControlHandler echo_handler() {
 std::string raw_exchange(const std::string& path, const std::string& data) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  set_io_timeouts(fd);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  std::size_t sent = 0;
-  while (sent < data.size()) {
-    auto n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string in;
-  char chunk[4096];
-  for (;;) {
-    auto n = ::recv(fd, chunk, sizeof(chunk), 0);
-    if (n <= 0) break;
-    in.append(chunk, static_cast<std::size_t>(n));
-  }
+  // A server may refuse part way (oversized request) and still reply: read whatever it says.
+  send_all(fd, data);
+  std::string in = receive_until_closed(fd);
   ::close(fd);
   return in;
 }

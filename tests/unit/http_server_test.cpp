@@ -8,61 +8,46 @@
 
 #include <atomic>
 #include <chrono>
-#include <future>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
 
 #include "daemon/http_server.hpp"
+#include "tests/unit/server_test_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using namespace substrate::testing;
 using substrate::HttpHandlers;
 using substrate::HttpLimits;
 using substrate::HttpServer;
 
-// Runs the server's io_context on a thread; stops the server on the loop before joining.
+// A server on its own loop thread; stopped on the loop, destroyed after the loop has ended.
 class Fixture {
  public:
   explicit Fixture(HttpHandlers handlers, HttpLimits limits = {}) {
-    auto started = HttpServer::start(io_, "127.0.0.1", 0, std::move(handlers), limits);
-    if (!started) FAIL("start: " << started.error().message);
-    server_ = std::move(started.value());
-    thread_ = std::thread([this] { io_.run(); });
+    std::optional<substrate::Error> error;
+    loop_.on_loop([&] {
+      auto started = HttpServer::start(loop_.io(), "127.0.0.1", 0, std::move(handlers), limits);
+      if (started) server_ = std::move(started.value());
+      else error = started.error();
+    });
+    if (error) FAIL("start: " << error->message);
   }
-  ~Fixture() {
-    on_loop([this] { server_->stop(); });
-    guard_.reset();
-    io_.stop();
-    thread_.join();
-    server_.reset();
-  }
+  ~Fixture() { stop(); }
   std::uint16_t port() const { return server_->port(); }
   void stop() {
-    on_loop([this] { server_->stop(); });
-  }
-  template <class F>
-  void on_loop(F f) {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
+    loop_.on_loop([this] { server_->stop(); });
   }
 
  private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_{io_.get_executor()};
-  std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> server_;  // declared before loop_ so it outlives the loop thread
+  LoopThread loop_;
 };
 
 class Client {
@@ -70,8 +55,7 @@ class Client {
   explicit Client(std::uint16_t port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd_ >= 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    set_io_timeouts(fd_);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
@@ -84,26 +68,9 @@ class Client {
     if (fd_ >= 0) ::close(fd_);
   }
   bool connected() const { return connected_; }
-  bool send(const std::string& data) {
-    std::size_t sent = 0;
-    while (sent < data.size()) {
-      auto n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      sent += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
+  bool send(const std::string& data) { return send_all(fd_, data); }
   // Everything until the server closes (or the 5 s receive timeout).
-  std::string read_all() {
-    std::string in;
-    char chunk[65536];
-    for (;;) {
-      auto n = ::recv(fd_, chunk, sizeof(chunk), 0);
-      if (n <= 0) break;
-      in.append(chunk, static_cast<std::size_t>(n));
-    }
-    return in;
-  }
+  std::string read_all() { return receive_until_closed(fd_); }
   // True when the server closed the connection within `limit` (EOF or reset).
   bool closed_within(std::chrono::milliseconds limit) {
     pollfd entry{fd_, POLLIN, 0};
