@@ -33,9 +33,9 @@ ne=$(command -v prometheus-node-exporter || true)
 [ -n "$ne" ] || bench_die "prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)"
 command -v wrk >/dev/null || bench_die "wrk is not installed (apt-get install wrk)"
 
-sport=$(bench_free_port)
-nport=$(bench_free_port)
-while [ "$nport" = "$sport" ]; do nport=$(bench_free_port); done
+sport=$(free_port)
+nport=$(free_port)
+while [ "$nport" = "$sport" ]; do nport=$(free_port); done
 config=$bench_tmp/substrated.yaml
 bench_config "$config" "$sport"
 [ $quick = 1 ] && bench_quick_config "$config"
@@ -54,7 +54,7 @@ spid=$bench_daemon_pid
 npid=$!
 bench_pids+=("$npid")
 bench_wait_runs "$sport" 600 gemm attention memory || { tail -20 "$bench_tmp/daemon.log" >&2; bench_die "daemon did not warm up"; }
-for _ in $(seq 50); do curl -sf --max-time 2 "http://127.0.0.1:$nport/metrics" >/dev/null && break; sleep 0.2; done
+wait_until 10 url_ok "http://127.0.0.1:$nport/metrics" || bench_die "node_exporter did not serve /metrics"
 # One scrape each so both have served /metrics before the figures.
 curl -sf "http://127.0.0.1:$sport/metrics" >/dev/null
 curl -sf "http://127.0.0.1:$nport/metrics" >/dev/null

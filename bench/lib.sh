@@ -1,6 +1,7 @@
 # Shared shell helpers for the daemon-level benchmarks (sourced, not run).
 # Everything binds to 127.0.0.1 on free ports, lives in one temporary directory, and is stopped
 # by PID on exit.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 bench_pids=()
 bench_tmp=$(mktemp -d "${TMPDIR:-/tmp}/sdbench.XXXXXX")
@@ -20,11 +21,6 @@ trap bench_cleanup EXIT
 bench_die() {
   echo "bench: $*" >&2
   exit 2
-}
-
-# A TCP port nobody listens on now (the kernel picks it).
-bench_free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 bench_now() { date +%s.%N; }

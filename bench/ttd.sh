@@ -33,7 +33,7 @@ source "$here/lib.sh"
 bin=$build/substrated
 [ -x "$bin" ] || bench_die "no $bin (build first)"
 
-port=$(bench_free_port)
+port=$(free_port)
 config=$bench_tmp/substrated.yaml
 log=$bench_tmp/daemon.log
 bench_config "$config" "$port" "s|^log_level: .*|log_level: debug|"

@@ -19,16 +19,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-bin="${SUBSTRATED_BIN:-$repo/build/substrated}"
 max_s="${FOOTPRINT_MAX_SECONDS:-90}"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() { echo "deploy-footprint: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
+source "$here/lib.sh" deploy-footprint
 
-for tool in python3 curl; do command -v "$tool" >/dev/null 2>&1 || { fail "$tool not found"; finish; exit 1; }; done
-[[ -x "$bin" ]] || { fail "substrated binary not found at $bin (build it, or set SUBSTRATED_BIN)"; finish; exit 1; }
+require_tools python3 curl
+require_substrated
 
 # The shipped settings (Kubernetes quantities and systemd sizes in KiB / millicores).
 read -r req_mem lim_mem req_cpu lim_cpu <<< "$(python3 - "$repo/deploy/kubernetes/daemonset.yaml" <<'PY'
@@ -52,19 +47,14 @@ case "${unit:-}" in K) memmax_kb=$n ;; M) memmax_kb=$((n * 1024)) ;; G) memmax_k
 work="$(mktemp -d "${TMPDIR:-/tmp}/substrated-footprint.XXXXXX")"
 daemon_pid=""
 stop_daemon() {
-  [[ -n "$daemon_pid" ]] || return 0
-  kill -TERM "$daemon_pid" 2>/dev/null || true
-  for _ in $(seq 1 150); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$daemon_pid" 2>/dev/null || true
-  wait "$daemon_pid" 2>/dev/null || true
+  stop_pid "$daemon_pid" 15
   daemon_pid=""
 }
 trap 'stop_daemon; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 hz="$(getconf CLK_TCK)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+port="$(free_port)"
 kb() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$daemon_pid/status"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$daemon_pid/stat"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -77,17 +67,13 @@ runs() {  # runs: "gemm attention memory" completed run counts (0 when absent)
 start() {  # start CONFIG: serve it, wait for /healthz
   "$bin" serve --config "$1" >"$work/substrated.log" 2>&1 &
   daemon_pid=$!
-  for _ in $(seq 1 100); do curl -fsS -m 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  wait_until 20 url_ok "http://127.0.0.1:$port/healthz" && return 0
   fail "daemon did not serve /healthz"; tail -n 10 "$work/substrated.log" | sed 's/^/#   /'; finish; exit 1
 }
-wait_runs() {  # wait_runs MIN SECONDS: until every probe has MIN runs
-  local until=$(($(now_ms) + $2 * 1000)) g a m
-  while (($(now_ms) < until)); do
-    read -r g a m <<< "$(runs)"
-    ((g >= $1 && a >= $1 && m >= $1)) && return 0
-    sleep 0.5
-  done
-  return 1
+probes_ran() {  # probes_ran MIN: every probe has MIN completed runs
+  local g a m
+  read -r g a m <<< "$(runs)"
+  ((g >= $1 && a >= $1 && m >= $1))
 }
 
 # ------------------------------------------------------------------------- A: shipped config
@@ -96,7 +82,7 @@ sed -E -e "s#^  address: .*#  address: 127.0.0.1#" -e "s#^  port: .*#  port: $po
   -e "s#^state_directory: .*#state_directory: $work/a/state#" -e "s#^runtime_directory: .*#runtime_directory: $work/a/run#" \
   "$repo/config/substrated.yaml" > "$work/a.yaml"
 start "$work/a.yaml"
-if wait_runs 1 "$max_s"; then
+if wait_until "$max_s" probes_ran 1; then
   sleep 2
   t0="$(ticks)" ms0="$(now_ms)"
   sleep 10
@@ -125,7 +111,7 @@ probes:
 CONF
 start "$work/b.yaml"
 t0="$(ticks)" ms0="$(now_ms)"
-if wait_runs 2 "$max_s"; then pass "stress: every probe ran twice at its default size (runs: $(runs))"; else
+if wait_until "$max_s" probes_ran 2; then pass "stress: every probe ran twice at its default size (runs: $(runs))"; else
   fail "stress: not every probe ran twice within ${max_s}s (runs: $(runs))"; fi
 ms=$(($(now_ms) - ms0))
 hwm_b="$(kb VmHWM)" rss_b="$(kb VmRSS)" cpu_b="$(pct $(($(ticks) - t0)) "$ms")"

@@ -22,11 +22,7 @@ for arg in "$@"; do
     *) scrape="$arg" ;;
   esac
 done
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() { echo "deploy-grafana: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
+source "$here/lib.sh" deploy-grafana
 
 if [[ -n "$scrape" && ! -r "$scrape" ]]; then fail "scrape file $scrape not readable"; finish; exit 1; fi
 

@@ -9,18 +9,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 kdir="${1:-$repo/deploy/kubernetes}"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() { echo "deploy-manifests: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
+source "$here/lib.sh" deploy-manifests
 
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y -q python3-yaml >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-yaml >/dev/null 2>&1; } || true
-  fi
-  python3 -c 'import yaml' 2>/dev/null || { fail "python3 PyYAML missing (apt-get install python3-yaml)"; finish; exit 1; }
-fi
+require_pyyaml
 
 out="$(python3 - "$kdir" <<'PY' 2>&1 || true
 import glob, json, os, re, sys, yaml

@@ -15,18 +15,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-bin="${SUBSTRATED_BIN:-$repo/build/substrated}"
 plugin="$repo/deploy/kubernetes/npd-substrated-plugin.json"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() { echo "deploy-npd: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
+source "$here/lib.sh" deploy-npd
 
-for tool in python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || { fail "$tool not found"; finish; exit 1; }
-done
-[[ -x "$bin" ]] || { fail "substrated binary not found at $bin (build it, or set SUBSTRATED_BIN)"; finish; exit 1; }
+require_tools python3 curl
+require_substrated
 
 # The plugin's limits: every answer must fit them.
 read -r plugin_timeout max_len <<< "$(python3 -c '
@@ -38,20 +31,14 @@ print(float(m.group(1)) * (1e-3 if m.group(2) == "ms" else 1), c.get("max_output
 work="$(mktemp -d "${TMPDIR:-/tmp}/substrated-npd.XXXXXX")"
 pids=()
 cleanup() {
-  local pid i
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  local pid
+  for pid in "${pids[@]}"; do stop_pid "$pid"; done
   if [[ "$failed" -gt 0 && -s "$work/substrated.log" ]]; then tail -n 15 "$work/substrated.log" | sed 's/^/#   /'; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # npd_expect WANT DESCRIPTION [ENV=VALUE...] -- ARGS...: runs `substrated probe --npd ARGS` (under
 # `timeout` so a hang cannot stall the test), checks exit code, one line <= max_len, and time.
 npd_run() {
@@ -103,7 +90,7 @@ npd_expect 2 "listener that never answers (bounded by the CLI's own timeout)" --
 npd_expect 2 "listener that answers garbage" -- --socket "$work/garbage.sock"
 
 # ------------------------------------------------------------------------- a running daemon
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+port="$(free_port)"
 mkdir -p "$work/state" "$work/run"
 sock="$work/run/control.sock"
 write_config() {  # write_config GEMM_ENABLED [DRILL]
@@ -125,33 +112,26 @@ write_config false
 "$bin" serve --config "$work/substrated.yaml" >"$work/substrated.log" 2>&1 &
 daemon_pid=$!
 pids+=("$daemon_pid")
-for _ in $(seq 1 100); do
-  [[ -S "$sock" ]] && curl -fsS -m 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+daemon_ready() { [[ -S "$sock" ]] && url_ok "http://127.0.0.1:$port/healthz"; }
+wait_until 20 daemon_ready || true  # the socket check below names what is missing
 if [[ -S "$sock" ]]; then pass "daemon up, control socket $sock"; else fail "daemon did not create $sock"; finish; exit 1; fi
 sleep 1
 npd_expect 2 "daemon running, every probe disabled: no verdict yet" -- --socket "$sock"
 
-wait_rc() {  # wait_rc WANT SECONDS ARGS...: poll --npd until it exits WANT
-  local want="$1" limit=$(($2 * 1000)) start; shift 2
-  start="$(now_ms)"
-  while true; do
-    npd_run -- "$@"
-    [[ "$rc" -eq "$want" ]] && return 0
-    (($(now_ms) - start > limit)) && return 1
-    sleep 0.5
-  done
+npd_exits() {  # npd_exits WANT ARGS...: one --npd run exits WANT
+  local want="$1"; shift
+  npd_run -- "$@"
+  [[ "$rc" -eq "$want" ]]
 }
 write_config true
 kill -HUP "$daemon_pid"
-if wait_rc 0 30 --socket "$sock"; then npd_expect 0 "daemon healthy after SIGHUP enabled gemm" -- --socket "$sock"; else
+if wait_until 30 npd_exits 0 --socket "$sock"; then npd_expect 0 "daemon healthy after SIGHUP enabled gemm" -- --socket "$sock"; else
   fail "daemon never healthy after enabling gemm: exit $rc: $out"; fi
 npd_expect 0 "daemon healthy, socket from SUBSTRATED_SOCKET" SUBSTRATED_SOCKET="$sock" --
 
 write_config true '"bit=30,row=0,col=0"'
 kill -HUP "$daemon_pid"
-if wait_rc 1 30 --socket "$sock"; then npd_expect 1 "drill failed the device" -- --socket "$sock"; else
+if wait_until 30 npd_exits 1 --socket "$sock"; then npd_expect 1 "drill failed the device" -- --socket "$sock"; else
   fail "--npd never exit 1 with the drill: exit $rc: $out"; fi
 if grep -q 'vulkan[0-9]* failed' <<< "$out"; then pass "message names the failed device: $out"; else fail "message does not name the device: $out"; fi
 

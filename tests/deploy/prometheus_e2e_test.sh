@@ -31,33 +31,18 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 rules="$repo/deploy/prometheus/substrated-rules.yml"
-bin="${SUBSTRATED_BIN:-$repo/build/substrated}"
 timeout_s="${E2E_TIMEOUT:-60}"
 window="${E2E_WINDOW:-20s}"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
+source "$here/lib.sh" deploy-prometheus-e2e
 note() { echo "# $*"; }
-finish() { echo "deploy-prometheus-e2e: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
 
-for tool in prometheus promtool python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || { fail "$tool not found (scripts/install-deps.sh)"; finish; exit 1; }
-done
-[[ -x "$bin" ]] || { fail "substrated binary not found at $bin (build it, or set SUBSTRATED_BIN)"; finish; exit 1; }
+require_tools prometheus promtool python3 curl
+require_substrated
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 alertmanager="$(command -v prometheus-alertmanager || command -v alertmanager || true)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/substrated-e2e.XXXXXX")"
 daemon_pid="" prom_pid="" am_pid=""
-stop_pid() {  # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; reaps it
-  local pid="$1" i
-  [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   stop_pid "$daemon_pid"; stop_pid "$prom_pid"; stop_pid "$am_pid"
@@ -72,17 +57,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
-wait_until() {  # wait_until SECONDS CMD...: run CMD every 0.5 s until it succeeds (0) or time is up (1)
-  local limit=$(($1 * 1000)) start; shift
-  start="$(now_ms)"
-  until "$@"; do
-    (($(now_ms) - start > limit)) && return 1
-    sleep 0.5
-  done
-}
 
 daemon_port="$(free_port)"
 prom_port="$(free_port)"
@@ -232,21 +207,18 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-
   --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 prom_pid=$!
 
-healthz() { curl -fsS -m 2 "http://127.0.0.1:$daemon_port/healthz" >/dev/null 2>&1; }
-if wait_until 20 healthz && [[ -S "$sock" ]]; then
+if wait_until 20 url_ok "http://127.0.0.1:$daemon_port/healthz" && [[ -S "$sock" ]]; then
   pass "substrated serve up on 127.0.0.1:$daemon_port in $(secs $(($(now_ms) - t_start)))s (control socket $sock)"
 else
   fail "substrated not serving /healthz with a control socket within 20s"; finish; exit 1
 fi
-prom_ready() { curl -fsS -m 2 "$prom/-/ready" >/dev/null 2>&1; }
-if wait_until 30 prom_ready; then
+if wait_until 30 url_ok "$prom/-/ready"; then
   pass "prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}') ready on 127.0.0.1:$prom_port"
 else
   fail "prometheus not ready within 30s"; finish; exit 1
 fi
 if [[ -n "$am_pid" ]]; then
-  am_ready() { curl -fsS -m 2 "http://127.0.0.1:$am_port/-/ready" >/dev/null 2>&1; }
-  if wait_until 20 am_ready; then pass "alertmanager ready on 127.0.0.1:$am_port"; else fail "alertmanager not ready"; fi
+  if wait_until 20 url_ok "http://127.0.0.1:$am_port/-/ready"; then pass "alertmanager ready on 127.0.0.1:$am_port"; else fail "alertmanager not ready"; fi
 else
   note "alertmanager not installed (apt-get install prometheus-alertmanager): delivery not checked"
 fi

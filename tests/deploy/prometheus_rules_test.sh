@@ -14,21 +14,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 rules="$repo/deploy/prometheus/substrated-rules.yml"
 testdir="$repo/deploy/prometheus/tests"
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-finish() { echo "deploy-prometheus: ${passed} passed, ${failed} failed"; [[ "$failed" -eq 0 ]]; }
+source "$here/lib.sh" deploy-prometheus
 
-if ! command -v promtool >/dev/null 2>&1; then
-  fail "promtool not found (apt-get install prometheus)"; finish; exit 1
-fi
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y -q python3-yaml >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-yaml >/dev/null 2>&1; } || true
-  fi
-  python3 -c 'import yaml' 2>/dev/null || { fail "python3 PyYAML missing (apt-get install python3-yaml)"; finish; exit 1; }
-fi
+require_tools promtool
+require_pyyaml
 
 # 1. promtool check rules
 if out="$(promtool check rules "$rules" 2>&1)"; then

@@ -15,18 +15,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 unit="${1:-$repo/deploy/systemd/substrated.service}"
 max_exposure="${SUBSTRATED_MAX_EXPOSURE:-2.0}"
-passed=0
-failed=0
+source "$here/lib.sh" deploy-systemd
 
-pass() { passed=$((passed + 1)); echo "ok   - $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
-
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "systemd-analyze not found (apt-get install systemd)" >&2
-  echo "deploy-systemd: 0 passed, 1 failed"
-  exit 1
-fi
-[[ -f "$unit" ]] || { echo "no unit file at $unit" >&2; echo "deploy-systemd: 0 passed, 1 failed"; exit 1; }
+require_tools systemd-analyze
+[[ -f "$unit" ]] || { fail "no unit file at $unit"; finish; exit 1; }
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -108,5 +100,4 @@ for key in PrivateDevices MemoryDenyWriteExecute; do
   fi
 done
 
-echo "deploy-systemd: ${passed} passed, ${failed} failed"
-[[ "$failed" -eq 0 ]]
+finish
