@@ -1,14 +1,12 @@
 #version 450
 // O = softmax(Q·Kᵀ·scale)·V for one (query, head) per workgroup. Every reduction has a fixed
 // order (d ascending for scores, j ascending for the max, the sum and the output), no atomics.
-// The storage type is a specialisation constant: each pipeline loads only its own format.
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
 const uint MAX_SEQ = 2048u;
 const uint THREADS = 64u;
 layout(local_size_x = 64) in;
-layout(constant_id = 0) const uint DTYPE = DTYPE_F32;
 
 layout(std430, binding = 0) readonly buffer Q { uint q_words[]; };
 layout(std430, binding = 1) readonly buffer K { uint k_words[]; };
@@ -17,6 +15,7 @@ layout(std430, binding = 3) writeonly buffer O { uint o_words[]; };
 
 layout(push_constant) uniform Params {
   uint seq_len, heads, head_dim;
+  uint dtype;
   uint causal;
   float scale;
   uint inject_enabled;
@@ -28,13 +27,13 @@ shared float weights[MAX_SEQ];
 shared float row_sum;
 
 float load_q(uint e) {
-  return DTYPE == DTYPE_F32 ? uintBitsToFloat(q_words[e]) : decode_half_word(q_words[e >> 1], e & 1u, DTYPE);
+  return p.dtype == DTYPE_F32 ? uintBitsToFloat(q_words[e]) : decode_half_word(q_words[e >> 1], e & 1u, p.dtype);
 }
 float load_k(uint e) {
-  return DTYPE == DTYPE_F32 ? uintBitsToFloat(k_words[e]) : decode_half_word(k_words[e >> 1], e & 1u, DTYPE);
+  return p.dtype == DTYPE_F32 ? uintBitsToFloat(k_words[e]) : decode_half_word(k_words[e >> 1], e & 1u, p.dtype);
 }
 float load_v(uint e) {
-  return DTYPE == DTYPE_F32 ? uintBitsToFloat(v_words[e]) : decode_half_word(v_words[e >> 1], e & 1u, DTYPE);
+  return p.dtype == DTYPE_F32 ? uintBitsToFloat(v_words[e]) : decode_half_word(v_words[e >> 1], e & 1u, p.dtype);
 }
 
 void main() {

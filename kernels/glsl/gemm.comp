@@ -1,13 +1,11 @@
 #version 450
 // C = A·B, fp32 accumulation in a fixed order (k ascending, one invocation per output element,
-// no atomics, no split-K), so the output is bitwise reproducible on one device. The storage type
-// is a specialisation constant: each pipeline loads only its own format.
+// no atomics, no split-K), so the output is bitwise reproducible on one device.
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
 const uint TILE = 16u;
 layout(local_size_x = 16, local_size_y = 16) in;
-layout(constant_id = 0) const uint DTYPE = DTYPE_F32;
 
 layout(std430, binding = 0) readonly buffer A { uint a_words[]; };
 layout(std430, binding = 1) readonly buffer B { uint b_words[]; };
@@ -15,6 +13,7 @@ layout(std430, binding = 2) writeonly buffer C { uint c_words[]; };
 
 layout(push_constant) uniform Params {
   uint m, n, k;
+  uint dtype;
   uint inject_enabled;
   uint inject_element;
   uint inject_mask;
@@ -23,10 +22,10 @@ layout(push_constant) uniform Params {
 shared float tile_a[TILE][TILE];
 shared float tile_b[TILE][TILE];
 
-float load(uint element, bool is_a) {
-  if (DTYPE == DTYPE_F32) return uintBitsToFloat(is_a ? a_words[element] : b_words[element]);
+float load(uint element, uint dtype, bool is_a) {
+  if (dtype == DTYPE_F32) return uintBitsToFloat(is_a ? a_words[element] : b_words[element]);
   uint word = is_a ? a_words[element >> 1] : b_words[element >> 1];
-  return decode_half_word(word, element & 1u, DTYPE);
+  return decode_half_word(word, element & 1u, dtype);
 }
 
 void main() {
@@ -38,9 +37,9 @@ void main() {
     uint ka = t * TILE + gl_LocalInvocationID.x;
     uint kb = t * TILE + gl_LocalInvocationID.y;
     tile_a[gl_LocalInvocationID.y][gl_LocalInvocationID.x] =
-        (row < p.m && ka < p.k) ? load(row * p.k + ka, true) : 0.0;
+        (row < p.m && ka < p.k) ? load(row * p.k + ka, p.dtype, true) : 0.0;
     tile_b[gl_LocalInvocationID.y][gl_LocalInvocationID.x] =
-        (kb < p.k && col < p.n) ? load(kb * p.n + col, false) : 0.0;
+        (kb < p.k && col < p.n) ? load(kb * p.n + col, p.dtype, false) : 0.0;
     barrier();
     for (uint i = 0u; i < TILE; ++i) {
       acc += tile_a[gl_LocalInvocationID.y][i] * tile_b[i][gl_LocalInvocationID.x];

@@ -1,8 +1,10 @@
 #version 450
 // Memory pattern passes over one chunk: write a pattern, or verify it (optionally writing the
-// inverse in the same pass: moving inversions). The operation and the pattern are specialisation
-// constants, so each pipeline holds only its own path: SIMD back ends such as llvmpipe execute
-// every side of a branch under a mask, and the unused patterns cost as much as the used one.
+// inverse in the same pass: moving inversions). Write or verify, and whether the pattern is the
+// generator's (random, moving inversions) or computed (walking bits, own address), are
+// specialisation constants, so each pipeline holds only its own path: SIMD back ends such as
+// llvmpipe execute every side of a branch under a mask, and an unused generator or error path
+// costs as much as a used one. Four pipelines in all (each 1-2 MiB of JIT code on llvmpipe).
 // Invocations stride over the chunk one uvec4 (four words) at a time; invocation 0 also takes the
 // last words when the chunk is not a multiple of four. A bad word is read a second time through
 // a volatile alias of the same buffer: the same wrong value again means a flipped stored bit, the
@@ -13,17 +15,8 @@
 
 layout(local_size_x = 256) in;
 
-const uint OP_WRITE = 0u;
-const uint OP_VERIFY = 1u;
-const uint OP_VERIFY_THEN_WRITE_INVERSE = 2u;
-
-const uint PATTERN_WALKING_ONES = 0u;
-const uint PATTERN_WALKING_ZEROS = 1u;
-const uint PATTERN_OWN_ADDRESS = 2u;
-const uint PATTERN_RANDOM = 4u;
-
-layout(constant_id = 0) const uint OP = OP_WRITE;
-layout(constant_id = 1) const uint PATTERN = PATTERN_WALKING_ONES;
+layout(constant_id = 0) const bool VERIFY = false;
+layout(constant_id = 1) const bool RANDOM = false;
 
 const uint MAX_RECORDS = 64u;
 layout(std430, binding = 0) buffer Region { uvec4 quads[]; };
@@ -41,8 +34,10 @@ layout(push_constant) uniform Params {
   uvec2 chunk_first_word;  // global index of word 0 of this chunk (lo, hi)
   uint word_count;
   uint stream;
+  uint walking;      // computed patterns: 1 = a walking one (its complement: walking zeros), 0 = own address
   uint rotation;     // walking patterns: shift of the walking bit
   uint invert;       // expect/write the complement of the pattern
+  uint write_inverse;  // verify passes: then write the complement of what was expected
   uint max_records;
   uint inject_enabled;
   uint inject_word;  // chunk-local
@@ -55,10 +50,8 @@ uint pattern_at(uint word) {
   uvec2 g = uvec2(p.chunk_first_word.x + word, p.chunk_first_word.y);
   if (g.x < p.chunk_first_word.x) g.y += 1u;
   uint value;
-  if (PATTERN == PATTERN_WALKING_ONES) value = 1u << ((g.x + p.rotation) & 31u);
-  else if (PATTERN == PATTERN_WALKING_ZEROS) value = ~(1u << ((g.x + p.rotation) & 31u));
-  else if (PATTERN == PATTERN_OWN_ADDRESS) value = g.x ^ g.y;
-  else value = random_bits(p.seed, p.stream, g);
+  if (RANDOM) value = random_bits(p.seed, p.stream, g);
+  else value = p.walking != 0u ? 1u << ((g.x + p.rotation) & 31u) : g.x ^ g.y;
   return p.invert != 0u ? ~value : value;
 }
 
@@ -89,7 +82,7 @@ void main() {
   for (uint q = first; q < quad_count; q += stride) {
     uint base = 4u * q;
     uvec4 expected = uvec4(pattern_at(base), pattern_at(base + 1u), pattern_at(base + 2u), pattern_at(base + 3u));
-    if (OP == OP_WRITE) {
+    if (!VERIFY) {
       quads[q] = expected ^ injection(base, 0u);
       continue;
     }
@@ -99,17 +92,17 @@ void main() {
         if (actual[c] != expected[c]) report(base + c, expected[c], actual[c]);
       }
     }
-    if (OP == OP_VERIFY_THEN_WRITE_INVERSE) quads[q] = ~expected;
+    if (p.write_inverse != 0u) quads[q] = ~expected;
   }
   if (first != 0u) return;
   for (uint word = 4u * quad_count; word < p.word_count; ++word) {
     uint expected = pattern_at(word);
-    if (OP == OP_WRITE) {
+    if (!VERIFY) {
       words[word] = expected ^ injection(word, 0u).x;
       continue;
     }
     uint actual = words[word] ^ injection(word, 1u).x;
     if (actual != expected) report(word, expected, actual);
-    if (OP == OP_VERIFY_THEN_WRITE_INVERSE) words[word] = ~expected;
+    if (p.write_inverse != 0u) words[word] = ~expected;
   }
 }

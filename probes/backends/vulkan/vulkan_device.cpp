@@ -25,13 +25,13 @@ namespace {
 struct FillParams {
   std::uint32_t seed[2];
   std::uint32_t first_index[2];
-  std::uint32_t stream, radius, element_count, word_count;
+  std::uint32_t stream, mode, dtype, radius, element_count, word_count;
 };
 struct GemmParams {
-  std::uint32_t m, n, k, inject_enabled, inject_element, inject_mask;
+  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask;
 };
 struct AttentionParams {
-  std::uint32_t seq_len, heads, head_dim, causal;
+  std::uint32_t seq_len, heads, head_dim, dtype, causal;
   float scale;
   std::uint32_t inject_enabled, inject_element, inject_mask;
 };
@@ -44,7 +44,7 @@ struct CanaryParams {
 struct MemoryParams {
   std::uint32_t seed[2];
   std::uint32_t chunk_first_word[2];
-  std::uint32_t word_count, stream, rotation, invert, max_records;
+  std::uint32_t word_count, stream, walking, rotation, invert, write_inverse, max_records;
   std::uint32_t inject_enabled, inject_word, inject_mask, inject_transient, report_id;
 };
 
@@ -271,10 +271,10 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      GemmParams params{s.m, s.n, s.k, launch.inject.enabled ? 1u : 0u,
+      GemmParams params{s.m, s.n, s.k, dtype_code(launch.dtype), launch.inject.enabled ? 1u : 0u,
                         static_cast<std::uint32_t>(launch.inject.element), launch.inject.xor_mask};
       const Buffer* bindings[] = {&a, &b, &c};
-      sequence.dispatch(gemm_.get(*device_, {dtype_code(launch.dtype)}), bindings, &params,
+      sequence.dispatch(gemm_.get(*device_), bindings, &params,
                         {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
       return read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
@@ -301,12 +301,12 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      AttentionParams params{s.seq_len, s.heads, s.head_dim, s.causal ? 1u : 0u,
+      AttentionParams params{s.seq_len, s.heads, s.head_dim, dtype_code(launch.dtype), s.causal ? 1u : 0u,
                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
                              launch.inject.enabled ? 1u : 0u, static_cast<std::uint32_t>(launch.inject.element),
                              launch.inject.xor_mask};
       const Buffer* bindings[] = {&q, &k, &v, &o};
-      sequence.dispatch(attention_.get(*device_, {dtype_code(launch.dtype)}), bindings, &params,
+      sequence.dispatch(attention_.get(*device_), bindings, &params,
                         {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
       return read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
@@ -370,10 +370,11 @@ class VulkanComputeDevice final : public ComputeDevice {
       Sequence& sequence = start(scratch, 2);
       sequence.fill_zero(errors);
       sequence.barrier();
-      MemoryParams params = memory_params(seed, 0, bytes / 4, MemoryPattern::random, gen::stream_memory_retention, 0,
+      const std::uint32_t op = fresh ? op_write : op_verify;
+      MemoryParams params = memory_params(seed, 0, bytes / 4, op, MemoryPattern::random, gen::stream_memory_retention, 0,
                                           false, {}, 16);
       const Buffer* bindings[] = {retention_.get(), &errors, retention_.get()};
-      sequence.dispatch(memory_pipeline(fresh ? op_write : op_verify, kernel_pattern(MemoryPattern::random)), bindings,
+      sequence.dispatch(memory_pipeline(op, MemoryPattern::random), bindings,
                         &params, memory_groups(bytes / 4));
       sequence.barrier();
       sequence.copy(errors, host);
@@ -502,8 +503,10 @@ class VulkanComputeDevice final : public ComputeDevice {
     return *scratch.sequence;
   }
 
-  const Pipeline& memory_pipeline(std::uint32_t op, std::uint32_t kernel_pattern) {
-    return memory_.get(*device_, {op, kernel_pattern});
+  // Specialised by write or verify and by whether the pattern comes from the generator.
+  const Pipeline& memory_pipeline(std::uint32_t op, MemoryPattern pattern) {
+    const bool random = pattern == MemoryPattern::random || pattern == MemoryPattern::moving_inversions;
+    return memory_.get(*device_, {op == op_write ? 0u : 1u, random ? 1u : 0u});
   }
 
   static Groups memory_groups(std::uint64_t words) {
@@ -513,31 +516,28 @@ class VulkanComputeDevice final : public ComputeDevice {
     return groups;
   }
 
-  static std::uint32_t kernel_pattern(MemoryPattern pattern) {
-    return pattern == MemoryPattern::moving_inversions ? static_cast<std::uint32_t>(MemoryPattern::random)
-                                                       : static_cast<std::uint32_t>(pattern);
-  }
-
   void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream,
                    std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
     const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
-                      stream, radius, static_cast<std::uint32_t>(elements),
+                      stream, mode, dtype_code(dtype), radius, static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
     const Buffer* bindings[] = {&out};
-    sequence.dispatch(fill_.get(*device_, {mode, dtype_code(dtype)}), bindings, &params, groups_1d(words, 256));
+    sequence.dispatch(fill_.get(*device_), bindings, &params, groups_1d(words, 256));
   }
 
   static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words,
-                                    MemoryPattern pattern, std::uint32_t stream,
+                                    std::uint32_t op, MemoryPattern pattern, std::uint32_t stream,
                                     std::uint32_t invert, bool inject_here, const Injection& inject,
                                     std::uint32_t max_records) {
     const bool walking = pattern == MemoryPattern::walking_ones || pattern == MemoryPattern::walking_zeros;
+    const std::uint32_t complement = pattern == MemoryPattern::walking_zeros ? 1u : 0u;  // zeros: ones inverted
     return MemoryParams{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                         {static_cast<std::uint32_t>(first_word), static_cast<std::uint32_t>(first_word >> 32)},
-                        static_cast<std::uint32_t>(words), stream,
-                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u, invert,
+                        static_cast<std::uint32_t>(words), stream, walking ? 1u : 0u,
+                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u, invert ^ complement,
+                        op == op_verify_then_write_inverse ? 1u : 0u,
                         std::min(max_records, k_max_records), inject_here ? 1u : 0u,
                         inject_here ? static_cast<std::uint32_t>(inject.element - first_word) : 0u,
                         inject.xor_mask, inject.transient ? 1u : 0u, static_cast<std::uint32_t>(pattern)};
@@ -553,9 +553,9 @@ class VulkanComputeDevice final : public ComputeDevice {
     const Groups groups = memory_groups(words);
     const std::uint32_t stream = gen::stream_memory_random;
     auto pass = [&](std::uint32_t op, std::uint32_t invert) {
-      MemoryParams params = memory_params(launch.seed, first_word, words, pattern, stream, invert, inject_here,
+      MemoryParams params = memory_params(launch.seed, first_word, words, op, pattern, stream, invert, inject_here,
                                           launch.inject, launch.max_reported);
-      sequence.dispatch(memory_pipeline(op, kernel_pattern(pattern)), bindings, &params, groups);
+      sequence.dispatch(memory_pipeline(op, pattern), bindings, &params, groups);
       sequence.barrier();
     };
     pass(op_write, 0);
