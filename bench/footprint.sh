@@ -101,6 +101,19 @@ read -r n_rss3 _ _ < <(bench_rss "$npid")
 compressed_load=$(cut -d' ' -f1-3 /proc/loadavg)
 kill -0 "$spid" || bench_die "substrated died during the compressed schedule"
 
+# substrated without its device: the same configuration with no Vulkan driver to load
+# (VK_ICD_FILENAMES names no file), so no device is found and no probe runs. What remains is the
+# daemon's own footprint (HTTP, control socket, loop, state), without lavapipe's LLVM.
+bare_port=$(free_port)
+bench_config "$bench_tmp/bare.yaml" "$bare_port" "s|^state_directory: .*|state_directory: $bench_tmp/bare-state|" \
+  "s|^runtime_directory: .*|runtime_directory: $bench_tmp/bare-run|"
+VK_ICD_FILENAMES=$bench_tmp/no-driver.json "$bin" serve --config "$bench_tmp/bare.yaml" > "$bench_tmp/bare.log" 2>&1 &
+bare_pid=$!
+bench_pids+=("$bare_pid")
+wait_until 20 url_ok "http://127.0.0.1:$bare_port/metrics" || bench_die "substrated without a driver did not serve /metrics"
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$bare_port/metrics" > /dev/null; done
+read -r b_rss b_anon b_file < <(bench_rss "$bare_pid")
+
 mib() { bench_calc "$1 / 1024"; }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }'; }
 s_p50=$(wrk_ms "$bench_tmp/wrk-s.txt" 50%); s_p99=$(wrk_ms "$bench_tmp/wrk-s.txt" 99%)
@@ -116,5 +129,6 @@ echo "| scrape p99 ($connections concurrent) | ${s_p99} ms | ${n_p99} ms | subst
 echo "| scrapes/s | $(rps "$bench_tmp/wrk-s.txt") | $(rps "$bench_tmp/wrk-n.txt") | | |"
 echo "| RSS after the scrapes | $(mib "$s_rss2") MiB | $(mib "$n_rss2") MiB | | |"
 echo "| RSS after compressed schedule (${compressed} s, $((runs1 - runs0)) probe runs: $per_probe) | $(mib "$s_rss3") MiB ($(mib "$s_anon3") + $(mib "$s_file3")) | $(mib "$n_rss3") MiB | substrated <= node_exporter: $(verdict "$s_rss3" "$n_rss3") | $compressed_load |"
+echo "| RSS without a device (no Vulkan driver; after 100 scrapes) | $(mib "$b_rss") MiB ($(mib "$b_anon") + $(mib "$b_file")) | $(mib "$n_rss") MiB (after warm-up) | substrated <= node_exporter: $(verdict "$b_rss" "$n_rss") | |"
 echo
 echo "wrk socket errors / non-2xx: substrated: $(errors "$bench_tmp/wrk-s.txt"); node_exporter: $(errors "$bench_tmp/wrk-n.txt")"

@@ -169,7 +169,7 @@ class Parser {
     for_each_key(root, "",
                  {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "jitter_ratio",
                   "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
-                  "log_level", "failure_dump_max_bytes", "verdict", "probes"},
+                  "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "probes"},
                  [&](const std::string& key, const YAML::Node& value, const std::string& path) {
                    if (key == "listen") {
                      parse_listen(value, path, config);
@@ -193,6 +193,8 @@ class Parser {
                      config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
                    } else if (key == "failure_dump_max_bytes") {
                      config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
+                   } else if (key == "golden_cache_max_bytes") {
+                     config.golden_cache_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
                    } else if (key == "log_level") {
                      const std::string level = string_value(value, path);
                      static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};

@@ -52,6 +52,9 @@ struct Config {
   // Disk bound for the dumps of the last failing run per device and probe, kept in
   // <state_directory>/dumps for `substrated compare`; 0 keeps none.
   std::uint64_t failure_dump_max_bytes = 256ull << 20;
+  // Memory bound for the CPU goldens kept between runs (shared by every device); 0 keeps none,
+  // so every run computes its golden again.
+  std::uint64_t golden_cache_max_bytes = 256ull << 20;
   VerdictPolicy verdict;
   std::map<std::string, ProbeSchedule> probes;  // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too

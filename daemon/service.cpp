@@ -538,6 +538,7 @@ class Service {
     next.runtime_directory = config_.runtime_directory;
     next.state_directory = config_.state_directory;
     config_ = std::move(next);
+    goldens_.set_max_bytes(config_.golden_cache_max_bytes);
     spdlog::set_level(spdlog::level::from_str(config_.log_level));
     reload_successful_ = true;
     reload_timestamp_ = unix_now();
@@ -710,7 +711,7 @@ class Service {
   std::string config_path_;
   StateStore store_;
   State state_;
-  GoldenCache goldens_;
+  GoldenCache goldens_{config_.golden_cache_max_bytes};
   std::mt19937_64 rng_;
   std::vector<std::string> backend_notes_;
   std::vector<std::unique_ptr<Slot>> slots_;

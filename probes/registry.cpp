@@ -36,12 +36,7 @@ std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
   std::lock_guard lock(mutex_);
   if (auto it = entries_.find(key); it != entries_.end()) return it->second.reference;  // raced: keep the first
   if (size > max_bytes_) return computed;
-  while (bytes_ + size > max_bytes_) {
-    auto oldest = entries_.find(recency_.front());
-    bytes_ -= oldest->second.bytes;
-    entries_.erase(oldest);
-    recency_.pop_front();
-  }
+  evict_to(max_bytes_ - size);
   recency_.push_back(key);
   entries_.emplace(key, Entry{computed, std::prev(recency_.end()), size});
   bytes_ += size;
@@ -49,6 +44,21 @@ std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
 }
 
 void GoldenCache::touch(Entry& entry) { recency_.splice(recency_.end(), recency_, entry.recency); }
+
+void GoldenCache::evict_to(std::size_t max_bytes) {
+  while (bytes_ > max_bytes) {
+    auto oldest = entries_.find(recency_.front());
+    bytes_ -= oldest->second.bytes;
+    entries_.erase(oldest);
+    recency_.pop_front();
+  }
+}
+
+void GoldenCache::set_max_bytes(std::size_t max_bytes) {
+  std::lock_guard lock(mutex_);
+  max_bytes_ = max_bytes;
+  evict_to(max_bytes_);
+}
 
 std::size_t GoldenCache::bytes() const {
   std::lock_guard lock(mutex_);

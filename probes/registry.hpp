@@ -28,6 +28,8 @@ class GoldenCache {
   explicit GoldenCache(std::size_t max_bytes = k_default_max_bytes) : max_bytes_(max_bytes) {}
   std::shared_ptr<const golden::Reference> get(const ProbeSpec& spec,
                                                const std::function<golden::Reference()>& compute);
+  // Evicts the least recently used goldens until the cache holds at most `max_bytes`.
+  void set_max_bytes(std::size_t max_bytes);
   // The cached golden (counted as a hit), or null.
   std::shared_ptr<const golden::Reference> find(const ProbeSpec& spec);
   std::size_t hits() const;
@@ -41,6 +43,7 @@ class GoldenCache {
     std::size_t bytes;
   };
   void touch(Entry& entry);
+  void evict_to(std::size_t max_bytes);  // with mutex_ held
 
   mutable std::mutex mutex_;
   std::size_t max_bytes_;

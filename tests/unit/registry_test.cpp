@@ -98,6 +98,14 @@ TEST_CASE("registry: the golden cache holds at most its bytes and evicts the lea
   spec.seed = 2;
   CHECK(cache.find(spec) == nullptr);
 
+  // Shrinking evicts down to the new bound, least recent first: 3, since find() just used 1.
+  cache.set_max_bytes(128);
+  CHECK(cache.bytes() == 128);
+  spec.seed = 3;
+  CHECK(cache.find(spec) == nullptr);
+  spec.seed = 1;
+  CHECK(cache.find(spec) != nullptr);
+
   GoldenCache tiny(64);  // a golden larger than the whole cache is returned but not kept
   spec.seed = 1;
   auto reference = tiny.get(spec, [&] { return golden::gemm(spec.gemm, Dtype::f32, Mode::exact, 1, 4); });
