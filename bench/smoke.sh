@@ -32,7 +32,8 @@ step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
 grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
 if command -v prometheus-node-exporter >/dev/null && command -v wrk >/dev/null; then
   step footprint bash "$here/footprint.sh" "$build" --idle 1 --scrape 1 --compressed 3 --quick
-  grep -q "scrape p99" "$out/footprint.md" || { echo "smoke footprint: no figure"; status=1; }
+  grep -q "scrape p99" "$out/footprint.md" && grep -q "RSS without a device" "$out/footprint.md" ||
+    { echo "smoke footprint: no figure"; status=1; }
 else
   echo "smoke footprint: FAILED (prometheus-node-exporter and wrk are needed: scripts/install-deps.sh installs them)"
   status=1
