@@ -27,7 +27,7 @@ using substrate::HttpHandlers;
 using substrate::HttpLimits;
 using substrate::HttpServer;
 
-// A server on its own loop thread; stopped on the loop, destroyed after the loop has ended.
+// A server on its own loop thread; stopped and destroyed on the loop, before the loop's io_context.
 class Fixture {
  public:
   explicit Fixture(HttpHandlers handlers, HttpLimits limits = {}) {
@@ -39,15 +39,20 @@ class Fixture {
     });
     if (error) FAIL("start: " << error->message);
   }
-  ~Fixture() { stop(); }
+  ~Fixture() {
+    loop_.on_loop([this] {
+      server_->stop();
+      server_.reset();
+    });
+  }
   std::uint16_t port() const { return server_->port(); }
   void stop() {
     loop_.on_loop([this] { server_->stop(); });
   }
 
  private:
-  std::unique_ptr<HttpServer> server_;  // declared before loop_ so it outlives the loop thread
   LoopThread loop_;
+  std::unique_ptr<HttpServer> server_;
 };
 
 class Client {
