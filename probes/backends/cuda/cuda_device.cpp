@@ -210,14 +210,7 @@ class CudaComputeDevice final : public CudaDevice {
       } else {
         launch(functions_.wmma_bf16, ck::k_fn_gemm_wmma_bf16, grid, ck::gemm_block(variant), 0, params);
       }
-      record(events_[2]);
-      wait(events_[2], "gemm");
-      KernelRun run;
-      run.kernel = ck::gemm_variant_name(variant);
-      run.generate_seconds = elapsed(events_[0], events_[1]);
-      run.device_seconds = elapsed(events_[1], events_[2]);
-      run.output_bits = copy_out(c, c_count * 4);
-      return run;
+      return read_output("gemm", ck::gemm_variant_name(variant), c, c_count * 4);
     });
   }
 
@@ -266,14 +259,7 @@ class CudaComputeDevice final : public CudaDevice {
       record(events_[1]);
       launch(functions_.attention, ck::k_fn_attention, ck::attention_grid(s.seq_len, s.heads),
              {ck::k_attention_threads, 1, 1}, static_cast<std::uint32_t>(smem), params);
-      record(events_[2]);
-      wait(events_[2], "attention");
-      KernelRun run;
-      run.kernel = ck::k_kernel_attention;
-      run.generate_seconds = elapsed(events_[0], events_[1]);
-      run.device_seconds = elapsed(events_[1], events_[2]);
-      run.output_bits = copy_out(o, count * 4);
-      return run;
+      return read_output("attention", ck::k_kernel_attention, o, count * 4);
     });
   }
 
@@ -536,6 +522,19 @@ class CudaComputeDevice final : public CudaDevice {
     float ms = 0.0f;
     check(*api_, api_->EventElapsedTime(&ms, from, to), "cuEventElapsedTime");
     return static_cast<double>(ms) / 1000.0;
+  }
+
+  // After a fill (events 0..1) and the checked kernel (from event 1): waits for the kernel and
+  // returns its output with generation and kernel times.
+  KernelRun read_output(const char* what, const char* kernel, CUdeviceptr output, std::uint64_t bytes) {
+    record(events_[2]);
+    wait(events_[2], what);
+    KernelRun run;
+    run.kernel = kernel;
+    run.generate_seconds = elapsed(events_[0], events_[1]);
+    run.device_seconds = elapsed(events_[1], events_[2]);
+    run.output_bits = copy_out(output, bytes);
+    return run;
   }
 
   // Device to host through a pinned staging buffer, piece by piece, each copy waited on with the
