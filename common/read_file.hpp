@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <limits>
 #include <string>
-#include <utility>
-#include <variant>
+
+#include "kernels/expected.hpp"
 
 namespace substrate {
 
@@ -17,20 +17,8 @@ struct ReadFileError {
   std::string message;  // "cannot open|cannot read <path>: <strerror>" or "<path>: larger than <max> bytes"
 };
 
-// Expected<std::string> in shape (kernels/expected.hpp), but its error keeps the step and errno
-// that Error's message would flatten.
-class [[nodiscard]] ReadFileResult {
- public:
-  ReadFileResult(std::string contents) : state_(std::move(contents)) {}
-  ReadFileResult(ReadFileError error) : state_(std::move(error)) {}
-
-  explicit operator bool() const { return state_.index() == 0; }
-  std::string& operator*() { return std::get<0>(state_); }
-  const ReadFileError& error() const { return std::get<1>(state_); }
-
- private:
-  std::variant<std::string, ReadFileError> state_;
-};
+// The error keeps the step and errno that Error's message would flatten.
+using ReadFileResult = Expected<std::string, ReadFileError>;
 
 // The whole file; fails with Step::too_large as soon as more than `max_bytes` have been read.
 ReadFileResult read_file(const std::string& path,
