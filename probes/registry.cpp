@@ -21,18 +21,14 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
                                                           const std::function<golden::Reference()>& compute) {
-  const std::string key = golden_key(spec);
+  if (auto cached = find(spec)) return cached;
   {
     std::lock_guard lock(mutex_);
-    if (auto it = entries_.find(key); it != entries_.end()) {
-      ++hits_;
-      touch(it->second);
-      return it->second.reference;
-    }
     ++misses_;
   }
   auto computed = std::make_shared<const golden::Reference>(compute());
   const std::size_t size = (computed->value.size() + computed->bound.size()) * sizeof(double);
+  const std::string key = golden_key(spec);
   std::lock_guard lock(mutex_);
   if (auto it = entries_.find(key); it != entries_.end()) return it->second.reference;  // raced: keep the first
   if (size > max_bytes_) return computed;
