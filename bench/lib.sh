@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell helpers for the daemon-level benchmarks (sourced, not run).
 # Everything binds to 127.0.0.1 on free ports, lives in one temporary directory, and is stopped
 # by PID on exit.

@@ -3,7 +3,7 @@
 # Idempotent: apt is only called when something is missing.
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git clang-format shellcheck  # clang-format, shellcheck: scripts/lint.sh
   libboost-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd

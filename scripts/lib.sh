@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers shared by the benchmarks (bench/lib.sh) and the deploy checks (tests/deploy/lib.sh):
 # free loopback ports, bounded waits and stopping what a script started. Sourced, not run; it only
 # defines functions.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the deploy checks (sourced, not run): ok/FAIL lines counted into one summary line, and
 # the checks for what a check needs before it can run. Also brings in scripts/lib.sh.
 #
