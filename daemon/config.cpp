@@ -17,7 +17,7 @@
 #include <set>
 #include <sstream>
 
-#include "common/read_file.hpp"
+#include "common/file_io.hpp"
 #include "probes/registry.hpp"
 
 namespace substrate {

@@ -1,6 +1,9 @@
 #include "daemon/diagnose_command.hpp"
 
+#include "common/file_io.hpp"
+
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -75,8 +78,12 @@ Expected<DiagnosticOptions> take_diagnostic_options(std::vector<std::string>& ar
 Expected<std::vector<ReplayEntry>> read_replay_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return bad("--replay " + path + ": is a directory (give its result.json)");
-  auto text = npy::read_bytes(path);
-  if (!text) return bad("--replay: " + text.error().message);
+  auto text = read_file(path);
+  if (!text) {
+    const ReadFileError& failure = text.error();
+    return bad("--replay: cannot read " + path + ": " +
+               (failure.error_number != 0 ? std::strerror(failure.error_number) : failure.message));
+  }
   std::vector<ReplayEntry> entries;
   try {
     const nlohmann::json doc = nlohmann::json::parse(*text);

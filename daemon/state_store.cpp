@@ -25,7 +25,7 @@
 #include <spdlog/spdlog.h>
 #include <system_error>
 
-#include "common/read_file.hpp"
+#include "common/file_io.hpp"
 
 namespace substrate {
 namespace {
@@ -53,61 +53,6 @@ std::string hex64(std::uint64_t value) {
     value >>= 4;
   }
   return out;
-}
-
-Error io_error(const std::string& what, int error) {
-  return Error{ErrorKind::io_error, what + ": " + std::strerror(error)};
-}
-
-std::string parent_directory(const std::string& path) {
-  const std::string parent = std::filesystem::path(path).parent_path().string();
-  return parent.empty() ? "." : parent;
-}
-
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t wrote = ::write(fd, data, size);
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote <= 0) {
-      if (wrote == 0) errno = EIO;
-      return false;
-    }
-    data += wrote;
-    size -= static_cast<std::size_t>(wrote);
-  }
-  return true;
-}
-
-int fsync_retry(int fd) {
-  int rc;
-  do {
-    rc = ::fsync(fd);
-  } while (rc != 0 && errno == EINTR);
-  return rc;
-}
-
-// Removes "<path>.tmp.<pid>" files left by writers that no longer exist (a crash, a kill -9).
-// A live writer's temp file (another process, or this one) is left alone.
-void remove_stale_temp_files(const std::string& path) {
-  const std::filesystem::path target(path);
-  const std::string prefix = target.filename().string() + ".tmp.";
-  const std::string directory = parent_directory(path);
-  DIR* dir = ::opendir(directory.c_str());
-  if (!dir) return;
-  const pid_t self = ::getpid();
-  while (const dirent* entry = ::readdir(dir)) {
-    const std::string name = entry->d_name;
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string pid_text = name.substr(prefix.size());
-    long long pid = 0;
-    auto [ptr, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
-    if (ec != std::errc{} || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
-    if (pid == self) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;  // still alive
-    const std::string stale = directory + "/" + name;
-    if (::unlink(stale.c_str()) == 0) spdlog::debug("removed stale temporary file {}", stale);
-  }
-  ::closedir(dir);
 }
 
 // Non-finite doubles have no JSON form: they are written as the strings "nan", "inf", "-inf".
@@ -146,53 +91,19 @@ std::string string_field(const nlohmann::json& object, const char* name) {
 
 }  // namespace
 
-Status write_file_atomic(const std::string& path, const std::string& contents) {
-  // One writer at a time in this process: the temp name carries only the pid.
-  static std::mutex write_mutex;
-  std::lock_guard lock(write_mutex);
-  remove_stale_temp_files(path);
-
+Status write_checked_file(const std::string& path, const std::string& contents) {
   const std::string header = std::string(k_magic) + " " + k_version + " " + std::to_string(contents.size()) + " " +
                              hex64(fnv1a64(contents)) + "\n";
-  const std::string temp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return io_error("cannot create " + temp, errno);
-  auto abandon = [&](const std::string& what) {
-    const int error = errno;
-    ::close(fd);
-    ::unlink(temp.c_str());
-    return io_error(what, error);
-  };
-  if (!write_all(fd, header.data(), header.size()) || !write_all(fd, contents.data(), contents.size())) {
-    return abandon("cannot write " + temp);
-  }
-  if (fsync_retry(fd) != 0) return abandon("cannot fsync " + temp);
-  if (::close(fd) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    return io_error("cannot close " + temp, error);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    return io_error("cannot rename " + temp + " to " + path, error);
-  }
-  // Make the rename itself durable.
-  const std::string directory = parent_directory(path);
-  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return io_error("cannot open directory " + directory, errno);
-  const int rc = fsync_retry(dir_fd);
-  const int error = errno;
-  ::close(dir_fd);
-  if (rc != 0 && error != EINVAL) return io_error("cannot fsync directory " + directory, error);
-  return ok_status();
+  return write_file_atomic(path, header + contents);
 }
 
 Expected<std::string> read_checked_file(const std::string& path) {
   auto file = read_file(path, k_max_file_bytes);
   if (!file) {
     const ReadFileError& failure = file.error();
-    const ErrorKind kind = failure.step == ReadFileError::Step::too_large ? ErrorKind::corrupt : ErrorKind::io_error;
+    // Too large or not a regular file (a FIFO would block every start): set aside like bad contents.
+    const bool unusable = failure.step == ReadFileError::Step::too_large || failure.step == ReadFileError::Step::not_regular;
+    const ErrorKind kind = unusable ? ErrorKind::corrupt : ErrorKind::io_error;
     return Error{kind, failure.message};
   }
   const std::string& data = *file;
@@ -367,7 +278,7 @@ Status StateStore::save(const State& state) {
   std::error_code ec;
   std::filesystem::create_directories(directory_, ec);
   if (ec) return Error{ErrorKind::io_error, "cannot create state directory " + directory_ + ": " + ec.message()};
-  return write_file_atomic(path_, serialize_state(state));
+  return write_checked_file(path_, serialize_state(state));
 }
 
 }  // namespace substrate

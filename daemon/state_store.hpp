@@ -40,10 +40,10 @@ struct State {
   std::map<std::string, DeviceRecord> devices;  // by device uuid (or id when no uuid)
 };
 
-// Writes `contents` to `path` atomically with a checksum header. io_error on failure; the old
-// file is then untouched.
-Status write_file_atomic(const std::string& path, const std::string& contents);
-// Reads a file written by write_file_atomic. io_error when missing/unreadable, corrupt when the
+// Writes `contents` to `path` with a checksum header, atomically (common/file_io.hpp:
+// write_file_atomic). io_error on failure; the old file is then untouched.
+Status write_checked_file(const std::string& path, const std::string& contents);
+// Reads a file written by write_checked_file. io_error when missing/unreadable, corrupt when the
 // checksum or header does not match (truncated, edited, garbage).
 Expected<std::string> read_checked_file(const std::string& path);
 

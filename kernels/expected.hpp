@@ -49,4 +49,24 @@ struct Unit {};
 using Status = Expected<Unit>;
 inline Status ok_status() { return Unit{}; }
 
+// Error propagation (ccache's TRY): the enclosing function returns the error of a failed
+// Expected, whose error type must convert to the function's own.
+//   TRY(write_file(path, text));                      // a Status or any Expected
+//   TRY_ASSIGN(auto dims, parse_dimensions(text, 3)); // declares `dims` from the value
+#define SUBSTRATE_TRY_JOIN2(a, b) a##b
+#define SUBSTRATE_TRY_JOIN(a, b) SUBSTRATE_TRY_JOIN2(a, b)
+#define TRY(expression)                          \
+  do {                                           \
+    auto&& substrate_try_result_ = (expression); \
+    if (!substrate_try_result_) {                \
+      return substrate_try_result_.error();      \
+    }                                            \
+  } while (false)
+#define TRY_ASSIGN(declaration, expression)                                                      \
+  auto SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__) = (expression);                        \
+  if (!SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__)) {                                     \
+    return SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__).error();                           \
+  }                                                                                              \
+  declaration = std::move(SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__)).value()
+
 }  // namespace substrate

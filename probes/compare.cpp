@@ -1,5 +1,7 @@
 #include "probes/compare.hpp"
 
+#include "common/file_io.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -74,8 +76,8 @@ Expected<Side> open_side(const std::string& path) {
     return bad(path + ": not a tensor dump (no output.npy; memory-probe and failed runs dump no tensors)");
   }
   if (fs::exists(side.path / "manifest.json", ec)) {
-    auto text = npy::read_bytes((side.path / "manifest.json").string());
-    if (!text) return text.error();
+    auto text = read_file((side.path / "manifest.json").string());
+    if (!text) return text.error().to_error();
     try {
       side.manifest = nlohmann::json::parse(*text);
     } catch (const nlohmann::json::exception& e) {

@@ -12,6 +12,7 @@
 #include "kernels/generator.hpp"
 #include "kernels/golden/canary_golden.hpp"
 #include "kernels/golden/golden.hpp"
+#include "common/file_io.hpp"
 #include "probes/npy.hpp"
 
 namespace substrate {
@@ -28,7 +29,6 @@ std::string safe_name(std::string text) {
   return text;
 }
 
-Status write_text(const fs::path& path, const std::string& text) { return npy::write_file(path.string(), text); }
 
 struct Written {
   nlohmann::json manifest = nlohmann::json::object();
@@ -38,7 +38,7 @@ struct Written {
 Status write_array(const fs::path& dir, const std::string& file, const Expected<std::string>& encoded,
                    const std::vector<std::uint64_t>& shape, const char* dtype, const std::string& what, Written& out) {
   if (!encoded) return encoded.error();
-  Status written = npy::write_file((dir / file).string(), *encoded);
+  Status written = write_file((dir / file).string(), *encoded);
   if (!written) return written;
   out.manifest[file] = {{"shape", shape}, {"dtype", dtype}, {"what", what}};
   return ok_status();
@@ -94,7 +94,7 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
     }
   }
   const nlohmann::json result_json = result;
-  Status s = write_text(dir / "result.json", result_json.dump(2) + "\n");
+  Status s = write_file(dir / "result.json", result_json.dump(2) + "\n");
   if (!s) return s;
   out.manifest["result.json"] = {{"what", "probe result (replay: substrated probe --replay result.json)"}};
   nlohmann::json manifest = {{"format", "substrated-dump-1"},
@@ -105,7 +105,7 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
                                    {"status", to_string(result.status)},
                                    {"files", out.manifest}};
   if (!out.layers.empty()) manifest["layers"] = out.layers;
-  return write_text(dir / "manifest.json", manifest.dump(2) + "\n");
+  return write_file(dir / "manifest.json", manifest.dump(2) + "\n");
 }
 
 std::uint64_t tree_bytes(const fs::path& dir) {

@@ -3,10 +3,10 @@
 #include <bit>
 #include <cctype>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <sstream>
+
+#include "common/file_io.hpp"
 
 namespace substrate::npy {
 namespace {
@@ -250,25 +250,9 @@ Expected<Array> decode(const std::string& bytes, const std::string& name) {
   return array;
 }
 
-Status write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (out) out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (out) out.close();
-  if (!out) return Error{ErrorKind::io_error, "cannot write " + path + ": " + std::strerror(errno)};
-  return ok_status();
-}
-
-Expected<std::string> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{ErrorKind::io_error, "cannot read " + path + ": " + std::strerror(errno)};
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return Error{ErrorKind::io_error, "cannot read " + path};
-  return bytes;
-}
-
 Expected<Array> read_file(const std::string& path) {
-  auto bytes = read_bytes(path);
-  if (!bytes) return bytes.error();
+  auto bytes = substrate::read_file(path);
+  if (!bytes) return Error{ErrorKind::io_error, bytes.error().message};
   return decode(*bytes, path);
 }
 

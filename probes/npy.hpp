@@ -33,10 +33,9 @@ Expected<std::string> encode_f64(const std::vector<std::uint64_t>& shape, const 
 // version, malformed header, unsupported dtype or Fortran order, truncated or oversized payload.
 Expected<Array> decode(const std::string& bytes, const std::string& name);
 
-// File helpers: io_error when the file cannot be written or read.
-Status write_file(const std::string& path, const std::string& bytes);
+// Reads and decodes a .npy file (common/file_io.hpp reads it): io_error when it cannot be read,
+// corrupt as for decode().
 Expected<Array> read_file(const std::string& path);
-Expected<std::string> read_bytes(const std::string& path);
 
 std::string shape_text(const std::vector<std::uint64_t>& shape);  // "(2, 3)"
 

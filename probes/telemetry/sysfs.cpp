@@ -7,7 +7,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "common/read_file.hpp"
+#include "common/file_io.hpp"
 #include "probes/telemetry/join.hpp"
 
 namespace substrate::telemetry::sysfs {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/file_io.hpp"
 #include "probes/compare.hpp"
 
 using namespace substrate;
@@ -52,7 +53,7 @@ void write(const fs::path& path, const npy::Array& a) {
                                     ? npy::encode_f32(a.shape, std::vector<float>(a.values.begin(), a.values.end()))
                                     : npy::encode_f64(a.shape, a.values);
   REQUIRE(bytes.ok());
-  REQUIRE(npy::write_file(path.string(), *bytes).ok());
+  REQUIRE(write_file(path.string(), *bytes).ok());
 }
 
 }  // namespace
@@ -239,7 +240,7 @@ TEST_CASE("compare: files and dump directories, with shape, dtype and broken-fil
              Catch::Contains("shape mismatch (32, 48) vs (48, 32)"));
   write(root / "f64.npy", reference(npy::ElementType::f64));
   CHECK_THAT(error_of((root / "a.npy").string(), (root / "f64.npy").string()), Catch::Contains("dtype mismatch"));
-  auto bytes = npy::read_bytes((root / "a.npy").string());
+  auto bytes = read_file((root / "a.npy").string());
   REQUIRE(bytes.ok());
   std::ofstream(root / "truncated.npy", std::ios::binary) << bytes->substr(0, bytes->size() / 2);
   CHECK_THAT(error_of((root / "a.npy").string(), (root / "truncated.npy").string()), Catch::Contains("truncated payload"));

@@ -128,20 +128,20 @@ TEST_CASE("state: save and load round-trip every field", "[unit]") {
 TEST_CASE("state: the file has a checksummed header", "[unit]") {
   TempDir dir;
   const std::string path = dir.str() + "/f";
-  REQUIRE(write_file_atomic(path, "hello\n").ok());
+  REQUIRE(write_checked_file(path, "hello\n").ok());
   const std::string raw = read_file(path);
   CHECK(raw.rfind("substrated-state v1 6 ", 0) == 0);
   CHECK(raw.size() == raw.find('\n') + 1 + 6);
   auto body = read_checked_file(path);
   REQUIRE(body.ok());
   CHECK(*body == "hello\n");
-  REQUIRE(write_file_atomic(path, "").ok());
+  REQUIRE(write_checked_file(path, "").ok());
   CHECK(read_checked_file(path).value().empty());
 
   auto missing = read_checked_file(dir.str() + "/nothing");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.error().kind == ErrorKind::io_error);
-  auto no_dir = write_file_atomic(dir.str() + "/no/such/dir/f", "x");
+  auto no_dir = write_checked_file(dir.str() + "/no/such/dir/f", "x");
   REQUIRE_FALSE(no_dir.ok());
   CHECK(no_dir.error().kind == ErrorKind::io_error);
 }
@@ -168,13 +168,13 @@ TEST_CASE("state: unusable files are moved aside and an empty state returned", "
   };
   const std::vector<Case> cases = {
       {"checksum", [&](const std::string& p) {
-         REQUIRE(write_file_atomic(p, good_body).ok());
+         REQUIRE(write_checked_file(p, good_body).ok());
          std::string raw = read_file(p);
          raw[raw.size() - 5] ^= 0x01;  // one flipped bit in the body
          write_raw(p, raw);
        }, "checksum mismatch"},
       {"truncated", [&](const std::string& p) {
-         REQUIRE(write_file_atomic(p, good_body).ok());
+         REQUIRE(write_checked_file(p, good_body).ok());
          const std::string raw = read_file(p);
          write_raw(p, raw.substr(0, raw.size() / 2));
        }, "truncated"},
@@ -183,28 +183,30 @@ TEST_CASE("state: unusable files are moved aside and an empty state returned", "
       {"garbage", [&](const std::string& p) { write_raw(p, "\x7f" "ELF\x02\x01\x01\nrandom bytes"); },
        "not a substrated state file"},
       {"wrong version", [&](const std::string& p) {
-         REQUIRE(write_file_atomic(p, good_body).ok());
+         REQUIRE(write_checked_file(p, good_body).ok());
          std::string raw = read_file(p);
          raw.replace(raw.find(" v1 "), 4, " v9 ");
          write_raw(p, raw);
        }, "unsupported format version 'v9'"},
-      {"bad json", [&](const std::string& p) { REQUIRE(write_file_atomic(p, "{\"format\": 1, ").ok()); },
+      {"bad json", [&](const std::string& p) { REQUIRE(write_checked_file(p, "{\"format\": 1, ").ok()); },
        "not valid JSON"},
       {"wrong format", [&](const std::string& p) {
-         REQUIRE(write_file_atomic(p, R"({"format": 2, "baselines": [], "devices": {}})").ok());
+         REQUIRE(write_checked_file(p, R"({"format": 2, "baselines": [], "devices": {}})").ok());
        }, "unsupported state format 2"},
       {"wrong types", [&](const std::string& p) {
-         REQUIRE(write_file_atomic(p, R"({"format": 1, "baselines": [{"device_uuid": 3}], "devices": {}})").ok());
+         REQUIRE(write_checked_file(p, R"({"format": 1, "baselines": [{"device_uuid": 3}], "devices": {}})").ok());
        }, "'device_uuid' must be a string"},
-      {"a directory", [&](const std::string& p) { fs::create_directories(p); }, "cannot read"},
+      {"a directory", [&](const std::string& p) { fs::create_directories(p); }, "not a regular file (a directory)"},
+      // A FIFO would block every start on open(): refused at once and set aside.
+      {"a FIFO", [&](const std::string& p) { REQUIRE(::mkfifo(p.c_str(), 0600) == 0); }, "not a regular file (a FIFO)"},
   };
   for (const Case& c : cases) {
     SECTION(c.name) {
       TempDir dir;
       StateStore store(dir.str());
       c.make(store.path());
-      const bool was_directory = fs::is_directory(store.path());
-      const std::string before = was_directory ? std::string() : read_file(store.path());
+      const bool was_regular = fs::is_regular_file(store.path());
+      const std::string before = was_regular ? read_file(store.path()) : std::string();
       std::string note;
       State state = store.load(&note);
       INFO(note);
@@ -215,7 +217,7 @@ TEST_CASE("state: unusable files are moved aside and an empty state returned", "
       CHECK_FALSE(fs::exists(store.path()));
       const auto aside = with_prefix(entries(dir.path()), "state.json.corrupt-");
       REQUIRE(aside.size() == 1);
-      if (!was_directory) CHECK(read_file(dir.path() / aside[0]) == before);
+      if (was_regular) CHECK(read_file(dir.path() / aside[0]) == before);
       // The daemon carries on: the next save and load work.
       REQUIRE(store.save(sample_state("B", 2)).ok());
       CHECK(store.load().baselines.size() == 2);
