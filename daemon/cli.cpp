@@ -85,13 +85,13 @@ int fail(const std::string& message) {
 }
 
 int list_probes() {
-  std::cout << "ID         MATURITY DEFAULT BUDGET_S KERNELS             DESCRIPTION\n";
+  std::cout << "ID         MATURITY DEFAULT TIMEOUT_S KERNELS             DESCRIPTION\n";
   for (const ProbeDescriptor& d : probe_registry().all()) {
     std::string kernels;
     for (const std::string& k : d.kernels) kernels += (kernels.empty() ? "" : ",") + k;
     char line[512];
-    std::snprintf(line, sizeof line, "%-10s %-8s %-7s %-8.0f %-19s %s\n", d.id.c_str(), to_string(d.maturity),
-                  d.enabled_by_default ? "yes" : "no", d.time_budget_seconds, kernels.c_str(), d.description.c_str());
+    std::snprintf(line, sizeof line, "%-10s %-8s %-7s %-9.0f %-19s %s\n", d.id.c_str(), to_string(d.maturity),
+                  d.enabled_by_default ? "yes" : "no", d.default_timeout_seconds, kernels.c_str(), d.description.c_str());
     std::cout << line;
   }
   return k_exit_ok;
