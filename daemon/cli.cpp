@@ -61,7 +61,8 @@ constexpr const char* k_probe_usage =
     "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
     "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
     "\n"
-    "exit: 0 every check passed, 1 a check found a fault, 2 could not run\n";
+    "exit: 0 every check passed (probes a device does not implement are skipped, not failed),\n"
+    "      1 a check found a fault, 2 could not run\n";
 
 constexpr const char* k_devices_usage =
     "usage: substrated devices [--json] [--path.sysfs DIR]\n"
