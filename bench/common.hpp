@@ -146,7 +146,6 @@ inline substrate::ProbeSpec make_spec(const std::string& probe, substrate::Dtype
   spec.dtype = dtype;
   spec.mode = mode;
   spec.seed = seed;
-  if (probe == "attention") spec.attention.causal = true;
   auto applied = d->apply_size(size, spec);
   if (!applied) Args::die(applied.error().message);
   return spec;

@@ -11,7 +11,6 @@
 #include <set>
 
 #include "bench/common.hpp"
-#include "kernels/generator.hpp"
 
 using namespace substrate;
 
@@ -46,8 +45,10 @@ struct Config {
   std::string probe;
   Dtype dtype;
   Mode mode;
+  std::string size;
   std::string label() const {
-    return probe + " " + to_string(dtype) + (probe == "gemm" ? std::string(" ") + to_string(mode) : "");
+    const bool has_modes = probe_registry().find(probe)->modes.size() > 1;
+    return probe + " " + to_string(dtype) + (has_modes ? std::string(" ") + to_string(mode) : "");
   }
 };
 
@@ -65,17 +66,11 @@ std::string pct(int hit, int of) {
   return bench::fixed(100.0 * hit / of, hit == of || hit == 0 ? 0 : 1);
 }
 
-// Clean output words of the spec straight from the device (for stuck-element masks).
-Expected<std::vector<std::uint32_t>> clean_words(ComputeDevice& device, const ProbeSpec& spec) {
-  if (spec.probe == "gemm") {
-    const std::uint32_t radius = spec.mode == Mode::exact ? gen::exact_radius(spec.gemm.k) : 0;
-    auto run = device.run_gemm(GemmLaunch{spec.gemm, spec.dtype, spec.mode, spec.seed, radius, {}});
-    if (!run) return run.error();
-    return std::move(run->output_bits);
-  }
-  auto run = device.run_attention(AttentionLaunch{spec.attention, spec.dtype, spec.seed, {}});
-  if (!run) return run.error();
-  return std::move(run->output_bits);
+// Clean output words of the spec from a second run on the device (the golden is cached by then).
+Expected<std::vector<std::uint32_t>> clean_words(ComputeDevice& device, GoldenCache& goldens, const ProbeSpec& spec) {
+  ProbeResult run = run_probe(device, spec, goldens, /*capture_tensors=*/true);
+  if (run.status == RunStatus::error) return Error{run.error_kind, run.error};
+  return std::move(run.tensors->output_bits);
 }
 
 void inject_once(ComputeDevice& device, GoldenCache& goldens, ProbeSpec spec, std::uint64_t element,
@@ -104,14 +99,13 @@ void inject_once(ComputeDevice& device, GoldenCache& goldens, ProbeSpec spec, st
   }
 }
 
-ConfigResult run_config(ComputeDevice& device, const Config& config, const std::string& size, int samples,
-                        std::uint64_t seed0) {
+ConfigResult run_config(ComputeDevice& device, const Config& config, int samples, std::uint64_t seed0) {
   ConfigResult out;
   out.config = config;
   GoldenCache goldens;
   std::mt19937_64 rng(seed0 * 7919 + std::hash<std::string>{}(config.label()));
   for (int s = 0; s < samples; ++s) {
-    ProbeSpec spec = bench::make_spec(config.probe, config.dtype, config.mode, size, seed0 + s);
+    ProbeSpec spec = bench::make_spec(config.probe, config.dtype, config.mode, config.size, seed0 + s);
     ProbeResult clean = run_probe(device, spec, goldens);
     ++out.clean_runs;
     if (clean.status != RunStatus::pass) {
@@ -121,7 +115,7 @@ ConfigResult run_config(ComputeDevice& device, const Config& config, const std::
       continue;
     }
     out.max_clean_budget = std::max(out.max_clean_budget, clean.check.budget_used);
-    auto words = clean_words(device, spec);
+    auto words = clean_words(device, goldens, spec);
     if (!words) bench::Args::die(words.error().message);
     if (fingerprint(*words) != clean.fingerprint) ++out.fingerprint_unstable;
     const std::uint64_t elements = words->size();
@@ -238,16 +232,16 @@ int main(int argc, char** argv) {
   std::vector<Config> configs;
   if (only.find("gemm") != std::string::npos) {
     for (Dtype d : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
-      for (Mode m : {Mode::exact, Mode::random}) configs.push_back({"gemm", d, m});
+      for (Mode m : {Mode::exact, Mode::random}) configs.push_back({"gemm", d, m, gemm_size});
     }
   }
   if (only.find("attention") != std::string::npos) {
-    for (Dtype d : {Dtype::f32, Dtype::f16}) configs.push_back({"attention", d, Mode::random});
+    for (Dtype d : {Dtype::f32, Dtype::f16}) configs.push_back({"attention", d, Mode::random, attention_size});
   }
   std::vector<ConfigResult> results;
   for (const Config& c : configs) {
     std::cerr << "running " << c.label() << "\n";
-    results.push_back(run_config(*device, c, c.probe == "gemm" ? gemm_size : attention_size, samples, seed0));
+    results.push_back(run_config(*device, c, samples, seed0));
   }
   const bool with_memory = only.find("memory") != std::string::npos;
   MemoryResult memory;

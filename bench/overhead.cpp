@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
                "| region | memory probe | host memcpy | ratio | target |\n|---|---|---|---|---|\n";
   std::vector<std::pair<std::uint64_t, double>> regions;
   for (const Row& r : rows) {
-    if (r.probe == "memory") {
+    if (r.bandwidth > 0) {  // the memory probe's rows
       ProbeSpec spec = memory_probe().default_specs(info).front();
       const auto share = static_cast<std::uint64_t>(static_cast<double>(device->free_memory_bytes()) * spec.memory.free_share);
       regions.push_back({std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3}, r.bandwidth});

@@ -1,4 +1,4 @@
-# CUDA backend (issue 6): detection of nvcc and the fatbin build step. Included once from the
+# CUDA backend: detection of nvcc and the fatbin build step. Included once from the
 # top-level CMakeLists.txt; probes/backends/cuda/CMakeLists.txt adds the backend to substrate_core
 # when SUBSTRATE_CUDA_ENABLED is true. The toolkit is never mandatory (unless SUBSTRATE_CUDA=ON):
 # without nvcc the backend is off and the rest of the build is unaffected.

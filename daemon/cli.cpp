@@ -61,7 +61,8 @@ constexpr const char* k_probe_usage =
     "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
     "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
     "\n"
-    "exit: 0 every check passed, 1 a check found a fault, 2 could not run\n";
+    "exit: 0 every check passed (probes a device does not implement are skipped, not failed),\n"
+    "      1 a check found a fault, 2 could not run\n";
 
 constexpr const char* k_devices_usage =
     "usage: substrated devices [--json] [--path.sysfs DIR]\n"
@@ -85,13 +86,13 @@ int fail(const std::string& message) {
 }
 
 int list_probes() {
-  std::cout << "ID         MATURITY DEFAULT BUDGET_S KERNELS             DESCRIPTION\n";
+  std::cout << "ID         MATURITY DEFAULT TIMEOUT_S KERNELS             DESCRIPTION\n";
   for (const ProbeDescriptor& d : probe_registry().all()) {
     std::string kernels;
     for (const std::string& k : d.kernels) kernels += (kernels.empty() ? "" : ",") + k;
     char line[512];
-    std::snprintf(line, sizeof line, "%-10s %-8s %-7s %-8.0f %-19s %s\n", d.id.c_str(), to_string(d.maturity),
-                  d.enabled_by_default ? "yes" : "no", d.time_budget_seconds, kernels.c_str(), d.description.c_str());
+    std::snprintf(line, sizeof line, "%-10s %-8s %-7s %-9.0f %-19s %s\n", d.id.c_str(), to_string(d.maturity),
+                  d.enabled_by_default ? "yes" : "no", d.default_timeout_seconds, kernels.c_str(), d.description.c_str());
     std::cout << line;
   }
   return k_exit_ok;

@@ -45,9 +45,6 @@ std::string format_number(double value) {
   return out.str();
 }
 
-// Interval between scheduled runs when the file does not say: memory passes are heavier.
-double default_interval(const std::string& probe_id) { return probe_id == "memory" ? 900.0 : 300.0; }
-
 class Parser {
  public:
   explicit Parser(std::string source) : source_(std::move(source)) {}
@@ -356,24 +353,15 @@ class Parser {
 
     // Modes and dtypes each supported, but the combination must still select something.
     const bool any = std::any_of(specs.begin(), specs.end(), [&](const ProbeSpec& spec) {
-      const bool mode_ok = schedule.modes.empty() ||
-                           std::find(schedule.modes.begin(), schedule.modes.end(), spec.mode) != schedule.modes.end();
-      const bool dtype_ok = schedule.dtypes.empty() ||
-                            std::find(schedule.dtypes.begin(), schedule.dtypes.end(), spec.dtype) != schedule.dtypes.end();
-      return mode_ok && dtype_ok;
+      return spec_selected(probe, spec, schedule.modes, schedule.dtypes);
     });
     if (!any) fail(filter_node, filter_key, "no run of this probe has any of these modes with any of these dtypes");
 
     if (schedule.drill) {
-      // Row length as `substrated probe --inject` computes it; unknown (0) until the device is
-      // known when no size is configured, so only the size-independent parts are checked here.
-      std::uint64_t row_length = 0;
-      if (probe.id == "memory") {
-        row_length = 1;
-      } else if (schedule.size && !specs.empty()) {
-        row_length = probe.id == "gemm" ? specs.front().gemm.n : specs.front().attention.head_dim;
-      }
-      auto inject = parse_injection(*schedule.drill, row_length);
+      // Checked against the configured size as `substrated probe --inject` reads it; without a
+      // size the row length waits for the device, so only the size-independent parts are checked.
+      auto inject = schedule.size && !specs.empty() ? parse_drill(probe, *schedule.drill, specs.front())
+                                                    : parse_injection(*schedule.drill, 0);
       if (!inject) fail(drill_node, path + ".drill", inject.error().message);
     }
   }
@@ -390,7 +378,8 @@ Config default_config() {
   for (const ProbeDescriptor& d : probe_registry().all()) {
     ProbeSchedule schedule;
     schedule.enabled = d.enabled_by_default;
-    schedule.interval_seconds = default_interval(d.id);
+    schedule.interval_seconds = d.default_interval_seconds;
+    schedule.timeout_seconds = d.default_timeout_seconds;
     config.probes[d.id] = schedule;
   }
   return config;

@@ -77,21 +77,21 @@ Expected<std::vector<ProbeSpec>> specs_for(const ProbeRequest& request, const De
   } else {
     for (const std::string& id : request.kernels) probes.push_back(probe_registry().find(id));
   }
+  std::vector<Mode> modes;
+  std::vector<Dtype> dtypes;
+  if (request.mode) modes.push_back(*request.mode);
+  if (request.dtype) dtypes.push_back(*request.dtype);
   std::vector<ProbeSpec> specs;
   for (const ProbeDescriptor* probe : probes) {
     for (ProbeSpec spec : probe->default_specs(device)) {
-      if (request.mode && spec.probe != "memory" && spec.mode != *request.mode) continue;
-      if (request.dtype && spec.probe != "memory" && spec.dtype != *request.dtype) continue;
+      if (!spec_selected(*probe, spec, modes, dtypes)) continue;
       spec.seed = request.seed;
       if (request.size) {
         Status sized = probe->apply_size(*request.size, spec);
         if (!sized) return sized.error();
       }
       if (request.inject) {
-        const std::uint64_t row_length = spec.probe == "gemm" ? spec.gemm.n
-                                         : spec.probe == "attention" ? spec.attention.head_dim
-                                                                     : 1;
-        auto inject = parse_injection(*request.inject, row_length);
+        auto inject = parse_drill(*probe, *request.inject, spec);
         if (!inject) return inject.error();
         spec.inject = *inject;
       }

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "probes/registry.hpp"
+
 namespace substrate {
 namespace {
 
@@ -26,35 +28,17 @@ std::string beyond_rounding(const Mismatch& m) {
   return " (beyond rounding: " + (m.significant_xor_bits ? bits_list(m.significant_xor_bits) : "none") + ")";
 }
 
+// Runs checked within a derived bound: random mode of a probe with modes (not memory's patterns).
+bool has_error_budget(const ProbeSpec& spec) {
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  return probe && !probe->modes.empty() && spec.mode == Mode::random;
+}
+
 std::string pad(const std::string& text, std::size_t width) {
   return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
 }
 
 }  // namespace
-
-std::string replay_command(const ProbeResult& r) {
-  const ProbeSpec& spec = r.spec;
-  std::ostringstream out;
-  out << "substrated probe --device " << r.device.id << " --kernel " << spec.probe;
-  if (spec.probe == "gemm") {
-    out << " --mode " << to_string(spec.mode) << " --dtype " << to_string(spec.dtype) << " --size " << spec.gemm.m << "x"
-        << spec.gemm.n << "x" << spec.gemm.k;
-  } else if (spec.probe == "attention") {
-    out << " --dtype " << to_string(spec.dtype) << " --size " << spec.attention.seq_len << "x" << spec.attention.heads
-        << "x" << spec.attention.head_dim;
-  } else if (spec.probe == "memory") {
-    out << " --size " << spec.memory.max_bytes;
-  }
-  out << " --seed " << spec.seed;
-  if (spec.inject.enabled) {
-    out << " --inject ";
-    for (int bit = 0; bit < 32; ++bit) {
-      if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
-    }
-    out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
-  }
-  return out.str();
-}
 
 std::string render_results(const std::vector<ProbeResult>& results) {
   std::ostringstream out;
@@ -65,7 +49,7 @@ std::string render_results(const std::vector<ProbeResult>& results) {
     if (r.drill()) status += "*";
     out << pad(r.device.id, 10) << pad(spec_key(r.spec), 34) << pad(std::to_string(r.spec.seed), 6) << pad(status, 7)
         << pad(std::to_string(r.check.mismatched), 9)
-        << pad(r.spec.mode == Mode::exact || r.spec.probe == "memory" ? "-" : format("%.2e", r.check.budget_used), 10)
+        << pad(has_error_budget(r.spec) ? format("%.2e", r.check.budget_used) : "-", 10)
         << pad(r.fingerprint.empty() ? "-" : r.fingerprint, 17) << pad(format("%.2f", r.device_seconds * 1e3), 10)
         << format("%.1f", r.wall_seconds * 1e3) << "\n";
   }
@@ -74,6 +58,10 @@ std::string render_results(const std::vector<ProbeResult>& results) {
     drill = drill || r.drill();
     if (r.status == RunStatus::error) {
       out << "\n" << r.device.id << " " << spec_key(r.spec) << ": could not run: " << r.error << "\n";
+      continue;
+    }
+    if (r.status == RunStatus::skipped) {
+      out << "\n" << r.device.id << " " << spec_key(r.spec) << ": skipped: " << r.skip_reason << "\n";
       continue;
     }
     if (r.status != RunStatus::fail) continue;
@@ -89,7 +77,7 @@ std::string render_results(const std::vector<ProbeResult>& results) {
                     m.xor_bits, bits_list(m.xor_bits).c_str(), beyond_rounding(m).c_str());
       out << line;
     }
-    if (r.memory) {
+    if (r.memory && r.status != RunStatus::error) {
       for (const BadWord& bad : r.memory->first_bad) {
         char line[256];
         std::snprintf(line, sizeof line,

@@ -8,10 +8,9 @@
 
 namespace substrate {
 
-// A table with one row per result, then the evidence of every failure (mismatches, bits, seed).
+// A table with one row per result, then the evidence of every failure (mismatches, bits, seed
+// and the replay command) and the reason of every run that errored or was skipped.
 std::string render_results(const std::vector<ProbeResult>& results);
-// The `substrated probe` command line that re-runs the result's spec, seed and drill.
-std::string replay_command(const ProbeResult& result);
 // Devices with the telemetry sources joined to each (by device id), then the notes.
 std::string render_devices(const std::vector<DeviceInfo>& devices,
                            const std::map<std::string, std::vector<std::string>>& telemetry_sources,

@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -73,8 +74,9 @@ struct Slot {
   DevicePtr device;
   std::unique_ptr<DeviceWorker> worker = std::make_unique<DeviceWorker>();
   VerdictState verdict;
-  std::vector<TelemetryFinding> telemetry_events, telemetry_conditions;
-  std::map<std::string, ProbeStats> probes;
+  std::vector<TelemetryFinding> telemetry_conditions;
+  std::map<std::string, ProbeStats> probes;  // probes that ran on the device (not only skipped)
+  std::map<std::pair<std::string, SkipKind>, std::uint64_t> skipped;  // scheduled rounds, by probe and kind
   std::map<std::string, std::unique_ptr<asio::steady_timer>> timers;
   std::map<std::string, double> last_cost;  // device seconds of the probe's last run
   double budget_seconds = 0.0;             // duty-cycle tokens (device seconds)
@@ -244,7 +246,8 @@ class Service {
       return;
     }
     // Busy devices are deferred, but never beyond the maximum staleness.
-    const double last = slot.probes[probe].last_run;
+    const auto ran = slot.probes.find(probe);
+    const double last = ran == slot.probes.end() ? 0.0 : ran->second.last_run;
     const auto busy = utilization(slot);
     if (busy && *busy > config_.busy_utilization && last > 0 && unix_now() - last < config_.max_staleness_seconds) {
       spdlog::debug("{} {}: device busy ({:.0f}%), deferred", slot.device->info().id, probe, *busy * 100);
@@ -263,13 +266,10 @@ class Service {
     request.inject = schedule.drill;
     auto specs = specs_for(request, slot.device->info());
     if (!specs) return specs;
+    const ProbeDescriptor& descriptor = *probe_registry().find(probe);
     std::vector<ProbeSpec> chosen;
     for (const ProbeSpec& spec : *specs) {
-      const bool mode_ok = schedule.modes.empty() || spec.probe == "memory" ||
-                           std::find(schedule.modes.begin(), schedule.modes.end(), spec.mode) != schedule.modes.end();
-      const bool dtype_ok = schedule.dtypes.empty() || spec.probe == "memory" ||
-                            std::find(schedule.dtypes.begin(), schedule.dtypes.end(), spec.dtype) != schedule.dtypes.end();
-      if (mode_ok && dtype_ok) chosen.push_back(spec);
+      if (spec_selected(descriptor, spec, schedule.modes, schedule.dtypes)) chosen.push_back(spec);
     }
     return chosen;
   }
@@ -351,7 +351,9 @@ class Service {
     std::map<std::string, std::map<std::string, std::string>> groups;  // peer group + spec -> device -> print
     for (auto& slot : slots_) {
       const DeviceInfo& info = slot->device->info();
-      for (const ProbeResult& r : slot->probes[probe].last_results) {
+      const auto ran = slot->probes.find(probe);
+      if (ran == slot->probes.end()) continue;
+      for (const ProbeResult& r : ran->second.last_results) {
         if (r.status != RunStatus::pass || r.drill() || r.fingerprint.empty()) continue;
         groups[info.name + "|" + info.driver + "|" + info.kernel_build + "|" + spec_key(r.spec) + "#" +
                std::to_string(r.spec.seed)][info.id] = r.fingerprint;
@@ -361,12 +363,24 @@ class Service {
     for (const auto& [group, prints] : groups) {
       for (const std::string& device : fingerprint_minority(prints)) minority.insert(device);
     }
-    for (auto& slot : slots_) slot->probes[probe].cross_device = minority.count(slot->device->info().id) > 0;
+    for (auto& slot : slots_) {
+      const auto ran = slot->probes.find(probe);
+      if (ran != slot->probes.end()) ran->second.cross_device = minority.count(slot->device->info().id) > 0;
+    }
   }
 
   void on_scheduled_done(Slot& slot, const std::string& probe, std::vector<ProbeResult> results) {
     slot.running_probe.clear();
     if (slot.hung) return;  // the watchdog already gave up on this device
+    // A probe the device's backend does not implement is counted as skipped and nothing else: it
+    // neither fails nor recovers the verdict, and gets no run series (no stale last success).
+    const auto is_skipped = [](const ProbeResult& r) { return r.status == RunStatus::skipped; };
+    if (!results.empty() && std::all_of(results.begin(), results.end(), is_skipped)) {
+      ++slot.skipped[{probe, results.front().skip_kind}];
+      spdlog::debug("{} {}: skipped: {}", slot.device->info().id, probe, results.front().skip_reason);
+      if (!stopping_) arm(slot, probe, jittered(config_.probes[probe].interval_seconds));
+      return;
+    }
     ProbeStats& stats = slot.probes[probe];
     RunFindings findings;
     stats.budget = 0.0;
@@ -395,7 +409,7 @@ class Service {
                                                              : ": " + std::to_string(result.check.mismatched) +
                                                                    " element(s) wrong");
       }
-      if (result.status != RunStatus::pass) {
+      if (result.status != RunStatus::pass && result.status != RunStatus::skipped) {
         spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.device->info().id, spec_key(result.spec),
                      result.spec.seed, to_string(result.status), result.drill() ? " [drill]" : "", replay_command(result));
       }
@@ -775,6 +789,9 @@ std::string Service::metrics_text() const {
   // rules see every name.
   f.family("substrate_probe_failures_total", "Failed scheduled probe runs by reason." + last,
            prometheus::MetricType::Counter);
+  f.family("substrate_probe_skipped_total",
+           "Scheduled probe runs skipped by reason (not_implemented: the device's backend lacks the probe).",
+           prometheus::MetricType::Counter);
   f.family("substrate_baseline_resets_total", "Baselines reset because the driver or kernel build changed.",
            prometheus::MetricType::Counter);
   f.family("substrate_device_changes_total",
@@ -798,6 +815,10 @@ std::string Service::metrics_text() const {
     }
     for (const auto& [what, count] : slot->device_changes) {
       f.counter("substrate_device_changes_total", "", {{"device", d}, {"what", what}}, static_cast<double>(count));
+    }
+    for (const auto& [skip, count] : slot->skipped) {
+      f.counter("substrate_probe_skipped_total", "", {{"device", d}, {"probe", skip.first}, {"reason", to_string(skip.second)}},
+                static_cast<double>(count));
     }
     double bandwidth = -1, bad_words = -1;
     for (const auto& [probe, s] : slot->probes) {

@@ -41,7 +41,9 @@ struct VerdictState {
   std::uint32_t consecutive_passes = 0;
 };
 
-// Folds one run's findings into the verdict.
+// Folds one run's findings into the verdict. A round whose runs were all skipped (a probe the
+// device's backend lacks) is not a run: the service never folds it in, so it neither fails nor
+// recovers the device.
 void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy& policy);
 // Telemetry findings of severity failed (an ECC rise, an XID, a failed remap) are events: they
 // fail the device until `passes_to_recover` clean runs follow. Degraded findings are conditions

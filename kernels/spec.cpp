@@ -52,25 +52,6 @@ unsigned mantissa_bits(Dtype dtype) {
   return 23;
 }
 
-std::string spec_key(const ProbeSpec& spec) {
-  std::ostringstream key;
-  key << spec.probe;
-  if (spec.probe == "gemm") {
-    key << '/' << to_string(spec.dtype) << '/' << to_string(spec.mode) << '/' << spec.gemm.m << 'x' << spec.gemm.n
-        << 'x' << spec.gemm.k;
-  } else if (spec.probe == "attention") {
-    key << '/' << to_string(spec.dtype) << '/' << spec.attention.seq_len << 'x' << spec.attention.heads << 'x'
-        << spec.attention.head_dim << (spec.attention.causal ? "/causal" : "/full");
-  } else if (spec.probe == "memory") {
-    key << '/' << spec.memory.max_bytes;
-  } else if (spec.probe == "canary") {
-    const CanaryShape& c = spec.canary;
-    key << '/' << to_string(spec.dtype) << '/' << c.tokens << 'x' << c.d_model << 'x' << c.heads << 'x' << c.ffn << 'x'
-        << c.layers << 'x' << c.vocab;
-  }
-  return key.str();
-}
-
 namespace {
 
 bool parse_u64(const std::string& text, std::uint64_t& out) {

@@ -51,7 +51,7 @@ struct CanaryShape {
 };
 
 struct ProbeSpec {
-  std::string probe;  // registry id: "gemm", "attention", "memory"
+  std::string probe;  // registry id (probes/registry.hpp); the probe reads only its own shape
   Dtype dtype = Dtype::f32;
   Mode mode = Mode::exact;
   std::uint64_t seed = 1;
@@ -61,9 +61,6 @@ struct ProbeSpec {
   CanaryShape canary;
   Injection inject;
 };
-
-// A stable key naming the spec without its seed and injection: "gemm/f32/exact/256x256x256".
-std::string spec_key(const ProbeSpec& spec);
 
 // Parses a drill description "bit=B[,bit=B2...][,element=N | ,row=R,col=C][,transient][,layer=L]".
 // `row_length` converts row/col into an element index. Returns an invalid_argument error naming

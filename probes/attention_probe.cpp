@@ -1,11 +1,55 @@
 // Attention probe: softmax(Q·Kᵀ/√d)·V against a double golden with the per-element bound
 // derived in docs/error-bounds.md, plus a fingerprint of the output bits.
+#include <array>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/generator.hpp"
 #include "probes/registry.hpp"
 
 namespace substrate {
 namespace {
 
-std::vector<ProbeSpec> attention_defaults(const DeviceInfo& device) {
+struct AttentionProbe {
+  static constexpr const char* id = "attention";
+  static constexpr const char* description =
+      "softmax(Q·Kᵀ/√d)·V (f32, f16 inputs; causal and full) vs CPU golden within a derived bound";
+  static constexpr std::array kernels{"fill", "attention"};
+  static constexpr bool enabled_by_default = true;
+  static constexpr Maturity maturity = Maturity::stable;
+  static constexpr double default_interval_seconds = 300.0;
+  static constexpr double default_timeout_seconds = 120.0;
+  static constexpr std::array modes{Mode::random};  // exp has no exact mode
+  static constexpr std::array dtypes{Dtype::f32, Dtype::f16};
+  static constexpr std::array backends{"vulkan", "cuda"};
+  static constexpr bool injects_by_layer = false;
+
+  static std::vector<ProbeSpec> default_specs(const DeviceInfo& device);
+  static Status apply_size(const std::string& text, ProbeSpec& spec);
+  // SEQ_LENxHEADSxHEAD_DIM; causal or full is not part of the size.
+  static std::string shape_text(const ProbeSpec& spec) {
+    const AttentionShape& s = spec.attention;
+    return std::to_string(s.seq_len) + "x" + std::to_string(s.heads) + "x" + std::to_string(s.head_dim);
+  }
+  static std::string spec_key(const ProbeSpec& spec) {
+    return std::string(id) + "/" + to_string(spec.dtype) + "/" + shape_text(spec) +
+           (spec.attention.causal ? "/causal" : "/full");
+  }
+  // The output's rows are (head, query) pairs, its columns the head dimension.
+  static std::uint64_t row_length(const ProbeSpec& spec, std::uint32_t) { return spec.attention.head_dim; }
+  static void shape_to_json(const ProbeSpec& spec, nlohmann::json& out) {
+    const AttentionShape& s = spec.attention;
+    out = {{"seq_len", s.seq_len}, {"heads", s.heads}, {"head_dim", s.head_dim}, {"causal", s.causal}};
+  }
+  static void shape_from_json(const nlohmann::json& in, ProbeSpec& spec) {
+    spec.attention = {in.at("seq_len").get<std::uint32_t>(), in.at("heads").get<std::uint32_t>(),
+                      in.at("head_dim").get<std::uint32_t>(), in.at("causal").get<bool>()};
+  }
+  static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec);
+  static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
+};
+
+std::vector<ProbeSpec> AttentionProbe::default_specs(const DeviceInfo& device) {
   struct Shape {
     std::uint32_t seq_len, heads, head_dim;
     bool causal;
@@ -17,7 +61,7 @@ std::vector<ProbeSpec> attention_defaults(const DeviceInfo& device) {
   for (Dtype dtype : {Dtype::f32, Dtype::f16}) {
     for (const Shape& s : shapes) {
       ProbeSpec spec;
-      spec.probe = "attention";
+      spec.probe = id;
       spec.dtype = dtype;
       spec.mode = Mode::random;
       spec.attention = {s.seq_len, s.heads, s.head_dim, s.causal};
@@ -27,7 +71,7 @@ std::vector<ProbeSpec> attention_defaults(const DeviceInfo& device) {
   return specs;
 }
 
-Status attention_size(const std::string& text, ProbeSpec& spec) {
+Status AttentionProbe::apply_size(const std::string& text, ProbeSpec& spec) {
   auto dims = parse_dimensions(text, 3);
   if (!dims) return dims.error();
   spec.attention.seq_len = (*dims)[0];
@@ -36,7 +80,19 @@ Status attention_size(const std::string& text, ProbeSpec& spec) {
   return ok_status();
 }
 
-Status attention_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result) {
+std::vector<DumpInput> AttentionProbe::dump_inputs(const ProbeSpec& spec) {
+  const AttentionShape& s = spec.attention;
+  const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+  const std::vector<std::uint64_t> shape{s.heads, s.seq_len, s.head_dim};
+  std::vector<DumpInput> inputs;
+  for (auto [name, stream] : {std::pair{"q", gen::stream_attention_q}, std::pair{"k", gen::stream_attention_k},
+                              std::pair{"v", gen::stream_attention_v}}) {
+    inputs.push_back({name, shape, golden::generate(spec.seed, stream, count, spec.dtype, Mode::random, 0)});
+  }
+  return inputs;
+}
+
+Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result) {
   const AttentionShape& shape = spec.attention;
   if (shape.seq_len == 0 || shape.heads == 0 || shape.head_dim == 0) {
     return Error{ErrorKind::invalid_argument, "attention: empty shape"};
@@ -60,18 +116,6 @@ Status attention_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& 
 
 }  // namespace
 
-ProbeDescriptor attention_probe() {
-  ProbeDescriptor d;
-  d.id = "attention";
-  d.description = "softmax(Q·Kᵀ/√d)·V (f32, f16 inputs; causal and full) vs CPU golden within a derived bound";
-  d.kernels = {"fill", "attention"};
-  d.enabled_by_default = true;
-  d.maturity = Maturity::stable;
-  d.time_budget_seconds = 10.0;
-  d.default_specs = attention_defaults;
-  d.apply_size = attention_size;
-  d.run = attention_run;
-  return d;
-}
+ProbeDescriptor attention_probe() { return describe<AttentionProbe>(); }
 
 }  // namespace substrate

@@ -4,9 +4,12 @@
 // the first diverging layer is named, with next-token agreement of the final logits, so a fault
 // reads the way a model user would see it.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <numeric>
+
+#include <nlohmann/json.hpp>
 
 #include "kernels/golden/canary_golden.hpp"
 #include "probes/registry.hpp"
@@ -14,17 +17,71 @@
 namespace substrate {
 namespace {
 
-std::vector<ProbeSpec> canary_defaults(const DeviceInfo& device) {
+struct CanaryProbe {
+  static constexpr const char* id = "canary";
+  static constexpr const char* description =
+      "tiny transformer (embedding, RMSNorm, causal attention, SiLU MLP, logits) vs CPU golden per layer";
+  static constexpr std::array kernels{"canary"};
+  static constexpr bool enabled_by_default = false;
+  static constexpr Maturity maturity = Maturity::beta;
+  static constexpr double default_interval_seconds = 300.0;
+  static constexpr double default_timeout_seconds = 120.0;
+  // f32 in random mode only: exp, rsqrt and SiLU have no exact mode.
+  static constexpr std::array modes{Mode::random};
+  static constexpr std::array dtypes{Dtype::f32};
+  static constexpr std::array backends{"vulkan"};  // no CUDA kernels yet
+  static constexpr bool injects_by_layer = true;
+
+  static std::vector<ProbeSpec> default_specs(const DeviceInfo& device);
+  static Status apply_size(const std::string& text, ProbeSpec& spec);
+  // TOKENSxD_MODELxHEADSxFFNxLAYERSxVOCAB
+  static std::string shape_text(const ProbeSpec& spec) {
+    const CanaryShape& c = spec.canary;
+    std::string text;
+    for (std::uint32_t v : {c.tokens, c.d_model, c.heads, c.ffn, c.layers, c.vocab}) {
+      text += (text.empty() ? "" : "x") + std::to_string(v);
+    }
+    return text;
+  }
+  static std::string spec_key(const ProbeSpec& spec) {
+    return std::string(id) + "/" + to_string(spec.dtype) + "/" + shape_text(spec);
+  }
+  // A drill corrupts one checkpoint layer, whose rows are tokens and columns features.
+  static std::uint64_t row_length(const ProbeSpec& spec, std::uint32_t layer) {
+    const auto layers = canary::layers(spec.canary);
+    return layer < layers.size() ? layers[layer].cols : 0;
+  }
+  static void shape_to_json(const ProbeSpec& spec, nlohmann::json& out) {
+    const CanaryShape& c = spec.canary;
+    out = {{"tokens", c.tokens}, {"d_model", c.d_model}, {"heads", c.heads},
+           {"ffn", c.ffn},       {"layers", c.layers},   {"vocab", c.vocab}};
+  }
+  static void shape_from_json(const nlohmann::json& in, ProbeSpec& spec) {
+    spec.canary = {in.at("tokens").get<std::uint32_t>(), in.at("d_model").get<std::uint32_t>(),
+                   in.at("heads").get<std::uint32_t>(),  in.at("ffn").get<std::uint32_t>(),
+                   in.at("layers").get<std::uint32_t>(), in.at("vocab").get<std::uint32_t>()};
+  }
+  // The input tokens (as float32: npy readers everywhere take them); the weights are generator
+  // values the golden regenerates.
+  static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec) {
+    const CanaryShape& s = spec.canary;
+    std::vector<float> tokens;
+    for (std::uint32_t t = 0; t < s.tokens; ++t) tokens.push_back(static_cast<float>(canary::token(spec.seed, t, s.vocab)));
+    return {{"tokens", {s.tokens}, std::move(tokens)}};
+  }
+  static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
+};
+
+std::vector<ProbeSpec> CanaryProbe::default_specs(const DeviceInfo& device) {
   ProbeSpec spec;
-  spec.probe = "canary";
+  spec.probe = id;
   spec.dtype = Dtype::f32;
   spec.mode = Mode::random;
   spec.canary = device.is_cpu() ? CanaryShape{16, 64, 4, 128, 2, 128} : CanaryShape{64, 256, 8, 1024, 4, 1024};
   return {spec};
 }
 
-// "TOKENSxD_MODELxHEADSxFFNxLAYERSxVOCAB"
-Status canary_size(const std::string& text, ProbeSpec& spec) {
+Status CanaryProbe::apply_size(const std::string& text, ProbeSpec& spec) {
   auto dims = parse_dimensions(text, 6);
   if (!dims) return dims.error();
   const auto& d = *dims;
@@ -48,7 +105,7 @@ double cosine(std::span<const std::uint32_t> bits, std::span<const double> golde
   return dot / (std::sqrt(aa) * std::sqrt(bb));
 }
 
-Status canary_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result) {
+Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result) {
   const CanaryShape& shape = spec.canary;
   if (const std::string invalid = canary::validate(shape); !invalid.empty()) {
     return Error{ErrorKind::invalid_argument, invalid};
@@ -162,18 +219,6 @@ Status canary_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& gol
 
 }  // namespace
 
-ProbeDescriptor canary_probe() {
-  ProbeDescriptor d;
-  d.id = "canary";
-  d.description = "tiny transformer (embedding, RMSNorm, causal attention, SiLU MLP, logits) vs CPU golden per layer";
-  d.kernels = {"canary"};
-  d.enabled_by_default = false;
-  d.maturity = Maturity::beta;
-  d.time_budget_seconds = 10.0;
-  d.default_specs = canary_defaults;
-  d.apply_size = canary_size;
-  d.run = canary_run;
-  return d;
-}
+ProbeDescriptor canary_probe() { return describe<CanaryProbe>(); }
 
 }  // namespace substrate

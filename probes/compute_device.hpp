@@ -121,7 +121,8 @@ class ComputeDevice {
   virtual Expected<KernelRun> run_gemm(const GemmLaunch& launch) = 0;
   virtual Expected<KernelRun> run_attention(const AttentionLaunch& launch) = 0;
   virtual Expected<MemoryRun> run_memory(const MemoryLaunch& launch) = 0;
-  // Not pure: backends without the canary kernels (CUDA for now) report it unavailable.
+  // Not pure: backends without the canary kernels (CUDA for now) report it unavailable. run_probe
+  // never gets here for them (the canary's descriptor lists its backends: the run is skipped).
   virtual Expected<CanaryRun> run_canary(const CanaryLaunch& launch) {
     (void)launch;
     return Error{ErrorKind::unavailable, "the canary probe is not implemented on the " + info().backend + " backend yet"};

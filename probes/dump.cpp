@@ -9,11 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/generator.hpp"
-#include "kernels/golden/canary_golden.hpp"
-#include "kernels/golden/golden.hpp"
 #include "common/file_io.hpp"
 #include "probes/npy.hpp"
+#include "probes/registry.hpp"
 
 namespace substrate {
 namespace fs = std::filesystem;
@@ -130,29 +128,8 @@ std::string dump_directory_name(const ProbeResult& result) {
 }
 
 std::vector<DumpInput> regenerate_inputs(const ProbeSpec& spec) {
-  std::vector<DumpInput> inputs;
-  if (spec.probe == "gemm") {
-    const GemmShape& s = spec.gemm;
-    const std::uint32_t radius = spec.mode == Mode::exact ? gen::exact_radius(s.k) : 0;
-    inputs.push_back({"a", {s.m, s.k},
-                      golden::generate(spec.seed, gen::stream_gemm_a, std::uint64_t{s.m} * s.k, spec.dtype, spec.mode, radius)});
-    inputs.push_back({"b", {s.k, s.n},
-                      golden::generate(spec.seed, gen::stream_gemm_b, std::uint64_t{s.k} * s.n, spec.dtype, spec.mode, radius)});
-  } else if (spec.probe == "canary") {
-    const CanaryShape& s = spec.canary;
-    std::vector<float> tokens;
-    for (std::uint32_t t = 0; t < s.tokens; ++t) tokens.push_back(static_cast<float>(canary::token(spec.seed, t, s.vocab)));
-    inputs.push_back({"tokens", {s.tokens}, std::move(tokens)});
-  } else if (spec.probe == "attention") {
-    const AttentionShape& s = spec.attention;
-    const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
-    const std::vector<std::uint64_t> shape{s.heads, s.seq_len, s.head_dim};
-    for (auto [name, stream] : {std::pair{"q", gen::stream_attention_q}, std::pair{"k", gen::stream_attention_k},
-                                std::pair{"v", gen::stream_attention_v}}) {
-      inputs.push_back({name, shape, golden::generate(spec.seed, stream, count, spec.dtype, Mode::random, 0)});
-    }
-  }
-  return inputs;
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  return probe ? probe->dump_inputs(spec) : std::vector<DumpInput>{};
 }
 
 Expected<std::string> write_dump(const std::string& root, const ProbeResult& result) {

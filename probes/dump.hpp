@@ -29,7 +29,8 @@ struct DumpInput {
   std::vector<float> values;         // exact values as the device stores them (f16/bf16 widen exactly)
 };
 
-// The inputs of a gemm or attention run regenerated on the CPU; empty for other probes.
+// The inputs of a run regenerated on the CPU (ProbeDescriptor::dump_inputs); empty for a probe
+// without inputs worth dumping or an unknown one.
 std::vector<DumpInput> regenerate_inputs(const ProbeSpec& spec);
 
 // Writes the dump of `result` under `root` and returns the directory written. The result must

@@ -2,8 +2,11 @@
 // own address, moving inversions, random), a retention block re-read across runs, bad words
 // re-read to tell stored flips from transient reads, and the achieved bandwidth.
 #include <algorithm>
-
+#include <array>
 #include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
 #include "probes/registry.hpp"
 
 namespace substrate {
@@ -13,9 +16,42 @@ constexpr std::uint64_t k_retention_bytes = 1ull << 20;
 // Fixed, so the retention block survives probe runs with different seeds.
 constexpr std::uint64_t k_retention_seed = 0x5245544eull;
 
-std::vector<ProbeSpec> memory_defaults(const DeviceInfo& device) {
+struct MemoryProbe {
+  static constexpr const char* id = "memory";
+  static constexpr const char* description =
+      "device memory patterns over a share of free memory, retention block, stored vs transient flips";
+  static constexpr std::array kernels{"memory"};
+  static constexpr bool enabled_by_default = true;
+  static constexpr Maturity maturity = Maturity::stable;
+  static constexpr double default_interval_seconds = 900.0;  // pattern passes are heavier
+  static constexpr double default_timeout_seconds = 120.0;
+  // Bit patterns, not numbers: no modes or dtypes to choose among.
+  static constexpr std::array<Mode, 0> modes{};
+  static constexpr std::array<Dtype, 0> dtypes{};
+  static constexpr std::array backends{"vulkan", "cuda"};
+  static constexpr bool injects_by_layer = false;
+
+  static std::vector<ProbeSpec> default_specs(const DeviceInfo& device);
+  static Status apply_size(const std::string& text, ProbeSpec& spec);
+  // The byte cap; an explicit size also tests up to all of the free memory (free_share 1).
+  static std::string shape_text(const ProbeSpec& spec) { return std::to_string(spec.memory.max_bytes); }
+  static std::string spec_key(const ProbeSpec& spec) { return std::string(id) + "/" + shape_text(spec); }
+  // A drill names a 32-bit word offset: one word per row.
+  static std::uint64_t row_length(const ProbeSpec&, std::uint32_t) { return 1; }
+  static void shape_to_json(const ProbeSpec& spec, nlohmann::json& out) {
+    out = {{"free_share", spec.memory.free_share}, {"max_bytes", spec.memory.max_bytes}};
+  }
+  static void shape_from_json(const nlohmann::json& in, ProbeSpec& spec) {
+    spec.memory = {in.at("free_share").get<double>(), in.at("max_bytes").get<std::uint64_t>()};
+  }
+  // Patterns are regenerated from the offset and seed: nothing to dump.
+  static std::vector<DumpInput> dump_inputs(const ProbeSpec&) { return {}; }
+  static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
+};
+
+std::vector<ProbeSpec> MemoryProbe::default_specs(const DeviceInfo& device) {
   ProbeSpec spec;
-  spec.probe = "memory";
+  spec.probe = id;
   spec.mode = Mode::random;
   spec.memory = device.is_cpu() ? MemoryShape{0.02, 8ull << 20} : MemoryShape{0.10, 4ull << 30};
   return {spec};
@@ -37,7 +73,7 @@ Expected<std::uint64_t> parse_bytes(const std::string& text) {
   return static_cast<std::uint64_t>(value * static_cast<double>(scale)) & ~std::uint64_t{3};
 }
 
-Status memory_size(const std::string& text, ProbeSpec& spec) {
+Status MemoryProbe::apply_size(const std::string& text, ProbeSpec& spec) {
   auto bytes = parse_bytes(text);
   if (!bytes) return bytes.error();
   spec.memory.max_bytes = *bytes;
@@ -45,7 +81,7 @@ Status memory_size(const std::string& text, ProbeSpec& spec) {
   return ok_status();
 }
 
-Status memory_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&, ProbeResult& result) {
+Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&, ProbeResult& result) {
   if (!(spec.memory.free_share > 0.0 && spec.memory.free_share <= 1.0) || spec.memory.max_bytes < 4) {
     return Error{ErrorKind::invalid_argument, "memory: free_share must be in (0, 1] and max_bytes at least 4"};
   }
@@ -91,18 +127,6 @@ Status memory_run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&, Pr
 
 }  // namespace
 
-ProbeDescriptor memory_probe() {
-  ProbeDescriptor d;
-  d.id = "memory";
-  d.description = "device memory patterns over a share of free memory, retention block, stored vs transient flips";
-  d.kernels = {"memory"};
-  d.enabled_by_default = true;
-  d.maturity = Maturity::stable;
-  d.time_budget_seconds = 20.0;
-  d.default_specs = memory_defaults;
-  d.apply_size = memory_size;
-  d.run = memory_run;
-  return d;
-}
+ProbeDescriptor memory_probe() { return describe<MemoryProbe>(); }
 
 }  // namespace substrate

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "probes/registry.hpp"
+
 namespace substrate {
 
 const char* to_string(RunStatus status) {
@@ -12,8 +14,16 @@ const char* to_string(RunStatus status) {
     case RunStatus::pass: return "pass";
     case RunStatus::fail: return "fail";
     case RunStatus::error: return "error";
+    case RunStatus::skipped: return "skipped";
   }
   return "error";
+}
+
+const char* to_string(SkipKind kind) {
+  switch (kind) {
+    case SkipKind::not_implemented: return "not_implemented";
+  }
+  return "not_implemented";
 }
 
 const char* to_string(MemoryPattern pattern) {
@@ -61,22 +71,12 @@ nlohmann::json number(double value) {
 void to_json(nlohmann::json& out, const ProbeSpec& spec) {
   out = {{"probe", spec.probe}, {"dtype", to_string(spec.dtype)}, {"mode", to_string(spec.mode)},
          {"seed", spec.seed}, {"key", spec_key(spec)}};
-  if (spec.probe == "gemm") out["gemm"] = {{"m", spec.gemm.m}, {"n", spec.gemm.n}, {"k", spec.gemm.k}};
-  if (spec.probe == "attention") {
-    out["attention"] = {{"seq_len", spec.attention.seq_len}, {"heads", spec.attention.heads},
-                        {"head_dim", spec.attention.head_dim}, {"causal", spec.attention.causal}};
-  }
-  if (spec.probe == "memory") {
-    out["memory"] = {{"free_share", spec.memory.free_share}, {"max_bytes", spec.memory.max_bytes}};
-  }
-  if (spec.probe == "canary") {
-    out["canary"] = {{"tokens", spec.canary.tokens}, {"d_model", spec.canary.d_model}, {"heads", spec.canary.heads},
-                     {"ffn", spec.canary.ffn},       {"layers", spec.canary.layers},   {"vocab", spec.canary.vocab}};
-  }
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  if (probe) probe->shape_to_json(spec, out[probe->id]);
   if (spec.inject.enabled) {
     out["inject"] = {{"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask},
                      {"transient", spec.inject.transient}};
-    if (spec.probe == "canary") out["inject"]["layer"] = spec.inject.layer;
+    if (probe && probe->injects_by_layer) out["inject"]["layer"] = spec.inject.layer;
   }
 }
 
@@ -89,29 +89,12 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec) {
   spec.dtype = *dtype;
   spec.mode = *mode;
   spec.seed = in.at("seed").get<std::uint64_t>();
-  if (in.contains("gemm")) {
-    const auto& g = in.at("gemm");
-    spec.gemm = {g.at("m").get<std::uint32_t>(), g.at("n").get<std::uint32_t>(), g.at("k").get<std::uint32_t>()};
-  }
-  if (in.contains("attention")) {
-    const auto& a = in.at("attention");
-    spec.attention = {a.at("seq_len").get<std::uint32_t>(), a.at("heads").get<std::uint32_t>(),
-                      a.at("head_dim").get<std::uint32_t>(), a.at("causal").get<bool>()};
-  }
-  if (in.contains("memory")) {
-    const auto& m = in.at("memory");
-    spec.memory = {m.at("free_share").get<double>(), m.at("max_bytes").get<std::uint64_t>()};
-  }
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  if (probe && in.contains(probe->id)) probe->shape_from_json(in.at(probe->id), spec);
   if (in.contains("inject")) {
     const auto& i = in.at("inject");
     spec.inject = {true, i.at("element").get<std::uint64_t>(), i.at("xor_mask").get<std::uint32_t>(),
                    i.at("transient").get<bool>(), i.value("layer", std::uint32_t{0})};
-  }
-  if (in.contains("canary")) {
-    const auto& c = in.at("canary");
-    spec.canary = {c.at("tokens").get<std::uint32_t>(), c.at("d_model").get<std::uint32_t>(),
-                   c.at("heads").get<std::uint32_t>(),  c.at("ffn").get<std::uint32_t>(),
-                   c.at("layers").get<std::uint32_t>(), c.at("vocab").get<std::uint32_t>()};
   }
 }
 
@@ -133,6 +116,10 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
   if (result.status == RunStatus::error) {
     out["error"] = result.error;
     out["error_kind"] = to_string(result.error_kind);
+  }
+  if (result.status == RunStatus::skipped) {
+    out["skip_reason"] = result.skip_reason;
+    out["skip_kind"] = to_string(result.skip_kind);
   }
   const CheckOutcome& c = result.check;
   nlohmann::json mismatches = nlohmann::json::array();
@@ -186,16 +173,6 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
                      {"retention", {{"bytes", m.retention_bytes},
                                     {"bad_words", m.retention_bad_words},
                                     {"age_seconds", m.retention_age_seconds}}}};
-  }
-}
-
-Expected<ProbeSpec> spec_from_result_json(const std::string& text) {
-  try {
-    const nlohmann::json doc = nlohmann::json::parse(text);
-    const nlohmann::json& spec_json = doc.contains("spec") ? doc.at("spec") : doc;
-    return spec_json.get<ProbeSpec>();
-  } catch (const nlohmann::json::exception& e) {
-    return Error{ErrorKind::invalid_argument, std::string("not a probe result: ") + e.what()};
   }
 }
 

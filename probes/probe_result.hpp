@@ -17,8 +17,13 @@
 
 namespace substrate {
 
-enum class RunStatus { pass, fail, error };
+// skipped: the probe did not run on this device (see SkipKind); neither a pass nor a failure.
+enum class RunStatus { pass, fail, error, skipped };
 const char* to_string(RunStatus status);
+
+// Why a run was skipped, a bounded set (the `reason` label of substrate_probe_skipped_total).
+enum class SkipKind { not_implemented };  // the device's backend has no kernels for the probe
+const char* to_string(SkipKind kind);
 
 struct MemoryDetails {
   std::uint64_t bytes_tested = 0;
@@ -72,6 +77,8 @@ struct ProbeResult {
   RunStatus status = RunStatus::error;
   std::string error;   // why it could not run (status == error)
   ErrorKind error_kind = ErrorKind::device_error;
+  std::string skip_reason;  // why it did not run (status == skipped): "not implemented on the cuda backend"
+  SkipKind skip_kind = SkipKind::not_implemented;
   CheckOutcome check;
   std::string fingerprint;
   double device_seconds = 0.0;    // checked kernels, device timer
@@ -89,12 +96,12 @@ struct ProbeResult {
 // "transient" when it shows the expected one, "unstable" otherwise.
 const char* persistence(const BadWord& bad);
 
+// A spec as JSON: probe, dtype, mode, seed, key, the shape under the probe id, the injection.
 void to_json(nlohmann::json& out, const ProbeSpec& spec);
-// Throws nlohmann::json exceptions on a malformed document.
+// Throws nlohmann::json exceptions on a malformed document; an unknown probe keeps no shape.
 void from_json(const nlohmann::json& in, ProbeSpec& spec);
 void to_json(nlohmann::json& out, const DeviceInfo& info);
+// A result as JSON (docs/probe-result.md).
 void to_json(nlohmann::json& out, const ProbeResult& result);
-// Parses a stored result's spec for replay; an invalid_argument error names the problem.
-Expected<ProbeSpec> spec_from_result_json(const std::string& text);
 
 }  // namespace substrate

@@ -22,10 +22,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
                                                           const std::function<golden::Reference()>& compute) {
   if (auto cached = find(spec)) return cached;
-  {
-    std::lock_guard lock(mutex_);
-    ++misses_;
-  }
   auto computed = std::make_shared<const golden::Reference>(compute());
   const std::size_t size = (computed->value.size() + computed->bound.size()) * sizeof(double);
   const std::string key = golden_key(spec);
@@ -111,11 +107,6 @@ std::size_t GoldenCache::hits() const {
   return hits_;
 }
 
-std::size_t GoldenCache::misses() const {
-  std::lock_guard lock(mutex_);
-  return misses_;
-}
-
 Status ProbeRegistry::add(ProbeDescriptor descriptor) {
   if (find(descriptor.id)) return Error{ErrorKind::invalid_argument, "probe id '" + descriptor.id + "' registered twice"};
   probes_.push_back(std::move(descriptor));
@@ -138,6 +129,48 @@ const ProbeRegistry& probe_registry() {
   return registry;
 }
 
+std::string spec_key(const ProbeSpec& spec) {
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  return probe ? probe->spec_key(spec) : spec.probe;
+}
+
+bool spec_selected(const ProbeDescriptor& probe, const ProbeSpec& spec, const std::vector<Mode>& modes,
+                   const std::vector<Dtype>& dtypes) {
+  auto chosen = [](const auto& has, const auto& wanted, auto value) {
+    return has.empty() || wanted.empty() || std::find(wanted.begin(), wanted.end(), value) != wanted.end();
+  };
+  return chosen(probe.modes, modes, spec.mode) && chosen(probe.dtypes, dtypes, spec.dtype);
+}
+
+Expected<Injection> parse_drill(const ProbeDescriptor& probe, const std::string& text, const ProbeSpec& spec) {
+  // The row length can depend on the layer, which the same text names: read that first.
+  auto layer = parse_injection(text, 0);
+  if (!layer) return layer;
+  return parse_injection(text, probe.row_length(spec, layer->layer));
+}
+
+std::string replay_command(const ProbeResult& result) {
+  const ProbeSpec& spec = result.spec;
+  std::ostringstream out;
+  out << "substrated probe --device " << result.device.id << " --kernel " << spec.probe;
+  if (const ProbeDescriptor* probe = probe_registry().find(spec.probe)) {
+    // A filter only where the probe offers a choice: the size alone picks among the rest.
+    if (probe->modes.size() > 1) out << " --mode " << to_string(spec.mode);
+    if (probe->dtypes.size() > 1) out << " --dtype " << to_string(spec.dtype);
+    out << " --size " << probe->shape_text(spec);
+    out << " --seed " << spec.seed;
+    if (spec.inject.enabled) {
+      out << " --inject ";
+      for (int bit = 0; bit < 32; ++bit) {
+        if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
+      }
+      out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
+      if (probe->injects_by_layer) out << ",layer=" << spec.inject.layer;
+    }
+  }
+  return out.str();
+}
+
 ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, bool capture_tensors) {
   ProbeResult result;
   result.device = device.info();
@@ -147,7 +180,13 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   const ProbeDescriptor* descriptor = probe_registry().find(spec.probe);
   Status status = descriptor ? Status(ok_status())
                              : Status(Error{ErrorKind::invalid_argument, "unknown probe '" + spec.probe + "'"});
-  if (status.ok()) {
+  const std::string& backend = result.device.backend;
+  if (descriptor &&
+      std::find(descriptor->backends.begin(), descriptor->backends.end(), backend) == descriptor->backends.end()) {
+    result.status = RunStatus::skipped;
+    result.skip_kind = SkipKind::not_implemented;
+    result.skip_reason = "not implemented on the " + backend + " backend";
+  } else if (status.ok()) {
     try {
       status = descriptor->run(device, spec, goldens, result);
     } catch (const std::exception& e) {

@@ -1,18 +1,27 @@
 #pragma once
-// Probe descriptors (OpenDCDiag-style): each probe is one file declaring id, description,
-// kernels, default enablement, time budget and maturity, plus how to build its default specs
-// and how to run one spec. The CLI and the scheduler only see descriptors.
+// Probe descriptors (OpenDCDiag-style). A probe is one file, probes/<id>_probe.cpp, whose struct
+// of static members is the only place that knows the probe: id, description, kernels, maturity,
+// defaults, the modes, dtypes and backends it has, its shape's size text, spec key, JSON, drill
+// geometry and dump inputs, and how to run one spec. describe<P>() checks the struct against
+// ProbeDefinition (a missing piece is a compile error) and builds the ProbeDescriptor through
+// which the CLI, the daemon, results and dumps reach the probe.
+#include <concepts>
 #include <functional>
 #include <future>
+#include <iterator>
 #include <list>
 #include <memory>
 #include <mutex>
+#include <ranges>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "kernels/golden/golden.hpp"
 #include "probes/compute_device.hpp"
+#include "probes/dump.hpp"
 #include "probes/probe_result.hpp"
 
 namespace substrate {
@@ -33,7 +42,6 @@ class GoldenCache {
   // The cached golden (counted as a hit), or null.
   std::shared_ptr<const golden::Reference> find(const ProbeSpec& spec);
   std::size_t hits() const;
-  std::size_t misses() const;
   std::size_t bytes() const;
 
  private:
@@ -49,7 +57,7 @@ class GoldenCache {
   std::size_t max_bytes_;
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> recency_;  // least recently used first
-  std::size_t bytes_ = 0, hits_ = 0, misses_ = 0;
+  std::size_t bytes_ = 0, hits_ = 0;
 };
 
 // The golden of one spec, computed on its own thread while the device runs (a cached one is taken
@@ -78,15 +86,95 @@ struct ProbeDescriptor {
   std::vector<std::string> kernels;
   bool enabled_by_default = true;
   Maturity maturity = Maturity::stable;
-  double time_budget_seconds = 10.0;
+  double default_interval_seconds = 300.0;  // between the daemon's scheduled runs
+  double default_timeout_seconds = 120.0;   // of one scheduled run, before the device counts as hung
+  // The modes and dtypes its specs vary over, which --mode/--dtype and the config's modes/dtypes
+  // choose among. Empty: the probe has no such choice and that filter does not apply to it.
+  std::vector<Mode> modes;
+  std::vector<Dtype> dtypes;
+  // The backends (DeviceInfo::backend) that implement it; on any other device a run is skipped.
+  std::vector<std::string> backends;
+  // Whether a drill names the checkpoint layer it corrupts (`layer=L`).
+  bool injects_by_layer = false;
   // Default specs for a device: sizes by device class (the seed is left at 1).
   std::function<std::vector<ProbeSpec>(const DeviceInfo&)> default_specs;
   // Applies a size text ("256", "128x64x32", "64M") to a spec; invalid_argument names the problem.
   std::function<Status(const std::string&, ProbeSpec&)> apply_size;
-  // Runs one spec: fills kernel, check, fingerprint and timings of `result`; sets status pass or
-  // fail, or returns an Error when the device could not run it.
+  // The spec's shape as apply_size reads it ("256x256x256"): its inverse, used by replay commands.
+  std::function<std::string(const ProbeSpec&)> shape_text;
+  // The stable key of the spec without seed and injection, e.g. "gemm/f32/exact/256x256x256".
+  std::function<std::string(const ProbeSpec&)> spec_key;
+  // Elements per row of the output a drill corrupts (of checkpoint `layer` for layered probes),
+  // so that row=R,col=C means element R*row_length+C; 0 when the layer does not exist.
+  std::function<std::uint64_t(const ProbeSpec&, std::uint32_t layer)> row_length;
+  // The shape as a JSON object (written under the probe id in a spec's JSON), and back; reading
+  // throws nlohmann::json exceptions on a malformed object.
+  std::function<void(const ProbeSpec&, nlohmann::json&)> shape_to_json;
+  std::function<void(const nlohmann::json&, ProbeSpec&)> shape_from_json;
+  // The run's inputs regenerated on the CPU for a dump; empty when it has none worth dumping.
+  std::function<std::vector<DumpInput>(const ProbeSpec&)> dump_inputs;
+  // Runs one spec on a device of one of `backends`: fills kernel, check, fingerprint and timings
+  // of `result`; sets status pass or fail, or returns an Error when the device could not run it.
   std::function<Status(ComputeDevice&, const ProbeSpec&, GoldenCache&, ProbeResult&)> run;
 };
+
+template <class R, class T>
+concept ListOf = std::ranges::range<R> && std::constructible_from<T, std::ranges::range_value_t<R>>;
+
+// What a probe file defines: a struct whose static members fill every field of ProbeDescriptor.
+template <class P>
+concept ProbeDefinition =
+    requires(const ProbeSpec& spec, ProbeSpec& out, const std::string& text, const DeviceInfo& info,
+             ComputeDevice& device, GoldenCache& goldens, ProbeResult& result, nlohmann::json& json,
+             const nlohmann::json& in, std::uint32_t layer) {
+      { P::id } -> std::convertible_to<std::string>;
+      { P::description } -> std::convertible_to<std::string>;
+      { P::enabled_by_default } -> std::convertible_to<bool>;
+      { P::maturity } -> std::convertible_to<Maturity>;
+      { P::default_interval_seconds } -> std::convertible_to<double>;
+      { P::default_timeout_seconds } -> std::convertible_to<double>;
+      { P::injects_by_layer } -> std::convertible_to<bool>;
+      requires ListOf<decltype(P::kernels), std::string>;
+      requires ListOf<decltype(P::modes), Mode>;
+      requires ListOf<decltype(P::dtypes), Dtype>;
+      requires ListOf<decltype(P::backends), std::string>;
+      { P::default_specs(info) } -> std::same_as<std::vector<ProbeSpec>>;
+      { P::apply_size(text, out) } -> std::same_as<Status>;
+      { P::shape_text(spec) } -> std::same_as<std::string>;
+      { P::spec_key(spec) } -> std::same_as<std::string>;
+      { P::row_length(spec, layer) } -> std::same_as<std::uint64_t>;
+      { P::shape_to_json(spec, json) } -> std::same_as<void>;
+      { P::shape_from_json(in, out) } -> std::same_as<void>;
+      { P::dump_inputs(spec) } -> std::same_as<std::vector<DumpInput>>;
+      { P::run(device, spec, goldens, result) } -> std::same_as<Status>;
+    };
+
+// The descriptor of probe definition P.
+template <ProbeDefinition P>
+ProbeDescriptor describe() {
+  ProbeDescriptor d;
+  d.id = P::id;
+  d.description = P::description;
+  d.kernels.assign(std::begin(P::kernels), std::end(P::kernels));
+  d.enabled_by_default = P::enabled_by_default;
+  d.maturity = P::maturity;
+  d.default_interval_seconds = P::default_interval_seconds;
+  d.default_timeout_seconds = P::default_timeout_seconds;
+  d.modes.assign(std::begin(P::modes), std::end(P::modes));
+  d.dtypes.assign(std::begin(P::dtypes), std::end(P::dtypes));
+  d.backends.assign(std::begin(P::backends), std::end(P::backends));
+  d.injects_by_layer = P::injects_by_layer;
+  d.default_specs = P::default_specs;
+  d.apply_size = P::apply_size;
+  d.shape_text = P::shape_text;
+  d.spec_key = P::spec_key;
+  d.row_length = P::row_length;
+  d.shape_to_json = P::shape_to_json;
+  d.shape_from_json = P::shape_from_json;
+  d.dump_inputs = P::dump_inputs;
+  d.run = P::run;
+  return d;
+}
 
 class ProbeRegistry {
  public:
@@ -108,8 +196,27 @@ ProbeDescriptor attention_probe();
 ProbeDescriptor memory_probe();
 ProbeDescriptor canary_probe();
 
+// The spec's stable key (ProbeDescriptor::spec_key); the bare probe id for an unknown probe.
+// Baselines in the daemon's saved state are keyed by it, so a key never changes.
+std::string spec_key(const ProbeSpec& spec);
+
+// Whether `spec` has one of `modes` and one of `dtypes`; an empty list, or a dimension the
+// probe does not have (memory has neither), selects every spec.
+bool spec_selected(const ProbeDescriptor& probe, const ProbeSpec& spec, const std::vector<Mode>& modes,
+                   const std::vector<Dtype>& dtypes);
+
+// Parses a drill (`--inject`, the config's `drill`) for `spec`, mapping row=R,col=C through the
+// probe's row length; invalid_argument names the bad token.
+Expected<Injection> parse_drill(const ProbeDescriptor& probe, const std::string& text, const ProbeSpec& spec);
+
+// The command line that re-runs `result` exactly: "substrated probe --device ID --kernel ID
+// [--mode M] [--dtype D] --size SHAPE --seed N [--inject ...]".
+std::string replay_command(const ProbeResult& result);
+
 // Runs one spec through its descriptor with timing, identity and error capture: never throws.
-// With `capture_tensors` the probe keeps its output words and golden in result.tensors.
+// On a device whose backend does not implement the probe the result is skipped (not_implemented)
+// and the device is not touched. With `capture_tensors` the probe keeps its output words and
+// golden in result.tensors.
 ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens,
                       bool capture_tensors = false);
 

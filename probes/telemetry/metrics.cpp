@@ -49,23 +49,23 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
                             "1 per telemetry source joined to a device (nvml, amdgpu, hwmon, accel).", kGauge);
   FamilyBuilder errors("substrate_telemetry_errors_total",
                        "Telemetry read errors other than \"not supported\", by source and cause, since start.", kCounter);
-  FamilyBuilder temperature("substrate_gpu_temperature_celsius", "Device temperature per sensor; read at scrape time.",
+  FamilyBuilder temperature("substrate_gpu_temperature_celsius", "Device temperature per sensor; sampled every 15 s.",
                             kGauge);
   FamilyBuilder threshold("substrate_gpu_temperature_threshold_celsius",
-                          "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); read at scrape time.",
+                          "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); sampled every 15 s.",
                           kGauge);
   FamilyBuilder ecc("substrate_ecc_errors_total",
-                    "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); read at scrape time.",
+                    "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); sampled every 15 s.",
                     kCounter);
-  FamilyBuilder retired("substrate_retired_pages", "Retired device memory pages by cause; read at scrape time.", kGauge);
+  FamilyBuilder retired("substrate_retired_pages", "Retired device memory pages by cause; sampled every 15 s.", kGauge);
   FamilyBuilder retired_pending("substrate_retired_pages_pending",
-                                "1 when a page retirement waits for a reset; read at scrape time.", kGauge);
-  FamilyBuilder remapped("substrate_remapped_rows", "Remapped memory rows by kind; read at scrape time.", kGauge);
+                                "1 when a page retirement waits for a reset; sampled every 15 s.", kGauge);
+  FamilyBuilder remapped("substrate_remapped_rows", "Remapped memory rows by kind; sampled every 15 s.", kGauge);
   FamilyBuilder remapped_pending("substrate_remapped_rows_pending",
-                                 "1 when a row remap waits for a reset; read at scrape time.", kGauge);
-  FamilyBuilder remapped_failure("substrate_remapped_rows_failure", "1 when a row remap failed; read at scrape time.",
+                                 "1 when a row remap waits for a reset; sampled every 15 s.", kGauge);
+  FamilyBuilder remapped_failure("substrate_remapped_rows_failure", "1 when a row remap failed; sampled every 15 s.",
                                  kGauge);
-  FamilyBuilder bad_pages("substrate_vram_bad_pages", "Entries of amdgpu gpu_vram_bad_pages; read at scrape time.",
+  FamilyBuilder bad_pages("substrate_vram_bad_pages", "Entries of amdgpu gpu_vram_bad_pages; sampled every 15 s.",
                           kGauge);
   FamilyBuilder xid_events("substrate_xid_events_total",
                            "XID critical-error events per XID since start, counted by a background NVML event thread.",
@@ -73,17 +73,17 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   FamilyBuilder xid_last("substrate_xid_last_timestamp_seconds",
                          "Unix time of the last event of that XID, recorded by a background NVML event thread.", kGauge);
   FamilyBuilder reasons("substrate_clock_event_reasons",
-                        "1 when the clock-event (throttle) reason is active; read at scrape time.", kGauge);
+                        "1 when the clock-event (throttle) reason is active; sampled every 15 s.", kGauge);
   FamilyBuilder throttle("substrate_throttle_seconds_total",
-                         "Cumulative time clocks were held below target per reason; read at scrape time.", kCounter);
-  FamilyBuilder power("substrate_power_watts", "Power draw; read at scrape time.", kGauge);
-  FamilyBuilder power_limit("substrate_power_limit_watts", "Enforced power limit; read at scrape time.", kGauge);
-  FamilyBuilder clock("substrate_clock_hertz", "Current clock per domain (sm, memory); read at scrape time.", kGauge);
+                         "Cumulative time clocks were held below target per reason; sampled every 15 s.", kCounter);
+  FamilyBuilder power("substrate_power_watts", "Power draw; sampled every 15 s.", kGauge);
+  FamilyBuilder power_limit("substrate_power_limit_watts", "Enforced power limit; sampled every 15 s.", kGauge);
+  FamilyBuilder clock("substrate_clock_hertz", "Current clock per domain (sm, memory); sampled every 15 s.", kGauge);
   FamilyBuilder utilization("substrate_utilization_ratio",
-                            "Fraction of the last sample period the unit was busy (gpu, memory); read at scrape time.",
+                            "Fraction of the last sample period the unit was busy (gpu, memory); sampled every 15 s.",
                             kGauge);
-  FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; read at scrape time.", kCounter);
-  FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; read at scrape time.",
+  FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; sampled every 15 s.", kCounter);
+  FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; sampled every 15 s.",
                        kCounter);
 
   for (const TelemetryDevice& device : snapshot.devices) {
@@ -135,13 +135,6 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
     if (!builder->empty()) families.push_back(builder->take());
   }
   return families;
-}
-
-TelemetryCollectable::TelemetryCollectable(std::function<Snapshot()> take_snapshot)
-    : take_snapshot_(std::move(take_snapshot)) {}
-
-std::vector<prometheus::MetricFamily> TelemetryCollectable::Collect() const {
-  return to_metric_families(take_snapshot_());
 }
 
 }  // namespace substrate::telemetry

@@ -34,15 +34,12 @@ class TelemetryReader {
   // from several threads (calls are serialised). Devices are not joined yet: see join_devices().
   Snapshot read();
 
-  // Notes from opening the sources, e.g. NVML absent.
-  const std::vector<std::string>& notes() const { return notes_; }
-
  private:
   void count(const std::vector<ReadError>& errors);
 
   TelemetryOptions options_;
   std::unique_ptr<nvml::Session> nvml_;
-  std::vector<std::string> notes_;
+  std::vector<std::string> notes_;  // from opening the sources, copied into every snapshot
   std::vector<ReadError> open_errors_;
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> error_totals_;

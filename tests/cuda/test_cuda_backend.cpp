@@ -22,6 +22,7 @@
 #include "probes/backends/cuda/cuda_backend.hpp"
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
+#include "probes/registry.hpp"
 
 using namespace substrate;
 namespace ck = substrate::cuda_kernels;
@@ -393,6 +394,22 @@ TEST_CASE("cuda: stand-in driver with a kernel that never finishes marks the dev
   CHECK(gemm.error().kind == ErrorKind::timeout);
   CHECK(contains(gemm.error().message, "hung"));
   CHECK(device.free_memory_bytes() == 0);
+}
+
+TEST_CASE("cuda: the canary is skipped on the CUDA backend, not an error", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+  cuda::discover(devices, notes);
+  REQUIRE(devices.size() == 1);
+  GoldenCache goldens;
+  const ProbeSpec canary = probe_registry().find("canary")->default_specs(devices[0]->info()).front();
+  const ProbeResult result = run_probe(*devices[0], canary, goldens);
+  CHECK(result.status == RunStatus::skipped);
+  CHECK(result.skip_reason == "not implemented on the cuda backend");
+  CHECK(result.error.empty());
+  CHECK(result.kernel.empty());
 }
 
 #endif  // SUBSTRATE_WITH_CUDA

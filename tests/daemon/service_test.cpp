@@ -166,3 +166,47 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
+
+#ifdef SUBSTRATE_FAKE_LIBCUDA
+TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves the device healthy", "[daemon-e2e]") {
+  // The real CUDA backend on the stand-in libcuda (tests/cuda/fake_libcuda.cpp): its kernels do
+  // nothing, so the memory probe passes, and the CUDA backend has no canary kernels.
+  ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
+  ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);
+  DaemonProcess daemon(
+      "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n"
+      "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n"
+      "  canary:\n    enabled: true\n    interval_seconds: 1\n",
+      "devices: [cuda0]\n");
+  daemon.start();
+  ::unsetenv("SUBSTRATE_CUDA_LIBRARY");
+  ::unsetenv("SUBSTRATE_FAKE_CUDA");
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string skipped = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"canary\",reason=\"not_implemented\"}";
+  const std::string memory_runs = "substrate_probe_runs_total{device=\"cuda0\",probe=\"memory\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, skipped, 4) && metric_at_least(daemon, memory_runs, 4); }, 60s));
+  const std::string scrape = daemon.metrics();
+  INFO(scrape);
+  CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
+  // Never a failure, and no run series that could go stale for a probe that never runs here.
+  CHECK_FALSE(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"canary\",reason=\"error\"}"));
+  CHECK_FALSE(metric(scrape, "substrate_probe_runs_total{device=\"cuda0\",probe=\"canary\"}"));
+  CHECK_FALSE(metric(scrape, "substrate_probe_last_success_timestamp_seconds{device=\"cuda0\",probe=\"canary\"}"));
+  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+  const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+  CHECK(status.at("devices").at(0).at("health") == "healthy");
+  CHECK(status.at("devices").at(0).at("reasons").empty());
+
+  // Asked through the daemon, the CLI shows the skip and exits 0: skipped alone is not a fault.
+  auto probe = run_substrated("probe --socket " + daemon.socket_path() + " --kernel canary --json");
+  INFO(probe.output);
+  CHECK(probe.exit_code == 0);
+  const auto results = nlohmann::json::parse(probe.output).at("results");
+  REQUIRE(results.size() == 1);
+  CHECK(results.at(0).at("status") == "skipped");
+  CHECK(results.at(0).at("skip_reason") == "not implemented on the cuda backend");
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+#endif

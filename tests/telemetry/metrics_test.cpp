@@ -67,9 +67,9 @@ TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[telemet
   CHECK_THAT(scrape, !Catch::Contains("nvme"));
 }
 
-TEST_CASE("telemetry: the collectable builds a fresh snapshot so vanished devices leave no series", "[telemetry]") {
+TEST_CASE("telemetry: each snapshot is rendered afresh so vanished devices leave no series", "[telemetry]") {
   int scrape = 0;
-  TelemetryCollectable collectable([&scrape] {
+  auto take_snapshot = [&scrape] {
     Snapshot snapshot;
     TelemetryDevice device;
     device.source = kSourceHwmon;
@@ -77,9 +77,9 @@ TEST_CASE("telemetry: the collectable builds a fresh snapshot so vanished device
     device.readings.power_watts = 10.0;
     snapshot.devices.push_back(device);
     return snapshot;
-  });
-  const std::string first = serialize(collectable.Collect());
-  const std::string second = serialize(collectable.Collect());
+  };
+  const std::string first = serialize(to_metric_families(take_snapshot()));
+  const std::string second = serialize(to_metric_families(take_snapshot()));
   CHECK_THAT(first, Catch::Contains("substrate_power_watts{device=\"drm-card0\"} 10"));
   CHECK_THAT(second, Catch::Contains("substrate_power_watts{device=\"drm-card1\"} 10"));
   CHECK_THAT(second, !Catch::Contains("drm-card0"));

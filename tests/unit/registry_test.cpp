@@ -15,7 +15,7 @@ TEST_CASE("registry: lists gemm, attention and memory with complete descriptors"
     REQUIRE(probe != nullptr);
     CHECK_FALSE(probe->description.empty());
     CHECK_FALSE(probe->kernels.empty());
-    CHECK(probe->time_budget_seconds > 0);
+    CHECK(probe->default_timeout_seconds > 0);
     CHECK(probe->default_specs);
     CHECK(probe->run);
   }

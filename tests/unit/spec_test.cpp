@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/spec.hpp"
+#include "probes/registry.hpp"
 
 using namespace substrate;
 

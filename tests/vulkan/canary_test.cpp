@@ -1,11 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <sstream>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "kernels/golden/canary_golden.hpp"
+#include "daemon/probe_command.hpp"
 #include "probes/compare.hpp"
 #include "probes/dump.hpp"
 #include "probes/probe_result.hpp"
@@ -109,6 +111,35 @@ TEST_CASE("canary: a fault injected into any layer is detected and attributed to
   }
 }
 
+TEST_CASE("canary: its replay command reproduces the run, size and drill layer included", "[vulkan]") {
+  ComputeDevice& device = vulkan_device();
+  ProbeSpec drill = canary_spec(4);
+  drill.canary = {8, 32, 2, 64, 2, 64};  // not the default size: the command must carry it
+  drill.inject = *parse_drill(*probe_registry().find("canary"), "bit=27,row=2,col=5,layer=3", drill);
+  for (const ProbeSpec& spec : {drill, canary_spec(4)}) {
+    const ProbeResult first = run_probe(device, spec, goldens());
+    REQUIRE(first.status == (spec.inject.enabled ? RunStatus::fail : RunStatus::pass));
+    const std::string command = replay_command(first);
+    INFO(command);
+    std::vector<std::string> args;
+    std::istringstream words(command.substr(std::string("substrated probe ").size()));
+    for (std::string word; words >> word;) args.push_back(word);
+    std::vector<std::string> rest;
+    auto request = parse_probe_request(args, rest);
+    REQUIRE(request.ok());
+    auto specs = specs_for(*request, device.info());
+    REQUIRE(specs.ok());
+    REQUIRE(specs->size() == 1);
+    const ProbeResult replayed = run_probe(device, specs->front(), goldens());
+    CHECK(replayed.status == first.status);
+    CHECK(spec_key(replayed.spec) == spec_key(first.spec));
+    CHECK(replayed.fingerprint == first.fingerprint);
+    REQUIRE(replayed.canary);
+    CHECK(replayed.canary->first_diverging_layer == first.canary->first_diverging_layer);
+    CHECK(replayed.check.first_mismatches.size() == first.check.first_mismatches.size());
+  }
+}
+
 TEST_CASE("canary: a layered dump compares layer by layer and names the first diverging layer", "[vulkan]") {
   ProbeSpec spec = canary_spec(5);
   spec.inject = {true, 100, 1u << 29, false, 3};
@@ -154,4 +185,15 @@ TEST_CASE("canary: the CLI runs it on request and names the diverging layer", "[
   CHECK_THAT(list.output, Catch::Contains("canary"));
   auto bad = substrate::testing::run_substrated("probe --local --kernel canary --inject bit=3,layer=99");
   CHECK(bad.exit_code == 2);
+
+  // The printed replay command, run as printed, fails the same way.
+  const auto at = drill.output.find("replay: substrated probe ");
+  REQUIRE(at != std::string::npos);
+  const std::string replay = drill.output.substr(at + 19, drill.output.find('\n', at) - at - 19);
+  CHECK_THAT(replay, Catch::Contains("--size 16x64x4x128x2x128"));
+  CHECK_THAT(replay, Catch::Contains("layer=2"));
+  auto replayed = substrate::testing::run_substrated(replay + " --local");
+  INFO(replayed.output);
+  CHECK(replayed.exit_code == 1);
+  CHECK_THAT(replayed.output, Catch::Contains("first diverging layer: block0.mlp"));
 }
