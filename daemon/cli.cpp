@@ -39,8 +39,6 @@ constexpr const char* k_usage =
     "  help               this text (also --help); `substrated <command> --help` for a command\n";
 constexpr const char* k_default_config = "/etc/substrated/substrated.yaml";
 
-po::typed_value<std::string>* value(const char* name) { return po::value<std::string>()->value_name(name); }
-
 const po::options_description& help_option() {
   static const po::options_description options = [] {
     po::options_description d;
@@ -53,7 +51,7 @@ const po::options_description& help_option() {
 const po::options_description& socket_option() {
   static const po::options_description options = [] {
     po::options_description d;
-    d.add_options()("socket", value("PATH"),
+    d.add_options()("socket", takes("PATH"),
                     "the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)");
     return d;
   }();
@@ -93,7 +91,7 @@ const po::options_description& devices_options() {
     po::options_description d;
     d.add_options()
         ("json", "one JSON document")
-        ("path.sysfs", value("DIR"), "replaces /sys for the sysfs readers");
+        ("path.sysfs", takes("DIR"), "replaces /sys for the sysfs readers");
     d.add(help_option());
     return d;
   }();
@@ -111,7 +109,7 @@ std::string devices_usage() {
 const po::options_description& serve_options() {
   static const po::options_description options = [] {
     po::options_description d;
-    d.add_options()("config", value("FILE"), "the configuration (default /etc/substrated/substrated.yaml)");
+    d.add_options()("config", takes("FILE"), "the configuration (default /etc/substrated/substrated.yaml)");
     d.add(help_option());
     return d;
   }();

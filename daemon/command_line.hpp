@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <boost/program_options/options_description.hpp>
+#include <boost/program_options/value_semantic.hpp>
 
 #include "kernels/expected.hpp"
 
@@ -35,6 +36,9 @@ struct CommandLine {
   // in their order: what the CLI forwards to the daemon for it to parse again.
   std::vector<std::string> args_for(const po::options_description& subset) const;
 };
+
+// The semantic of an option that takes one value, shown in help as `value_name` ("--seed N").
+po::typed_value<std::string>* takes(const char* value_name);
 
 // Parses `args` (what follows the subcommand) against `options`. Positional arguments are
 // collected when `positional_allowed`, else the first one is an error. Returns the command line,

@@ -16,8 +16,8 @@ const cli::po::options_description& compare_options() {
   static const cli::po::options_description options = [] {
     cli::po::options_description d;
     d.add_options()
-        ("atol", cli::po::value<std::string>()->value_name("X"), "mismatch when |A - B| > atol + rtol*|B| (instead of bounds or bit-exact)")
-        ("rtol", cli::po::value<std::string>()->value_name("X"), "see --atol")
+        ("atol", cli::takes("X"), "mismatch when |A - B| > atol + rtol*|B| (instead of bounds or bit-exact)")
+        ("rtol", cli::takes("X"), "see --atol")
         ("json", "one JSON document")
         ("help,h", "this text");
     return d;

@@ -52,10 +52,10 @@ const cli::po::options_description& diagnostic_options() {
   static const cli::po::options_description options = [] {
     cli::po::options_description d;
     d.add_options()
-        ("dump", cli::po::value<std::string>()->value_name("DIR"),
+        ("dump", cli::takes("DIR"),
          "write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
          "result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)")
-        ("replay", cli::po::value<std::string>()->value_name("FILE"),
+        ("replay", cli::takes("FILE"),
          "re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
          "device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches")
         ("no-inject", "with --replay: drop the stored injection");
