@@ -1,16 +1,17 @@
 #include "daemon/cli.hpp"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/command_line.hpp"
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/diagnose_command.hpp"
@@ -34,55 +35,133 @@ constexpr const char* k_usage =
     "  status             print the running daemon's verdicts\n"
     "  compare A [B]      compare tensor dumps or .npy files: cosine, errors, argmax, mismatch pattern\n"
     "  config check FILE  validate a configuration file (exit 0 valid, 1 invalid)\n"
-    "  help               this text; `substrated <command> --help` for a command\n";
-
-constexpr const char* k_probe_usage =
-    "usage: substrated probe [--device SEL] [--kernel ID[,ID]] [--mode exact|random] [--dtype f32|f16|bf16]\n"
-    "                        [--size SIZE] [--seed N] [--inject SPEC] [--timeout S] [--json] [--list]\n"
-    "\n"
-    "  --device SEL   device id (vulkan0), UUID or PCI bus id; default all\n"
-    "  --kernel ID    probe ids from --list; default every stable probe enabled by default\n"
-    "  --mode M       exact: integer inputs, bit-exact check; random: full mantissas, derived bound\n"
-    "  --dtype T      input storage type (accumulation is fp32)\n"
-    "  --size SIZE    gemm MxNxK or N; attention SEQxHEADSxDIM; memory bytes (64M, 1G); needs one --kernel\n"
-    "  --seed N       generator seed (default 1); printed with every result so it replays\n"
-    "  --inject SPEC  drill: the kernel flips bits of one output element before writing it:\n"
-    "                 bit=B[,bit=B2][,row=R,col=C | ,element=N][,transient]\n"
-    "  --timeout S    seconds before a kernel counts as hung (default 120)\n"
-    "  --json         one JSON document with every result (schema: docs/probe-result.md)\n"
-    "  --list         list the registered probes\n"
-    "  --local        run in this process even when a daemon is running\n"
-    "  --dump DIR     write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
-    "                 result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)\n"
-    "  --replay FILE  re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
-    "                 device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches\n"
-    "  --no-inject    with --replay: drop the stored injection\n"
-    "  --socket PATH  the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)\n"
-    "  --npd          node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
-    "                 exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line\n"
-    "\n"
-    "exit: 0 every check passed (probes a device does not implement are skipped, not failed),\n"
-    "      1 a check found a fault, 2 could not run\n";
-
-constexpr const char* k_devices_usage =
-    "usage: substrated devices [--json] [--path.sysfs DIR]\n"
-    "  every compute device, the telemetry sources joined to it (NVML, amdgpu, hwmon, accel), and notes\n"
-    "  on absent backends; DIR replaces /sys for the sysfs readers\n";
-constexpr const char* k_serve_usage =
-    "usage: substrated serve [--config FILE]\n"
-    "  FILE defaults to /etc/substrated/substrated.yaml; an invalid file exits 78 (EX_CONFIG).\n"
-    "  SIGHUP reloads the file; SIGTERM/SIGINT stop after the running probe (bounded) and save state.\n";
-constexpr const char* k_status_usage = "usage: substrated status [--socket PATH] [--json]\n";
-constexpr const char* k_config_usage = "usage: substrated config check FILE\n";
+    "  version            print the version (also --version)\n"
+    "  help               this text (also --help); `substrated <command> --help` for a command\n";
 constexpr const char* k_default_config = "/etc/substrated/substrated.yaml";
 
-bool has(const std::vector<std::string>& flags, const std::string& flag) {
-  return std::find(flags.begin(), flags.end(), flag) != flags.end();
+const po::options_description& help_option() {
+  static const po::options_description options = [] {
+    po::options_description d;
+    d.add_options()("help,h", "this text");
+    return d;
+  }();
+  return options;
+}
+
+const po::options_description& socket_option() {
+  static const po::options_description options = [] {
+    po::options_description d;
+    d.add_options()("socket", takes("PATH"),
+                    "the daemon's control socket (default $SUBSTRATED_SOCKET or /run/substrated/control.sock)");
+    return d;
+  }();
+  return options;
+}
+
+// `probe` takes the request options, the diagnosis options and these.
+const po::options_description& probe_options() {
+  static const po::options_description options = [] {
+    po::options_description own;
+    own.add_options()
+        ("json", "one JSON document with every result (schema: docs/probe-result.md)")
+        ("list", "list the registered probes")
+        ("local", "run in this process even when a daemon is running");
+    po::options_description npd;
+    npd.add_options()("npd", "node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
+                             "exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line");
+    po::options_description d;
+    d.add(probe_request_options()).add(own).add(diagnostic_options()).add(socket_option()).add(npd).add(help_option());
+    return d;
+  }();
+  return options;
+}
+
+std::string probe_usage() {
+  return "usage: substrated probe [--device SEL] [--kernel ID[,ID]] [--mode exact|random] [--dtype f32|f16|bf16]\n"
+         "                        [--size SIZE] [--seed N] [--inject SPEC] [--timeout S] [--json] [--list]\n"
+         "\n" +
+         render_options(probe_options(), 17) +
+         "\n"
+         "Options take their value as --name VALUE or --name=VALUE.\n"
+         "exit: 0 every check passed (probes a device does not implement are skipped, not failed),\n"
+         "      1 a check found a fault, 2 could not run\n";
+}
+
+const po::options_description& devices_options() {
+  static const po::options_description options = [] {
+    po::options_description d;
+    d.add_options()
+        ("json", "one JSON document")
+        ("path.sysfs", takes("DIR"), "replaces /sys for the sysfs readers");
+    d.add(help_option());
+    return d;
+  }();
+  return options;
+}
+
+std::string devices_usage() {
+  return "usage: substrated devices [--json] [--path.sysfs DIR]\n"
+         "  every compute device, the telemetry sources joined to it (NVML, amdgpu, hwmon, accel), and notes\n"
+         "  on absent backends\n"
+         "\n" +
+         render_options(devices_options(), 20);
+}
+
+const po::options_description& serve_options() {
+  static const po::options_description options = [] {
+    po::options_description d;
+    d.add_options()("config", takes("FILE"), "the configuration (default /etc/substrated/substrated.yaml)");
+    d.add(help_option());
+    return d;
+  }();
+  return options;
+}
+
+std::string serve_usage() {
+  return "usage: substrated serve [--config FILE]\n"
+         "  FILE defaults to /etc/substrated/substrated.yaml; an invalid file exits 78 (EX_CONFIG).\n"
+         "  SIGHUP reloads the file; SIGTERM/SIGINT stop after the running probe (bounded) and save state.\n"
+         "\n" +
+         render_options(serve_options(), 17);
+}
+
+const po::options_description& status_options() {
+  static const po::options_description options = [] {
+    po::options_description d;
+    d.add_options()("json", "the daemon's status document");
+    d.add(socket_option()).add(help_option());
+    return d;
+  }();
+  return options;
+}
+
+std::string status_usage() {
+  return "usage: substrated status [--socket PATH] [--json]\n"
+         "  the running daemon's verdict per device, with reasons, device changes and probe runs\n"
+         "\n" +
+         render_options(status_options(), 17);
+}
+
+std::string config_usage() {
+  return "usage: substrated config check FILE\n"
+         "  validates FILE as the daemon would load it: exit 0 valid, 1 invalid (the problem on stderr)\n"
+         "\n" +
+         render_options(help_option(), 10);
 }
 
 int fail(const std::string& message) {
   std::cerr << "substrated: " << message << "\n";
   return k_exit_cannot_run;
+}
+
+// Parses the arguments of `command`; on a syntax error prints one line naming it (and where the
+// options are listed) and returns nullopt.
+std::optional<CommandLine> parse(const std::string& command, const std::vector<std::string>& args,
+                                 const po::options_description& options, bool positional_allowed = false) {
+  auto line = parse_command_line(args, options, positional_allowed);
+  if (line) return std::move(line.value());
+  fail(command + ": " + line.error().message + " (see substrated " + command + " --help)");
+  return std::nullopt;
 }
 
 int list_probes() {
@@ -99,21 +178,14 @@ int list_probes() {
 }
 
 int devices_command(const std::vector<std::string>& args) {
-  std::string sysfs_root = "/sys";
-  bool json = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") {
-      std::cout << k_devices_usage;
-      return k_exit_ok;
-    }
-    if (args[i] == "--json") {
-      json = true;
-    } else if (args[i] == "--path.sysfs" && i + 1 < args.size()) {
-      sysfs_root = args[++i];
-    } else {
-      return fail("devices: unknown option '" + args[i] + "'\n" + k_devices_usage);
-    }
+  const auto line = parse("devices", args, devices_options());
+  if (!line) return k_exit_cannot_run;
+  if (line->has("help")) {
+    std::cout << devices_usage();
+    return k_exit_ok;
   }
+  const std::string sysfs_root = line->last("path.sysfs").value_or("/sys");
+  const bool json = line->has("json");
   Discovery found = discover_devices();
   std::vector<DeviceInfo> infos;
   for (const DevicePtr& device : found.devices) infos.push_back(device->info());
@@ -138,21 +210,11 @@ int devices_command(const std::vector<std::string>& args) {
   return k_exit_ok;
 }
 
-std::string default_socket() {
+// The control socket: --socket PATH, else $SUBSTRATED_SOCKET, else the systemd unit's path.
+std::string socket_path(const CommandLine& line) {
+  if (auto socket = line.last("socket")) return *socket;
   const char* env = std::getenv("SUBSTRATED_SOCKET");
   return env && *env ? env : "/run/substrated/control.sock";
-}
-
-// Removes "--socket PATH" from args; returns the socket path to use.
-std::string take_socket(std::vector<std::string>& args) {
-  std::string socket = default_socket();
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] != "--socket") continue;
-    if (i + 1 < args.size()) socket = args[i + 1];
-    args.erase(args.begin() + i, args.begin() + std::min(args.size(), i + 2));
-    break;
-  }
-  return socket;
 }
 
 int print_daemon_probe(const nlohmann::json& reply, bool json) {
@@ -176,7 +238,7 @@ int npd_check(const std::string& socket) {
     return k_exit_cannot_run;
   }
   std::vector<std::string> bad, unknown;
-  int known = 0;
+  std::vector<Outcome> outcomes;
   for (const auto& device : reply->at("status").at("devices")) {
     const std::string id = device.at("device").at("id").get<std::string>();
     const std::string health = device.at("health").get<std::string>();
@@ -185,49 +247,44 @@ int npd_check(const std::string& socket) {
       bad.push_back(id + " " + health + why);
     }
     if (health == "unknown") unknown.push_back(id);
-    if (health != "unknown") ++known;
+    outcomes.push_back(health == "failed" || health == "hung" ? Outcome::fault
+                       : health == "unknown"                  ? Outcome::cannot_run
+                                                              : Outcome::pass);
   }
-  if (!bad.empty()) {
+  const int code = fold_exit_code(outcomes);  // no device at all: unknown
+  if (code == k_exit_fault) {
     std::string line;
     for (const std::string& b : bad) line += (line.empty() ? "" : "; ") + b;
     std::cout << line.substr(0, 78) << "\n";
-    return k_exit_fault;
-  }
-  if (!unknown.empty() || known == 0) {
+  } else if (code != k_exit_ok) {
     std::cout << (unknown.empty() ? std::string("no devices") : unknown.front() + " not probed yet") << ": verdict unknown\n";
-    return k_exit_cannot_run;
+  } else {
+    std::cout << "all " << outcomes.size() << " device(s) trustworthy\n";
   }
-  std::cout << "all " << known << " device(s) trustworthy\n";
-  return k_exit_ok;
+  return code;
 }
 
-int probe_command(std::vector<std::string> args) {
-  const std::string socket = take_socket(args);
-  auto diagnostic = take_diagnostic_options(args);
-  if (!diagnostic) return fail(diagnostic.error().message);
-  std::vector<std::string> daemon_args;
-  for (const std::string& a : args) {
-    if (a != "--json" && a != "--local") daemon_args.push_back(a);
-  }
-  std::vector<std::string> flags;
-  auto request = parse_probe_request(args, flags);
-  if (has(flags, "--help") || has(flags, "-h")) {
-    std::cout << k_probe_usage;
+int probe_command(const std::vector<std::string>& args) {
+  const auto line = parse("probe", args, probe_options());
+  if (!line) return k_exit_cannot_run;
+  if (line->has("help")) {
+    std::cout << probe_usage();
     return k_exit_ok;
   }
+  auto diagnostic = diagnostic_options_from(*line);
+  if (!diagnostic) return fail(diagnostic.error().message);
+  auto request = probe_request_from(*line);
   if (!request) return fail(request.error().message);
-  for (const std::string& flag : flags) {
-    if (flag != "--json" && flag != "--list" && flag != "--local" && flag != "--npd") {
-      return fail("probe: unknown option '" + flag + "'");
-    }
-  }
-  if (has(flags, "--list")) return list_probes();
-  if (has(flags, "--npd")) return npd_check(socket);
-  if (diagnostic->active()) return diagnostic_probe_command(args, *request, has(flags, "--json"), *diagnostic);
-  if (!has(flags, "--local")) {
+  const bool json = line->has("json");
+  if (line->has("list")) return list_probes();
+  const std::string socket = socket_path(*line);
+  if (line->has("npd")) return npd_check(socket);
+  if (diagnostic->active()) return diagnostic_probe_command(*line, *request, json, *diagnostic);
+  if (!line->has("local")) {
     // The daemon schedules the run on its own workers, so the CLI never fights it for the device.
-    auto reply = control_request(socket, {{"command", "probe"}, {"args", daemon_args}}, request->timeout_seconds * 4 + 30);
-    if (reply) return print_daemon_probe(*reply, has(flags, "--json"));
+    const nlohmann::json daemon_request = {{"command", "probe"}, {"args", line->args_for(probe_request_options())}};
+    auto reply = control_request(socket, daemon_request, request->timeout_seconds * 4 + 30);
+    if (reply) return print_daemon_probe(*reply, json);
     if (reply.error().kind != ErrorKind::unavailable) return fail(reply.error().message);
   }
 
@@ -248,50 +305,38 @@ int probe_command(std::vector<std::string> args) {
     for (const std::string& note : found.backend_notes) message += "; " + note;
     return fail(message);
   }
-  if (has(flags, "--json")) {
+  if (json) {
     std::cout << nlohmann::json{{"results", results}}.dump(2) << "\n";
   } else {
     std::cout << render_results(results);
   }
-  bool fault = false, error = false;
-  for (const ProbeResult& r : results) {
-    fault = fault || r.status == RunStatus::fail;
-    error = error || r.status == RunStatus::error;
-  }
-  return fault ? k_exit_fault : (error ? k_exit_cannot_run : k_exit_ok);
+  return fold_exit_code(results);
 }
 
 int serve_command(const std::vector<std::string>& args) {
-  ServeOptions options;
-  options.config_path = k_default_config;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help" || args[i] == "-h") {
-      std::cout << k_serve_usage;
-      return k_exit_ok;
-    }
-    if (args[i] == "--config" && i + 1 < args.size()) {
-      options.config_path = args[++i];
-      continue;
-    }
-    return fail("serve: unexpected argument '" + args[i] + "'\n" + k_serve_usage);
+  const auto line = parse("serve", args, serve_options());
+  if (!line) return k_exit_cannot_run;
+  if (line->has("help")) {
+    std::cout << serve_usage();
+    return k_exit_ok;
   }
+  ServeOptions options;
+  options.config_path = line->last("config").value_or(k_default_config);
   return serve(std::move(options));
 }
 
-int status_command(std::vector<std::string> args) {
-  const std::string socket = take_socket(args);
-  for (const std::string& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      std::cout << k_status_usage;
-      return k_exit_ok;
-    }
-    if (arg != "--json") return fail("status: unknown option '" + arg + "'");
+int status_command(const std::vector<std::string>& args) {
+  const auto line = parse("status", args, status_options());
+  if (!line) return k_exit_cannot_run;
+  if (line->has("help")) {
+    std::cout << status_usage();
+    return k_exit_ok;
   }
-  auto reply = control_request(socket, {{"command", "status"}}, 10.0);
+  auto reply = control_request(socket_path(*line), {{"command", "status"}}, 10.0);
   if (!reply) return fail(reply.error().message);
   if (!reply->value("ok", false)) return fail("daemon: " + reply->value("error", std::string("unknown error")));
   const nlohmann::json& status = reply->at("status");
-  if (has(args, "--json")) {
+  if (line->has("json")) {
     std::cout << status.dump(2) << "\n";
     return k_exit_ok;
   }
@@ -318,19 +363,27 @@ int status_command(std::vector<std::string> args) {
 }
 
 int config_command(const std::vector<std::string>& args) {
-  if (args.size() != 2 || args[0] != "check") {
-    if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-      std::cout << k_config_usage;
-      return k_exit_ok;
-    }
-    return fail(std::string("config: expected 'check FILE'\n") + k_config_usage);
+  const auto line = parse("config", args, help_option(), /*positional_allowed=*/true);
+  if (!line) return k_exit_cannot_run;
+  if (line->has("help")) {
+    std::cout << config_usage();
+    return k_exit_ok;
   }
-  auto config = load_config(args[1]);
+  if (line->positional.size() != 2 || line->positional[0] != "check") {
+    return fail("config: expected 'check FILE' (see substrated config --help)");
+  }
+  const std::string& path = line->positional[1];
+  auto config = load_config(path);
   if (!config) {
     std::cerr << config.error().message << "\n";
-    return k_exit_fault;
+    return fold_exit_code({Outcome::fault});  // `config check` reports the file, it is not the daemon's start
   }
-  std::cout << args[1] << ": valid\n";
+  std::cout << path << ": valid\n";
+  return k_exit_ok;
+}
+
+int version_command() {
+  std::cout << "substrated " << SUBSTRATE_VERSION << "\n";
   return k_exit_ok;
 }
 
@@ -352,17 +405,14 @@ int run(const std::vector<std::string>& args) {
     std::cout << k_usage;
     return k_exit_ok;
   }
-  if (command == "--version") {
-    std::cout << "substrated " << SUBSTRATE_VERSION << "\n";
-    return k_exit_ok;
-  }
+  if (command == "version" || command == "--version") return version_command();
   if (command == "devices") return devices_command(rest);
   if (command == "probe") return probe_command(rest);
   if (command == "serve") return serve_command(rest);
   if (command == "status") return status_command(rest);
   if (command == "config") return config_command(rest);
   if (command == "compare") return compare_command(rest);
-  return fail("unknown command '" + command + "'\n" + k_usage);
+  return fail("unknown command '" + command + "' (see substrated --help)");
 }
 
 }  // namespace substrate::cli

@@ -1,16 +1,14 @@
 #pragma once
-// Command-line entry: `substrated <command> [options]`. Returns the process exit code.
+// Command-line entry: `substrated <command> [options]`.
 #include <string>
 #include <vector>
 
+#include "daemon/exit_code.hpp"
+
 namespace substrate::cli {
 
-// Exit codes shared by every command.
-inline constexpr int k_exit_ok = 0;        // every check passed
-inline constexpr int k_exit_fault = 1;     // a check found a fault
-inline constexpr int k_exit_cannot_run = 2;  // bad arguments, no device, backend error
-inline constexpr int k_exit_config = 78;   // EX_CONFIG: the daemon's configuration is invalid
-
+// Runs one command line (argv without the program name). Returns the process exit code
+// (daemon/exit_code.hpp); errors are one line on stderr.
 int run(const std::vector<std::string>& args);
 
 }  // namespace substrate::cli

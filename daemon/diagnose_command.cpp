@@ -1,7 +1,5 @@
 #include "daemon/diagnose_command.hpp"
 
-#include "common/file_io.hpp"
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -9,7 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/cli.hpp"
+#include "common/file_io.hpp"
+#include "daemon/exit_code.hpp"
 #include "daemon/report.hpp"
 #include "probes/dump.hpp"
 #include "probes/npy.hpp"
@@ -23,10 +22,6 @@ Error bad(const std::string& message) { return Error{ErrorKind::invalid_argument
 int fail(const std::string& message) {
   std::cerr << "substrated: " << message << "\n";
   return cli::k_exit_cannot_run;
-}
-
-bool has(const std::vector<std::string>& args, const std::string& flag) {
-  return std::find(args.begin(), args.end(), flag) != args.end();
 }
 
 ReplayEntry entry_from(const nlohmann::json& doc) {
@@ -56,22 +51,28 @@ ComputeDevice* stored_device(const Discovery& found, const ReplayEntry& entry) {
 
 }  // namespace
 
-Expected<DiagnosticOptions> take_diagnostic_options(std::vector<std::string>& args) {
+const cli::po::options_description& diagnostic_options() {
+  static const cli::po::options_description options = [] {
+    cli::po::options_description d;
+    d.add_options()
+        ("dump", cli::takes("DIR"),
+         "write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
+         "result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)")
+        ("replay", cli::takes("FILE"),
+         "re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
+         "device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches")
+        ("no-inject", "with --replay: drop the stored injection");
+    return d;
+  }();
+  return options;
+}
+
+Expected<DiagnosticOptions> diagnostic_options_from(const cli::CommandLine& line) {
   DiagnosticOptions options;
-  std::vector<std::string> kept;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--dump" || arg == "--replay") {
-      if (i + 1 >= args.size() || args[i + 1].empty()) return bad(arg + " needs a value");
-      (arg == "--dump" ? options.dump_dir : options.replay_file) = args[++i];
-    } else if (arg == "--no-inject") {
-      options.no_inject = true;
-    } else {
-      kept.push_back(arg);
-    }
-  }
+  options.dump_dir = line.last("dump");
+  options.replay_file = line.last("replay");
+  options.no_inject = line.has("no-inject");
   if (options.no_inject && !options.replay_file) return bad("--no-inject only applies to --replay");
-  args = std::move(kept);
   return options;
 }
 
@@ -102,7 +103,7 @@ Expected<std::vector<ReplayEntry>> read_replay_file(const std::string& path) {
   return entries;
 }
 
-int diagnostic_probe_command(const std::vector<std::string>& args, const ProbeRequest& request, bool json,
+int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& request, bool json,
                              const DiagnosticOptions& options) {
   Discovery found = discover_devices();
   GoldenCache goldens;
@@ -115,13 +116,13 @@ int diagnostic_probe_command(const std::vector<std::string>& args, const ProbeRe
   std::vector<Planned> plan;
   std::vector<ReplayEntry> entries;
   if (options.replay_file) {
-    for (const char* flag : {"--kernel", "--mode", "--dtype", "--size", "--seed", "--inject"}) {
-      if (has(args, flag)) return fail(std::string("--replay takes spec and seed from the file; drop ") + flag);
+    for (const char* option : {"kernel", "mode", "dtype", "size", "seed", "inject"}) {
+      if (line.has(option)) return fail(std::string("--replay takes spec and seed from the file; drop --") + option);
     }
     auto read = read_replay_file(*options.replay_file);
     if (!read) return fail(read.error().message);
     entries = std::move(read.value());
-    const bool chosen = has(args, "--device");
+    const bool chosen = line.has("device");
     for (std::size_t i = 0; i < entries.size(); ++i) {
       ProbeSpec spec = entries[i].spec;
       if (options.no_inject) spec.inject = Injection{};
@@ -229,12 +230,10 @@ int diagnostic_probe_command(const std::vector<std::string>& args, const ProbeRe
       for (const std::string& d : dumps) std::cout << "  " << d << "\n";
     }
   }
-  bool fault = nondeterministic, error = false;
-  for (const ProbeResult& r : results) {
-    fault = fault || r.status == RunStatus::fail;
-    error = error || r.status == RunStatus::error;
-  }
-  return fault ? cli::k_exit_fault : (error ? cli::k_exit_cannot_run : cli::k_exit_ok);
+  std::vector<cli::Outcome> outcomes;
+  for (const ProbeResult& r : results) outcomes.push_back(cli::outcome_of(r.status));
+  if (nondeterministic) outcomes.push_back(cli::Outcome::fault);
+  return cli::fold_exit_code(outcomes);
 }
 
 }  // namespace substrate

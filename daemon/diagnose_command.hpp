@@ -19,9 +19,12 @@ struct DiagnosticOptions {
   bool active() const { return dump_dir || replay_file; }
 };
 
-// Removes --dump DIR, --replay FILE and --no-inject from `args`; invalid_argument when a value
-// is missing or --no-inject comes without --replay.
-Expected<DiagnosticOptions> take_diagnostic_options(std::vector<std::string>& args);
+// The diagnosis options (--dump DIR, --replay FILE, --no-inject) with their help text.
+const cli::po::options_description& diagnostic_options();
+
+// The diagnosis options a parsed `probe` command line gives; invalid_argument when --no-inject
+// comes without --replay.
+Expected<DiagnosticOptions> diagnostic_options_from(const cli::CommandLine& line);
 
 // One stored run to replay: the spec (with seed and injection) and what it produced.
 struct ReplayEntry {
@@ -34,9 +37,9 @@ struct ReplayEntry {
 // spec. invalid_argument names the problem.
 Expected<std::vector<ReplayEntry>> read_replay_file(const std::string& path);
 
-// Runs the probe command with diagnosis options. `args` are the remaining probe arguments (for
-// rejecting spec options under --replay), `request` their parse. Returns the exit code.
-int diagnostic_probe_command(const std::vector<std::string>& args, const ProbeRequest& request, bool json,
+// Runs the probe command with diagnosis options. `line` is the parsed command line (for
+// rejecting spec options under --replay), `request` its probe request. Returns the exit code.
+int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& request, bool json,
                              const DiagnosticOptions& options);
 
 // `substrated compare A [B] [--json] [--atol X] [--rtol X]` (daemon/compare_command.cpp).

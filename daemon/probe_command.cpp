@@ -1,6 +1,7 @@
 #include "daemon/probe_command.hpp"
 
 #include <charconv>
+#include <cstdlib>
 #include <sstream>
 
 namespace substrate {
@@ -10,57 +11,65 @@ Error bad(const std::string& message) { return Error{ErrorKind::invalid_argument
 
 }  // namespace
 
-Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args, std::vector<std::string>& rest) {
+const cli::po::options_description& probe_request_options() {
+  static const cli::po::options_description options = [] {
+    cli::po::options_description d;
+    d.add_options()
+        ("device", cli::takes("SEL"), "device id (vulkan0), UUID or PCI bus id; default all")
+        ("kernel", cli::takes("ID"), "probe ids from --list (comma-separated or repeated); default every stable probe\n"
+                                "enabled by default")
+        ("mode", cli::takes("M"), "exact: integer inputs, bit-exact check; random: full mantissas, derived bound")
+        ("dtype", cli::takes("T"), "input storage type (accumulation is fp32)")
+        ("size", cli::takes("SIZE"), "gemm MxNxK or N; attention SEQxHEADSxDIM; memory bytes (64M, 1G); needs one --kernel")
+        ("seed", cli::takes("N"), "generator seed (default 1); printed with every result so it replays")
+        ("inject", cli::takes("SPEC"), "drill: the kernel flips bits of one output element before writing it:\n"
+                                  "bit=B[,bit=B2][,row=R,col=C | ,element=N][,transient]")
+        ("timeout", cli::takes("S"), "seconds before a kernel counts as hung (default 120)");
+    return d;
+  }();
+  return options;
+}
+
+Expected<ProbeRequest> probe_request_from(const cli::CommandLine& line) {
   ProbeRequest request;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&]() -> std::optional<std::string> {
-      if (i + 1 >= args.size()) return std::nullopt;
-      return args[++i];
-    };
-    const bool takes_value = arg == "--device" || arg == "--kernel" || arg == "--mode" || arg == "--dtype" ||
-                             arg == "--size" || arg == "--seed" || arg == "--inject" || arg == "--timeout";
-    if (!takes_value) {
-      if (arg.rfind("--", 0) == 0) {
-        rest.push_back(arg);
-        continue;
-      }
-      return bad("unexpected argument '" + arg + "'");
+  if (auto device = line.last("device")) request.device = *device;
+  for (const std::string& list : line.all("kernel")) {
+    std::stringstream ids(list);
+    std::string id;
+    while (std::getline(ids, id, ',')) {
+      if (!probe_registry().find(id)) return bad("unknown kernel '" + id + "' (see substrated probe --list)");
+      request.kernels.push_back(id);
     }
-    const auto text = value();
-    if (!text) return bad(arg + " needs a value");
-    if (arg == "--device") {
-      request.device = *text;
-    } else if (arg == "--kernel") {
-      std::stringstream ids(*text);
-      std::string id;
-      while (std::getline(ids, id, ',')) {
-        if (!probe_registry().find(id)) return bad("unknown kernel '" + id + "' (see substrated probe --list)");
-        request.kernels.push_back(id);
-      }
-    } else if (arg == "--mode") {
-      request.mode = parse_mode(*text);
-      if (!request.mode) return bad("--mode must be exact or random, got '" + *text + "'");
-    } else if (arg == "--dtype") {
-      request.dtype = parse_dtype(*text);
-      if (!request.dtype) return bad("--dtype must be f32, f16 or bf16, got '" + *text + "'");
-    } else if (arg == "--size") {
-      request.size = *text;
-    } else if (arg == "--seed") {
-      auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), request.seed);
-      if (ec != std::errc{} || ptr != text->data() + text->size() || text->empty()) {
-        return bad("--seed needs a non-negative integer, got '" + *text + "'");
-      }
-    } else if (arg == "--inject") {
-      request.inject = *text;
-    } else if (arg == "--timeout") {
-      char* end = nullptr;
-      request.timeout_seconds = std::strtod(text->c_str(), &end);
-      if (*end != '\0' || !(request.timeout_seconds > 0)) return bad("--timeout needs seconds > 0");
+  }
+  if (auto text = line.last("mode")) {
+    request.mode = parse_mode(*text);
+    if (!request.mode) return bad("--mode must be exact or random, got '" + *text + "'");
+  }
+  if (auto text = line.last("dtype")) {
+    request.dtype = parse_dtype(*text);
+    if (!request.dtype) return bad("--dtype must be f32, f16 or bf16, got '" + *text + "'");
+  }
+  request.size = line.last("size");
+  if (auto text = line.last("seed")) {
+    auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), request.seed);
+    if (ec != std::errc{} || ptr != text->data() + text->size()) {
+      return bad("--seed needs a non-negative integer, got '" + *text + "'");
     }
+  }
+  request.inject = line.last("inject");
+  if (auto text = line.last("timeout")) {
+    char* end = nullptr;
+    request.timeout_seconds = std::strtod(text->c_str(), &end);
+    if (*end != '\0' || !(request.timeout_seconds > 0)) return bad("--timeout needs seconds > 0");
   }
   if (request.size && request.kernels.size() != 1) return bad("--size needs exactly one --kernel");
   return request;
+}
+
+Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args) {
+  auto line = cli::parse_command_line(args, probe_request_options());
+  if (!line) return line.error();
+  return probe_request_from(*line);
 }
 
 bool device_matches(const DeviceInfo& device, const std::string& selector) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/command_line.hpp"
 #include "kernels/expected.hpp"
 #include "probes/compute_device.hpp"
 #include "probes/registry.hpp"
@@ -22,9 +23,17 @@ struct ProbeRequest {
   double timeout_seconds = 120.0;
 };
 
-// Parses probe options (everything after `probe`). `rest` receives flags the caller handles
-// (--json, --list, --local, --npd, --help). invalid_argument names the bad option.
-Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args, std::vector<std::string>& rest);
+// The options that make a probe request (--device, --kernel, --mode, --dtype, --size, --seed,
+// --inject, --timeout), with their help text; `substrated probe` adds its own to these.
+const cli::po::options_description& probe_request_options();
+
+// The request a parsed command line asks for (options outside probe_request_options() are
+// ignored). invalid_argument names the bad value, e.g. "--mode must be exact or random, got 'x'".
+Expected<ProbeRequest> probe_request_from(const cli::CommandLine& line);
+
+// Parses a request alone (the control socket's "args"): every argument must be one of
+// probe_request_options(). invalid_argument names the bad argument or value in one line.
+Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args);
 
 bool device_matches(const DeviceInfo& device, const std::string& selector);
 

@@ -21,7 +21,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "daemon/cli.hpp"
+#include "daemon/exit_code.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
@@ -614,8 +614,7 @@ class Service {
       }
       args.push_back(a.get<std::string>());
     }
-    std::vector<std::string> flags;
-    auto parsed = parse_probe_request(args, flags);
+    auto parsed = parse_probe_request(args);
     if (!parsed) {
       reply({{"ok", false}, {"error", parsed.error().message}, {"exit_code", cli::k_exit_cannot_run}});
       return;
@@ -653,14 +652,8 @@ class Service {
             asio::post(io_, [pending, results = std::move(results)]() mutable {
               for (auto& r : results) pending->results.push_back(std::move(r));
               if (--pending->remaining > 0) return;
-              bool fault = false, error = false;
-              for (const ProbeResult& r : pending->results) {
-                fault = fault || r.status == RunStatus::fail;
-                error = error || r.status == RunStatus::error;
-              }
-              const int code = fault ? cli::k_exit_fault : (error ? cli::k_exit_cannot_run : cli::k_exit_ok);
               pending->reply({{"ok", true},
-                              {"exit_code", code},
+                              {"exit_code", cli::fold_exit_code(pending->results)},
                               {"text", render_results(pending->results)},
                               {"results", pending->results}});
             });

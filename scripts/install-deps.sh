@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config git clang-format shellcheck  # clang-format, shellcheck: scripts/lint.sh
-  libboost-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
+  libboost-dev libboost-program-options-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd
   prometheus python3 python3-yaml python3-numpy curl

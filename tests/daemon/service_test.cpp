@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/control_socket.hpp"
 #include "daemon/state_store.hpp"
 #include "tests/cli/run_command.hpp"
 #include "tests/daemon/daemon_process.hpp"
@@ -78,6 +79,17 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   CHECK(probe.exit_code == 1);
   CHECK(probe.output.find("run by the substrated daemon") != std::string::npos);
   CHECK(probe.output.find("row 2, col 3") != std::string::npos);
+  // The socket's args go through the same parser: a bad one is one line and exit 2, never a crash.
+  for (const auto& [args, message] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{"--frobnicate"}, "unknown option '--frobnicate'"},
+           {{"--seed"}, "--seed needs a value"},
+           {{"--kernel=nope"}, "unknown kernel 'nope' (see substrated probe --list)"}}) {
+    auto bad = control_request(daemon.socket_path(), {{"command", "probe"}, {"args", args}}, 10.0);
+    REQUIRE(bad.ok());
+    CHECK(bad->at("ok") == false);
+    CHECK(bad->at("exit_code") == 2);
+    CHECK(bad->at("error") == message);
+  }
   auto npd = run_substrated("probe --npd --socket " + daemon.socket_path());
   CHECK(npd.exit_code == 1);
   auto cli_status = run_substrated("status --socket " + daemon.socket_path());

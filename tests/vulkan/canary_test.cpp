@@ -124,8 +124,7 @@ TEST_CASE("canary: its replay command reproduces the run, size and drill layer i
     std::vector<std::string> args;
     std::istringstream words(command.substr(std::string("substrated probe ").size()));
     for (std::string word; words >> word;) args.push_back(word);
-    std::vector<std::string> rest;
-    auto request = parse_probe_request(args, rest);
+    auto request = parse_probe_request(args);
     REQUIRE(request.ok());
     auto specs = specs_for(*request, device.info());
     REQUIRE(specs.ok());
