@@ -17,8 +17,12 @@
 
 namespace substrate {
 
-enum class RunStatus { pass, fail, error };
+// hung: the worker running the spec outlived its deadline and was killed; crashed: the worker
+// died by a signal (daemon/supervisor.hpp). Both come from the daemon, never from a probe.
+enum class RunStatus { pass, fail, error, hung, crashed };
 const char* to_string(RunStatus status);
+// Inverse of to_string; nullopt for an unknown name.
+std::optional<RunStatus> parse_run_status(const std::string& name);
 
 struct MemoryDetails {
   std::uint64_t bytes_tested = 0;
@@ -94,6 +98,11 @@ void to_json(nlohmann::json& out, const ProbeSpec& spec);
 void from_json(const nlohmann::json& in, ProbeSpec& spec);
 void to_json(nlohmann::json& out, const DeviceInfo& info);
 void to_json(nlohmann::json& out, const ProbeResult& result);
+// Inverses of the to_json above (the worker protocol carries results as this JSON): everything
+// to_json writes comes back, except `tensors`. Throw nlohmann::json exceptions on a malformed
+// document.
+void from_json(const nlohmann::json& in, DeviceInfo& info);
+void from_json(const nlohmann::json& in, ProbeResult& result);
 // Parses a stored result's spec for replay; an invalid_argument error names the problem.
 Expected<ProbeSpec> spec_from_result_json(const std::string& text);
 
