@@ -1,6 +1,7 @@
 #include "daemon/probe_command.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <sstream>
 
 namespace substrate {
@@ -56,7 +57,11 @@ Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args,
     } else if (arg == "--timeout") {
       char* end = nullptr;
       request.timeout_seconds = std::strtod(text->c_str(), &end);
-      if (*end != '\0' || !(request.timeout_seconds > 0)) return bad("--timeout needs seconds > 0");
+      if (*end != '\0' || text->empty() || !std::isfinite(request.timeout_seconds) || !(request.timeout_seconds > 0) ||
+          request.timeout_seconds > k_max_timeout_seconds) {
+        return bad("--timeout needs seconds > 0 and at most " + std::to_string(static_cast<int>(k_max_timeout_seconds)) +
+                   ", got '" + *text + "'");
+      }
     }
   }
   if (request.size && request.kernels.size() != 1) return bad("--size needs exactly one --kernel");

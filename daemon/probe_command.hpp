@@ -19,8 +19,11 @@ struct ProbeRequest {
   std::optional<std::string> size;
   std::uint64_t seed = 1;
   std::optional<std::string> inject;
-  double timeout_seconds = 120.0;
+  double timeout_seconds = 120.0;  // finite, > 0 and at most k_max_timeout_seconds
 };
+
+// The longest --timeout accepted (a day): beyond it a hang would go unseen for good.
+inline constexpr double k_max_timeout_seconds = 86400.0;
 
 // Parses probe options (everything after `probe`). `rest` receives flags the caller handles
 // (--json, --list, --local, --npd, --help). invalid_argument names the bad option.
