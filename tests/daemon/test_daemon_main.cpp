@@ -7,8 +7,6 @@
 //                         notice
 // The daemon starts its workers from /proc/self/exe, i.e. this binary with `__worker`; the mode
 // reaches them through the environment.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,10 +23,12 @@ using namespace substrate;
 namespace {
 
 constexpr const char* k_mode_variable = "SUBSTRATE_TEST_DAEMON_MODE";
+constexpr const char* k_counter_variable = "SUBSTRATE_TEST_DAEMON_COUNTER";
 
-// Flaky mode's call count, kept across worker processes in a file named after the daemon.
+// Flaky mode's call count, kept across worker processes in a file beside the config.
 unsigned next_call() {
-  const std::string path = "/tmp/substrate-test-daemon-flaky-" + std::to_string(::getppid());
+  const char* path = std::getenv(k_counter_variable);
+  if (!path) return 0;
   unsigned calls = 0;
   std::ifstream(path) >> calls;
   std::ofstream(path) << ++calls;
@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   ::setenv(k_mode_variable, argv[1], 1);
+  ::setenv(k_counter_variable, (std::string(argv[3]) + ".calls").c_str(), 1);
   ServeOptions options;
   options.config_path = argv[3];
   return serve(std::move(options));

@@ -64,15 +64,24 @@ bool gone(pid_t pid) {
 }  // namespace
 
 TEST_CASE("workers: a hang with every default probe enabled is detected every time", "[daemon-e2e]") {
-  for (int trial = 0; trial < 3; ++trial) {
-    DaemonProcess daemon(all_probes("    timeout_seconds: 1\n    drill: hang\n"));
-    daemon.start();
+  // Odd trials: a kernel that never returns inside the device call (the test daemon's stand-in
+  // around lavapipe); even trials: the documented `drill: hang` of the real binary.
+  for (int trial = 0; trial < 4; ++trial) {
+    const bool stand_in = trial % 2 == 1;
+    const std::string device = stand_in ? "hang0" : "vulkan0";
+    DaemonProcess daemon(all_probes(stand_in ? "    timeout_seconds: 1\n" : "    timeout_seconds: 1\n    drill: hang\n"));
+    if (stand_in) {
+      daemon.start(SUBSTRATE_TEST_DAEMON, "hang");
+    } else {
+      daemon.start();
+    }
     REQUIRE(daemon.wait_ready());
     INFO("trial " << trial << "\n" << daemon.log());
-    REQUIRE(wait_until([&] { return metric_at_least(daemon, health("hung"), 1); }, 30s));
+    const std::string hung = "substrate_device_health{device=\"" + device + "\",state=\"hung\"}";
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, hung, 1); }, 30s));
     const std::string scrape = daemon.metrics();
-    CHECK(metric(scrape, "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
-    CHECK(metric(scrape, "substrate_worker_exits_total{device=\"vulkan0\",outcome=\"hung\"}") >= 1.0);
+    CHECK(metric(scrape, "substrate_probe_failures_total{device=\"" + device + "\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
+    CHECK(metric(scrape, "substrate_worker_exits_total{device=\"" + device + "\",outcome=\"hung\"}") >= 1.0);
     CHECK(http_get(daemon.port(), "/healthz").status == 200);
     const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
     bool reported = false;
