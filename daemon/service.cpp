@@ -697,8 +697,12 @@ class Service {
   void schedule_telemetry(double delay) {
     telemetry_timer_.expires_after(seconds(delay));
     telemetry_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec || stopping_ || !telemetry_worker_->idle()) {
-        if (!ec && !stopping_) schedule_telemetry(15.0);
+      if (ec || stopping_) return;
+      if (!telemetry_worker_->idle()) {
+        // The previous read has not returned (a sysfs file that blocks, a stuck driver call):
+        // counted, and visible as a stale substrate_telemetry_last_read_timestamp_seconds.
+        if (telemetry_overruns_++ == 0) spdlog::warn("telemetry: the previous read is still running; skipping reads");
+        schedule_telemetry(15.0);
         return;
       }
       std::vector<DeviceInfo> infos;
@@ -727,6 +731,7 @@ class Service {
     }
     telemetry_snapshot_ = std::move(snapshot);
     have_telemetry_ = true;
+    telemetry_read_at_ = unix_now();
   }
 
   void arm_systemd_watchdog() {
@@ -1007,6 +1012,8 @@ class Service {
   std::unique_ptr<DeviceWorker> telemetry_worker_ = std::make_unique<DeviceWorker>();
   telemetry::Snapshot telemetry_snapshot_;
   bool have_telemetry_ = false;
+  double telemetry_read_at_ = 0.0;          // unix time the last telemetry read completed
+  std::uint64_t telemetry_overruns_ = 0;    // reads skipped: the previous one still ran
   bool reload_successful_ = true;
   double reload_timestamp_ = unix_now();
   bool stopping_ = false;
@@ -1056,6 +1063,12 @@ std::string Service::metrics_text() const {
           reload_successful_ ? 1 : 0);
   f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",
           {}, reload_timestamp_);
+  f.gauge("substrate_telemetry_last_read_timestamp_seconds",
+          "End of the last completed telemetry read (0: none yet); stale while a read is blocked.", {},
+          telemetry_read_at_);
+  f.counter("substrate_telemetry_read_overruns_total",
+            "Telemetry reads skipped because the previous read had not returned.", {},
+            static_cast<double>(telemetry_overruns_));
   // Families a healthy host has no series for still appear (with their TYPE) so dashboards and
   // rules see every name.
   f.family("substrate_probe_failures_total", "Failed scheduled probe runs by reason." + last,

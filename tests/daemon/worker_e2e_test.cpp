@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <fstream>
@@ -286,4 +287,31 @@ TEST_CASE("control socket: connections beyond the session cap are refused, not q
   CHECK(status.exit_code == 0);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
+}
+
+TEST_CASE("workers: a telemetry read blocked on a FIFO holds neither scrapes nor SIGTERM", "[daemon-e2e]") {
+  const auto sysfs = std::filesystem::temp_directory_path() / ("substrated-fifo-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(sysfs);
+  // The fixture tree with one GPU's PCI class file replaced by a FIFO nobody writes.
+  std::filesystem::copy(SUBSTRATE_SOURCE_DIR "/tests/fixtures/sysfs", sysfs,
+                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks);
+  const auto blocked = std::filesystem::canonical(sysfs / "class/drm/card1/device") / "class";
+  std::filesystem::remove(blocked);
+  REQUIRE(::mkfifo(blocked.c_str(), 0600) == 0);
+  DaemonProcess daemon(k_gemm_only, "sysfs_root: " + sysfs.string() + "\n");
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 30s));
+  CHECK(http_get(daemon.port(), "/healthz").status == 200);
+  CHECK(metric(daemon.metrics(), "substrate_telemetry_last_read_timestamp_seconds") == 0.0);  // stale: never read
+  const auto asked = std::chrono::steady_clock::now();
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(10s) == 0);
+  CHECK(std::chrono::steady_clock::now() - asked < 6s);
+  const std::string log = daemon.log();
+  INFO(log);
+  CHECK(log.find("telemetry read still running at shutdown; abandoned") != std::string::npos);
+  std::filesystem::remove_all(sysfs);
 }
