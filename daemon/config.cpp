@@ -2,6 +2,7 @@
 // "FILE:LINE:COLUMN: key 'a.b.c': what is wrong" with 1-based line and column, taken from the
 // yaml-cpp node marks. The layout and every key are documented in docs/configuration.md.
 #include "daemon/config.hpp"
+#include "daemon/worker_protocol.hpp"
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
@@ -357,7 +358,7 @@ class Parser {
     });
     if (!any) fail(filter_node, filter_key, "no run of this probe has any of these modes with any of these dtypes");
 
-    if (schedule.drill) {
+    if (schedule.drill && !worker::is_process_drill(*schedule.drill)) {
       // Checked against the configured size as `substrated probe --inject` reads it; without a
       // size the row length waits for the device, so only the size-independent parts are checked.
       auto inject = schedule.size && !specs.empty() ? parse_drill(probe, *schedule.drill, specs.front())

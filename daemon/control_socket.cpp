@@ -260,8 +260,15 @@ void ControlImpl::on_accept(error_code ec, local::socket socket) {
   }
   auto id = next_id_++;
   auto session = std::make_shared<ControlSession>(shared_from_this(), std::move(socket), id);
+  const bool over = sessions_.size() >= limits_.max_sessions;
   sessions_.emplace(id, session);
-  session->start();
+  if (over) {
+    spdlog::debug("control socket: {} sessions open, refusing another", limits_.max_sessions);
+    session->send(error_reply("busy: " + std::to_string(limits_.max_sessions) +
+                              " control sessions are open; try again later"));
+  } else {
+    session->start();
+  }
   accept();
 }
 

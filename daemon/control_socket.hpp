@@ -23,6 +23,9 @@ using ControlHandler = std::function<void(const nlohmann::json& request, std::fu
 struct ControlLimits {
   std::size_t max_request_bytes = 64 * 1024;  // the request line, newline included
   double read_timeout_seconds = 5.0;          // to receive the request line (and to send the reply)
+  // Open sessions at most; a connection beyond it is answered {"ok":false,"error":"busy: ..."}
+  // and closed at once, so idle clients cannot exhaust the daemon's file descriptors.
+  std::size_t max_sessions = 64;
 };
 
 // start() replaces a stale socket file (nothing listening) and fails with unavailable when another

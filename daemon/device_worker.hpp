@@ -1,6 +1,7 @@
 #pragma once
-// One thread per device: device work runs here, serially, never on the event loop. Urgent jobs
-// (on-demand probes) go to the front of the queue.
+// A helper thread that runs jobs serially, never on the event loop (the daemon reads telemetry
+// on one; device work runs in worker processes, daemon/supervisor.hpp). Urgent jobs go to the
+// front of the queue.
 #include <chrono>
 #include <condition_variable>
 #include <deque>

@@ -13,6 +13,8 @@ Outcome outcome_of(RunStatus status) {
     case RunStatus::skipped:  // nothing was checked, and nothing is wrong with the device
       return Outcome::pass;
     case RunStatus::error:
+    case RunStatus::hung:     // no result: the worker was killed at its deadline
+    case RunStatus::crashed:  // no result: the worker died by a signal
       return Outcome::cannot_run;
   }
   return Outcome::cannot_run;

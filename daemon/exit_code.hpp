@@ -14,8 +14,8 @@ inline constexpr int k_exit_config = 78;     // EX_CONFIG: the daemon's configur
 // What one run (a probe, a comparison, a device's verdict) came to.
 enum class Outcome { pass, fault, cannot_run, bad_config };
 
-// The outcome of one probe result: fail is a fault, error could not run, skipped (a probe the
-// device does not implement) passes.
+// The outcome of one probe result: fail is a fault; error, hung and crashed could not run (as a
+// kernel timeout always did); skipped (a probe the device does not implement) passes.
 Outcome outcome_of(RunStatus status);
 
 // Folds outcomes into the process exit code. A found fault wins (1: the hardware claim matters

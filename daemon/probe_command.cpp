@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <cmath>
 #include <sstream>
 
 namespace substrate {
@@ -60,7 +61,11 @@ Expected<ProbeRequest> probe_request_from(const cli::CommandLine& line) {
   if (auto text = line.last("timeout")) {
     char* end = nullptr;
     request.timeout_seconds = std::strtod(text->c_str(), &end);
-    if (*end != '\0' || !(request.timeout_seconds > 0)) return bad("--timeout needs seconds > 0");
+    if (*end != '\0' || !std::isfinite(request.timeout_seconds) || !(request.timeout_seconds > 0) ||
+        request.timeout_seconds > k_max_timeout_seconds) {
+      return bad("--timeout needs seconds > 0 and at most " + std::to_string(static_cast<int>(k_max_timeout_seconds)) +
+                 ", got '" + *text + "'");
+    }
   }
   if (request.size && request.kernels.size() != 1) return bad("--size needs exactly one --kernel");
   return request;

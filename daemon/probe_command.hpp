@@ -20,8 +20,11 @@ struct ProbeRequest {
   std::optional<std::string> size;
   std::uint64_t seed = 1;
   std::optional<std::string> inject;
-  double timeout_seconds = 120.0;
+  double timeout_seconds = 120.0;  // finite, > 0 and at most k_max_timeout_seconds
 };
+
+// The longest --timeout accepted (a day): beyond it a hang would go unseen for good.
+inline constexpr double k_max_timeout_seconds = 86400.0;
 
 // The options that make a probe request (--device, --kernel, --mode, --dtype, --size, --seed,
 // --inject, --timeout), with their help text; `substrated probe` adds its own to these.

@@ -56,8 +56,9 @@ std::string render_results(const std::vector<ProbeResult>& results) {
   bool drill = false;
   for (const ProbeResult& r : results) {
     drill = drill || r.drill();
-    if (r.status == RunStatus::error) {
-      out << "\n" << r.device.id << " " << spec_key(r.spec) << ": could not run: " << r.error << "\n";
+    if (r.status == RunStatus::error || r.status == RunStatus::hung || r.status == RunStatus::crashed) {
+      out << "\n" << r.device.id << " " << spec_key(r.spec) << ": " << (r.status == RunStatus::error ? "could not run" : to_string(r.status))
+          << ": " << r.error << "\n";
       continue;
     }
     if (r.status == RunStatus::skipped) {

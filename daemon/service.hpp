@@ -1,23 +1,22 @@
 #pragma once
-// `substrated serve`: the event loop, the per-device workers and schedule, verdicts, state,
-// telemetry, /metrics and the control socket. Everything mutable is owned by the loop thread;
-// workers only run probes and post their results back.
-#include <memory>
+// `substrated serve`: the event loop, the schedule, verdicts, state, telemetry, /metrics and the
+// control socket. Everything mutable is owned by the loop thread. Device discovery and every
+// probe run happen in worker processes (daemon/supervisor.hpp, daemon/worker_main.hpp): the
+// daemon itself never loads a GPU driver.
 #include <string>
 
 #include "daemon/config.hpp"
-#include "probes/compute_device.hpp"
 
 namespace substrate {
 
 struct ServeOptions {
   std::string config_path;
-  // Tests inject devices (e.g. one that hangs) instead of discovering them.
-  std::unique_ptr<Discovery> devices;
 };
 
 // Runs until SIGTERM/SIGINT; returns the process exit code (0 after a clean stop, 78 on an invalid
-// configuration, 2 when the daemon cannot start).
+// configuration, 2 when the daemon cannot start, e.g. another daemon holds the state directory's
+// lock). Workers are started from /proc/self/exe, so a binary embedding serve() must dispatch
+// `__worker` to worker::worker_main.
 int serve(ServeOptions options);
 
 }  // namespace substrate

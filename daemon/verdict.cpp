@@ -23,6 +23,7 @@ const char* to_string(Reason reason) {
     case Reason::slowdown: return "slowdown";
     case Reason::timeout: return "timeout";
     case Reason::error: return "error";
+    case Reason::crashed: return "crashed";
   }
   return "error";
 }
@@ -34,7 +35,20 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
     state.consecutive_passes = 0;
     return;
   }
-  if (state.health == Health::hung) return;  // a hung device stays hung until restart
+  if (state.health == Health::hung && !run.reasons.count(Reason::golden_mismatch)) {
+    // Hung is left only through passes_to_recover clean runs (retried with a backoff by the
+    // daemon); other failures keep it hung and restart the count.
+    if (!run.reasons.empty()) {
+      state.consecutive_passes = 0;
+      return;
+    }
+    if (++state.consecutive_passes >= policy.passes_to_recover) {
+      state.health = Health::healthy;
+      state.reasons.clear();
+      state.consecutive_failures = 0;
+    }
+    return;
+  }
   if (run.reasons.empty()) {
     state.consecutive_failures = 0;
     ++state.consecutive_passes;

@@ -18,10 +18,12 @@ const char* to_string(Health health);
 inline constexpr Health k_all_health[] = {Health::healthy, Health::degraded, Health::failed, Health::hung,
                                           Health::unknown};
 
-// Failure reasons: the values of the `reason` label.
-enum class Reason { golden_mismatch, fingerprint_change, cross_device, slowdown, timeout, error };
+// Failure reasons: the values of the `reason` label. timeout: a hung run (the worker outlived its
+// deadline, or the backend's own fence timeout fired); crashed: the worker died by a signal,
+// weighed like error (it must repeat before the device leaves healthy).
+enum class Reason { golden_mismatch, fingerprint_change, cross_device, slowdown, timeout, error, crashed };
 inline constexpr Reason k_all_reasons[] = {Reason::golden_mismatch, Reason::fingerprint_change, Reason::cross_device,
-                                           Reason::slowdown, Reason::timeout, Reason::error};
+                                           Reason::slowdown, Reason::timeout, Reason::error, Reason::crashed};
 const char* to_string(Reason reason);
 
 struct RunFindings {
@@ -41,9 +43,10 @@ struct VerdictState {
   std::uint32_t consecutive_passes = 0;
 };
 
-// Folds one run's findings into the verdict. A round whose runs were all skipped (a probe the
-// device's backend lacks) is not a run: the service never folds it in, so it neither fails nor
-// recovers the device.
+// Folds one run's findings into the verdict. A timeout makes the device hung; a hung device
+// returns to healthy after policy.passes_to_recover consecutive clean runs (a golden mismatch
+// fails it as usual). A round whose runs were all skipped (a probe the device's backend lacks)
+// is not a run: the service never folds it in, so it neither fails nor recovers the device.
 void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy& policy);
 // Telemetry findings of severity failed (an ECC rise, an XID, a failed remap) are events: they
 // fail the device until `passes_to_recover` clean runs follow. Degraded findings are conditions

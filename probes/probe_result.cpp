@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,8 @@ const char* to_string(RunStatus status) {
     case RunStatus::fail: return "fail";
     case RunStatus::error: return "error";
     case RunStatus::skipped: return "skipped";
+    case RunStatus::hung: return "hung";
+    case RunStatus::crashed: return "crashed";
   }
   return "error";
 }
@@ -24,6 +27,13 @@ const char* to_string(SkipKind kind) {
     case SkipKind::not_implemented: return "not_implemented";
   }
   return "not_implemented";
+}
+
+std::optional<RunStatus> parse_run_status(const std::string& name) {
+  for (RunStatus s : {RunStatus::pass, RunStatus::fail, RunStatus::error, RunStatus::skipped, RunStatus::hung, RunStatus::crashed}) {
+    if (name == to_string(s)) return s;
+  }
+  return std::nullopt;
 }
 
 const char* to_string(MemoryPattern pattern) {
@@ -64,6 +74,43 @@ nlohmann::json histogram_json(const Histogram& bits) {
 nlohmann::json number(double value) {
   if (std::isfinite(value)) return value;
   return std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf");
+}
+
+double from_number(const nlohmann::json& value) {
+  if (value.is_number()) return value.get<double>();
+  const std::string text = value.get<std::string>();
+  if (text == "nan") return std::numeric_limits<double>::quiet_NaN();
+  if (text == "inf") return std::numeric_limits<double>::infinity();
+  if (text == "-inf") return -std::numeric_limits<double>::infinity();
+  throw nlohmann::json::other_error::create(501, "not a number: " + text, &value);
+}
+
+std::uint32_t from_hex32(const nlohmann::json& value) {
+  return static_cast<std::uint32_t>(std::stoul(value.get<std::string>(), nullptr, 16));
+}
+
+template <class Histogram>
+void histogram_from_json(const nlohmann::json& in, Histogram& bits) {
+  for (const auto& [bit, count] : in.items()) {
+    const std::size_t index = std::stoul(bit);
+    if (index < bits.size()) bits[index] = count.template get<typename Histogram::value_type>();
+  }
+}
+
+ErrorKind parse_error_kind(const std::string& name) {
+  for (ErrorKind k : {ErrorKind::invalid_argument, ErrorKind::unavailable, ErrorKind::device_error, ErrorKind::timeout,
+                      ErrorKind::io_error, ErrorKind::corrupt}) {
+    if (name == to_string(k)) return k;
+  }
+  return ErrorKind::device_error;
+}
+
+MemoryPattern parse_pattern(const std::string& name) {
+  for (MemoryPattern p : {MemoryPattern::walking_ones, MemoryPattern::walking_zeros, MemoryPattern::own_address,
+                          MemoryPattern::moving_inversions, MemoryPattern::random}) {
+    if (name == to_string(p)) return p;
+  }
+  return MemoryPattern::random;
 }
 
 }  // namespace
@@ -113,7 +160,7 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
   out["kernel"] = result.kernel;
   out["status"] = to_string(result.status);
   out["drill"] = result.drill();
-  if (result.status == RunStatus::error) {
+  if (result.status == RunStatus::error || result.status == RunStatus::hung || result.status == RunStatus::crashed) {
     out["error"] = result.error;
     out["error_kind"] = to_string(result.error_kind);
   }
@@ -173,6 +220,100 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
                      {"retention", {{"bytes", m.retention_bytes},
                                     {"bad_words", m.retention_bad_words},
                                     {"age_seconds", m.retention_age_seconds}}}};
+  }
+}
+
+void from_json(const nlohmann::json& in, DeviceInfo& info) {
+  info = DeviceInfo{};
+  info.id = in.at("id").get<std::string>();
+  info.backend = in.at("backend").get<std::string>();
+  info.name = in.at("name").get<std::string>();
+  info.vendor = in.at("vendor").get<std::string>();
+  info.driver = in.at("driver").get<std::string>();
+  info.device_type = in.at("device_type").get<std::string>();
+  info.uuid = in.at("uuid").get<std::string>();
+  info.pci_bus_id = in.at("pci_bus_id").get<std::string>();
+  info.api_version = in.at("api_version").get<std::string>();
+  info.memory_bytes = in.at("memory_bytes").get<std::uint64_t>();
+  info.compute_units = in.at("compute_units").get<std::uint32_t>();
+  info.kernel_build = in.at("kernel_build").get<std::string>();
+}
+
+void from_json(const nlohmann::json& in, ProbeResult& result) {
+  result = ProbeResult{};
+  result.device = in.at("device").get<DeviceInfo>();
+  result.spec = in.at("spec").get<ProbeSpec>();
+  result.kernel = in.at("kernel").get<std::string>();
+  const auto status = parse_run_status(in.at("status").get<std::string>());
+  if (!status) throw nlohmann::json::other_error::create(501, "unknown status", &in);
+  result.status = *status;
+  result.error = in.value("error", std::string());
+  result.error_kind = parse_error_kind(in.value("error_kind", std::string("device_error")));
+  if (result.status == RunStatus::skipped) {
+    result.skip_reason = in.at("skip_reason").get<std::string>();
+    const std::string kind = in.at("skip_kind").get<std::string>();
+    if (kind != to_string(SkipKind::not_implemented)) {
+      throw nlohmann::json::other_error::create(501, "unknown skip_kind '" + kind + "'", &in);
+    }
+    result.skip_kind = SkipKind::not_implemented;
+  }
+  const nlohmann::json& c = in.at("check");
+  CheckOutcome& check = result.check;
+  check.pass = c.at("pass").get<bool>();
+  check.checked = c.at("elements_checked").get<std::uint64_t>();
+  check.mismatched = c.at("mismatched_elements").get<std::uint64_t>();
+  check.max_abs_error = from_number(c.at("max_abs_error"));
+  check.max_rel_error = from_number(c.at("max_rel_error"));
+  check.budget_used = from_number(c.at("error_budget_used"));
+  for (const auto& m : c.at("first_mismatches")) {
+    check.first_mismatches.push_back({m.at("index").get<std::uint64_t>(), m.at("row").get<std::uint64_t>(),
+                                      m.at("col").get<std::uint64_t>(), from_number(m.at("expected")),
+                                      from_number(m.at("actual")), from_hex32(m.at("expected_bits")),
+                                      from_hex32(m.at("actual_bits")), from_hex32(m.at("xor")),
+                                      from_hex32(m.at("significant_xor")), from_number(m.at("bound"))});
+  }
+  histogram_from_json(c.at("flipped_bit_histogram"), check.flipped_bits);
+  result.fingerprint = in.at("fingerprint").get<std::string>();
+  const nlohmann::json& t = in.at("timing");
+  result.device_seconds = t.at("device_seconds").get<double>();
+  result.generate_seconds = t.at("generate_seconds").get<double>();
+  result.golden_seconds = t.at("golden_seconds").get<double>();
+  result.wall_seconds = t.at("wall_seconds").get<double>();
+  result.finished_at = in.at("finished_at").get<double>();
+  if (in.contains("canary")) {
+    const nlohmann::json& cj = in.at("canary");
+    CanaryDetails canary;
+    for (const auto& l : cj.at("layers")) {
+      canary.layers.push_back({l.at("name").get<std::string>(), l.at("rows").get<std::uint32_t>(),
+                               l.at("cols").get<std::uint32_t>(), l.at("mismatched").get<std::uint64_t>(),
+                               from_number(l.at("max_abs_error")), from_number(l.at("error_budget_used")),
+                               from_number(l.at("cosine"))});
+    }
+    const auto& diverging = cj.at("first_diverging_layer");
+    canary.first_diverging_layer = diverging.is_null() ? std::string() : diverging.get<std::string>();
+    canary.tokens = cj.at("tokens").get<std::uint32_t>();
+    canary.argmax_agreeing_tokens = cj.at("argmax_agreeing_tokens").get<std::uint32_t>();
+    canary.top5_agreeing_tokens = cj.at("top5_agreeing_tokens").get<std::uint32_t>();
+    canary.input_tokens = cj.at("input_tokens").get<std::vector<std::uint32_t>>();
+    result.canary = std::move(canary);
+  }
+  if (in.contains("memory")) {
+    const nlohmann::json& mj = in.at("memory");
+    MemoryDetails memory;
+    memory.bytes_tested = mj.at("bytes_tested").get<std::uint64_t>();
+    memory.bad_words = mj.at("bad_words").get<std::uint64_t>();
+    memory.bandwidth_bytes_per_second = mj.at("bandwidth_bytes_per_second").get<double>();
+    for (const auto& w : mj.at("first_bad_words")) {
+      memory.first_bad.push_back({w.at("offset").get<std::uint64_t>(), from_hex32(w.at("expected")),
+                                  from_hex32(w.at("actual")), from_hex32(w.at("reread")),
+                                  parse_pattern(w.at("pattern").get<std::string>())});
+    }
+    histogram_from_json(mj.at("flipped_bit_histogram"), memory.flipped_bits);
+    const nlohmann::json& r = mj.at("retention");
+    memory.retention_bytes = r.at("bytes").get<std::uint64_t>();
+    memory.retention_bad_words = r.at("bad_words").get<std::uint64_t>();
+    memory.retention_age_seconds = r.at("age_seconds").get<double>();
+    result.memory = std::move(memory);
   }
 }
 

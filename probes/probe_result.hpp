@@ -18,8 +18,12 @@
 namespace substrate {
 
 // skipped: the probe did not run on this device (see SkipKind); neither a pass nor a failure.
-enum class RunStatus { pass, fail, error, skipped };
+// hung: the worker running the spec outlived its deadline and was killed; crashed: the worker
+// died by a signal (daemon/supervisor.hpp). Both come from the daemon, never from a probe.
+enum class RunStatus { pass, fail, error, skipped, hung, crashed };
 const char* to_string(RunStatus status);
+// Inverse of to_string; nullopt for an unknown name.
+std::optional<RunStatus> parse_run_status(const std::string& name);
 
 // Why a run was skipped, a bounded set (the `reason` label of substrate_probe_skipped_total).
 enum class SkipKind { not_implemented };  // the device's backend has no kernels for the probe
@@ -103,5 +107,10 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec);
 void to_json(nlohmann::json& out, const DeviceInfo& info);
 // A result as JSON (docs/probe-result.md).
 void to_json(nlohmann::json& out, const ProbeResult& result);
+// Inverses of the to_json above (the worker protocol carries results as this JSON): everything
+// to_json writes comes back, except `tensors`. Throw nlohmann::json exceptions on a malformed
+// document.
+void from_json(const nlohmann::json& in, DeviceInfo& info);
+void from_json(const nlohmann::json& in, ProbeResult& result);
 
 }  // namespace substrate

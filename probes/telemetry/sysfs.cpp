@@ -21,7 +21,9 @@ Expected<std::string> read_text(const fs::path& file) {
     if (failure.step == ReadFileError::Step::open && failure.error_number == ENOENT) {
       return Error{ErrorKind::unavailable, file.string() + ": missing"};
     }
-    return Error{ErrorKind::io_error, file.string() + ": " + std::strerror(failure.error_number)};
+    // A FIFO or device node in place of an attribute is refused at once (not_regular), never read.
+    return Error{ErrorKind::io_error, failure.error_number != 0 ? file.string() + ": " + std::strerror(failure.error_number)
+                                                                : failure.message};
   }
   std::string content = std::move(*text);
   while (!content.empty() && std::isspace(static_cast<unsigned char>(content.back()))) content.pop_back();

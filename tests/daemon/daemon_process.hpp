@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -112,13 +113,19 @@ class DaemonProcess {
   void write_raw_config(const std::string& text) { std::ofstream(config_path()) << text; }
 
   // Starts `binary serve --config <config>` (or `binary <mode> --config <config>` for the test daemon).
-  void start(const std::string& binary = SUBSTRATE_BINARY, const std::string& command = "serve") {
+  // With `output_fd` >= 0 the daemon's stdout and stderr go there instead of daemon.log.
+  void start(const std::string& binary = SUBSTRATE_BINARY, const std::string& command = "serve", int output_fd = -1) {
     std::fflush(nullptr);  // or the child repeats the parent's buffered output
     pid_ = ::fork();
     if (pid_ == 0) {
-      const std::string log = (dir_ / "daemon.log").string();
-      std::freopen(log.c_str(), "a", stderr);
-      std::freopen(log.c_str(), "a", stdout);
+      if (output_fd >= 0) {
+        ::dup2(output_fd, STDERR_FILENO);
+        ::dup2(output_fd, STDOUT_FILENO);
+      } else {
+        const std::string log = (dir_ / "daemon.log").string();
+        std::freopen(log.c_str(), "a", stderr);
+        std::freopen(log.c_str(), "a", stdout);
+      }
       ::execl(binary.c_str(), binary.c_str(), command.c_str(), "--config", config_path().c_str(),
               static_cast<char*>(nullptr));
       std::_Exit(127);
@@ -151,6 +158,28 @@ class DaemonProcess {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
+  // The processes whose parent is the daemon (its workers), by pid.
+  std::vector<pid_t> children() const { return children_of(pid_); }
+  static std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> found;
+    if (parent <= 0) return found;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      char state = 0;
+      int ppid = 0;
+      if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent && state != 'Z') {
+        found.push_back(static_cast<pid_t>(std::stoi(name)));
+      }
+    }
+    return found;
+  }
+  pid_t pid() const { return pid_; }
   std::uint16_t port() const { return port_; }
   std::string config_path() const { return (dir_ / "substrated.yaml").string(); }
   std::string socket_path() const { return (dir_ / "run" / "control.sock").string(); }

@@ -1,18 +1,39 @@
-// Test-only daemon: `substrated serve` with stand-in devices wrapped around the real lavapipe
-// device, for faults that real hardware cannot be made to show on demand. Never installed.
-//   hang  --config FILE : gemm never returns (the backend's own timeout does not fire either)
-//   flaky --config FILE : every other gemm output has its lowest mantissa bit flipped, inside the
-//                         error bound: only the fingerprint can notice
+// Test-only daemon: `substrated serve` whose workers wrap the real lavapipe device in stand-ins,
+// for faults that real hardware cannot be made to show on demand. Never installed.
+//   hang  --config FILE : gemm never returns in the worker (the backend's own timeout does not
+//                         fire either)
+//   flaky --config FILE : every other gemm output (counted across workers) has its lowest
+//                         mantissa bit flipped, inside the error bound: only the fingerprint can
+//                         notice
+// The daemon starts its workers from /proc/self/exe, i.e. this binary with `__worker`; the mode
+// reaches them through the environment.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <thread>
 
 #include "daemon/service.hpp"
+#include "daemon/worker_main.hpp"
+#include "daemon/worker_protocol.hpp"
 
 using namespace substrate;
 
 namespace {
+
+constexpr const char* k_mode_variable = "SUBSTRATE_TEST_DAEMON_MODE";
+constexpr const char* k_counter_variable = "SUBSTRATE_TEST_DAEMON_COUNTER";
+
+// Flaky mode's call count, kept across worker processes in a file beside the config.
+unsigned next_call() {
+  const char* path = std::getenv(k_counter_variable);
+  if (!path) return 0;
+  unsigned calls = 0;
+  std::ifstream(path) >> calls;
+  std::ofstream(path) << ++calls;
+  return calls;
+}
 
 class WrappedDevice : public ComputeDevice {
  public:
@@ -31,7 +52,7 @@ class WrappedDevice : public ComputeDevice {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     auto run = inner_->run_gemm(launch);
-    if (run && (++calls_ % 2 == 0)) run->output_bits[0] ^= 1u;
+    if (run && next_call() % 2 == 0) run->output_bits[0] ^= 1u;
     return run;
   }
   Expected<KernelRun> run_attention(const AttentionLaunch& launch) override { return inner_->run_attention(launch); }
@@ -45,25 +66,32 @@ class WrappedDevice : public ComputeDevice {
   DevicePtr inner_;
   std::string mode_;
   DeviceInfo info_;
-  unsigned calls_ = 0;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == worker::k_worker_command) {
+    const char* mode = std::getenv(k_mode_variable);
+    worker::WorkerHooks hooks;
+    hooks.discover = [mode = std::string(mode ? mode : "hang")] {
+      Discovery real = discover_devices();
+      Discovery wrapped;
+      wrapped.backend_notes = real.backend_notes;
+      if (!real.devices.empty()) {
+        wrapped.devices.push_back(std::make_unique<WrappedDevice>(std::move(real.devices.front()), mode));
+      }
+      return wrapped;
+    };
+    return worker::worker_main(std::vector<std::string>(argv + 2, argv + argc), hooks);
+  }
   if (argc != 4 || std::string(argv[2]) != "--config") {
     std::fprintf(stderr, "usage: substrate_test_daemon hang|flaky --config FILE\n");
     return 2;
   }
-  Discovery real = discover_devices();
-  if (real.devices.empty()) {
-    std::fprintf(stderr, "no Vulkan device\n");
-    return 2;
-  }
-  auto wrapped = std::make_unique<Discovery>();
-  wrapped->devices.push_back(std::make_unique<WrappedDevice>(std::move(real.devices.front()), argv[1]));
+  ::setenv(k_mode_variable, argv[1], 1);
+  ::setenv(k_counter_variable, (std::string(argv[3]) + ".calls").c_str(), 1);
   ServeOptions options;
   options.config_path = argv[3];
-  options.devices = std::move(wrapped);
   return serve(std::move(options));
 }

@@ -49,13 +49,19 @@ TEST_CASE("verdict: one transient between clean runs does not flap", "[unit]") {
   }
 }
 
-TEST_CASE("verdict: a timeout marks the device hung for good", "[unit]") {
+TEST_CASE("verdict: a timeout marks the device hung until passes_to_recover clean runs", "[unit]") {
   VerdictPolicy policy;
   VerdictState state;
   apply_run(state, failing(Reason::timeout), policy);
   CHECK(state.health == Health::hung);
-  for (int i = 0; i < 5; ++i) apply_run(state, clean(), policy);
+  for (std::uint32_t i = 0; i + 1 < policy.passes_to_recover; ++i) apply_run(state, clean(), policy);
   CHECK(state.health == Health::hung);
+  apply_run(state, failing(Reason::crashed), policy);  // restarts the count
+  for (std::uint32_t i = 0; i + 1 < policy.passes_to_recover; ++i) apply_run(state, clean(), policy);
+  CHECK(state.health == Health::hung);
+  apply_run(state, clean(), policy);
+  CHECK(state.health == Health::healthy);
+  CHECK(state.reasons.empty());
 }
 
 TEST_CASE("verdict: telemetry events fail, conditions degrade only while present", "[unit]") {

@@ -103,7 +103,7 @@ TEST_CASE("probe request: the control socket's args are checked like the CLI's, 
   CHECK(message({"--mode=sloppy"}) == "--mode must be exact or random, got 'sloppy'");
   CHECK(message({"--dtype", "f64"}) == "--dtype must be f32, f16 or bf16, got 'f64'");
   CHECK(message({"--seed", "-1"}) == "--seed needs a non-negative integer, got '-1'");
-  CHECK(message({"--timeout", "0"}) == "--timeout needs seconds > 0");
+  CHECK(message({"--timeout", "0"}) == "--timeout needs seconds > 0 and at most 86400, got '0'");
   CHECK(message({"--size", "16"}) == "--size needs exactly one --kernel");
   auto none = parse_probe_request({});
   REQUIRE(none.ok());

@@ -1,0 +1,27 @@
+#include "daemon/scheduler.hpp"
+
+#include <algorithm>
+
+namespace substrate {
+
+std::chrono::nanoseconds clamped_delay(double seconds) {
+  if (!(seconds > 0.0)) seconds = 0.0;  // NaN too
+  seconds = std::min(seconds, k_max_delay_seconds);
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
+}
+
+double DutyCycleBudget::defer(double cost, double round_cost, double max_duty_cycle, Clock::time_point now) {
+  const double cap = std::max(5.0, 3.0 * round_cost);
+  if (!started_) {
+    tokens_ = cap;
+    started_ = true;
+    updated_ = now;
+  }
+  tokens_ = std::min(cap, tokens_ + max_duty_cycle * std::chrono::duration<double>(now - updated_).count());
+  updated_ = now;
+  if (cost <= 0.0 || tokens_ >= cost) return 0.0;
+  const double wait = max_duty_cycle > 0.0 ? (cost - tokens_) / max_duty_cycle : k_max_delay_seconds;
+  return std::clamp(wait, 1.0, k_max_delay_seconds);
+}
+
+}  // namespace substrate

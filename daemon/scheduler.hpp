@@ -1,0 +1,34 @@
+#pragma once
+// Pure scheduling arithmetic of the daemon (no timers, no I/O), tested alone.
+#include <chrono>
+
+namespace substrate {
+
+// The longest delay the daemon ever sets a timer for (30 days): chrono nanoseconds overflow
+// near 292 years, and a tiny max_duty_cycle asks for far more than that.
+inline constexpr double k_max_delay_seconds = 30.0 * 86400.0;
+
+// `seconds` as a timer duration: NaN and negatives become 0, huge values k_max_delay_seconds.
+std::chrono::nanoseconds clamped_delay(double seconds);
+
+// A device's duty-cycle budget: a bucket of device seconds that refills at max_duty_cycle per
+// second of wall time. It holds a few rounds of every probe (at least 5 s) and starts full, so
+// the start-up round does not put later runs into debt.
+class DutyCycleBudget {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Refills up to `now`; returns 0 when a run costing `cost` device seconds may start, else the
+  // seconds to wait for the tokens, clamped to [1, k_max_delay_seconds]. `round_cost` is the
+  // device time of one run of every probe (it sizes the bucket).
+  double defer(double cost, double round_cost, double max_duty_cycle, Clock::time_point now);
+  // Takes the device time a finished run used (the bucket may go into debt).
+  void spend(double cost) { tokens_ -= cost; }
+  double tokens() const { return tokens_; }
+
+ private:
+  double tokens_ = 0.0;
+  bool started_ = false;
+  Clock::time_point updated_{};
+};
+
+}  // namespace substrate

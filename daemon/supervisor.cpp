@@ -1,0 +1,202 @@
+#include "daemon/supervisor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+extern char** environ;
+
+namespace substrate {
+namespace {
+
+namespace asio = boost::asio;
+
+Error io_error(const std::string& what, int err) { return Error{ErrorKind::io_error, what + ": " + std::strerror(err)}; }
+
+std::chrono::steady_clock::duration clamp_seconds(double seconds) {
+  // Asio's timers hold nanoseconds: a huge (or NaN) double must not overflow them.
+  if (!(seconds > 0.0)) seconds = 0.0;
+  if (seconds > 30.0 * 86400.0) seconds = 30.0 * 86400.0;
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+std::string signal_name(int signal) {
+  const char* abbrev = ::sigabbrev_np(signal);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal);
+}
+
+WorkerProcess::WorkerProcess(asio::io_context& io, Callbacks callbacks)
+    : io_(io), callbacks_(std::move(callbacks)), channel_(io), pidfd_(io), deadline_(io), linger_(io) {}
+
+WorkerProcess::~WorkerProcess() {
+  if (pid_ > 0 && !reaped_) {
+    signal_group(SIGKILL);
+    int status = 0;
+    (void)::waitpid(pid_, &status, WNOHANG);
+  }
+}
+
+Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& io, const std::string& executable,
+                                                              const nlohmann::json& request, Callbacks callbacks) {
+  auto encoded = worker::encode(request);
+  if (!encoded) return encoded.error();
+  int ends[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) return io_error("socketpair", errno);
+  if (ends[1] == worker::k_worker_fd) {
+    // dup2 onto itself would keep FD_CLOEXEC: move the child's end out of the way first.
+    const int moved = ::fcntl(ends[1], F_DUPFD_CLOEXEC, worker::k_worker_fd + 1);
+    ::close(ends[1]);
+    ends[1] = moved;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);  // stdout is the CLI's, not ours
+  posix_spawn_file_actions_adddup2(&actions, ends[1], worker::k_worker_fd);
+  posix_spawn_file_actions_addclosefrom_np(&actions, worker::k_worker_fd + 1);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  // SIGPIPE stays ignored: a worker logging to the stderr pipe the daemon lost must not die of it.
+  for (int s : {SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGTERM, SIGCHLD}) sigaddset(&defaults, s);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setpgroup(&attributes, 0);  // its own group: SIGKILL reaches whatever it starts
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  const std::string parent = std::to_string(::getpid());
+  const char* argv[] = {executable.c_str(), worker::k_worker_command, "--parent", parent.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, executable.c_str(), &actions, &attributes, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  ::close(ends[1]);
+  if (rc != 0) {
+    ::close(ends[0]);
+    return io_error("cannot start a worker (" + executable + ")", rc);
+  }
+  std::shared_ptr<WorkerProcess> process(new WorkerProcess(io, std::move(callbacks)));
+  process->pid_ = pid;
+  process->channel_.assign(asio::local::stream_protocol(), ends[0]);
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    const int err = errno;
+    process->kill();
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    process->reaped_ = true;
+    return io_error("pidfd_open", err);
+  }
+  process->pidfd_.assign(pidfd);
+  process->request_ = std::move(encoded.value());
+  asio::async_write(process->channel_, asio::buffer(process->request_),
+                    [self = process](boost::system::error_code ec, std::size_t) {
+                      if (ec) spdlog::debug("worker {}: request not delivered: {}", self->pid_, ec.message());
+                    });
+  process->read();
+  process->wait_exit();
+  return process;
+}
+
+void WorkerProcess::read() {
+  channel_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](boost::system::error_code ec,
+                                                                              std::size_t n) {
+    if (n > 0 && self->exit_.protocol_error.empty()) {
+      Status fed = self->decoder_.feed(self->buffer_.data(), n);
+      while (self->decoder_.has_frame()) {
+        nlohmann::json frame = self->decoder_.take();
+        if (self->callbacks_.on_frame) self->callbacks_.on_frame(frame);
+      }
+      if (!fed) {
+        self->exit_.protocol_error = fed.error().message;
+        self->kill();
+      }
+    }
+    if (ec) {
+      self->eof_ = true;
+      self->maybe_report();
+      return;
+    }
+    self->read();
+  });
+}
+
+void WorkerProcess::wait_exit() {
+  pidfd_.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    int status = 0;
+    pid_t r;
+    do {
+      r = ::waitpid(self->pid_, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    self->on_reaped(r == self->pid_ ? status : 0);
+  });
+}
+
+void WorkerProcess::on_reaped(int status) {
+  reaped_ = true;
+  deadline_.cancel();
+  exit_.elapsed_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  if (WIFSIGNALED(status)) {
+    exit_.signal = WTERMSIG(status);
+  } else {
+    exit_.exit_code = WEXITSTATUS(status);
+  }
+  if (!eof_) {
+    // Frames it wrote before dying are still in the socket; a grandchild holding the other end
+    // must not keep us waiting for EOF.
+    linger_.expires_after(std::chrono::seconds(1));
+    linger_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->eof_) return;
+      boost::system::error_code ignored;
+      self->channel_.close(ignored);
+    });
+  }
+  maybe_report();
+}
+
+void WorkerProcess::maybe_report() {
+  if (!reaped_ || !eof_ || reported_) return;
+  reported_ = true;
+  linger_.cancel();
+  boost::system::error_code ignored;
+  pidfd_.close(ignored);
+  channel_.close(ignored);
+  if (callbacks_.on_exit) callbacks_.on_exit(exit_);
+}
+
+void WorkerProcess::set_deadline(double seconds) {
+  if (reaped_) return;
+  deadline_.expires_after(clamp_seconds(seconds));
+  deadline_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->reaped_) return;
+    self->exit_.deadline_passed = true;
+    self->kill();
+  });
+}
+
+void WorkerProcess::kill() {
+  if (reaped_ || pid_ <= 0) return;
+  exit_.killed = true;
+  signal_group(SIGKILL);
+}
+
+void WorkerProcess::signal_group(int signal) {
+  ::kill(-pid_, signal);
+  ::kill(pid_, signal);  // in case it left its group
+}
+
+}  // namespace substrate

@@ -1,0 +1,118 @@
+#include "daemon/worker_main.hpp"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "daemon/worker_protocol.hpp"
+#include "probes/dump.hpp"
+#include "probes/probe_result.hpp"
+#include "probes/registry.hpp"
+
+namespace substrate::worker {
+namespace {
+
+using json = nlohmann::json;
+
+// Never returns: the process-level drills, acted out after the device is open.
+[[noreturn]] void act_out(const std::string& drill) {
+  if (drill == "crash") {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    std::signal(SIGSEGV, SIG_DFL);  // a sanitizer's handler would turn the signal into an exit
+    std::raise(SIGSEGV);
+  }
+  while (true) ::pause();  // "hang": like a kernel that never returns
+}
+
+int fail(const std::string& message) {
+  spdlog::error("{}", message);
+  (void)write_frame(k_worker_fd, {{"type", "error"}, {"message", message}});
+  return 2;
+}
+
+int discover(const WorkerHooks& hooks) {
+  Discovery found = hooks.discover();
+  json devices = json::array();
+  for (const DevicePtr& device : found.devices) devices.push_back(device->info());
+  Status sent = write_frame(k_worker_fd, {{"type", "devices"}, {"devices", devices}, {"notes", found.backend_notes}});
+  return sent ? 0 : 2;
+}
+
+int run(const json& request, const WorkerHooks& hooks) {
+  const std::string id = request.at("device").get<std::string>();
+  const std::string uuid = request.value("uuid", std::string());
+  const std::uint64_t dump_bytes = request.value("dump_max_bytes", std::uint64_t{0});
+  const std::string dump_root = request.value("dump_root", std::string());
+  Discovery found = hooks.discover();
+  DevicePtr device;
+  for (DevicePtr& candidate : found.devices) {
+    if (candidate->info().id == id) device = std::move(candidate);
+  }
+  found.devices.clear();  // close every device but the one this worker is for
+  if (!device) return fail("device " + id + " not found");
+  if (!uuid.empty() && device->info().uuid != uuid) {
+    return fail("device " + id + " has uuid " + device->info().uuid + ", expected " + uuid);
+  }
+  if (!write_frame(k_worker_fd, {{"type", "opened"}, {"device", device->info()}})) return 2;
+  GoldenCache goldens(request.value("golden_cache_max_bytes", GoldenCache::k_default_max_bytes));
+  const json& specs = request.at("specs");
+  for (std::size_t index = 0; index < specs.size(); ++index) {
+    const json& item = specs[index];
+    const ProbeSpec spec = item.at("spec").get<ProbeSpec>();
+    if (!write_frame(k_worker_fd, {{"type", "started"}, {"index", index}})) return 2;
+    const std::string drill = item.value("drill", std::string());
+    if (is_process_drill(drill)) act_out(drill);
+    device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
+    ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
+    if (result.status == RunStatus::fail && dump_bytes > 0 && !dump_root.empty()) {
+      auto kept = keep_failure_dump(dump_root, result, dump_bytes);
+      if (kept) {
+        spdlog::info("{} {}: failing run dumped to {}", id, spec_key(spec), *kept);
+      } else {
+        spdlog::warn("{} {}: could not keep the failure dump: {}", id, spec_key(spec), kept.error().message);
+      }
+    }
+    result.tensors.reset();
+    if (!write_frame(k_worker_fd, {{"type", "result"}, {"index", index}, {"result", result}})) return 2;
+  }
+  return write_frame(k_worker_fd, {{"type", "done"}}) ? 0 : 2;
+}
+
+}  // namespace
+
+int worker_main(const std::vector<std::string>& args, const WorkerHooks& given) {
+  // First: never outlive the daemon. The parent may have died before prctl: then getppid() is
+  // no longer the pid it passed.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  pid_t parent = 0;
+  if (args.size() == 2 && args[0] == "--parent") parent = static_cast<pid_t>(std::atol(args[1].c_str()));
+  if (parent <= 0 || ::getppid() != parent) return 3;
+
+  auto logger = spdlog::stderr_color_mt("worker");
+  logger->set_pattern("worker[%P]: %l: %v");
+  spdlog::set_default_logger(logger);
+  WorkerHooks hooks = given;
+  if (!hooks.discover) hooks.discover = discover_devices;
+
+  auto request = read_frame(k_worker_fd);
+  if (!request) return fail("request: " + request.error().message);
+  try {
+    spdlog::set_level(spdlog::level::from_str(request->value("log_level", std::string("info"))));
+    const std::string type = request->at("type").get<std::string>();
+    if (type == "discover") return discover(hooks);
+    if (type == "run") return run(*request, hooks);
+    return fail("unknown request type '" + type + "'");
+  } catch (const json::exception& e) {
+    return fail(std::string("malformed request: ") + e.what());
+  }
+}
+
+}  // namespace substrate::worker
