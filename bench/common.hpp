@@ -16,8 +16,8 @@
 
 #include <unistd.h>
 
-#include "probes/compute_device.hpp"
-#include "probes/registry.hpp"
+#include "probes/backends/compute_device.hpp"
+#include "probes/core/registry.hpp"
 
 namespace bench {
 

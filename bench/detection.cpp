@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "kernels/fingerprint.hpp"
 #include "bench/common.hpp"
 
 using namespace substrate;

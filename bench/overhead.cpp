@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "probes/memory/memory_probe.hpp"
 #include "bench/common.hpp"
 #include "daemon/config.hpp"
 #include "kernels/generator.hpp"

@@ -7,7 +7,7 @@
 #include <limits>
 #include <string>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate {
 

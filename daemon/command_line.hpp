@@ -11,7 +11,7 @@
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/value_semantic.hpp>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate::cli {
 

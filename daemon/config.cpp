@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "common/file_io.hpp"
-#include "probes/registry.hpp"
+#include "probes/core/registry.hpp"
 
 namespace substrate {
 namespace {

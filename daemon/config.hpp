@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 #include "kernels/spec.hpp"
 
 namespace substrate {

@@ -13,7 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate {
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "daemon/state_store.hpp"
-#include "probes/compute_device.hpp"
+#include "probes/backends/compute_device.hpp"
 
 namespace substrate {
 

@@ -2,7 +2,7 @@
 // Exit codes shared by every command, and the one fold from run outcomes to an exit code.
 #include <vector>
 
-#include "probes/probe_result.hpp"
+#include "probes/core/probe_result.hpp"
 
 namespace substrate::cli {
 

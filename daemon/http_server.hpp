@@ -9,7 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate {
 

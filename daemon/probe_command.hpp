@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "daemon/command_line.hpp"
-#include "kernels/expected.hpp"
-#include "probes/compute_device.hpp"
-#include "probes/registry.hpp"
+#include "common/expected.hpp"
+#include "probes/backends/compute_device.hpp"
+#include "probes/core/registry.hpp"
 
 namespace substrate {
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "probes/registry.hpp"
+#include "probes/core/registry.hpp"
 
 namespace substrate {
 namespace {

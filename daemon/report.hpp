@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "probes/probe_result.hpp"
+#include "probes/core/probe_result.hpp"
 
 namespace substrate {
 

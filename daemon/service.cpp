@@ -39,10 +39,10 @@
 #include "daemon/supervisor.hpp"
 #include "daemon/verdict.hpp"
 #include "daemon/worker_protocol.hpp"
-#include "probes/registry.hpp"
+#include "probes/core/registry.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
-#include "probes/telemetry/reader.hpp"
+#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/verdict.hpp"
 
 namespace substrate {

@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/worker_protocol.hpp"
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate {
 

@@ -12,9 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/worker_protocol.hpp"
-#include "probes/dump.hpp"
-#include "probes/probe_result.hpp"
-#include "probes/registry.hpp"
+#include "probes/diagnosis/dump.hpp"
+#include "probes/core/probe_result.hpp"
+#include "probes/core/registry.hpp"
 
 namespace substrate::worker {
 namespace {

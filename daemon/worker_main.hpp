@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "probes/compute_device.hpp"
+#include "probes/backends/compute_device.hpp"
 
 namespace substrate::worker {
 

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate::worker {
 

@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate {
 
@@ -45,13 +45,13 @@ struct MemoryShape {
   std::uint64_t max_bytes = 0;    // cap on the bytes tested per run
 };
 
-// The canary's tiny decoder stack (probes/canary_probe.cpp).
+// The canary's tiny decoder stack (probes/canary/canary_probe.cpp).
 struct CanaryShape {
   std::uint32_t tokens = 0, d_model = 0, heads = 0, ffn = 0, layers = 0, vocab = 0;
 };
 
 struct ProbeSpec {
-  std::string probe;  // registry id (probes/registry.hpp); the probe reads only its own shape
+  std::string probe;  // registry id (probes/core/registry.hpp); the probe reads only its own shape
   Dtype dtype = Dtype::f32;
   Mode mode = Mode::exact;
   std::uint64_t seed = 1;

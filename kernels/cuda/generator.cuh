@@ -1,7 +1,7 @@
 #pragma once
 // CUDA twin of kernels/generator.hpp: the same Philox4x32-10 counter-based generator and the
 // same value mapping, usable from device code (nvcc) and from host code (nvcc or a plain C++
-// compiler). tests/cuda/test_cuda_generator.cpp proves bit-parity with kernels/generator.hpp on
+// compiler). tests/kernels/cuda/generator_test.cpp proves bit-parity with kernels/generator.hpp on
 // the host; on a GPU the generate_raw kernel runs this exact code.
 #include <cstdint>
 #if !defined(__CUDACC__)

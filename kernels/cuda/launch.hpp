@@ -2,7 +2,7 @@
 // Launch geometry, kernel parameter blocks and bounds helpers shared by the CUDA kernels
 // (kernels/cuda/kernels.cu, compiled by nvcc) and the host launcher
 // (probes/backends/cuda/cuda_device.cpp, compiled by the C++ compiler). Everything here is a pure
-// function of its arguments so tests/cuda/test_cuda_launch.cpp can check it without a GPU.
+// function of its arguments so tests/kernels/cuda/launch_test.cpp can check it without a GPU.
 // The parameter structs are passed by value to the kernels: fixed-width fields only, device
 // pointers as 64-bit integers, sizes checked by static_assert on both sides.
 #include <cstddef>
@@ -116,15 +116,6 @@ SUBSTRATE_HD bool gemm_shape_ok(std::uint32_t m, std::uint32_t n, std::uint32_t 
 inline double gemm_bound_unit_roundoff(GemmVariant v) {
   return v == gemm_tensor_wmma ? 1.0 / 4194304.0 : 1.0 / 16777216.0;
 }
-// The same, keyed by KernelRun::kernel, for the probe layer (any non-tensor-core kernel: 2^-24).
-inline double gemm_bound_unit_roundoff(const char* kernel) {
-  const char* tc = gemm_variant_name(gemm_tensor_wmma);
-  for (std::size_t i = 0;; ++i) {
-    if (kernel[i] != tc[i]) return gemm_bound_unit_roundoff(gemm_simt);
-    if (kernel[i] == '\0') return gemm_bound_unit_roundoff(gemm_tensor_wmma);
-  }
-}
-
 struct FillParams {
   std::uint64_t dst;    // device pointer
   std::uint64_t count;  // elements

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string_view>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 #include "probes/telemetry/model.hpp"
 
 namespace substrate::telemetry {

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "probes/compute_device.hpp"
+#include "probes/backends/compute_device.hpp"
 #include "probes/telemetry/model.hpp"
 
 namespace substrate::telemetry {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 #include "probes/telemetry/model.hpp"
 
 namespace substrate::telemetry::sysfs {

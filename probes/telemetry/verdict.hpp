@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "probes/compute_device.hpp"
+#include "probes/backends/compute_device.hpp"
 #include "probes/telemetry/model.hpp"
 
 namespace substrate::telemetry {

@@ -7,8 +7,8 @@
 
 #include "daemon/control_socket.hpp"
 #include "daemon/state_store.hpp"
-#include "tests/cli/run_command.hpp"
-#include "tests/daemon/daemon_process.hpp"
+#include "tests/support/run_command.hpp"
+#include "tests/support/daemon_process.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;
@@ -181,7 +181,7 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
 
 #ifdef SUBSTRATE_FAKE_LIBCUDA
 TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves the device healthy", "[daemon-e2e]") {
-  // The real CUDA backend on the stand-in libcuda (tests/cuda/fake_libcuda.cpp): its kernels do
+  // The real CUDA backend on the stand-in libcuda (tests/standins/fake_libcuda.cpp): its kernels do
   // nothing, so the memory probe passes, and the CUDA backend has no canary kernels.
   ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
   ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);

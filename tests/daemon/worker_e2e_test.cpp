@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/control_socket.hpp"
-#include "tests/cli/run_command.hpp"
-#include "tests/daemon/daemon_process.hpp"
+#include "tests/support/run_command.hpp"
+#include "tests/support/daemon_process.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;

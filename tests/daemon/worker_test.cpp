@@ -9,7 +9,7 @@
 
 #include "daemon/supervisor.hpp"
 #include "daemon/worker_protocol.hpp"
-#include "probes/probe_result.hpp"
+#include "probes/core/probe_result.hpp"
 
 using namespace substrate;
 using json = nlohmann::json;

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "probes/compute_device.hpp"
+#include "probes/backends/compute_device.hpp"
 
 namespace substrate::cuda {
 

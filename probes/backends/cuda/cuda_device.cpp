@@ -19,7 +19,7 @@
 #include "probes/backends/cuda/driver_api.hpp"
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
-#include "probes/check.hpp"
+#include "kernels/fingerprint.hpp"
 
 namespace substrate::cuda {
 namespace {
@@ -210,7 +210,9 @@ class CudaComputeDevice final : public CudaDevice {
       } else {
         launch(functions_.wmma_bf16, ck::k_fn_gemm_wmma_bf16, grid, ck::gemm_block(variant), 0, params);
       }
-      return read_output("gemm", ck::gemm_variant_name(variant), c, c_count * 4);
+      auto run = read_output("gemm", ck::gemm_variant_name(variant), c, c_count * 4);
+      run.accumulation_unit_roundoff = ck::gemm_bound_unit_roundoff(variant);
+      return run;
     });
   }
 

@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate::cuda {
 

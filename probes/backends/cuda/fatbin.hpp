@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/expected.hpp"
+#include "common/expected.hpp"
 
 namespace substrate::cuda {
 

@@ -10,7 +10,7 @@
 
 #include "kernels/generator.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
-#include "probes/check.hpp"
+#include "kernels/fingerprint.hpp"
 #include "kernels/golden/canary_golden.hpp"
 #include "spirv/attention.hpp"
 #include "spirv/canary.hpp"

@@ -1,0 +1,152 @@
+#pragma once
+// The wall between probes and vendors: a backend (Vulkan, CUDA) implements ComputeDevice; probes
+// and the daemon see only this interface. Nothing here includes a vendor header.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/expected.hpp"
+#include "kernels/spec.hpp"
+
+namespace substrate {
+
+struct DeviceInfo {
+  std::string id;           // stable within a host: "<backend><index>", e.g. "vulkan0"
+  std::string backend;      // "vulkan", "cuda"
+  std::string name;         // "NVIDIA H100 80GB HBM3", "llvmpipe (LLVM 15.0.6, 256 bits)"
+  std::string vendor;       // "nvidia", "amd", "intel", "mesa", or "0x<id>"
+  std::string driver;       // driver name and version as the API reports them
+  std::string device_type;  // "discrete", "integrated", "virtual", "cpu", "other"
+  std::string uuid;         // canonical 8-4-4-4-12 lower-case hex, empty when unknown
+  std::string pci_bus_id;   // "0000:65:00.0", empty when unknown
+  std::string api_version;  // e.g. Vulkan "1.3.230", CUDA "13.0"
+  std::uint64_t memory_bytes = 0;  // device-local memory
+  std::uint32_t compute_units = 0; // SMs/CUs where the API reports them, 0 otherwise
+  std::string kernel_build;        // hash of the backend's embedded kernel binaries
+  bool is_cpu() const { return device_type == "cpu"; }
+};
+
+// Output of one kernel run: the raw output words as the device wrote them, and device time from
+// the device's own timer (timestamp queries, CUDA events).
+struct KernelRun {
+  std::string kernel;                      // which kernel ran, e.g. "vulkan.gemm.tiled16"
+  std::vector<std::uint32_t> output_bits;  // f32 words, row-major
+  double device_seconds = 0.0;             // the checked kernel alone
+  double generate_seconds = 0.0;           // on-device input generation
+  // Unit roundoff of the kernel's fp32 accumulation, for the random-mode bound: 2^-24 for
+  // round-to-nearest; a backend whose kernel accumulates more coarsely says so (CUDA's tensor
+  // cores: 2^-22, docs/cuda.md).
+  double accumulation_unit_roundoff = 1.0 / 16777216.0;
+};
+
+struct GemmLaunch {
+  GemmShape shape;
+  Dtype dtype = Dtype::f32;
+  Mode mode = Mode::exact;
+  std::uint64_t seed = 0;
+  std::uint32_t exact_radius = 0;  // exact mode: inputs in [-R, R]
+  Injection inject;
+};
+
+struct AttentionLaunch {
+  AttentionShape shape;
+  Dtype dtype = Dtype::f32;
+  std::uint64_t seed = 0;
+  Injection inject;
+};
+
+enum class MemoryPattern : std::uint32_t {
+  walking_ones = 0,
+  walking_zeros = 1,
+  own_address = 2,
+  moving_inversions = 3,
+  random = 4,
+};
+const char* to_string(MemoryPattern pattern);
+
+struct MemoryLaunch {
+  std::uint64_t bytes = 0;        // region to test, a multiple of 4
+  std::uint64_t seed = 0;
+  std::vector<MemoryPattern> patterns;
+  std::uint32_t max_reported = 16;  // bad words reported in detail
+  Injection inject;               // element = word offset in the region
+};
+
+struct BadWord {
+  std::uint64_t offset = 0;  // byte offset in the tested region
+  std::uint32_t expected = 0, actual = 0;
+  std::uint32_t reread = 0;  // value on a second read: == actual means a stored flip
+  MemoryPattern pattern = MemoryPattern::walking_ones;
+};
+
+struct MemoryRun {
+  std::uint64_t bytes_tested = 0;
+  std::uint64_t words_checked = 0;
+  std::uint64_t bad_words = 0;
+  std::uint64_t bytes_moved = 0;  // read plus written by the kernels
+  std::uint32_t bit_histogram[32] = {};
+  std::vector<BadWord> first_bad;
+  double device_seconds = 0.0;
+  std::string kernel;
+};
+
+// The tiny-transformer canary (kernels/golden/canary_golden.hpp): every checkpoint layer's
+// output words, in checkpoint order. inject.layer picks the checkpoint whose output is corrupted.
+struct CanaryLaunch {
+  CanaryShape shape;
+  std::uint64_t seed = 0;
+  Injection inject;
+};
+
+struct CanaryRun {
+  std::string kernel;
+  std::vector<std::vector<std::uint32_t>> layers;  // f32 words, row-major tokens x features
+  double device_seconds = 0.0;
+};
+
+// Retention: a block written once and re-read by later runs; `age_seconds` since the write.
+struct RetentionRun {
+  std::uint64_t bytes = 0;
+  std::uint64_t bad_words = 0;
+  double age_seconds = 0.0;
+  std::vector<BadWord> first_bad;
+};
+
+class ComputeDevice {
+ public:
+  virtual ~ComputeDevice() = default;
+  virtual const DeviceInfo& info() const = 0;
+  // Free device memory as the driver reports it (budget), or total device-local memory.
+  virtual std::uint64_t free_memory_bytes() const = 0;
+  // Raw generator words for (seed, stream, first..first+count): proves generator parity.
+  virtual Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t seed, std::uint32_t stream,
+                                                            std::uint64_t first, std::uint32_t count) = 0;
+  virtual Expected<KernelRun> run_gemm(const GemmLaunch& launch) = 0;
+  virtual Expected<KernelRun> run_attention(const AttentionLaunch& launch) = 0;
+  virtual Expected<MemoryRun> run_memory(const MemoryLaunch& launch) = 0;
+  // Not pure: backends without the canary kernels (CUDA for now) report it unavailable. run_probe
+  // never gets here for them (the canary's descriptor lists its backends: the run is skipped).
+  virtual Expected<CanaryRun> run_canary(const CanaryLaunch& launch) {
+    (void)launch;
+    return Error{ErrorKind::unavailable, "the canary probe is not implemented on the " + info().backend + " backend yet"};
+  }
+  // Writes the retention block on the first call (or when its size changes) and verifies it on
+  // later calls.
+  virtual Expected<RetentionRun> check_retention(std::uint64_t bytes, std::uint64_t seed) = 0;
+  // Kernels still running after `timeout` leave the device unusable: every later call fails with
+  // ErrorKind::timeout ("hung").
+  virtual void set_timeout_seconds(double seconds) = 0;
+};
+
+using DevicePtr = std::unique_ptr<ComputeDevice>;
+
+struct Discovery {
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> backend_notes;  // e.g. "cuda: libcuda.so.1 not found (no NVIDIA driver)"
+};
+
+// Every device of every backend compiled in. Never fails: absent backends leave a note.
+Discovery discover_devices();
+
+}  // namespace substrate

@@ -1,0 +1,217 @@
+#include "kernels/fingerprint.hpp"
+#include "probes/core/registry.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+
+namespace substrate {
+
+const char* to_string(Maturity maturity) { return maturity == Maturity::stable ? "stable" : "beta"; }
+
+namespace {
+
+std::string golden_key(const ProbeSpec& spec) { return spec_key(spec) + "#" + std::to_string(spec.seed); }
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+std::shared_ptr<const golden::Reference> GoldenCache::get(const ProbeSpec& spec,
+                                                          const std::function<golden::Reference()>& compute) {
+  if (auto cached = find(spec)) return cached;
+  auto computed = std::make_shared<const golden::Reference>(compute());
+  const std::size_t size = (computed->value.size() + computed->bound.size()) * sizeof(double);
+  const std::string key = golden_key(spec);
+  std::lock_guard lock(mutex_);
+  if (auto it = entries_.find(key); it != entries_.end()) return it->second.reference;  // raced: keep the first
+  if (size > max_bytes_) return computed;
+  evict_to(max_bytes_ - size);
+  recency_.push_back(key);
+  entries_.emplace(key, Entry{computed, std::prev(recency_.end()), size});
+  bytes_ += size;
+  return computed;
+}
+
+void GoldenCache::touch(Entry& entry) { recency_.splice(recency_.end(), recency_, entry.recency); }
+
+void GoldenCache::evict_to(std::size_t max_bytes) {
+  while (bytes_ > max_bytes) {
+    auto oldest = entries_.find(recency_.front());
+    bytes_ -= oldest->second.bytes;
+    entries_.erase(oldest);
+    recency_.pop_front();
+  }
+}
+
+void GoldenCache::set_max_bytes(std::size_t max_bytes) {
+  std::lock_guard lock(mutex_);
+  max_bytes_ = max_bytes;
+  evict_to(max_bytes_);
+}
+
+std::size_t GoldenCache::bytes() const {
+  std::lock_guard lock(mutex_);
+  return bytes_;
+}
+
+std::shared_ptr<const golden::Reference> GoldenCache::find(const ProbeSpec& spec) {
+  const std::string key = golden_key(spec);
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  ++hits_;
+  touch(it->second);
+  return it->second.reference;
+}
+
+GoldenFetch::GoldenFetch(GoldenCache& cache, const ProbeSpec& spec, std::function<golden::Reference()> compute) {
+  const auto started = std::chrono::steady_clock::now();
+  cached_ = cache.find(spec);
+  cached_seconds_ = seconds_since(started);
+  if (cached_) return;
+  pending_ = std::async(std::launch::async, [&cache, spec, compute = std::move(compute)] {
+    const auto computing = std::chrono::steady_clock::now();
+    auto reference = cache.get(spec, compute);
+    return std::pair{std::move(reference), seconds_since(computing)};
+  });
+}
+
+std::shared_ptr<const golden::Reference> GoldenFetch::get(ProbeResult& result) {
+  if (cached_) {
+    result.golden_seconds = cached_seconds_;
+    return cached_;
+  }
+  auto [reference, seconds] = pending_.get();
+  result.golden_seconds = seconds;
+  return reference;
+}
+
+void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
+                        std::shared_ptr<const golden::Reference> reference, std::vector<std::uint64_t> output_shape) {
+  result.kernel = std::move(run.kernel);
+  result.check = std::move(check);
+  result.fingerprint = fingerprint(run.output_bits);
+  result.device_seconds = run.device_seconds;
+  result.generate_seconds = run.generate_seconds;
+  result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;
+  if (result.tensors) {
+    *result.tensors = RunTensors{std::move(output_shape), std::move(run.output_bits), std::move(reference), {}};
+  }
+}
+
+std::size_t GoldenCache::hits() const {
+  std::lock_guard lock(mutex_);
+  return hits_;
+}
+
+Status ProbeRegistry::add(ProbeDescriptor descriptor) {
+  if (find(descriptor.id)) return Error{ErrorKind::invalid_argument, "probe id '" + descriptor.id + "' registered twice"};
+  probes_.push_back(std::move(descriptor));
+  return ok_status();
+}
+
+const ProbeDescriptor* ProbeRegistry::find(const std::string& id) const {
+  auto it = std::find_if(probes_.begin(), probes_.end(), [&](const ProbeDescriptor& p) { return p.id == id; });
+  return it == probes_.end() ? nullptr : &*it;
+}
+
+std::string spec_key(const ProbeSpec& spec) {
+  const ProbeDescriptor* probe = probe_registry().find(spec.probe);
+  return probe ? probe->spec_key(spec) : spec.probe;
+}
+
+bool spec_selected(const ProbeDescriptor& probe, const ProbeSpec& spec, const std::vector<Mode>& modes,
+                   const std::vector<Dtype>& dtypes) {
+  auto chosen = [](const auto& has, const auto& wanted, auto value) {
+    return has.empty() || wanted.empty() || std::find(wanted.begin(), wanted.end(), value) != wanted.end();
+  };
+  return chosen(probe.modes, modes, spec.mode) && chosen(probe.dtypes, dtypes, spec.dtype);
+}
+
+Expected<Injection> parse_drill(const ProbeDescriptor& probe, const std::string& text, const ProbeSpec& spec) {
+  // The row length can depend on the layer, which the same text names: read that first.
+  auto layer = parse_injection(text, 0);
+  if (!layer) return layer;
+  return parse_injection(text, probe.row_length(spec, layer->layer));
+}
+
+std::string replay_command(const ProbeResult& result) {
+  const ProbeSpec& spec = result.spec;
+  std::ostringstream out;
+  out << "substrated probe --device " << result.device.id << " --kernel " << spec.probe;
+  if (const ProbeDescriptor* probe = probe_registry().find(spec.probe)) {
+    // A filter only where the probe offers a choice: the size alone picks among the rest.
+    if (probe->modes.size() > 1) out << " --mode " << to_string(spec.mode);
+    if (probe->dtypes.size() > 1) out << " --dtype " << to_string(spec.dtype);
+    out << " --size " << probe->shape_text(spec);
+    out << " --seed " << spec.seed;
+    if (spec.inject.enabled) {
+      out << " --inject ";
+      for (int bit = 0; bit < 32; ++bit) {
+        if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
+      }
+      out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
+      if (probe->injects_by_layer) out << ",layer=" << spec.inject.layer;
+    }
+  }
+  return out.str();
+}
+
+ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, bool capture_tensors) {
+  ProbeResult result;
+  result.device = device.info();
+  result.spec = spec;
+  if (capture_tensors) result.tensors = std::make_shared<RunTensors>();
+  const auto started = std::chrono::steady_clock::now();
+  const ProbeDescriptor* descriptor = probe_registry().find(spec.probe);
+  Status status = descriptor ? Status(ok_status())
+                             : Status(Error{ErrorKind::invalid_argument, "unknown probe '" + spec.probe + "'"});
+  const std::string& backend = result.device.backend;
+  if (descriptor &&
+      std::find(descriptor->backends.begin(), descriptor->backends.end(), backend) == descriptor->backends.end()) {
+    result.status = RunStatus::skipped;
+    result.skip_kind = SkipKind::not_implemented;
+    result.skip_reason = "not implemented on the " + backend + " backend";
+  } else if (status.ok()) {
+    try {
+      status = descriptor->run(device, spec, goldens, result);
+    } catch (const std::exception& e) {
+      status = Error{ErrorKind::device_error, std::string("probe threw: ") + e.what()};
+    }
+  }
+  if (!status.ok()) {
+    result.status = RunStatus::error;
+    result.error = status.error().message;
+    result.error_kind = status.error().kind;
+  }
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  result.finished_at =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return result;
+}
+
+Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count) {
+  std::vector<std::uint32_t> values;
+  std::stringstream parts(text);
+  std::string part;
+  while (std::getline(parts, part, 'x')) {
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(part.c_str(), &end, 10);
+    if (part.empty() || *end != '\0' || value == 0 || value > (1u << 20)) {
+      return Error{ErrorKind::invalid_argument, "size '" + text + "': '" + part + "' is not an integer in 1..1048576"};
+    }
+    values.push_back(static_cast<std::uint32_t>(value));
+  }
+  if (values.size() == 1) values.assign(count, values[0]);
+  if (values.size() != count) {
+    return Error{ErrorKind::invalid_argument,
+                 "size '" + text + "': expected 1 or " + std::to_string(count) + " dimensions separated by 'x'"};
+  }
+  return values;
+}
+
+}  // namespace substrate

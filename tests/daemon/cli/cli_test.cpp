@@ -1,0 +1,191 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/run_command.hpp"
+
+using substrate::testing::run_substrated;
+
+TEST_CASE("cli: a clean probe exits 0 and prints the seed and a fingerprint", "[cli]") {
+  auto run = run_substrated("probe --kernel gemm --size 32x48x64 --seed 5");
+  INFO(run.output);
+  CHECK(run.exit_code == 0);
+  CHECK(run.output.find("gemm/f32/exact/32x48x64") != std::string::npos);
+  CHECK(run.output.find(" 5 ") != std::string::npos);
+}
+
+TEST_CASE("cli: an injected fault exits 1 and names element and bit as a drill", "[cli]") {
+  auto run = run_substrated("probe --kernel gemm --mode exact --dtype f32 --size 16 --inject bit=30,row=3,col=5");
+  INFO(run.output);
+  CHECK(run.exit_code == 1);
+  CHECK(run.output.find("row 3, col 5") != std::string::npos);
+  CHECK(run.output.find("bits 30") != std::string::npos);
+  CHECK(run.output.find("DRILL") != std::string::npos);
+}
+
+TEST_CASE("cli: --json carries spec, seed, drill flag and mismatch evidence", "[cli]") {
+  auto run = run_substrated("probe --kernel gemm --mode exact --dtype f16 --size 8 --seed 3 --inject bit=2,element=9 --json");
+  REQUIRE(run.exit_code == 1);
+  const auto doc = nlohmann::json::parse(run.output);
+  const auto& result = doc.at("results").at(0);
+  CHECK(result.at("spec").at("seed") == 3);
+  CHECK(result.at("drill") == true);
+  CHECK(result.at("status") == "fail");
+  CHECK(result.at("check").at("first_mismatches").at(0).at("index") == 9);
+  CHECK(result.at("check").at("first_mismatches").at(0).at("xor") == "0x00000004");
+  CHECK(result.at("device").at("backend") == "vulkan");
+}
+
+TEST_CASE("cli: no matching device or bad arguments exit 2 with the cause", "[cli]") {
+  auto none = run_substrated("probe --device no-such-gpu");
+  CHECK(none.exit_code == 2);
+  CHECK(none.output.find("no device matches 'no-such-gpu'") != std::string::npos);
+  auto bad_mode = run_substrated("probe --mode sloppy");
+  CHECK(bad_mode.exit_code == 2);
+  CHECK(bad_mode.output.find("--mode must be exact or random") != std::string::npos);
+  auto bad_inject = run_substrated("probe --kernel gemm --inject bit=40");
+  CHECK(bad_inject.exit_code == 2);
+  CHECK(bad_inject.output.find("0..31") != std::string::npos);
+  auto unknown = run_substrated("frobnicate");
+  CHECK(unknown.exit_code == 2);
+  auto size_without_kernel = run_substrated("probe --size 64");
+  CHECK(size_without_kernel.exit_code == 2);
+  CHECK(size_without_kernel.output.find("--size needs exactly one --kernel") != std::string::npos);
+  auto missing_value = run_substrated("probe --seed");
+  CHECK(missing_value.exit_code == 2);
+  CHECK(missing_value.output.find("--seed needs a value") != std::string::npos);
+}
+
+TEST_CASE("cli: --help works on every command and --list shows the probes", "[cli]") {
+  for (const char* command : {"--help", "probe --help", "devices --help"}) {
+    auto run = run_substrated(command);
+    CHECK(run.exit_code == 0);
+    CHECK(run.output.find("usage:") != std::string::npos);
+  }
+  auto list = run_substrated("probe --list");
+  CHECK(list.exit_code == 0);
+  for (const char* id : {"gemm", "attention", "memory"}) CHECK(list.output.find(id) != std::string::npos);
+}
+
+TEST_CASE("cli: devices lists lavapipe with its identity", "[cli]") {
+  auto run = run_substrated("devices --json");
+  REQUIRE(run.exit_code == 0);
+  const auto doc = nlohmann::json::parse(run.output);
+  REQUIRE_FALSE(doc.at("devices").empty());
+  CHECK(doc.at("devices").at(0).at("uuid").get<std::string>().size() == 36);
+}
+
+TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absent", "[cli]") {
+  auto run = run_substrated(std::string("devices --json --path.sysfs ") + SUBSTRATE_SOURCE_DIR +
+                            "/tests/fixtures/sysfs");
+  REQUIRE(run.exit_code == 0);
+  // The fixture's malformed values are logged on stderr (merged here) before the JSON document.
+  const auto start = run.output.find("\n{");
+  const auto doc = nlohmann::json::parse(run.output[0] == '{' ? run.output : run.output.substr(start + 1));
+  CHECK(doc.at("devices").at(0).contains("telemetry_sources"));
+  bool nvml_note = false;
+  for (const auto& note : doc.at("notes")) nvml_note = nvml_note || note.get<std::string>().find("NVML absent") == 0;
+  CHECK(nvml_note);
+  CHECK(run_substrated("devices --path.sysfs").exit_code == 2);
+}
+
+TEST_CASE("cli: --kernel=gemm runs exactly what --kernel gemm runs", "[cli]") {
+  auto adjacent = run_substrated("probe --local --kernel=gemm --size=16 --seed=4 --mode=exact --dtype=f32 --json");
+  auto next = run_substrated("probe --local --kernel gemm --size 16 --seed 4 --mode exact --dtype f32 --json");
+  INFO(adjacent.output);
+  REQUIRE(adjacent.exit_code == 0);
+  REQUIRE(next.exit_code == 0);
+  const auto a = nlohmann::json::parse(adjacent.output).at("results");
+  const auto b = nlohmann::json::parse(next.output).at("results");
+  REQUIRE(a.size() == 1);
+  REQUIRE(b.size() == 1);
+  CHECK(a.at(0).at("spec") == b.at(0).at("spec"));
+  CHECK(a.at(0).at("spec").at("seed") == 4);
+  CHECK(a.at(0).at("fingerprint") == b.at(0).at("fingerprint"));
+}
+
+TEST_CASE("cli: an unknown option exits 2 with one line naming it, on every command", "[cli]") {
+  for (const char* command : {"probe", "devices", "serve", "status", "compare", "config"}) {
+    auto run = run_substrated(std::string(command) + " --frobnicate");
+    INFO(command << ": " << run.output);
+    CHECK(run.exit_code == 2);
+    CHECK(run.output == std::string("substrated: ") + command + ": unknown option '--frobnicate' (see substrated " +
+                            command + " --help)\n");
+  }
+  auto abbreviated = run_substrated("probe --kern gemm");
+  CHECK(abbreviated.exit_code == 2);
+  CHECK_THAT(abbreviated.output, Catch::Contains("unknown option '--kern'"));
+  auto unknown_command = run_substrated("frobnicate");
+  CHECK(unknown_command.exit_code == 2);
+  CHECK(unknown_command.output == "substrated: unknown command 'frobnicate' (see substrated --help)\n");
+}
+
+TEST_CASE("cli: a missing value exits 2 and names the option", "[cli]") {
+  for (const char* args : {"probe --kernel", "probe --kernel=", "probe --local --device", "probe --socket",
+                           "devices --path.sysfs", "serve --config", "compare --atol", "status --socket"}) {
+    auto run = run_substrated(args);
+    INFO(args << ": " << run.output);
+    CHECK(run.exit_code == 2);
+    const std::string option = std::string(args).substr(std::string(args).rfind(" --") + 1);
+    const std::string name = option.substr(0, option.find('='));
+    CHECK_THAT(run.output, Catch::Contains(name + " needs a value"));
+    CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
+  }
+  auto flag_with_value = run_substrated("probe --json=yes");
+  CHECK(flag_with_value.exit_code == 2);
+  CHECK_THAT(flag_with_value.output, Catch::Contains("--json takes no value"));
+}
+
+TEST_CASE("cli: repeated options behave as before: kernels add up, the last value wins", "[cli]") {
+  auto run = run_substrated("probe --local --kernel gemm --kernel memory --size 16 --seed 2 --seed 6 --json");
+  CHECK(run.exit_code == 2);  // --size still needs exactly one kernel: both were taken
+  CHECK_THAT(run.output, Catch::Contains("--size needs exactly one --kernel"));
+  auto seeds = run_substrated("probe --local --kernel gemm --size 16 --mode exact --dtype f32 --seed 2 --seed=6 --json");
+  INFO(seeds.output);
+  REQUIRE(seeds.exit_code == 0);
+  const auto results = nlohmann::json::parse(seeds.output).at("results");
+  REQUIRE(results.size() == 1);
+  CHECK(results.at(0).at("spec").at("seed") == 6);
+}
+
+TEST_CASE("cli: --version and version print the version; --help lists them", "[cli]") {
+  const std::string expected = std::string("substrated ") + SUBSTRATE_VERSION + "\n";
+  for (const char* command : {"--version", "version"}) {
+    auto run = run_substrated(command);
+    CHECK(run.exit_code == 0);
+    CHECK(run.output == expected);
+  }
+  for (const char* command : {"--help", "-h", "help"}) {
+    auto help = run_substrated(command);
+    CHECK(help.exit_code == 0);
+    CHECK_THAT(help.output, Catch::Contains("  version ") && Catch::Contains("--version"));
+  }
+}
+
+TEST_CASE("cli: every command's --help lists each option it accepts", "[cli]") {
+  struct Help {
+    const char* command;
+    std::vector<const char*> options;
+  };
+  const std::vector<Help> helps = {
+      {"probe", {"--device SEL", "--kernel ID", "--mode M", "--dtype T", "--size SIZE", "--seed N", "--inject SPEC",
+                 "--timeout S", "--json", "--list", "--local", "--dump DIR", "--replay FILE", "--no-inject",
+                 "--socket PATH", "--npd", "--help", "exit: 0"}},
+      {"devices", {"--json", "--path.sysfs DIR", "--help"}},
+      {"serve", {"--config FILE", "78", "SIGHUP", "--help"}},
+      {"status", {"--socket PATH", "--json", "--help"}},
+      {"compare", {"--atol X", "--rtol X", "--json", "--help", "exit: 0"}},
+      {"config", {"config check FILE", "--help"}},
+  };
+  for (const Help& h : helps) {
+    for (const char* form : {" --help", " -h"}) {
+      auto run = run_substrated(std::string(h.command) + form);
+      INFO(h.command << form << ":\n" << run.output);
+      CHECK(run.exit_code == 0);
+      CHECK(run.output.rfind(std::string("usage: substrated ") + h.command, 0) == 0);
+      for (const char* option : h.options) CHECK_THAT(run.output, Catch::Contains(option));
+    }
+  }
+}

@@ -1,0 +1,321 @@
+// HTTP server tests over real loopback sockets: the server runs on an io_context on its own thread,
+// the clients are plain blocking POSIX sockets with receive timeouts.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "daemon/http_server.hpp"
+#include "tests/support/server_test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace substrate::testing;
+using substrate::HttpHandlers;
+using substrate::HttpLimits;
+using substrate::HttpServer;
+
+// A server on its own loop thread; stopped and destroyed on the loop, before the loop's io_context.
+class Fixture {
+ public:
+  explicit Fixture(HttpHandlers handlers, HttpLimits limits = {}) {
+    std::optional<substrate::Error> error;
+    loop_.on_loop([&] {
+      auto started = HttpServer::start(loop_.io(), "127.0.0.1", 0, std::move(handlers), limits);
+      if (started) server_ = std::move(started.value());
+      else error = started.error();
+    });
+    if (error) FAIL("start: " << error->message);
+  }
+  ~Fixture() {
+    loop_.on_loop([this] {
+      server_->stop();
+      server_.reset();
+    });
+  }
+  std::uint16_t port() const { return server_->port(); }
+  void stop() {
+    loop_.on_loop([this] { server_->stop(); });
+  }
+
+ private:
+  LoopThread loop_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+class Client {
+ public:
+  explicit Client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    set_io_timeouts(fd_);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool connected() const { return connected_; }
+  bool send(const std::string& data) { return send_all(fd_, data); }
+  // Everything until the server closes (or the 5 s receive timeout).
+  std::string read_all() { return receive_until_closed(fd_); }
+  // True when the server closed the connection within `limit` (EOF or reset).
+  bool closed_within(std::chrono::milliseconds limit) {
+    pollfd entry{fd_, POLLIN, 0};
+    if (::poll(&entry, 1, static_cast<int>(limit.count())) <= 0) return false;
+    char byte;
+    return ::recv(fd_, &byte, 1, MSG_DONTWAIT) <= 0;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+struct Reply {
+  int status = 0;
+  std::string head;
+  std::string body;
+  std::optional<std::string> header(const std::string& name) const {
+    std::string lower_head = head;
+    for (auto& c : lower_head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string key = "\r\n" + name + ":";
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto at = lower_head.find(key);
+    if (at == std::string::npos) return std::nullopt;
+    auto start = at + key.size();
+    auto end = head.find("\r\n", start);
+    std::string value = head.substr(start, end - start);
+    while (!value.empty() && value.front() == ' ') value.erase(value.begin());
+    return value;
+  }
+};
+
+Reply parse(const std::string& raw) {
+  Reply reply;
+  auto split = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.", 0) != 0 || split == std::string::npos) return reply;
+  reply.status = std::stoi(raw.substr(9, 3));
+  reply.head = raw.substr(0, split);
+  reply.body = raw.substr(split + 4);
+  return reply;
+}
+
+Reply http_exchange(std::uint16_t port, const std::string& raw) {
+  Client client(port);
+  REQUIRE(client.connected());
+  REQUIRE(client.send(raw));
+  return parse(client.read_all());
+}
+
+Reply get(std::uint16_t port, const std::string& target, const std::string& method = "GET") {
+  return http_exchange(port, method + " " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+}
+
+std::string big_metrics() {
+  std::string text = "# HELP substrate_test A test metric.\n# TYPE substrate_test gauge\n";
+  for (int i = 0; i < 4000; ++i) text += "substrate_test{n=\"" + std::to_string(i) + "\"} 1\n";
+  return text;
+}
+
+HttpHandlers simple_handlers() {
+  HttpHandlers handlers;
+  handlers.metrics = [] { return std::string("substrate_up_test 1\n"); };
+  handlers.status = [] { return std::string("{\"devices\":[]}"); };
+  return handlers;
+}
+
+}  // namespace
+
+TEST_CASE("http: /metrics, /healthz and /status bodies and content types", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  auto metrics = get(fixture.port(), "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK(metrics.body == "substrate_up_test 1\n");
+  CHECK(metrics.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(metrics.header("Content-Length") == std::to_string(metrics.body.size()));
+
+  auto health = get(fixture.port(), "/healthz");
+  CHECK(health.status == 200);
+  CHECK(health.body == "ok\n");
+
+  auto status = get(fixture.port(), "/status?pretty=1");
+  CHECK(status.status == 200);
+  CHECK(status.body == "{\"devices\":[]}");
+  CHECK(status.header("Content-Type") == "application/json");
+}
+
+TEST_CASE("http: HEAD gives the headers of GET without a body", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  auto head = get(fixture.port(), "/metrics", "HEAD");
+  CHECK(head.status == 200);
+  CHECK(head.body.empty());
+  CHECK(head.header("Content-Length") == std::to_string(std::string("substrate_up_test 1\n").size()));
+}
+
+TEST_CASE("http: unknown path is 404, other methods are 405 with Allow", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  CHECK(get(fixture.port(), "/nope").status == 404);
+  CHECK(get(fixture.port(), "/").status == 404);
+  auto post = get(fixture.port(), "/metrics", "POST");
+  CHECK(post.status == 405);
+  CHECK(post.header("Allow") == "GET, HEAD");
+  CHECK(get(fixture.port(), "/healthz", "DELETE").status == 405);
+}
+
+TEST_CASE("http: keep-alive serves several requests on one connection", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  Client client(fixture.port());
+  REQUIRE(client.connected());
+  REQUIRE(client.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                      "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  auto all = client.read_all();
+  std::size_t count = 0;
+  for (auto at = all.find("HTTP/1.1 200 OK"); at != std::string::npos; at = all.find("HTTP/1.1 200 OK", at + 1)) ++count;
+  CHECK(count == 3);
+  CHECK(all.find("substrate_up_test 1\n") != std::string::npos);
+}
+
+TEST_CASE("http: malformed requests get 400 and the server keeps serving", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  auto bad = http_exchange(fixture.port(), "THIS IS NOT HTTP\r\n\r\n");
+  CHECK(bad.status == 400);
+  CHECK(http_exchange(fixture.port(), "GET /metrics HTTP/9.9\r\n\r\n").status == 400);
+  CHECK(http_exchange(fixture.port(), "GET /metrics HTTP/1.1\r\nBad Header Line\r\n\r\n").status == 400);
+  CHECK(get(fixture.port(), "/healthz").status == 200);
+}
+
+TEST_CASE("http: an oversized header gets 431 and a body gets 413; the server keeps serving", "[daemon]") {
+  HttpLimits limits;
+  limits.max_header_bytes = 1024;
+  Fixture fixture(simple_handlers(), limits);
+  auto big = http_exchange(fixture.port(), "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Filler: " + std::string(8192, 'a') + "\r\n\r\n");
+  CHECK((big.status == 431 || big.status == 400));
+  auto body = http_exchange(fixture.port(), "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(body.status == 413);
+  CHECK(get(fixture.port(), "/metrics").status == 200);
+}
+
+TEST_CASE("http: a slow client is dropped after the read timeout and others are served", "[daemon]") {
+  HttpLimits limits;
+  limits.read_timeout_seconds = 0.3;
+  Fixture fixture(simple_handlers(), limits);
+  Client slow(fixture.port());
+  REQUIRE(slow.connected());
+  REQUIRE(slow.send("GET /metr"));
+  auto started = std::chrono::steady_clock::now();
+  CHECK(get(fixture.port(), "/healthz").status == 200);
+  CHECK(slow.closed_within(3000ms));
+  CHECK(std::chrono::steady_clock::now() - started < 2500ms);
+  CHECK(get(fixture.port(), "/metrics").status == 200);
+}
+
+TEST_CASE("http: 50 concurrent scrapes all succeed", "[daemon]") {
+  HttpHandlers handlers = simple_handlers();
+  const std::string expected = big_metrics();
+  handlers.metrics = [&expected] { return expected; };
+  Fixture fixture(handlers);
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i)
+    threads.emplace_back([&] {
+      Client client(fixture.port());
+      if (!client.connected()) return;
+      if (!client.send("GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")) return;
+      auto reply = parse(client.read_all());
+      if (reply.status == 200 && reply.body == expected) ++good;
+    });
+  for (auto& thread : threads) thread.join();
+  CHECK(good.load() == 50);
+}
+
+TEST_CASE("http: connections over the limit are refused and capacity comes back", "[daemon]") {
+  HttpLimits limits;
+  limits.max_connections = 2;
+  Fixture fixture(simple_handlers(), limits);
+  auto first = std::make_unique<Client>(fixture.port());
+  auto second = std::make_unique<Client>(fixture.port());
+  REQUIRE(first->connected());
+  REQUIRE(second->connected());
+  std::this_thread::sleep_for(200ms);  // let the server accept both
+  {
+    Client third(fixture.port());
+    if (third.connected()) {
+      third.send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+      auto reply = parse(third.read_all());
+      CHECK((reply.status == 503 || reply.status == 0));
+    }
+  }
+  first.reset();
+  second.reset();
+  int status = 0;
+  for (int attempt = 0; attempt < 50 && status != 200; ++attempt) {
+    std::this_thread::sleep_for(20ms);
+    status = get(fixture.port(), "/healthz").status;
+  }
+  CHECK(status == 200);
+}
+
+TEST_CASE("http: a handler that throws gives 500 and the server keeps working", "[daemon]") {
+  HttpHandlers handlers = simple_handlers();
+  std::atomic<bool> fail{true};
+  handlers.metrics = [&fail]() -> std::string {
+    if (fail) throw std::runtime_error("registry exploded");
+    return "fine 1\n";
+  };
+  handlers.status = [] () -> std::string { throw 42; };
+  Fixture fixture(handlers);
+  CHECK(get(fixture.port(), "/metrics").status == 500);
+  CHECK(get(fixture.port(), "/status").status == 500);
+  fail = false;
+  auto metrics = get(fixture.port(), "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK(metrics.body == "fine 1\n");
+}
+
+TEST_CASE("http: a port in use or a bad address is a clear error", "[daemon]") {
+  boost::asio::io_context io;
+  auto first = HttpServer::start(io, "127.0.0.1", 0, simple_handlers());
+  REQUIRE(first);
+  auto port = first.value()->port();
+  CHECK(port != 0);
+  auto second = HttpServer::start(io, "127.0.0.1", port, simple_handlers());
+  REQUIRE_FALSE(second);
+  CHECK(second.error().kind == substrate::ErrorKind::io_error);
+  CHECK_THAT(second.error().message, Catch::Contains("127.0.0.1:" + std::to_string(port)));
+  CHECK_THAT(second.error().message, Catch::Contains("in use"));
+
+  auto bad = HttpServer::start(io, "300.1.2.3", 0, simple_handlers());
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().kind == substrate::ErrorKind::invalid_argument);
+  CHECK_THAT(bad.error().message, Catch::Contains("300.1.2.3:0"));
+}
+
+TEST_CASE("http: stop closes the listener and live connections", "[daemon]") {
+  Fixture fixture(simple_handlers());
+  auto port = fixture.port();
+  Client idle(port);
+  REQUIRE(idle.connected());
+  CHECK(get(port, "/healthz").status == 200);  // the idle connection has been accepted by now
+  fixture.stop();
+  CHECK(idle.closed_within(2000ms));
+  Client late(port);
+  CHECK_FALSE(late.connected());
+}

@@ -1,0 +1,417 @@
+// Host-side tests of the CUDA backend that need no GPU: the embedded fatbin, identity
+// formatting, discovery without a driver, and the backend driven through a stand-in driver
+// library (tests/standins/fake_libcuda.cpp) for entry-point resolution, error messages, launch
+// geometry, readback and the hang timeout.
+#include <catch2/catch.hpp>
+
+#if SUBSTRATE_WITH_CUDA
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "kernels/cuda/launch.hpp"
+#include "probes/backends/cuda/cuda_backend.hpp"
+#include "probes/backends/cuda/fatbin.hpp"
+#include "probes/backends/cuda/identity.hpp"
+#include "probes/core/registry.hpp"
+
+using namespace substrate;
+namespace ck = substrate::cuda_kernels;
+
+namespace {
+
+// Sets (or unsets) an environment variable for one scope.
+class EnvGuard {
+ public:
+  EnvGuard(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) setenv(name, value->c_str(), 1);
+    else unsetenv(name);
+  }
+  ~EnvGuard() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+struct Found {
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+};
+
+Found discover_with(std::optional<std::string> library, std::optional<std::string> fake_mode = std::nullopt) {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::move(library));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::move(fake_mode));
+  Found found;
+  cuda::discover(found.devices, found.notes);
+  return found;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+struct LastLaunch {
+  std::string name;
+  unsigned dims[6] = {};
+  unsigned smem = 0;
+  unsigned char params[128] = {};
+};
+
+LastLaunch last_launch() {
+  void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(handle != nullptr);
+  using Fn = void (*)(char*, std::size_t, unsigned*, unsigned*, unsigned char*);
+  auto fn = reinterpret_cast<Fn>(dlsym(handle, "substrate_fake_cuda_last_launch"));
+  REQUIRE(fn != nullptr);
+  LastLaunch out;
+  char name[128] = {};
+  fn(name, sizeof name, out.dims, &out.smem, out.params);
+  out.name = name;
+  dlclose(handle);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: embedded fatbin holds SASS for every target and PTX for the newest", "[cuda]") {
+  const auto fatbin = cuda::embedded_fatbin();
+  REQUIRE(fatbin.size() > 1024);
+  std::uint32_t magic;
+  std::memcpy(&magic, fatbin.data(), 4);
+  CHECK(magic == 0xBA55ED50u);
+  const auto entries = cuda::list_fatbin(fatbin);
+  REQUIRE(entries.ok());
+  std::set<std::string> present;
+  for (const auto& entry : *entries) {
+    CHECK(entry.payload_bytes > 0);
+    present.insert(entry.target());
+  }
+  const auto targets = cuda::embedded_fatbin_targets();
+  REQUIRE(targets.size() >= 2);
+  std::set<std::string> expected(targets.begin(), targets.end());
+  CHECK(present == expected);
+  // nvcc 13 starts at sm_75; PTX only for the newest SASS target.
+  CHECK(expected.count("sm_75") == 1);
+  CHECK(std::string(targets.back()).rfind("compute_", 0) == 0);
+  CHECK(std::string(targets[targets.size() - 2]) == "sm_" + std::string(targets.back()).substr(8));
+  for (std::size_t i = 0; i + 1 < targets.size(); ++i) CHECK(std::string(targets[i]).rfind("sm_", 0) == 0);
+}
+
+TEST_CASE("cuda: cuobjdump agrees with the fatbin reader (when the toolkit has cuobjdump)", "[cuda]") {
+  std::string cuobjdump;
+  for (const char* candidate : {"/usr/local/cuda/bin/cuobjdump", "/usr/bin/cuobjdump"}) {
+    if (std::filesystem::exists(candidate)) cuobjdump = candidate;
+  }
+  if (cuobjdump.empty()) {
+    WARN("cuobjdump not installed: the fatbin's contents were checked by the built-in reader only");
+    return;
+  }
+  const auto fatbin = cuda::embedded_fatbin();
+  const auto path = std::filesystem::temp_directory_path() / "substrate_cuda_test.fatbin";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(fatbin.data()), static_cast<std::streamsize>(fatbin.size()));
+  }
+  const std::string command = cuobjdump + " --list-elf " + path.string() + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string listing;
+  char buffer[512];
+  while (fgets(buffer, sizeof buffer, pipe)) listing += buffer;
+  pclose(pipe);
+  std::filesystem::remove(path);
+  for (const char* target : cuda::embedded_fatbin_targets()) {
+    const std::string t = target;
+    if (t.rfind("sm_", 0) == 0) CHECK(contains(listing, t + "."));
+  }
+}
+
+TEST_CASE("cuda: fatbin reader rejects malformed input", "[cuda]") {
+  std::vector<unsigned char> bytes(64, 0);
+  CHECK_FALSE(cuda::list_fatbin(std::span<const unsigned char>(bytes.data(), 8)).ok());
+  CHECK_FALSE(cuda::list_fatbin(bytes).ok());  // bad magic
+  const auto real = cuda::embedded_fatbin();
+  std::vector<unsigned char> truncated(real.begin(), real.begin() + 200);
+  const auto result = cuda::list_fatbin(truncated);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().kind == ErrorKind::corrupt);
+}
+
+TEST_CASE("cuda: identity formatting matches the Vulkan and NVML conventions", "[cuda]") {
+  std::array<unsigned char, 16> uuid{};
+  for (std::size_t i = 0; i < 16; ++i) uuid[i] = static_cast<unsigned char>(0x10 * i + 0xF - i);
+  CHECK(cuda::format_uuid(uuid) == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+  CHECK(cuda::canonical_pci_bus_id("0000:3B:00.0") == "0000:3b:00.0");
+  CHECK(cuda::canonical_pci_bus_id("00000000:65:00.0") == "0000:65:00.0");
+  CHECK(cuda::canonical_pci_bus_id("0001:c1:1f.7") == "0001:c1:1f.7");
+  CHECK(cuda::canonical_pci_bus_id("3b:00.0") == "0000:3b:00.0");
+  CHECK(cuda::canonical_pci_bus_id("") == "");
+  CHECK(cuda::canonical_pci_bus_id("0000:3g:00.0") == "");
+  CHECK(cuda::canonical_pci_bus_id("0000:3b:00") == "");
+  CHECK(cuda::canonical_pci_bus_id("0000:3b:20.0") == "");  // device numbers stop at 0x1f
+  CHECK(cuda::cuda_version_text(13000) == "13.0");
+  CHECK(cuda::cuda_version_text(12080) == "12.8");
+}
+
+TEST_CASE("cuda: discovery without a driver library finds nothing and says why", "[cuda]") {
+  const auto found = discover_with(std::string("/nonexistent/libcuda.so.1"));
+  CHECK(found.devices.empty());
+  REQUIRE(found.notes.size() == 1);
+  CHECK(contains(found.notes[0], "cuda: /nonexistent/libcuda.so.1 not found (no NVIDIA driver)"));
+
+  // The default library: on a host without the NVIDIA driver (as in CI) the same clear note.
+  void* real = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (real != nullptr) {
+    dlclose(real);
+    WARN("libcuda.so.1 is installed here: the no-driver default path is not exercised");
+    return;
+  }
+  const auto plain = discover_with(std::nullopt);
+  CHECK(plain.devices.empty());
+  REQUIRE(plain.notes.size() == 1);
+  CHECK(contains(plain.notes[0], "cuda: libcuda.so.1 not found (no NVIDIA driver)"));
+}
+
+TEST_CASE("cuda: a library that is not a CUDA driver is rejected", "[cuda]") {
+  // libdl/libc load fine but export no cuGetProcAddress_v2.
+  const auto found = discover_with(std::string("libm.so.6"));
+  CHECK(found.devices.empty());
+  REQUIRE(found.notes.size() == 1);
+  CHECK(contains(found.notes[0], "no cuGetProcAddress_v2"));
+}
+
+TEST_CASE("cuda: stand-in driver reports no device or missing entry point or unloadable kernels", "[cuda]") {
+  const std::string fake = SUBSTRATE_FAKE_LIBCUDA;
+  {
+    const auto found = discover_with(fake, "no_device");
+    CHECK(found.devices.empty());
+    REQUIRE(found.notes.size() == 1);
+    CHECK(found.notes[0] == "cuda: no CUDA devices (cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected))");
+  }
+  {
+    const auto found = discover_with(fake, "missing_symbol");
+    CHECK(found.devices.empty());
+    REQUIRE(found.notes.size() == 1);
+    CHECK(contains(found.notes[0], "entry point cuMemAlloc unavailable"));
+  }
+  {
+    const auto found = discover_with(fake, "no_binary");
+    CHECK(found.devices.empty());
+    REQUIRE(found.notes.size() == 1);
+    CHECK(contains(found.notes[0], "cuda0 (Fake GPU 80GB) unusable: cuModuleLoadData (embedded fatbin): "
+                                   "CUDA_ERROR_NO_BINARY_FOR_GPU"));
+    CHECK(contains(found.notes[0], "this one supports 12.8"));
+  }
+}
+
+TEST_CASE("cuda: stand-in driver gives device identity and kernels by name and launch geometry", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+  cuda::discover(devices, notes);
+  REQUIRE(notes.empty());
+  REQUIRE(devices.size() == 1);
+  ComputeDevice& device = *devices[0];
+  const DeviceInfo& info = device.info();
+  CHECK(info.id == "cuda0");
+  CHECK(info.backend == "cuda");
+  CHECK(info.vendor == "nvidia");
+  CHECK(info.name == "Fake GPU 80GB");
+  CHECK(info.uuid == "ab1200ff-0102-0304-0506-0708090a0bcd");
+  CHECK(info.pci_bus_id == "0000:3b:00.0");
+  CHECK(info.compute_units == 132);
+  CHECK(info.device_type == "discrete");
+  CHECK(info.api_version == "13.0");
+  CHECK(contains(info.driver, "compute capability 9.0"));
+  CHECK(info.memory_bytes == (80ull << 30));
+  CHECK(info.kernel_build.rfind("fatbin-", 0) == 0);
+  CHECK(device.free_memory_bytes() == (70ull << 30));
+  auto* cuda_device = dynamic_cast<cuda::CudaDevice*>(&device);
+  REQUIRE(cuda_device != nullptr);
+  CHECK(cuda_device->compute_capability() == 90);
+
+  SECTION("generate_raw launches the raw kernel and reads back through the staging buffer") {
+    const auto raw = device.generate_raw(5, 3, 1000, 300);
+    REQUIRE(raw.ok());
+    CHECK(raw->size() == 300);  // the stand-in runs no kernel: zeros
+    const LastLaunch launch = last_launch();
+    CHECK(launch.name == ck::k_fn_generate_raw);
+    CHECK(launch.dims[0] == 2);
+    CHECK(launch.dims[3] == ck::k_linear_threads);
+    ck::RawParams p;
+    std::memcpy(&p, launch.params, sizeof p);
+    CHECK(p.seed == 5);
+    CHECK(p.stream == 3);
+    CHECK(p.first == 1000);
+    CHECK(p.count == 300);
+  }
+  SECTION("f32 GEMM runs on CUDA cores, f16 on tensor cores unless told otherwise") {
+    GemmLaunch launch;
+    launch.shape = {100, 70, 30};
+    launch.dtype = Dtype::f32;
+    launch.mode = Mode::exact;
+    launch.seed = 9;
+    launch.exact_radius = 8;
+    launch.inject = {true, 1234, 0x40u, false};
+    auto run = device.run_gemm(launch);
+    REQUIRE(run.ok());
+    CHECK(run->kernel == "cuda.gemm.simt64");
+    CHECK(run->output_bits.size() == 7000);
+    CHECK(run->device_seconds == Approx(0.0015));
+    LastLaunch last = last_launch();
+    CHECK(last.name == ck::k_fn_gemm_simt);
+    CHECK(last.dims[0] == 2);  // ceil(70 / 64)
+    CHECK(last.dims[1] == 2);  // ceil(100 / 64)
+    CHECK(last.dims[3] == 16);
+    CHECK(last.dims[4] == 16);
+    ck::GemmParams p;
+    std::memcpy(&p, last.params, sizeof p);
+    CHECK(p.m == 100);
+    CHECK(p.n == 70);
+    CHECK(p.k == 30);
+    CHECK(p.inject_enabled == 1);
+    CHECK(p.inject_element == 1234);
+    CHECK(p.inject_mask == 0x40u);
+    CHECK(run->accumulation_unit_roundoff == 1.0 / 16777216.0);  // CUDA cores round to nearest
+
+    launch.dtype = Dtype::f16;
+    run = device.run_gemm(launch);
+    REQUIRE(run.ok());
+    CHECK(run->kernel == "cuda.gemm.wmma16");
+    CHECK(run->accumulation_unit_roundoff == 4.0 / 16777216.0);  // tensor cores truncate: 2^-22
+    CHECK(last_launch().name == ck::k_fn_gemm_wmma_f16);
+    CHECK(last_launch().dims[3] == 128);
+
+    launch.dtype = Dtype::bf16;
+    run = device.run_gemm(launch);
+    REQUIRE(run.ok());
+    CHECK(last_launch().name == ck::k_fn_gemm_wmma_bf16);
+
+    cuda_device->set_gemm_path(cuda::GemmPath::cuda_cores);
+    run = device.run_gemm(launch);
+    REQUIRE(run.ok());
+    CHECK(run->kernel == "cuda.gemm.simt64");
+    cuda_device->set_gemm_path(cuda::GemmPath::tensor_cores);
+    launch.dtype = Dtype::f32;
+    run = device.run_gemm(launch);
+    REQUIRE_FALSE(run.ok());
+    CHECK(run.error().kind == ErrorKind::invalid_argument);
+    cuda_device->set_gemm_path(cuda::GemmPath::automatic);
+  }
+  SECTION("attention: one block per (query, head), host-computed scale, large rows get shared memory") {
+    AttentionLaunch launch;
+    launch.shape = {16384, 2, 64, true};
+    launch.dtype = Dtype::f16;
+    launch.seed = 3;
+    auto run = device.run_attention(launch);
+    REQUIRE(run.ok());
+    CHECK(run->kernel == "cuda.attention.rowwise");
+    CHECK(run->output_bits.size() == 16384u * 2u * 64u);
+    const LastLaunch last = last_launch();
+    CHECK(last.name == ck::k_fn_attention);
+    CHECK(last.dims[0] == 16384);
+    CHECK(last.dims[1] == 2);
+    CHECK(last.smem == (16384 + 64) * 4);
+    ck::AttentionParams p;
+    std::memcpy(&p, last.params, sizeof p);
+    CHECK(p.scale == 0.125f);
+    CHECK(p.causal == 1);
+    launch.shape = {200000, 1, 64, false};  // does not fit in shared memory
+    CHECK(device.run_attention(launch).error().kind == ErrorKind::invalid_argument);
+  }
+  SECTION("memory: patterns, passes and accounting") {
+    MemoryLaunch launch;
+    launch.bytes = 4096;
+    launch.seed = 35;
+    launch.patterns = {MemoryPattern::walking_ones, MemoryPattern::moving_inversions};
+    const auto run = device.run_memory(launch);
+    REQUIRE(run.ok());
+    CHECK(run->kernel == "cuda.memory.patterns");
+    CHECK(run->bytes_tested == 4096);
+    CHECK(run->words_checked == 2048);
+    CHECK(run->bytes_moved == 1024 * 8 + 1024 * 24);
+    CHECK(run->bad_words == 0);  // the stand-in's report buffer stays zero
+    const LastLaunch last = last_launch();
+    ck::MemoryParams p;
+    std::memcpy(&p, last.params, sizeof p);
+    CHECK(p.pattern == ck::pattern_moving_inversions);
+    CHECK(p.op == ck::op_verify);
+    CHECK(p.words == 1024);
+    launch.bytes = 4095;
+    CHECK(device.run_memory(launch).error().kind == ErrorKind::invalid_argument);
+  }
+  SECTION("retention: written once, verified afterwards") {
+    auto first = device.check_retention(1 << 16, 4);
+    REQUIRE(first.ok());
+    ck::MemoryParams p;
+    std::memcpy(&p, last_launch().params, sizeof p);
+    CHECK(p.op == ck::op_write);
+    CHECK(p.pattern == ck::pattern_retention);
+    auto second = device.check_retention(1 << 16, 4);
+    REQUIRE(second.ok());
+    std::memcpy(&p, last_launch().params, sizeof p);
+    CHECK(p.op == ck::op_verify);
+    CHECK(second->age_seconds >= 0.0);
+  }
+}
+
+TEST_CASE("cuda: stand-in driver with a kernel that never finishes marks the device hung", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+  cuda::discover(devices, notes);
+  REQUIRE(devices.size() == 1);
+  ComputeDevice& device = *devices[0];
+  device.set_timeout_seconds(0.2);
+  EnvGuard hang("SUBSTRATE_FAKE_CUDA", std::string("hang"));
+  const auto started = std::chrono::steady_clock::now();
+  auto raw = device.generate_raw(1, 1, 0, 16);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  REQUIRE_FALSE(raw.ok());
+  CHECK(raw.error().kind == ErrorKind::timeout);
+  CHECK(contains(raw.error().message, "cuda0: generate_raw did not finish"));
+  CHECK(waited >= 0.2);
+  CHECK(waited < 5.0);
+  // Every later call fails at once, even after the "device" recovers.
+  EnvGuard healthy("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  GemmLaunch launch;
+  launch.shape = {8, 8, 8};
+  launch.exact_radius = 4;
+  auto gemm = device.run_gemm(launch);
+  REQUIRE_FALSE(gemm.ok());
+  CHECK(gemm.error().kind == ErrorKind::timeout);
+  CHECK(contains(gemm.error().message, "hung"));
+  CHECK(device.free_memory_bytes() == 0);
+}
+
+TEST_CASE("cuda: the canary is skipped on the CUDA backend, not an error", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+  cuda::discover(devices, notes);
+  REQUIRE(devices.size() == 1);
+  GoldenCache goldens;
+  const ProbeSpec canary = probe_registry().find("canary")->default_specs(devices[0]->info()).front();
+  const ProbeResult result = run_probe(*devices[0], canary, goldens);
+  CHECK(result.status == RunStatus::skipped);
+  CHECK(result.skip_reason == "not implemented on the cuda backend");
+  CHECK(result.error.empty());
+  CHECK(result.kernel.empty());
+}
+
+#endif  // SUBSTRATE_WITH_CUDA

@@ -1,0 +1,207 @@
+#include <catch2/catch.hpp>
+
+#include "kernels/generator.hpp"
+#include "probes/core/registry.hpp"
+#include "tests/support/test_device.hpp"
+
+using namespace substrate;
+using substrate::testing::vulkan_device;
+
+namespace {
+
+ProbeSpec gemm_spec(Dtype dtype, Mode mode, GemmShape shape, std::uint64_t seed = 1) {
+  ProbeSpec spec;
+  spec.probe = "gemm";
+  spec.dtype = dtype;
+  spec.mode = mode;
+  spec.gemm = shape;
+  spec.seed = seed;
+  return spec;
+}
+
+ProbeSpec attention_spec(Dtype dtype, AttentionShape shape, std::uint64_t seed) {
+  ProbeSpec spec;
+  spec.probe = "attention";
+  spec.dtype = dtype;
+  spec.mode = Mode::random;
+  spec.attention = shape;
+  spec.seed = seed;
+  return spec;
+}
+
+GoldenCache& goldens() {
+  static GoldenCache cache;
+  return cache;
+}
+
+}  // namespace
+
+TEST_CASE("vulkan: device generator is bit-identical to the C++ generator", "[vulkan]") {
+  ComputeDevice& device = vulkan_device();
+  for (std::uint64_t first : {0ull, 4294967000ull, 123456789012ull}) {
+    for (std::uint32_t stream : {1u, 7u}) {
+      auto words = device.generate_raw(0xDEADBEEFCAFEull, stream, first, 4096);
+      REQUIRE(words.ok());
+      for (std::uint32_t i = 0; i < 4096; ++i) {
+        REQUIRE(words.value()[i] == gen::random_bits(0xDEADBEEFCAFEull, stream, first + i));
+      }
+    }
+  }
+}
+
+TEST_CASE("vulkan: exact-mode gemm is bit-exact for tile multiples and odd shapes", "[vulkan]") {
+  for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
+    for (GemmShape shape : {GemmShape{64, 64, 64}, GemmShape{17, 33, 45}, GemmShape{1, 100, 7}, GemmShape{48, 5, 300}}) {
+      const ProbeResult result = run_probe(vulkan_device(), gemm_spec(dtype, Mode::exact, shape), goldens());
+      INFO(spec_key(result.spec) << " " << result.error);
+      REQUIRE(result.status == RunStatus::pass);
+      CHECK(result.check.mismatched == 0);
+      CHECK(result.check.checked == std::uint64_t{shape.m} * shape.n);
+    }
+  }
+}
+
+TEST_CASE("vulkan: random-mode gemm stays far inside the gamma_K bound", "[vulkan]") {
+  for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+      const ProbeResult result =
+          run_probe(vulkan_device(), gemm_spec(dtype, Mode::random, {40, 56, 200}, seed), goldens());
+      INFO(spec_key(result.spec) << " seed " << seed);
+      REQUIRE(result.status == RunStatus::pass);
+      CHECK(result.check.budget_used > 0.0);
+      CHECK(result.check.budget_used < 0.25);
+    }
+  }
+}
+
+TEST_CASE("vulkan: every injected bit of an exact-mode output is detected at the right element", "[vulkan]") {
+  for (Dtype dtype : {Dtype::f32, Dtype::f16}) {
+    for (int bit = 0; bit < 32; ++bit) {
+      ProbeSpec spec = gemm_spec(dtype, Mode::exact, {24, 40, 32});
+      spec.inject = {true, 7 * 40 + 11, 1u << bit, false};
+      const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+      INFO(to_string(dtype) << " bit " << bit);
+      REQUIRE(result.status == RunStatus::fail);
+      REQUIRE(result.check.mismatched == 1);
+      CHECK(result.check.first_mismatches[0].row == 7);
+      CHECK(result.check.first_mismatches[0].col == 11);
+      CHECK(result.check.first_mismatches[0].xor_bits == (1u << bit));
+      CHECK(result.check.flipped_bits[bit] == 1);
+    }
+  }
+}
+
+TEST_CASE("vulkan: random-mode gemm detects exponent and top mantissa flips", "[vulkan]") {
+  for (int bit = 16; bit <= 30; ++bit) {
+    ProbeSpec spec = gemm_spec(Dtype::f32, Mode::random, {16, 16, 64});
+    spec.inject = {true, 100, 1u << bit, false};
+    const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+    INFO("bit " << bit);
+    REQUIRE(result.status == RunStatus::fail);
+    CHECK(result.check.first_mismatches.at(0).index == 100);
+  }
+}
+
+TEST_CASE("vulkan: fingerprints repeat run to run and change with a flipped bit", "[vulkan]") {
+  const ProbeSpec spec = gemm_spec(Dtype::f32, Mode::random, {32, 32, 96});
+  const std::string first = run_probe(vulkan_device(), spec, goldens()).fingerprint;
+  for (int run = 0; run < 3; ++run) CHECK(run_probe(vulkan_device(), spec, goldens()).fingerprint == first);
+  ProbeSpec drill = spec;
+  drill.inject = {true, 5, 1u, false};  // the lowest mantissa bit: inside the bound, caught by the fingerprint
+  const ProbeResult flipped = run_probe(vulkan_device(), drill, goldens());
+  CHECK(flipped.fingerprint != first);
+}
+
+TEST_CASE("vulkan: attention passes within its derived bound across shapes and seeds", "[vulkan]") {
+  const std::vector<AttentionShape> shapes{{32, 2, 64, true}, {40, 3, 128, false}, {7, 1, 16, true}};
+  for (Dtype dtype : {Dtype::f32, Dtype::f16}) {
+    for (const AttentionShape& shape : shapes) {
+      for (std::uint64_t seed : {1u, 2u}) {
+        const ProbeResult result = run_probe(vulkan_device(), attention_spec(dtype, shape, seed), goldens());
+        INFO(spec_key(result.spec) << " seed " << seed << " " << result.error);
+        REQUIRE(result.status == RunStatus::pass);
+        CHECK(result.check.budget_used < 0.5);
+        CHECK(result.fingerprint == run_probe(vulkan_device(), attention_spec(dtype, shape, seed), goldens()).fingerprint);
+      }
+    }
+  }
+}
+
+TEST_CASE("vulkan: attention detects exponent and high mantissa flips at the right position", "[vulkan]") {
+  for (int bit : {18, 20, 22, 23, 25, 27, 30}) {
+    ProbeSpec spec = attention_spec(Dtype::f32, {16, 2, 64, true}, 3);
+    spec.inject = {true, 64 * 9 + 5, 1u << bit, false};
+    const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+    INFO("bit " << bit);
+    REQUIRE(result.status == RunStatus::fail);
+    CHECK(result.check.first_mismatches.at(0).row == 9);
+    CHECK(result.check.first_mismatches.at(0).col == 5);
+  }
+}
+
+TEST_CASE("vulkan: memory probe passes clean and reports bandwidth", "[vulkan]") {
+  ProbeSpec spec;
+  spec.probe = "memory";
+  spec.memory = {1.0, 1u << 20};
+  const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+  INFO(result.error);
+  REQUIRE(result.status == RunStatus::pass);
+  REQUIRE(result.memory);
+  CHECK(result.memory->bytes_tested == (1u << 20));
+  CHECK(result.memory->bandwidth_bytes_per_second > 0);
+  CHECK(result.memory->retention_bytes > 0);
+}
+
+TEST_CASE("vulkan: memory probe locates a stored flip and tells it from a transient read", "[vulkan]") {
+  ProbeSpec spec;
+  spec.probe = "memory";
+  spec.memory = {1.0, 1u << 20};
+  spec.inject = {true, 4097, 1u << 13, false};
+  ProbeResult stored = run_probe(vulkan_device(), spec, goldens());
+  REQUIRE(stored.status == RunStatus::fail);
+  REQUIRE_FALSE(stored.memory->first_bad.empty());
+  for (const BadWord& bad : stored.memory->first_bad) {
+    CHECK(bad.offset == 4097 * 4);
+    CHECK((bad.expected ^ bad.actual) == (1u << 13));
+    CHECK(std::string(persistence(bad)) == "stored");
+  }
+  CHECK(stored.memory->flipped_bits[13] == stored.memory->bad_words);
+
+  spec.inject.transient = true;
+  ProbeResult transient = run_probe(vulkan_device(), spec, goldens());
+  REQUIRE(transient.status == RunStatus::fail);
+  for (const BadWord& bad : transient.memory->first_bad) CHECK(std::string(persistence(bad)) == "transient");
+}
+
+TEST_CASE("vulkan: memory probe checks the words past the last full uvec4 and counts every flipped bit", "[vulkan]") {
+  // 16387 words: four-word blocks cover 16384, the last three take the scalar tail path.
+  constexpr std::uint64_t words = 16387;
+  for (std::uint64_t word : {std::uint64_t{5}, words - 1}) {
+    ProbeSpec spec;
+    spec.probe = "memory";
+    spec.memory = {1.0, words * 4};
+    spec.inject = {true, word, (1u << 2) | (1u << 31), false};
+    const ProbeResult result = run_probe(vulkan_device(), spec, goldens());
+    INFO("word " << word << " " << result.error);
+    REQUIRE(result.status == RunStatus::fail);
+    REQUIRE_FALSE(result.memory->first_bad.empty());
+    for (const BadWord& bad : result.memory->first_bad) {
+      CHECK(bad.offset == word * 4);
+      CHECK((bad.expected ^ bad.actual) == ((1u << 2) | (1u << 31)));
+    }
+    CHECK(result.memory->flipped_bits[2] == result.memory->bad_words);
+    CHECK(result.memory->flipped_bits[31] == result.memory->bad_words);
+    CHECK(result.memory->flipped_bits[3] == 0);
+  }
+}
+
+TEST_CASE("vulkan: the retention block is verified, not rewritten, on later calls", "[vulkan]") {
+  ComputeDevice& device = vulkan_device();
+  auto first = device.check_retention(4096, 42);
+  REQUIRE(first.ok());
+  auto later = device.check_retention(4096, 42);
+  REQUIRE(later.ok());
+  CHECK(later->bad_words == 0);
+  CHECK(later->age_seconds >= first->age_seconds);
+  CHECK_FALSE(device.check_retention(4095, 42).ok());
+}

@@ -1,0 +1,325 @@
+// NVML through the TEST-ONLY STAND-IN for libnvidia-ml.so.1 (tests/nvml_standin), loaded by the
+// production dlopen path: SUBSTRATE_NVML_LIBRARY points the loader at the stand-in. Nothing here
+// touches NVIDIA hardware; the values are the stand-in's script.
+#include <catch2/catch.hpp>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include <prometheus/text_serializer.h>
+
+#include "probes/telemetry/nvml/session.hpp"
+#include "probes/telemetry/join.hpp"
+#include "probes/telemetry/metrics.hpp"
+#include "daemon/telemetry_reader.hpp"
+#include "probes/telemetry/verdict.hpp"
+#include "tests/probes/telemetry/test_support.hpp"
+
+using namespace substrate;
+using namespace substrate::telemetry;
+namespace support = substrate::telemetry::testing;
+using support::ScopedEnv;
+using support::ScratchFile;
+
+namespace {
+
+// Device 0 looks like a data-centre GPU, device 1 like a consumer card (no ECC, no remapping,
+// no memory temperature) whose power read is refused.
+constexpr const char* kScript = R"(# stand-in script for the telemetry tests
+devices 2
+0 uuid GPU-8E8F1C2A-1B2C-3D4E-5F60-718293A4B5C6
+0 pci 0000:65:00.0
+0 ecc.corrected.volatile.total 5
+0 ecc.uncorrected.volatile.total 1
+0 ecc.corrected.aggregate.total 12
+0 ecc.uncorrected.aggregate.total 2
+0 ecc.uncorrected.volatile.device_memory 1
+0 ecc.corrected.volatile.l2 not_supported
+0 retired_pages.single_bit 3
+0 retired_pages.double_bit 1
+0 retired_pages_pending 0
+0 remapped_rows 4 1 1 0
+0 temperature.gpu 64
+0 temperature.memory 71
+0 threshold.shutdown 95
+0 threshold.slowdown 92
+0 threshold.mem_max 95
+0 clocks_event_reasons 0x21
+0 violation.0 2500000000
+0 violation.1 1000000000
+0 power_usage 312500
+0 power_limit 700000
+0 clock.sm 1980
+0 clock.memory 2619
+0 utilization 87 43
+0 pcie_replay 6
+0 nvlink.0.state 1
+0 nvlink.0.0 2
+0 nvlink.0.2 0
+0 nvlink.1.state 0
+0 xid 79
+0 xid 79
+0 xid 48
+1 uuid GPU-11111111-2222-3333-4444-555555555555
+1 pci 00000000:0A:00.0
+1 temperature.gpu 41
+1 power_usage error:4
+1 clocks_event_reasons 0x1
+1 xid 13
+)";
+
+struct StandinEnvironment {
+  explicit StandinEnvironment(const char* directory, const std::string& script = kScript)
+      : script_file("standin-script.txt", script),
+        log_file("standin-calls.log", ""),
+        library(nvml::kLibraryEnv, std::string(directory) + "/libnvidia-ml.so.1"),
+        script("SUBSTRATE_NVML_STANDIN_SCRIPT", script_file.path().string()),
+        log("SUBSTRATE_NVML_STANDIN_LOG", log_file.path().string()) {}
+  ScratchFile script_file;
+  ScratchFile log_file;
+  ScopedEnv library;
+  ScopedEnv script;
+  ScopedEnv log;
+};
+
+std::unique_ptr<nvml::Session> open_session() {
+  auto session = nvml::Session::open(std::chrono::milliseconds(50));
+  if (!session) FAIL("stand-in did not open: " << session.error().message);
+  return std::move(*session);
+}
+
+// Reads until the XID watcher has delivered `events` events in total, or two seconds passed.
+SourceResult read_after_events(nvml::Session& session, std::uint64_t events) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    SourceResult result = session.read();
+    std::uint64_t seen = 0;
+    for (const auto& device : result.devices) {
+      for (const auto& xid : device.readings.xids) seen += xid.count;
+    }
+    if (seen >= events || std::chrono::steady_clock::now() > deadline) return result;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::optional<std::uint64_t> ecc(const Readings& r, const char* kind, const char* scope, const char* location) {
+  for (const auto& e : r.ecc) {
+    if (e.kind == kind && e.scope == scope && e.location == location) return e.count;
+  }
+  return std::nullopt;
+}
+
+std::string serialize(const Snapshot& snapshot) {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, to_metric_families(snapshot));
+  return out.str();
+}
+
+}  // namespace
+
+TEST_CASE("telemetry: NVML stand-in values are read through the dlopen path", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
+  auto session = open_session();
+  const SourceResult result = read_after_events(*session, 4);
+  REQUIRE(result.devices.size() == 2);
+
+  const TelemetryDevice& gpu = result.devices[0];
+  CHECK(gpu.source == "nvml");
+  CHECK(gpu.local_id == "nvml0");
+  CHECK(gpu.pci_bus_id == "0000:65:00.0");
+  CHECK(gpu.uuid == "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
+  const Readings& r = gpu.readings;
+  CHECK(ecc(r, "corrected", "volatile", "total") == 5u);
+  CHECK(ecc(r, "uncorrected", "aggregate", "total") == 2u);
+  CHECK(ecc(r, "uncorrected", "volatile", "device_memory") == 1u);
+  CHECK_FALSE(ecc(r, "corrected", "volatile", "l2").has_value());  // NOT_SUPPORTED: absent
+  CHECK_FALSE(ecc(r, "corrected", "volatile", "sram").has_value());
+  CHECK(r.retired_pages.at("single_bit") == 3);
+  CHECK(r.retired_pages.at("double_bit") == 1);
+  CHECK(r.retired_pages_pending == false);
+  CHECK(r.remapped_rows.at("correctable") == 4);
+  CHECK(r.remapped_rows.at("uncorrectable") == 1);
+  CHECK(r.remapped_rows_pending == true);
+  CHECK(r.remapped_rows_failure == false);
+  REQUIRE(r.temperatures.size() == 2);
+  CHECK(r.temperatures[0].sensor == "gpu");
+  CHECK(r.temperatures[0].celsius == 64);
+  CHECK(r.temperatures[1].sensor == "memory");
+  CHECK(r.temperatures[1].celsius == 71);
+  CHECK(r.temperature_thresholds.size() == 3);  // gpu_max not scripted: absent
+  CHECK(r.clock_event_reasons.at("gpu_idle"));
+  CHECK(r.clock_event_reasons.at("sw_thermal_slowdown"));
+  CHECK_FALSE(r.clock_event_reasons.at("hw_slowdown"));
+  CHECK(r.throttle_seconds.at("power") == Approx(2.5));
+  CHECK(r.throttle_seconds.at("thermal") == Approx(1.0));
+  CHECK(r.throttle_seconds.count("sync_boost") == 0);
+  CHECK(*r.power_watts == Approx(312.5));
+  CHECK(*r.power_limit_watts == Approx(700.0));
+  CHECK(r.clock_hertz.at("sm") == Approx(1.98e9));
+  CHECK(r.clock_hertz.at("memory") == Approx(2.619e9));
+  CHECK(r.utilization_ratio.at("gpu") == Approx(0.87));
+  CHECK(r.utilization_ratio.at("memory") == Approx(0.43));
+  CHECK(r.pcie_replays == 6u);
+  REQUIRE(r.nvlink_errors.size() == 2);  // link 0 up with two counters scripted; link 1 down
+  CHECK(r.nvlink_errors[0].kind == "replay");
+  CHECK(r.nvlink_errors[0].count == 2);
+  CHECK(r.nvlink_errors[1].kind == "crc_flit");
+
+  const TelemetryDevice& consumer = result.devices[1];
+  CHECK(consumer.pci_bus_id == "0000:0a:00.0");
+  CHECK(consumer.readings.ecc.empty());
+  CHECK(consumer.readings.remapped_rows.empty());
+  CHECK_FALSE(consumer.readings.remapped_rows_pending.has_value());
+  CHECK(consumer.readings.temperatures.size() == 1);
+  CHECK_FALSE(consumer.readings.power_watts.has_value());
+  CHECK(consumer.readings.nvlink_errors.empty());
+
+  // Only the refused power read is an error; NOT_SUPPORTED never is.
+  REQUIRE(result.errors.size() == 1);
+  CHECK(result.errors[0].source == "nvml");
+  CHECK(result.errors[0].cause == "no_permission");
+  CHECK(result.errors[0].detail.find("nvmlDeviceGetPowerUsage (device 1)") != std::string::npos);
+}
+
+TEST_CASE("telemetry: NVML stand-in XID events are counted per XID with the last timestamp", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
+  const double before = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto session = open_session();
+  const SourceResult result = read_after_events(*session, 4);
+  const double after = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  REQUIRE(result.devices.size() == 2);
+  const auto& xids = result.devices[0].readings.xids;
+  REQUIRE(xids.size() == 2);
+  CHECK(xids[0].xid == 48);
+  CHECK(xids[0].count == 1);
+  CHECK(xids[1].xid == 79);
+  CHECK(xids[1].count == 2);  // the repeat is visible
+  CHECK(xids[1].last_timestamp_seconds >= before);
+  CHECK(xids[1].last_timestamp_seconds <= after);
+  REQUIRE(result.devices[1].readings.xids.size() == 1);
+  CHECK(result.devices[1].readings.xids[0].xid == 13);
+
+  const auto findings = telemetry_findings(nullptr, result.devices[0]);
+  CHECK(std::any_of(findings.begin(), findings.end(), [](const Finding& f) {
+    return f.severity == Severity::failed && f.reason.find("XID 79") != std::string::npos;
+  }));
+  CHECK(telemetry_findings(nullptr, result.devices[1]).empty());  // XID 13 is not critical
+}
+
+TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
+  TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  std::string scrape;
+  DeviceInfo cuda0;
+  cuda0.id = "cuda0";
+  cuda0.uuid = "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6";
+  do {
+    scrape = serialize(join_devices(reader.read(), {cuda0}));
+  } while (scrape.find("xid=\"79\"} 2") == std::string::npos && std::chrono::steady_clock::now() < deadline);
+  CHECK_THAT(scrape, Catch::Contains("substrate_xid_events_total{device=\"cuda0\",xid=\"79\"} 2"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_xid_last_timestamp_seconds{device=\"cuda0\",xid=\"79\"}"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_remapped_rows_pending{device=\"cuda0\"} 1"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_clock_event_reasons{device=\"cuda0\",reason=\"sw_thermal_slowdown\"} 1"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_throttle_seconds_total{device=\"cuda0\",reason=\"power\"} 2.5"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_nvlink_errors_total{device=\"cuda0\",link=\"0\",kind=\"replay\"} 2"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"nvml1\",source=\"nvml\"} 1"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_errors_total{source=\"nvml\",cause=\"no_permission\"}"));
+  CHECK_THAT(scrape, !Catch::Contains("substrate_power_watts{device=\"nvml1\"}"));
+  const auto lint = support::promtool_check_metrics(scrape);
+  INFO(lint.output);
+  CHECK(lint.exit_code == 0);
+}
+
+TEST_CASE("telemetry: NVML loader prefers versioned entry points", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
+  {
+    auto session = open_session();
+    read_after_events(*session, 4);
+  }
+  const std::string calls = environment.log_file.text();
+  for (const char* name : {"nvmlInit_v2", "nvmlDeviceGetCount_v2", "nvmlDeviceGetHandleByIndex_v2",
+                           "nvmlDeviceGetPciInfo_v3", "nvmlEventSetWait_v2", "nvmlDeviceGetTemperatureV",
+                           "nvmlDeviceGetCurrentClocksEventReasons", "nvmlEventSetFree", "nvmlShutdown"}) {
+    CHECK_THAT(calls, Catch::Contains(std::string(name) + "\n"));
+  }
+  CHECK_THAT(calls, !Catch::Contains("nvmlInit\n"));
+  CHECK_THAT(calls, !Catch::Contains("nvmlDeviceGetTemperature\n"));
+  CHECK_THAT(calls, !Catch::Contains("nvmlDeviceGetCurrentClocksThrottleReasons\n"));
+}
+
+TEST_CASE("telemetry: NVML loader falls back to unversioned entry points of older drivers", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_LEGACY_DIR);
+  SourceResult result;
+  {
+    auto session = open_session();
+    result = read_after_events(*session, 4);
+  }
+  REQUIRE(result.devices.size() == 2);
+  CHECK(result.devices[0].pci_bus_id == "0000:65:00.0");
+  REQUIRE_FALSE(result.devices[0].readings.temperatures.empty());
+  CHECK(result.devices[0].readings.temperatures[0].celsius == 64);
+  CHECK(result.devices[0].readings.clock_event_reasons.at("sw_thermal_slowdown"));
+  CHECK(result.devices[0].readings.xids.size() == 2);
+  const std::string calls = environment.log_file.text();
+  for (const char* name : {"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo",
+                           "nvmlEventSetWait", "nvmlDeviceGetTemperature", "nvmlDeviceGetCurrentClocksThrottleReasons"}) {
+    CHECK_THAT(calls, Catch::Contains(std::string(name) + "\n"));
+  }
+}
+
+TEST_CASE("telemetry: NVML session stops its XID thread promptly", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, "devices 1\n0 pci 0000:65:00.0\n");
+  auto session = nvml::Session::open(std::chrono::milliseconds(200));
+  REQUIRE(session.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the thread is inside a wait
+  const auto start = std::chrono::steady_clock::now();
+  session->reset();
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(600));
+}
+
+TEST_CASE("telemetry: NVML init failure is a note and one counted error", "[telemetry]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, "init 9\n");
+  const auto session = nvml::Session::open();
+  REQUIRE_FALSE(session.ok());
+  CHECK(session.error().kind == ErrorKind::device_error);
+  CHECK_THAT(session.error().message, Catch::Contains("driver_not_loaded"));
+
+  TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+  const Snapshot snapshot = reader.read();
+  REQUIRE(snapshot.notes.size() == 1);
+  CHECK_THAT(snapshot.notes[0], Catch::Contains("NVML init failed"));
+  REQUIRE(snapshot.error_totals.size() == 1);
+  CHECK(snapshot.error_totals[0].cause == "init_failed");
+}
+
+TEST_CASE("telemetry: NVML absent is a clear note, not an error", "[telemetry]") {
+  {
+    ScopedEnv library(nvml::kLibraryEnv, "/nonexistent/libnvidia-ml.so.1");
+    const auto session = nvml::Session::open();
+    REQUIRE_FALSE(session.ok());
+    CHECK(session.error().kind == ErrorKind::unavailable);
+    CHECK(session.error().message == "NVML absent: /nonexistent/libnvidia-ml.so.1 not found");
+
+    TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+    const Snapshot snapshot = reader.read();
+    CHECK(snapshot.devices.empty());
+    CHECK(snapshot.error_totals.empty());
+    REQUIRE(snapshot.notes.size() == 1);
+    CHECK_THAT(snapshot.notes[0], Catch::StartsWith("NVML absent"));
+  }
+  // The default library name, on a host without the NVIDIA driver (this one, in CI).
+  ScopedEnv library(nvml::kLibraryEnv, std::nullopt);
+  if (void* real = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    dlclose(real);
+    WARN("libnvidia-ml.so.1 is installed here: the default-name absence check does not apply");
+    return;
+  }
+  const auto session = nvml::Session::open();
+  REQUIRE_FALSE(session.ok());
+  CHECK(session.error().message == "NVML absent: libnvidia-ml.so.1 not found");
+}
