@@ -72,9 +72,8 @@ Expected<ProbeRequest> probe_request_from(const cli::CommandLine& line) {
 }
 
 Expected<ProbeRequest> parse_probe_request(const std::vector<std::string>& args) {
-  auto line = cli::parse_command_line(args, probe_request_options());
-  if (!line) return line.error();
-  return probe_request_from(*line);
+  TRY_ASSIGN(auto line, cli::parse_command_line(args, probe_request_options()));
+  return probe_request_from(line);
 }
 
 bool device_matches(const DeviceInfo& device, const std::string& selector) {
@@ -101,13 +100,11 @@ Expected<std::vector<ProbeSpec>> specs_for(const ProbeRequest& request, const De
       if (!spec_selected(*probe, spec, modes, dtypes)) continue;
       spec.seed = request.seed;
       if (request.size) {
-        Status sized = probe->apply_size(*request.size, spec);
-        if (!sized) return sized.error();
+        TRY(probe->apply_size(*request.size, spec));
       }
       if (request.inject) {
-        auto inject = parse_drill(*probe, *request.inject, spec);
-        if (!inject) return inject.error();
-        spec.inject = *inject;
+        TRY_ASSIGN(auto inject, parse_drill(*probe, *request.inject, spec));
+        spec.inject = inject;
       }
       specs.push_back(spec);
     }

@@ -384,11 +384,10 @@ class Service {
     request.size = schedule.size;
     request.seed = schedule.seed;
     if (schedule.drill && !worker::is_process_drill(*schedule.drill)) request.inject = schedule.drill;
-    auto specs = specs_for(request, slot.info);
-    if (!specs) return specs;
+    TRY_ASSIGN(auto specs, specs_for(request, slot.info));
     const ProbeDescriptor& descriptor = *probe_registry().find(probe);
     std::vector<ProbeSpec> chosen;
-    for (const ProbeSpec& spec : *specs) {
+    for (const ProbeSpec& spec : specs) {
       if (spec_selected(descriptor, spec, schedule.modes, schedule.dtypes)) chosen.push_back(spec);
     }
     return chosen;

@@ -50,8 +50,7 @@ WorkerProcess::~WorkerProcess() {
 
 Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& io, const std::string& executable,
                                                               const nlohmann::json& request, Callbacks callbacks) {
-  auto encoded = worker::encode(request);
-  if (!encoded) return encoded.error();
+  TRY_ASSIGN(auto encoded, worker::encode(request));
   int ends[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) return io_error("socketpair", errno);
   if (ends[1] == worker::k_worker_fd) {
@@ -101,7 +100,7 @@ Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& 
     return io_error("pidfd_open", err);
   }
   process->pidfd_.assign(pidfd);
-  process->request_ = std::move(encoded.value());
+  process->request_ = std::move(encoded);
   asio::async_write(process->channel_, asio::buffer(process->request_),
                     [self = process](boost::system::error_code ec, std::size_t) {
                       if (ec) spdlog::debug("worker {}: request not delivered: {}", self->pid_, ec.message());

@@ -62,9 +62,8 @@ nlohmann::json FrameDecoder::take() {
 }
 
 Status write_frame(int fd, const nlohmann::json& message) {
-  auto frame = encode(message);
-  if (!frame) return frame.error();
-  const std::string& bytes = *frame;
+  TRY_ASSIGN(auto frame, encode(message));
+  const std::string& bytes = frame;
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -88,8 +87,7 @@ Expected<nlohmann::json> read_frame(int fd) {
       return Error{ErrorKind::corrupt, "the channel closed in the middle of a frame"};
     }
     any = true;
-    Status fed = decoder.feed(buffer, static_cast<std::size_t>(n));
-    if (!fed) return fed.error();
+    TRY(decoder.feed(buffer, static_cast<std::size_t>(n)));
   }
   return decoder.take();
 }

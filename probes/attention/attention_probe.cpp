@@ -72,11 +72,10 @@ std::vector<ProbeSpec> AttentionProbe::default_specs(const DeviceInfo& device) {
 }
 
 Status AttentionProbe::apply_size(const std::string& text, ProbeSpec& spec) {
-  auto dims = parse_dimensions(text, 3);
-  if (!dims) return dims.error();
-  spec.attention.seq_len = (*dims)[0];
-  spec.attention.heads = (*dims)[1];
-  spec.attention.head_dim = (*dims)[2];
+  TRY_ASSIGN(auto dims, parse_dimensions(text, 3));
+  spec.attention.seq_len = dims[0];
+  spec.attention.heads = dims[1];
+  spec.attention.head_dim = dims[2];
   return ok_status();
 }
 
@@ -105,12 +104,11 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     return Error{ErrorKind::invalid_argument, "attention: injected element is outside the output"};
   }
   GoldenFetch golden(goldens, spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
-  auto run = device.run_attention(AttentionLaunch{shape, spec.dtype, spec.seed, spec.inject});
-  if (!run) return run.error();
+  TRY_ASSIGN(auto run, device.run_attention(AttentionLaunch{shape, spec.dtype, spec.seed, spec.inject}));
   auto reference = golden.get(result);
   // Rows are (head, query) pairs, columns the head dimension.
-  CheckOutcome check = check_bounded(run->output_bits, reference->value, reference->bound, shape.head_dim);
-  record_checked_run(result, *run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
+  CheckOutcome check = check_bounded(run.output_bits, reference->value, reference->bound, shape.head_dim);
+  record_checked_run(result, run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
   return ok_status();
 }
 

@@ -83,9 +83,8 @@ std::vector<ProbeSpec> CanaryProbe::default_specs(const DeviceInfo& device) {
 }
 
 Status CanaryProbe::apply_size(const std::string& text, ProbeSpec& spec) {
-  auto dims = parse_dimensions(text, 6);
-  if (!dims) return dims.error();
-  const auto& d = *dims;
+  TRY_ASSIGN(auto dims, parse_dimensions(text, 6));
+  const auto& d = dims;
   spec.canary = {d[0], d[1], d[2], d[3], d[4], d[5]};
   if (const std::string invalid = canary::validate(spec.canary); !invalid.empty()) {
     return Error{ErrorKind::invalid_argument, invalid};
@@ -135,10 +134,9 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     }
     return flat;
   });
-  auto run = device.run_canary(CanaryLaunch{shape, spec.seed, spec.inject});
-  if (!run) return run.error();
-  if (run->layers.size() != layers.size()) {
-    return Error{ErrorKind::device_error, "canary: the backend returned " + std::to_string(run->layers.size()) +
+  TRY_ASSIGN(auto run, device.run_canary(CanaryLaunch{shape, spec.seed, spec.inject}));
+  if (run.layers.size() != layers.size()) {
+    return Error{ErrorKind::device_error, "canary: the backend returned " + std::to_string(run.layers.size()) +
                                               " layers, expected " + std::to_string(layers.size())};
   }
   auto reference = golden.get(result);
@@ -152,7 +150,7 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const auto& layer = layers[i];
     const std::size_t count = std::size_t{layer.rows} * layer.cols;
-    const std::vector<std::uint32_t>& bits = run->layers[i];
+    const std::vector<std::uint32_t>& bits = run.layers[i];
     if (bits.size() != count) return Error{ErrorKind::device_error, "canary: layer '" + layer.name + "' has the wrong size"};
     const std::span<const double> value(reference->value.data() + offset, count);
     const std::span<const double> bound(reference->bound.data() + offset, count);
@@ -183,7 +181,7 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   const auto& logits = layers.back();
   const std::size_t logits_offset = reference->value.size() - std::size_t{logits.rows} * logits.cols;
   for (std::uint32_t t = 0; t < logits.rows; ++t) {
-    const std::uint32_t* row = run->layers.back().data() + std::size_t{t} * logits.cols;
+    const std::uint32_t* row = run.layers.back().data() + std::size_t{t} * logits.cols;
     const double* golden_row = reference->value.data() + logits_offset + std::size_t{t} * logits.cols;
     std::uint32_t device_pick = 0;
     for (std::uint32_t j = 1; j < logits.cols; ++j) {
@@ -201,16 +199,16 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     }
   }
 
-  result.kernel = run->kernel;
+  result.kernel = run.kernel;
   result.check = std::move(combined);
   result.fingerprint = fingerprint(all_bits);
-  result.device_seconds = run->device_seconds;
+  result.device_seconds = run.device_seconds;
   if (result.tensors) {
     auto logits_reference = std::make_shared<golden::Reference>();
     logits_reference->value = result.tensors->layers.back().golden;
     logits_reference->bound = result.tensors->layers.back().bound;
     result.tensors->output_shape = {logits.rows, logits.cols};
-    result.tensors->output_bits = run->layers.back();
+    result.tensors->output_bits = run.layers.back();
     result.tensors->golden = std::move(logits_reference);
   }
   result.canary = std::move(details);

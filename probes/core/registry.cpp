@@ -134,9 +134,8 @@ bool spec_selected(const ProbeDescriptor& probe, const ProbeSpec& spec, const st
 
 Expected<Injection> parse_drill(const ProbeDescriptor& probe, const std::string& text, const ProbeSpec& spec) {
   // The row length can depend on the layer, which the same text names: read that first.
-  auto layer = parse_injection(text, 0);
-  if (!layer) return layer;
-  return parse_injection(text, probe.row_length(spec, layer->layer));
+  TRY_ASSIGN(auto layer, parse_injection(text, 0));
+  return parse_injection(text, probe.row_length(spec, layer.layer));
 }
 
 std::string replay_command(const ProbeResult& result) {

@@ -120,26 +120,23 @@ Tolerance relative(const CompareOptions& options) {
 Expected<TensorComparison> against_golden(const fs::path& dir, const std::string& name, const std::string& output_file,
                                           const std::string& golden_file, const std::string& bound_file,
                                           const CompareOptions& options) {
-  auto output = load(dir / output_file);
-  if (!output) return output.error();
-  auto golden = load(dir / golden_file);
-  if (!golden) return golden.error();
+  TRY_ASSIGN(auto output, load(dir / output_file));
+  TRY_ASSIGN(auto golden, load(dir / golden_file));
   Tolerance tolerance;
   std::error_code ec;
   if (options.atol || options.rtol) {
     tolerance = relative(options);
   } else if (!bound_file.empty() && fs::exists(dir / bound_file, ec)) {
-    auto bound = load(dir / bound_file);
-    if (!bound) return bound.error();
-    if (bound->shape != golden->shape) {
-      return bad((dir / bound_file).string() + ": shape " + npy::shape_text(bound->shape) + " does not match " +
-                 npy::shape_text(golden->shape));
+    TRY_ASSIGN(auto bound, load(dir / bound_file));
+    if (bound.shape != golden.shape) {
+      return bad((dir / bound_file).string() + ": shape " + npy::shape_text(bound.shape) + " does not match " +
+                 npy::shape_text(golden.shape));
     }
     tolerance.kind = Tolerance::Kind::per_element;
-    tolerance.per_element = std::move(bound->values);
+    tolerance.per_element = std::move(bound.values);
     tolerance.label = bound_file;
   }
-  return compare_arrays(name, *output, *golden, tolerance, true);
+  return compare_arrays(name, output, golden, tolerance, true);
 }
 
 // Output against output of two dump directories: within the sum of their bounds when both
@@ -147,28 +144,24 @@ Expected<TensorComparison> against_golden(const fs::path& dir, const std::string
 Expected<TensorComparison> between_dumps(const Side& a, const Side& b, const std::string& name,
                                          const std::string& output_file, const std::string& bound_file,
                                          const CompareOptions& options) {
-  auto left = load(a.path / output_file);
-  if (!left) return left.error();
-  auto right = load(b.path / output_file);
-  if (!right) return right.error();
+  TRY_ASSIGN(auto left, load(a.path / output_file));
+  TRY_ASSIGN(auto right, load(b.path / output_file));
   Tolerance tolerance;
   std::error_code ec;
   if (options.atol || options.rtol) {
     tolerance = relative(options);
   } else if (!bound_file.empty() && fs::exists(a.path / bound_file, ec) && fs::exists(b.path / bound_file, ec)) {
-    auto ba = load(a.path / bound_file);
-    if (!ba) return ba.error();
-    auto bb = load(b.path / bound_file);
-    if (!bb) return bb.error();
-    if (ba->shape != left->shape || bb->shape != left->shape) {
+    TRY_ASSIGN(auto ba, load(a.path / bound_file));
+    TRY_ASSIGN(auto bb, load(b.path / bound_file));
+    if (ba.shape != left.shape || bb.shape != left.shape) {
       return bad("bound.npy shapes do not match the outputs of " + a.label + " and " + b.label);
     }
     tolerance.kind = Tolerance::Kind::per_element;
-    tolerance.per_element.resize(ba->values.size());
-    for (std::size_t i = 0; i < ba->values.size(); ++i) tolerance.per_element[i] = ba->values[i] + bb->values[i];
+    tolerance.per_element.resize(ba.values.size());
+    for (std::size_t i = 0; i < ba.values.size(); ++i) tolerance.per_element[i] = ba.values[i] + bb.values[i];
     tolerance.label = "sum of both bound.npy";
   }
-  return compare_arrays(name, *left, *right, tolerance, false);
+  return compare_arrays(name, left, right, tolerance, false);
 }
 
 }  // namespace
@@ -375,57 +368,45 @@ Expected<CompareReport> compare_paths(const std::string& a_path, const std::stri
   if ((options.atol && !(*options.atol >= 0)) || (options.rtol && !(*options.rtol >= 0))) {
     return bad("--atol and --rtol must be non-negative numbers");
   }
-  auto a = open_side(a_path);
-  if (!a) return a.error();
+  TRY_ASSIGN(auto a, open_side(a_path));
   CompareReport report;
   report.a = a_path;
   if (b_path.empty()) {
-    if (!a->is_dir) return bad(a_path + ": a single argument must be a dump directory (output against its golden)");
+    if (!a.is_dir) return bad(a_path + ": a single argument must be a dump directory (output against its golden)");
     report.b = "golden";
-    auto layers = layers_of(*a);
-    if (!layers) return layers.error();
-    for (const Layer& l : *layers) {
-      auto c = against_golden(a->path, l.name, l.output, l.golden, l.bound, options);
-      if (!c) return c.error();
-      report.tensors.push_back(std::move(c.value()));
+    TRY_ASSIGN(auto layers, layers_of(a));
+    for (const Layer& l : layers) {
+      TRY_ASSIGN(auto c, against_golden(a.path, l.name, l.output, l.golden, l.bound, options));
+      report.tensors.push_back(std::move(c));
     }
-    auto c = against_golden(a->path, "output vs golden", "output.npy", "golden.npy", "bound.npy", options);
-    if (!c) return c.error();
-    report.tensors.push_back(std::move(c.value()));
+    TRY_ASSIGN(auto c, against_golden(a.path, "output vs golden", "output.npy", "golden.npy", "bound.npy", options));
+    report.tensors.push_back(std::move(c));
   } else {
-    auto b = open_side(b_path);
-    if (!b) return b.error();
+    TRY_ASSIGN(auto b, open_side(b_path));
     report.b = b_path;
-    if (a->is_dir && b->is_dir) {
-      auto la = layers_of(*a);
-      if (!la) return la.error();
-      auto lb = layers_of(*b);
-      if (!lb) return lb.error();
-      if (la->size() != lb->size()) {
-        return bad("the dumps have different layer lists (" + std::to_string(la->size()) + " vs " +
-                   std::to_string(lb->size()) + " layers)");
+    if (a.is_dir && b.is_dir) {
+      TRY_ASSIGN(auto la, layers_of(a));
+      TRY_ASSIGN(auto lb, layers_of(b));
+      if (la.size() != lb.size()) {
+        return bad("the dumps have different layer lists (" + std::to_string(la.size()) + " vs " +
+                   std::to_string(lb.size()) + " layers)");
       }
-      for (std::size_t i = 0; i < la->size(); ++i) {
-        if ((*la)[i].name != (*lb)[i].name || (*la)[i].output != (*lb)[i].output) {
-          return bad("layer " + std::to_string(i) + " differs: '" + (*la)[i].name + "' vs '" + (*lb)[i].name + "'");
+      for (std::size_t i = 0; i < la.size(); ++i) {
+        if (la[i].name != lb[i].name || la[i].output != lb[i].output) {
+          return bad("layer " + std::to_string(i) + " differs: '" + la[i].name + "' vs '" + lb[i].name + "'");
         }
-        auto c = between_dumps(*a, *b, (*la)[i].name, (*la)[i].output, (*la)[i].bound, options);
-        if (!c) return c.error();
-        report.tensors.push_back(std::move(c.value()));
+        TRY_ASSIGN(auto c, between_dumps(a, b, la[i].name, la[i].output, la[i].bound, options));
+        report.tensors.push_back(std::move(c));
       }
-      auto c = between_dumps(*a, *b, "output", "output.npy", "bound.npy", options);
-      if (!c) return c.error();
-      report.tensors.push_back(std::move(c.value()));
+      TRY_ASSIGN(auto c, between_dumps(a, b, "output", "output.npy", "bound.npy", options));
+      report.tensors.push_back(std::move(c));
     } else {
-      auto left = load(a->is_dir ? a->path / "output.npy" : a->path);
-      if (!left) return left.error();
-      auto right = load(b->is_dir ? b->path / "output.npy" : b->path);
-      if (!right) return right.error();
+      TRY_ASSIGN(auto left, load(a.is_dir ? a.path / "output.npy" : a.path));
+      TRY_ASSIGN(auto right, load(b.is_dir ? b.path / "output.npy" : b.path));
       const Tolerance tolerance = options.atol || options.rtol ? relative(options) : Tolerance{};
-      auto c = compare_arrays(fs::path(a_path).filename().string() + " vs " + fs::path(b_path).filename().string(),
-                              *left, *right, tolerance, false);
-      if (!c) return c.error();
-      report.tensors.push_back(std::move(c.value()));
+      TRY_ASSIGN(auto c, compare_arrays(fs::path(a_path).filename().string() + " vs " + fs::path(b_path).filename().string(),
+                              left, right, tolerance, false));
+      report.tensors.push_back(std::move(c));
     }
   }
   for (std::size_t i = 0; i < report.tensors.size(); ++i) {

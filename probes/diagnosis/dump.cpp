@@ -35,9 +35,8 @@ struct Written {
 
 Status write_array(const fs::path& dir, const std::string& file, const Expected<std::string>& encoded,
                    const std::vector<std::uint64_t>& shape, const char* dtype, const std::string& what, Written& out) {
-  if (!encoded) return encoded.error();
-  Status written = write_file((dir / file).string(), *encoded);
-  if (!written) return written;
+  TRY(encoded);
+  TRY(write_file((dir / file).string(), *encoded));
   out.manifest[file] = {{"shape", shape}, {"dtype", dtype}, {"what", what}};
   return ok_status();
 }
@@ -51,17 +50,14 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
     const RunTensors& t = *result.tensors;
     std::vector<float> output(t.output_bits.size());
     for (std::size_t i = 0; i < output.size(); ++i) output[i] = std::bit_cast<float>(t.output_bits[i]);
-    Status s = write_array(dir, "output.npy", npy::encode_f32(t.output_shape, output), t.output_shape, "float32",
+    TRY(write_array(dir, "output.npy", npy::encode_f32(t.output_shape, output), t.output_shape, "float32",
                            std::string("device output as read back") + (result.drill() ? " (DRILL: fault injected)" : ""),
-                           out);
-    if (!s) return s;
-    s = write_array(dir, "golden.npy", npy::encode_f64(t.output_shape, t.golden->value), t.output_shape, "float64",
-                    "CPU golden in double precision", out);
-    if (!s) return s;
+                           out));
+    TRY(write_array(dir, "golden.npy", npy::encode_f64(t.output_shape, t.golden->value), t.output_shape, "float64",
+                    "CPU golden in double precision", out));
     if (!t.golden->bound.empty()) {
-      s = write_array(dir, "bound.npy", npy::encode_f64(t.output_shape, t.golden->bound), t.output_shape, "float64",
-                      "per-element bound on |output - golden| (random mode)", out);
-      if (!s) return s;
+      TRY(write_array(dir, "bound.npy", npy::encode_f64(t.output_shape, t.golden->bound), t.output_shape, "float64",
+                      "per-element bound on |output - golden| (random mode)", out));
     }
     for (std::size_t i = 0; i < t.layers.size(); ++i) {
       const RunTensors::Layer& layer = t.layers[i];
@@ -70,30 +66,25 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
       const std::string stem = prefix + safe_name(layer.name);
       std::vector<float> values(layer.output_bits.size());
       for (std::size_t j = 0; j < values.size(); ++j) values[j] = std::bit_cast<float>(layer.output_bits[j]);
-      s = write_array(dir, stem + ".output.npy", npy::encode_f32(layer.shape, values), layer.shape, "float32",
-                      "device output of layer '" + layer.name + "'", out);
-      if (!s) return s;
-      s = write_array(dir, stem + ".golden.npy", npy::encode_f64(layer.shape, layer.golden), layer.shape, "float64",
-                      "CPU golden of layer '" + layer.name + "'", out);
-      if (!s) return s;
-      s = write_array(dir, stem + ".bound.npy", npy::encode_f64(layer.shape, layer.bound), layer.shape, "float64",
-                      "bound of layer '" + layer.name + "'", out);
-      if (!s) return s;
+      TRY(write_array(dir, stem + ".output.npy", npy::encode_f32(layer.shape, values), layer.shape, "float32",
+                      "device output of layer '" + layer.name + "'", out));
+      TRY(write_array(dir, stem + ".golden.npy", npy::encode_f64(layer.shape, layer.golden), layer.shape, "float64",
+                      "CPU golden of layer '" + layer.name + "'", out));
+      TRY(write_array(dir, stem + ".bound.npy", npy::encode_f64(layer.shape, layer.bound), layer.shape, "float64",
+                      "bound of layer '" + layer.name + "'", out));
       out.layers.push_back({{"name", layer.name}, {"output", stem + ".output.npy"}, {"golden", stem + ".golden.npy"},
                             {"bound", stem + ".bound.npy"}});
     }
     for (const DumpInput& input : regenerate_inputs(result.spec)) {
-      s = write_array(dir, input.name + ".npy", npy::encode_f32(input.shape, input.values), input.shape, "float32",
+      TRY(write_array(dir, input.name + ".npy", npy::encode_f32(input.shape, input.values), input.shape, "float32",
                       "input '" + input.name +
                           "' regenerated on the CPU from the shared generator (seed " + std::to_string(result.spec.seed) +
                           "); the device generated its own copy on the device from the same bits",
-                      out);
-      if (!s) return s;
+                      out));
     }
   }
   const nlohmann::json result_json = result;
-  Status s = write_file(dir / "result.json", result_json.dump(2) + "\n");
-  if (!s) return s;
+  TRY(write_file(dir / "result.json", result_json.dump(2) + "\n"));
   out.manifest["result.json"] = {{"what", "probe result (replay: substrated probe --replay result.json)"}};
   nlohmann::json manifest = {{"format", "substrated-dump-1"},
                                    {"device", result.device.id},
@@ -134,8 +125,7 @@ std::vector<DumpInput> regenerate_inputs(const ProbeSpec& spec) {
 
 Expected<std::string> write_dump(const std::string& root, const ProbeResult& result) {
   const fs::path dir = fs::path(root) / safe_name(result.device.id) / dump_directory_name(result);
-  Status written = write_into(dir, result);
-  if (!written) return written.error();
+  TRY(write_into(dir, result));
   return dir.string();
 }
 

@@ -49,10 +49,9 @@ Expected<std::uint64_t> checked_count(const std::vector<std::uint64_t>& shape) {
 
 template <class T>
 Expected<std::string> encode(ElementType type, const std::vector<std::uint64_t>& shape, const std::vector<T>& values) {
-  auto count = checked_count(shape);
-  if (!count) return count.error();
-  if (*count != values.size()) {
-    return Error{ErrorKind::invalid_argument, "npy: shape " + shape_text(shape) + " holds " + std::to_string(*count) +
+  TRY_ASSIGN(auto count, checked_count(shape));
+  if (count != values.size()) {
+    return Error{ErrorKind::invalid_argument, "npy: shape " + shape_text(shape) + " holds " + std::to_string(count) +
                                                   " elements, got " + std::to_string(values.size())};
   }
   std::string out = header(type, shape);

@@ -62,9 +62,8 @@ std::vector<ProbeSpec> GemmProbe::default_specs(const DeviceInfo& device) {
 }
 
 Status GemmProbe::apply_size(const std::string& text, ProbeSpec& spec) {
-  auto dims = parse_dimensions(text, 3);
-  if (!dims) return dims.error();
-  spec.gemm = {(*dims)[0], (*dims)[1], (*dims)[2]};
+  TRY_ASSIGN(auto dims, parse_dimensions(text, 3));
+  spec.gemm = {dims[0], dims[1], dims[2]};
   return ok_status();
 }
 
@@ -88,28 +87,27 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
     return Error{ErrorKind::invalid_argument, "gemm: injected element is outside the output"};
   }
   GoldenFetch golden(goldens, spec, [&] { return golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius); });
-  auto run = device.run_gemm(GemmLaunch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject});
-  if (!run) return run.error();
+  TRY_ASSIGN(auto run, device.run_gemm(GemmLaunch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject}));
   auto reference = golden.get(result);
   CheckOutcome check;
   if (spec.mode == Mode::exact) {
-    check = check_exact(run->output_bits, reference->value, shape.n);
+    check = check_exact(run.output_bits, reference->value, shape.n);
   } else {
     // The golden's bound is for round-to-nearest fp32; a kernel that accumulates more coarsely
     // (tensor cores align and truncate, docs/cuda.md) reports its own unit roundoff.
-    const double u = run->accumulation_unit_roundoff;
+    const double u = run.accumulation_unit_roundoff;
     const double widen = (golden::gamma(shape.k, u) + 2.0 * golden::gamma(shape.k, golden::k_unit_roundoff_f64)) /
                          (golden::gamma(shape.k, golden::k_unit_roundoff_f32) +
                           2.0 * golden::gamma(shape.k, golden::k_unit_roundoff_f64));
     if (widen == 1.0) {
-      check = check_bounded(run->output_bits, reference->value, reference->bound, shape.n);
+      check = check_bounded(run.output_bits, reference->value, reference->bound, shape.n);
     } else {
       std::vector<double> bound(reference->bound);
       for (double& b : bound) b *= widen;
-      check = check_bounded(run->output_bits, reference->value, bound, shape.n);
+      check = check_bounded(run.output_bits, reference->value, bound, shape.n);
     }
   }
-  record_checked_run(result, *run, std::move(check), std::move(reference), {shape.m, shape.n});
+  record_checked_run(result, run, std::move(check), std::move(reference), {shape.m, shape.n});
   return ok_status();
 }
 

@@ -74,9 +74,8 @@ Expected<std::uint64_t> parse_bytes(const std::string& text) {
 }
 
 Status MemoryProbe::apply_size(const std::string& text, ProbeSpec& spec) {
-  auto bytes = parse_bytes(text);
-  if (!bytes) return bytes.error();
-  spec.memory.max_bytes = *bytes;
+  TRY_ASSIGN(auto bytes, parse_bytes(text));
+  spec.memory.max_bytes = bytes;
   spec.memory.free_share = 1.0;  // an explicit size is the size
   return ok_status();
 }
@@ -97,29 +96,27 @@ Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   launch.patterns = {MemoryPattern::walking_ones, MemoryPattern::walking_zeros, MemoryPattern::own_address,
                      MemoryPattern::moving_inversions, MemoryPattern::random};
   launch.inject = spec.inject;
-  auto run = device.run_memory(launch);
-  if (!run) return run.error();
-  auto retention = device.check_retention(std::min(k_retention_bytes, bytes), k_retention_seed);
-  if (!retention) return retention.error();
+  TRY_ASSIGN(auto run, device.run_memory(launch));
+  TRY_ASSIGN(auto retention, device.check_retention(std::min(k_retention_bytes, bytes), k_retention_seed));
 
   MemoryDetails details;
-  details.bytes_tested = run->bytes_tested;
-  details.bad_words = run->bad_words;
+  details.bytes_tested = run.bytes_tested;
+  details.bad_words = run.bad_words;
   details.bandwidth_bytes_per_second =
-      run->device_seconds > 0 ? static_cast<double>(run->bytes_moved) / run->device_seconds : 0.0;
-  details.first_bad = run->first_bad;
-  for (int bit = 0; bit < 32; ++bit) details.flipped_bits[bit] = run->bit_histogram[bit];
-  details.retention_bytes = retention->bytes;
-  details.retention_bad_words = retention->bad_words;
-  details.retention_age_seconds = retention->age_seconds;
-  for (const BadWord& bad : retention->first_bad) details.first_bad.push_back(bad);
+      run.device_seconds > 0 ? static_cast<double>(run.bytes_moved) / run.device_seconds : 0.0;
+  details.first_bad = run.first_bad;
+  for (int bit = 0; bit < 32; ++bit) details.flipped_bits[bit] = run.bit_histogram[bit];
+  details.retention_bytes = retention.bytes;
+  details.retention_bad_words = retention.bad_words;
+  details.retention_age_seconds = retention.age_seconds;
+  for (const BadWord& bad : retention.first_bad) details.first_bad.push_back(bad);
 
-  result.kernel = run->kernel;
-  result.check.checked = run->words_checked;
-  result.check.mismatched = run->bad_words + retention->bad_words;
+  result.kernel = run.kernel;
+  result.check.checked = run.words_checked;
+  result.check.mismatched = run.bad_words + retention.bad_words;
   result.check.pass = result.check.mismatched == 0;
   result.check.flipped_bits = details.flipped_bits;
-  result.device_seconds = run->device_seconds;
+  result.device_seconds = run.device_seconds;
   result.memory = std::move(details);
   result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;
   return ok_status();

@@ -5,17 +5,16 @@
 namespace substrate::nvml {
 
 Expected<std::unique_ptr<Session>> Session::open(std::chrono::milliseconds xid_wait) {
-  auto library = Library::open();
-  if (!library) return library.error();
-  const Api& a = (*library)->api();
+  TRY_ASSIGN(auto library, Library::open());
+  const Api& a = library->api();
   if (const api::Return rc = a.init(); rc != api::kSuccess) {
-    return Error{ErrorKind::device_error, std::string("NVML init failed (") + error_cause(rc) + "): " + (*library)->describe(rc)};
+    return Error{ErrorKind::device_error, std::string("NVML init failed (") + error_cause(rc) + "): " + library->describe(rc)};
   }
   std::vector<telemetry::ReadError> open_errors;
   std::vector<api::Device> devices;
   unsigned int count = 0;
   if (const api::Return rc = a.device_get_count(&count); rc != api::kSuccess) {
-    open_errors.push_back({telemetry::kSourceNvml, error_cause(rc), "nvmlDeviceGetCount: " + (*library)->describe(rc)});
+    open_errors.push_back({telemetry::kSourceNvml, error_cause(rc), "nvmlDeviceGetCount: " + library->describe(rc)});
     count = 0;
   }
   for (unsigned int index = 0; index < count; ++index) {
@@ -24,11 +23,11 @@ Expected<std::unique_ptr<Session>> Session::open(std::chrono::milliseconds xid_w
     if (rc != api::kSuccess) {
       // Keep the slot so nvml<index> names stay aligned with NVML's own indices.
       open_errors.push_back({telemetry::kSourceNvml, error_cause(rc),
-                             "nvmlDeviceGetHandleByIndex(" + std::to_string(index) + "): " + (*library)->describe(rc)});
+                             "nvmlDeviceGetHandleByIndex(" + std::to_string(index) + "): " + library->describe(rc)});
     }
     devices.push_back(device);
   }
-  return std::unique_ptr<Session>(new Session(std::move(*library), std::move(devices), std::move(open_errors), xid_wait));
+  return std::unique_ptr<Session>(new Session(std::move(library), std::move(devices), std::move(open_errors), xid_wait));
 }
 
 Session::Session(std::shared_ptr<const Library> library, std::vector<api::Device> devices,
