@@ -8,6 +8,7 @@ packages=(
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd
   prometheus python3 python3-yaml python3-numpy curl
+  jsonnet prometheus-alertmanager  # deploy/mixin (generated rules, dashboard), tests/deploy/alertmanager_test.sh
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
 )
 missing=()

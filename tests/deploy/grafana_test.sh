@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Checks deploy/grafana/substrated-dashboard.json: valid JSON with the structure Grafana needs
-# (unique panel ids, grid positions, targets with refIds, a Prometheus datasource variable), the
-# topics the dashboard must cover, and that every metric name its queries use is documented in
-# docs/metrics.md. Given a scrape file (the text of GET /metrics from a running daemon), it also
+# Checks deploy/grafana/substrated-dashboard.json (generated from deploy/mixin): valid JSON with
+# the structure Grafana needs (unique panel ids, grid positions, targets with refIds, a Prometheus
+# datasource variable), the topics the dashboard must cover, the variables (optional cluster, node
+# and pod whose "All" also matches series without the label, then instance and device) and that
+# every query honours them, and that every metric name its queries use is documented in
+# docs/metrics.md or is a recording rule of deploy/prometheus/substrated-rules.yml (the drift
+# panel must use the recording rules rather than recompute 7-day averages). Given a scrape file (the text of GET /metrics from a running daemon), it also
 # checks that the metrics are really exported: every metric of the "Daemon and checks" table must
 # be present; metrics of the "Telemetry" table are reported as skipped when absent (a host without
 # NVML/amdgpu exports none), or required with --strict.
@@ -23,13 +26,15 @@ for arg in "$@"; do
   esac
 done
 source "$here/lib.sh" deploy-grafana
+require_pyyaml
 
 if [[ -n "$scrape" && ! -r "$scrape" ]]; then fail "scrape file $scrape not readable"; finish; exit 1; fi
 
-out="$(python3 - "$dashboard" "$repo/docs/metrics.md" "$scrape" "$strict" <<'PY' 2>&1 || true
-import json, re, sys
+out="$(python3 - "$dashboard" "$repo/docs/metrics.md" "$scrape" "$strict" "$repo/deploy/prometheus/substrated-rules.yml" <<'PY' 2>&1 || true
+import json, re, sys, yaml
 
 dash_path, metrics_md, scrape_path, strict = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+recorded = {r["record"] for g in yaml.safe_load(open(sys.argv[5]))["groups"] for r in g["rules"] if "record" in r}
 def check(ok, msg):
     print(("ok   - " if ok else "FAIL - ") + msg)
 
@@ -80,6 +85,30 @@ for v in variables.values():
 for a in (d.get("annotations") or {}).get("list") or []:
     if a.get("expr"):
         exprs.append(("annotation " + a.get("name", ""), a["expr"]))
+# Variables: the optional label variables match series without the label when "All" is chosen.
+optional = ("cluster", "node", "pod")
+for name in optional + ("instance", "device"):
+    v = variables.get(name)
+    ok = v is not None and v.get("type") == "query" and v.get("includeAll") and v.get("allValue") == ".*"
+    check(ok, "variable %s: query, multi-value with All = .* (matches series without the label)" % name)
+# Every query honours the variables: all of them, but $device only where the series has a device.
+host_level = re.compile(r"\b(up|substrate_config_last_reload_\w+|substrate_build_info|substrate_telemetry_\w+)\b")
+ignoring = []
+for title, e in exprs:
+    if title.startswith("variable "):
+        continue
+    need = list(optional) + ["instance"] + ([] if host_level.search(e) else ["device"])
+    for sel in re.findall(r"\b(?:substrate[_:][a-zA-Z0-9_:]*|up)\{([^}]*)\}", e) or [""]:
+        missing = [n for n in need if '%s=~"$%s"' % (n, n) not in sel]
+        if missing:
+            ignoring.append("%s (%s)" % (title, ", ".join(missing)))
+check(not ignoring, "every query filters by the dashboard variables%s" % ("" if not ignoring else ": not in " + "; ".join(sorted(set(ignoring)))))
+drift = [e for t, e in exprs if "7 d" in t]
+check(bool(drift) and all("substrate:probe_error_budget_ratio:avg7d" in e and "avg_over_time" not in e for e in drift),
+      "the 7-day drift panel reads the recording rules instead of recomputing")
+fleet = [e for t, e in exprs if t.lower().startswith("fleet")]
+check(bool(fleet) and all('instance=~"$instance"' in e for e in fleet), "the fleet table honours the variables")
+
 used_ds = {json.dumps(p.get("datasource"), sort_keys=True) for p in panels if p.get("type") != "row"}
 check(used_ds == {json.dumps({"type": "prometheus", "uid": "${datasource}"}, sort_keys=True)},
       "every panel uses the ${datasource} variable")
@@ -108,8 +137,11 @@ for title, e in exprs:
             used.setdefault(name, set()).add(title)
     if re.search(r"\bup\b", e2) and 'job="substrated"' not in e:
         check(False, "%s: `up` without job=\"substrated\"" % title)
-unknown = sorted(n for n in used if n not in documented)
-check(not unknown, "all %d metric names in queries are in docs/metrics.md%s"
+unknown = sorted(n for n in used if n not in documented and n not in recorded)
+missing_rec = sorted(n for n in used if ":" in n and n not in recorded)
+check(not missing_rec, "recording rules used by the dashboard are defined in substrated-rules.yml%s"
+      % ("" if not missing_rec else ": missing " + ", ".join(missing_rec)))
+check(not unknown, "all %d metric names in queries are in docs/metrics.md or recorded%s"
       % (len(used), "" if not unknown else ": unknown " + ", ".join("%s (%s)" % (n, "; ".join(sorted(used[n]))) for n in unknown)))
 
 # PromQL syntax: every query, with Grafana's variables substituted, as a recording rule for
@@ -122,6 +154,7 @@ for i, (title, e) in enumerate(exprs):
         e = m.group(1) if m else e
     e = (e.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$__interval", "1m")
           .replace("$instance", ".*").replace("$device", ".*"))
+    e = re.sub(r"\$(cluster|node|pod)\b", ".*", e)
     rules["groups"][0]["rules"].append({"record": "dashboard:query_%d" % i, "expr": e})
 fd, tmp = tempfile.mkstemp(suffix=".yml", prefix="dashboard-rules-")
 with os.fdopen(fd, "w") as f:

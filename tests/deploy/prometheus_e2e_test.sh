@@ -4,7 +4,8 @@
 #   substrated serve (lavapipe, gemm every 2 s at 64x64x64 exact f32, memory 4M once, attention
 #     off, max_duty_cycle 1.0, slowdown verdict off, state and runtime dirs in a temp dir)
 #     <- a real Prometheus (Debian's `prometheus`, 1 s scrape and evaluation) with the shipped rules
-#     -> Alertmanager (Debian's `prometheus-alertmanager`) when installed; skipped otherwise.
+#     -> Alertmanager (Debian's `prometheus-alertmanager`) when installed, with the shipped
+#        inhibition rules (deploy/alertmanager/substrated-inhibit.yml); skipped otherwise.
 #
 # Phase 1 (clean): SubstrateNumericalFault is not firing; `promtool check metrics` accepts a real
 #   scrape; tests/deploy/grafana_test.sh passes with that scrape; `substrated probe --npd` exits 0;
@@ -12,7 +13,9 @@
 # Phase 2 (drill): the config gets `drill: "bit=30,row=0,col=0"` for gemm and the daemon SIGHUP
 #   (the operator's path, docs/operations.md#the-drill); Prometheus's /api/v1/alerts must report
 #   SubstrateNumericalFault firing within E2E_TIMEOUT s (time to detect printed); `--npd` exits 1
-#   and `status` shows the device failed.
+#   and `status` shows the device failed. In Alertmanager the drill's SubstrateNumericalFault and
+#   SubstrateDeviceFailed are inhibited (no page) while SubstrateDrillActive and
+#   SubstrateDrillDetected are active.
 # Phase 3 (drill removed, SIGHUP): the last-run signal clears and SubstrateDrillActive resolves.
 #   The shipped SubstrateNumericalFault also fires on any golden_mismatch failure in the last 30
 #   minutes (substrate:probe_failures:new30m), so by design it stays firing for 30 minutes after
@@ -105,6 +108,7 @@ CONF
 #     alert <name> <firing|pending|inactive> <activeAt of the earliest firing alert, epoch ms, or ->
 #     query <i> <values of EXPR i, or ->
 #   am URL NAME prints 1 when Alertmanager holds an active alert NAME, else 0.
+#   amstate URL NAME... prints NAME=<active|suppressed|-> for each NAME.
 cat > "$work/prom.py" <<'PY'
 import datetime, json, re, sys, urllib.parse, urllib.request
 base, cmd, args = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -132,6 +136,9 @@ try:
             print("query", i, " ".join(x["value"][1] for x in res) or "-")
     elif cmd == "am":
         print(int(any(a["labels"].get("alertname") == args[1] for a in get(args[0] + "/api/v2/alerts?active=true"))))
+    elif cmd == "amstate":
+        st = {a["labels"].get("alertname"): a["status"]["state"] for a in get(args[0] + "/api/v2/alerts")}
+        print(" ".join("%s=%s" % (n, st.get(n, "-")) for n in args[1:]))
 except Exception as e:
     print("error", " ".join(str(e).split()))
 PY
@@ -179,6 +186,7 @@ route:
 receivers:
   - name: blackhole
 CONF
+  cat "$repo/deploy/alertmanager/substrated-inhibit.yml" >> "$work/alertmanager.yml"
   # --cluster.listen-address= (empty) turns gossip off, so nothing binds 9094.
   "$alertmanager" --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
     --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= --log.level=warn \
@@ -296,6 +304,10 @@ if [[ -n "$am_pid" ]]; then
   am_has() { [[ "$(python3 "$work/prom.py" "$prom" am "http://127.0.0.1:$am_port" SubstrateNumericalFault)" == 1 ]]; }
   if wait_until 20 am_has; then pass "phase 2: Alertmanager received SubstrateNumericalFault $(secs $(($(now_ms) - t_drill)))s after the drill"; else
     fail "phase 2: Alertmanager has no SubstrateNumericalFault"; fi
+  want="SubstrateNumericalFault=suppressed SubstrateDeviceFailed=suppressed SubstrateDrillActive=active SubstrateDrillDetected=active"
+  am_inhibited() { [[ "$(python3 "$work/prom.py" "$prom" amstate "http://127.0.0.1:$am_port" SubstrateNumericalFault SubstrateDeviceFailed SubstrateDrillActive SubstrateDrillDetected)" == "$want" ]]; }
+  if wait_until 20 am_inhibited; then pass "phase 2: shipped inhibition: the drill's fault and verdict are inhibited, SubstrateDrillActive and SubstrateDrillDetected active"; else
+    fail "phase 2: Alertmanager states: $(python3 "$work/prom.py" "$prom" amstate "http://127.0.0.1:$am_port" SubstrateNumericalFault SubstrateDeviceFailed SubstrateDrillActive SubstrateDrillDetected) (want $want)"; fi
 fi
 
 # ------------------------------------------------------------------- phase 3: drill removed

@@ -1,0 +1,233 @@
+// Alerting rules. Each alert has a severity, a static summary (the same text for every device, so
+// notifications group and read alike), a description with the details (device, host, probe,
+// values) and a runbook_url into docs/operations.md. Check results are gauges of the LAST
+// scheduled run, so they stay visible for a whole interval; `for:` durations are in
+// _config.alertFor (see mixin.libsonnet for which alerts have none and why).
+//
+// Paging once per bad GPU is Alertmanager's part: alertmanager.libsonnet groups one device's
+// alerts into one notification and inhibits the consequences of a verdict (and of a drill).
+{
+  local c = $._config,
+  local f(s) = s % (c { sel: c.substratedSelector }),
+  local pct(r) = '%d%%' % std.floor(r * 100 + 0.5),
+  local criticalXids = std.join('|', c.criticalXids),
+  // '30m' -> '30 minutes', '1h' -> '1 hour' (for the texts; `for:` keeps Prometheus's form).
+  local human(d) =
+    local n = std.parseInt(std.substr(d, 0, std.length(d) - 1));
+    local unit = { s: 'second', m: 'minute', h: 'hour', d: 'day' }[d[std.length(d) - 1]];
+    '%d %s%s' % [n, unit, if n == 1 then '' else 's'],
+
+  local alert(name, severity, expr, summary, description) = {
+    alert: name,
+    expr: expr,
+    [if std.objectHas(c.alertFor, name) then 'for']: c.alertFor[name],
+    labels: { severity: severity },
+    annotations: {
+      summary: summary,
+      description: description,
+      runbook_url: c.runbookURLPattern % std.asciiLower(name),
+    },
+  },
+
+  // The numerical-fault condition, shared by SubstrateNumericalFault and SubstrateDrillDetected.
+  local numericalFault = f(|||
+    max without (reason) (substrate:probe_failures:new30m{reason="golden_mismatch"})
+    or
+    substrate_probe_mismatched_elements{%(sel)s} > 0
+  |||),
+
+  prometheusAlerts+:: {
+    groups+: [
+      {
+        name: 'substrated.alerts',
+        rules: [
+          // ------------------------------------------------------------ numerical correctness
+          alert(
+            'SubstrateNumericalFault', 'critical', numericalFault,
+            'A GPU computed wrong results in a correctness probe.',
+            'Probe {{ $labels.probe }} on device {{ $labels.device }} ({{ $labels.instance }}) produced results outside the rigorous error bound of the CPU golden (or not bit-exact in exact mode) in its last run or within the last 30 minutes. The hardware is computing wrong numbers: drain the node. If substrate_probe_drill is 1 for this device, this is a drill.'
+          ),
+          alert(
+            'SubstrateMemoryFault', 'critical', f('substrate_memory_bad_words{%(sel)s} > 0'),
+            'GPU memory returned data that differs from what was written.',
+            'The memory probe on {{ $labels.device }} ({{ $labels.instance }}) read back {{ $value }} words that differ from what was written (including retention). Device memory is corrupting data: drain the node.'
+          ),
+          alert(
+            'SubstrateNondeterminism', 'critical', 'substrate:fingerprint_changes:new1h > 0',
+            'A GPU changed its result for identical input.',
+            'The fingerprint of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) differs from the previous run with the same driver, kernel build and spec, without a baseline reset, within the last hour. The probe kernels are deterministic by construction, so the device computed different bits for the same input.'
+          ),
+          alert(
+            'SubstrateCrossDeviceMismatch', 'critical', f(|||
+              substrate_cross_device_mismatch{%(sel)s} > 0
+              or
+              max without (reason) (substrate:probe_failures:new30m{reason="cross_device"})
+            |||),
+            'A GPU disagrees with its same-model peers on the host.',
+            'On {{ $labels.instance }}, device {{ $labels.device }} is in the minority of the cross-device vote for probe {{ $labels.probe }}: identical input, same model, driver and kernel build, different result. The minority device is the suspect.'
+          ),
+          alert(
+            'SubstrateFleetFingerprintMinority', 'critical', f(|||
+              substrate:kernel_fingerprint:share < 0.5
+              and on (probe, spec, model, driver, kernel_build)
+                (substrate:kernel_fingerprint:majority_share > 0.5)
+              and on (probe, spec, model, driver, kernel_build)
+                (substrate:kernel_fingerprint:devices >= %(fleetMinDevices)d)
+            |||),
+            'A GPU computes a different result than the fleet majority.',
+            'Across the fleet, devices of model {{ $labels.model }} with driver {{ $labels.driver }}, kernel build {{ $labels.kernel_build }} and spec {{ $labels.spec }} agree on one fingerprint for probe {{ $labels.probe }}; {{ $labels.device }} on {{ $labels.instance }} reports {{ $labels.fingerprint }}, shared by only {{ $value | humanizePercentage }} of the group.'
+          ),
+          alert(
+            'SubstrateFleetFingerprintNoMajority', 'warning', f(|||
+              substrate:kernel_fingerprint:majority_share <= 0.5
+              and on (probe, spec, model, driver, kernel_build)
+                (substrate:kernel_fingerprint:devices >= %(fleetMinDevices)d)
+            |||),
+            'Devices of one model and driver do not agree on a probe fingerprint.',
+            'Devices of model {{ $labels.model }} with driver {{ $labels.driver }}, kernel build {{ $labels.kernel_build }} and spec {{ $labels.spec }} do not agree on a majority fingerprint for probe {{ $labels.probe }} (largest share {{ $value | humanizePercentage }}). Either the group mixes different hardware under one model name or the probe is not deterministic on it.'
+          ),
+
+          // ------------------------------------------------------------ error budget and speed
+          alert(
+            'SubstrateErrorBudgetHigh', 'warning',
+            f('substrate_probe_error_budget_ratio{%(sel)s} > %(errorBudgetHighRatio)g'),
+            'A GPU uses more than %s of a probe\'s error bound.' % pct(c.errorBudgetHighRatio),
+            'The worst element of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) is within the rigorous bound, but uses {{ $value | humanizePercentage }} of it (alert above %s). Healthy devices sit orders of magnitude below the bound; this device is close to failing the check.' % pct(c.errorBudgetHighRatio)
+          ),
+          alert(
+            'SubstrateErrorBudgetDrift', 'warning', f(|||
+              substrate:probe_error_budget_ratio:avg1h > %(errorBudgetDriftFactor)g * substrate:probe_error_budget_ratio:avg7d
+              and substrate:probe_error_budget_ratio:avg1h > %(errorBudgetDriftMinRatio)g
+            |||),
+            "A GPU's error budget is drifting upward.",
+            'The 1-hour average error budget of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) is {{ printf `%%.3g` $value }}, more than %(errorBudgetDriftFactor)g times its 7-day average. Still inside the bound, but a device whose rounding error grows is degrading.' % c
+          ),
+          alert(
+            'SubstrateProbeSlowdown', 'warning', f('substrate_probe_slowdown_ratio{%(sel)s} > %(slowdownRatio)g'),
+            'A GPU runs a probe much slower than its own baseline.',
+            'Device time of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) is {{ printf `%%.3g` $value }} times the device\'s own baseline and has been more than %(slowdownRatio)g times it for %(for)s. Check throttling, clocks, power capping and PCIe link state.' % (c { 'for': human(c.alertFor.SubstrateProbeSlowdown) })
+          ),
+
+          // ------------------------------------------------------------ hardware telemetry
+          alert(
+            'SubstrateUncorrectableECC', 'critical', 'substrate:ecc_uncorrected_errors:new1h > 0',
+            'A GPU had uncorrectable ECC errors.',
+            'The uncorrected ECC error count of {{ $labels.device }} ({{ $labels.instance }}) rose within the last hour. Data in device memory was lost; any job that ran on it may have consumed corrupted values.'
+          ),
+          alert(
+            'SubstrateRowRemapFailed', 'critical', f('substrate_remapped_rows_failure{%(sel)s} > 0'),
+            'GPU memory row remapping failed.',
+            'The GPU could not remap a failing memory row on {{ $labels.device }} ({{ $labels.instance }}): its spare rows are exhausted or remapping broke. The device needs an RMA.'
+          ),
+          alert(
+            'SubstrateRowRemapPending', 'warning',
+            f('substrate_remapped_rows_pending{%(sel)s} > 0 or substrate_retired_pages_pending{%(sel)s} > 0'),
+            'A GPU needs a reset to finish a row remap or page retirement.',
+            'A memory row remap (or page retirement on older GPUs) is pending on {{ $labels.device }} ({{ $labels.instance }}); it takes effect only after a GPU reset. Until then the bad row is still in use.'
+          ),
+          // Uses the last-event timestamp, so the first event is caught even when the series is
+          // brand new, and every repeat moves the timestamp again.
+          alert(
+            'SubstrateCriticalXid', 'critical', f(|||
+              (time() - substrate_xid_last_timestamp_seconds{%(sel)s,xid=~"%(xids)s"} < 3600)
+              or
+              (changes(substrate_xid_last_timestamp_seconds{%(sel)s,xid=~"%(xids)s"}[1h]) > 0)
+            ||| % { xids: criticalXids, sel: '%(sel)s' }),
+            'A GPU reported a hardware-class XID.',
+            'The NVIDIA driver reported XID {{ $labels.xid }} on {{ $labels.device }} ({{ $labels.instance }}) within the last hour. This XID class points at the hardware, memory, bus or GPU firmware, not at the application.'
+          ),
+          alert(
+            'SubstrateXid', 'info', f(|||
+              (time() - substrate_xid_last_timestamp_seconds{%(sel)s,xid!~"%(xids)s"} < 3600)
+              or
+              (changes(substrate_xid_last_timestamp_seconds{%(sel)s,xid!~"%(xids)s"}[1h]) > 0)
+            ||| % { xids: criticalXids, sel: '%(sel)s' }),
+            'A GPU reported an application-class XID.',
+            'The NVIDIA driver reported XID {{ $labels.xid }} on {{ $labels.device }} ({{ $labels.instance }}) within the last hour. XIDs outside the critical set (13, 31, 43, 45, ...) usually come from the application (illegal address, killed context); correlate with the job\'s logs.'
+          ),
+          alert(
+            'SubstrateThermalSlowdown', 'warning', f(|||
+              avg_over_time(substrate_clock_event_reasons{%(sel)s,reason=~"hw_thermal_slowdown|sw_thermal_slowdown|hw_slowdown"}[10m]) > %(thermalActiveRatio)g
+              or
+              rate(substrate_throttle_seconds_total{%(sel)s,reason=~"hw_thermal_slowdown|sw_thermal_slowdown|hw_slowdown"}[10m]) > %(thermalActiveRatio)g
+            |||),
+            'A GPU is throttled by temperature or a hardware slowdown.',
+            '{{ $labels.device }} ({{ $labels.instance }}) has spent more than %s of the last 10 minutes with clock-event reason {{ $labels.reason }} active. Check cooling, fans, inlet temperature and power delivery; sustained hardware slowdown also shows as probe slowdown.' % (if c.thermalActiveRatio == 0.5 then 'half' else pct(c.thermalActiveRatio))
+          ),
+
+          // ------------------------------------------------------------ verdicts
+          alert(
+            'SubstrateDeviceFailed', 'critical', f('substrate_device_health{%(sel)s,state="failed"} == 1'),
+            "substrated's verdict for a GPU is failed.",
+            'The daemon\'s verdict for {{ $labels.device }} ({{ $labels.instance }}) is "failed" (a definite numerical fault, or repeated failures past the hysteresis). `substrated status` on the host gives the reasons; the alerts it inhibits in Alertmanager (numerical fault, mismatch, fingerprint) name the probe.'
+          ),
+          alert(
+            'SubstrateDeviceHung', 'critical', f('substrate_device_health{%(sel)s,state="hung"} == 1'),
+            'A GPU is hung.',
+            'A probe kernel on {{ $labels.device }} ({{ $labels.instance }}) did not return within its timeout. The daemon still answers; the device does not. Jobs on it will hang too.'
+          ),
+          alert(
+            'SubstrateDeviceDegraded', 'warning', f('substrate_device_health{%(sel)s,state="degraded"} == 1'),
+            "substrated's verdict for a GPU has been degraded for %s." % human(c.alertFor.SubstrateDeviceDegraded),
+            'The daemon\'s verdict for {{ $labels.device }} ({{ $labels.instance }}) has been "degraded" for %s (transient failures, slowdown or budget drift below the failure threshold).' % human(c.alertFor.SubstrateDeviceDegraded)
+          ),
+
+          // ------------------------------------------------------------ the checker itself
+          // A busy device (GPU utilisation above busy_utilization) defers due probes for up to
+          // max_staleness_seconds after its last run, so "stale" depends on whether the device was
+          // busy: probeStaleSeconds when it was not busy at any sample of the last
+          // maxStalenessSeconds (devices without utilisation telemetry are never deferred), else
+          // probeStaleBusySeconds.
+          alert(
+            'SubstrateProbeStale', 'warning', f(|||
+              (
+                time() - substrate_probe_last_success_timestamp_seconds{%(sel)s} > %(probeStaleSeconds)d
+                unless on (job, instance, device)
+                  (max_over_time(substrate_utilization_ratio{%(sel)s,unit="gpu"}[%(maxStalenessSeconds)ds]) > %(busyUtilization)g)
+              )
+              or
+              time() - substrate_probe_last_success_timestamp_seconds{%(sel)s} > %(probeStaleBusySeconds)d
+            |||),
+            'A probe has not passed on a GPU for longer than its schedule allows.',
+            'Probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) last passed {{ $value | humanizeDuration }} ago: more than %(probeStaleSeconds)d s (3 intervals of %(probeIntervalSeconds)d s) on a device that was not busy, or more than %(probeStaleBusySeconds)d s (the %(maxStalenessSeconds)d s a busy device may defer, plus 3 intervals) on one that was. Either it fails, times out, or is not scheduled (duty-cycle budget, worker stuck). If you changed the probe interval or max_staleness_seconds, change _config in deploy/mixin and regenerate.' % c
+          ),
+          alert(
+            'SubstratedDown', 'warning', f('up{%(sel)s} == 0 or absent(up{%(sel)s})'),
+            'substrated is down or has no scrape target.',
+            '{{ if $labels.instance }}Prometheus cannot scrape substrated at {{ $labels.instance }}.{{ else }}Prometheus has no target of %s at all (service discovery or scrape configuration).{{ end }} Nothing checks the GPUs there and every other substrated alert for those hosts is blind.' % (
+              if std.startsWith(c.substratedSelector, 'job="') then 'job ' + std.strReplace(std.strReplace(c.substratedSelector, 'job="', ''), '"', '')
+              else 'selector ' + c.substratedSelector
+            )
+          ),
+          alert(
+            'SubstrateConfigReloadFailed', 'warning', f('substrate_config_last_reload_successful{%(sel)s} == 0'),
+            'substrated rejected its configuration.',
+            'The last reload (SIGHUP) of /etc/substrated/substrated.yaml on {{ $labels.instance }} failed validation; the daemon keeps running with the previous configuration. The next restart would fail with exit code 78.'
+          ),
+
+          // ------------------------------------------------------------ drills (never page)
+          // While a drill is configured, Alertmanager inhibits the device's correctness and
+          // verdict alerts; these two info alerts go to the non-paging receiver instead.
+          alert(
+            'SubstrateDrillActive', 'info', f('substrate_probe_drill{%(sel)s} == 1'),
+            'A fault-injection drill is active.',
+            'A drill is configured for probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}): its numerical-fault alerts are expected, and the shipped Alertmanager inhibition keeps them from paging. Remove the drill key from the configuration and reload when the drill is over.'
+          ),
+          alert(
+            'SubstrateDrillDetected', 'info', f(|||
+              substrate_probe_drill{%(sel)s} == 1
+              and on (job, instance, device, probe)
+                (
+                  substrate_probe_mismatched_elements{%(sel)s} > 0
+                  or
+                  max without (reason) (substrate:probe_failures:new30m)
+                )
+            |||),
+            "A drill's injected fault was detected.",
+            'The drill on probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) was detected: the probe failed (wrong results, a timeout or a crash, as injected) within the last 30 minutes. The detection path works up to Prometheus; this notification arriving shows that Alertmanager routes it. Nothing pages for a drill.'
+          ),
+        ],
+      },
+    ],
+  },
+}
