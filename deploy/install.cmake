@@ -5,6 +5,7 @@
 #   /usr/lib/systemd/system/substrated.service
 #   /etc/substrated/substrated.yaml                       (from config/substrated.yaml, when present)
 #   /usr/share/substrated/prometheus/substrated-rules.yml
+#   /usr/share/substrated/alertmanager/{substrated-inhibit,alertmanager.example}.yml
 #   /usr/share/substrated/grafana/substrated-dashboard.json
 #   /usr/share/substrated/kubernetes/*                    (manifests and the NPD plugin config)
 # With another prefix the unit's ExecStart= and --config paths are rewritten to that prefix, so
@@ -40,6 +41,9 @@ install(FILES "${_substrate_deploy}/prometheus/substrated-rules.yml"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/prometheus" COMPONENT deploy)
 install(FILES "${_substrate_deploy}/grafana/substrated-dashboard.json"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/grafana" COMPONENT deploy)
+install(FILES "${_substrate_deploy}/alertmanager/substrated-inhibit.yml"
+              "${_substrate_deploy}/alertmanager/alertmanager.example.yml"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/alertmanager" COMPONENT deploy)
 install(DIRECTORY "${_substrate_deploy}/kubernetes/"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/kubernetes" COMPONENT deploy)
 install(FILES "${_substrate_root}/docs/operations.md"
