@@ -112,7 +112,7 @@ void check_alive(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("control: a request and its reply round trip", "[daemon]") {
+TEST_CASE("control: a request and its reply round trip", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   Fixture fixture(path, echo_handler());
@@ -122,7 +122,7 @@ TEST_CASE("control: a request and its reply round trip", "[daemon]") {
   CHECK(reply.value().at("echo").at("args") == json({"--kernel", "gemm"}));
 }
 
-TEST_CASE("control: the socket file has mode 0660 and stop removes it", "[daemon]") {
+TEST_CASE("control: the socket file has mode 0660 and stop removes it", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   {
@@ -135,7 +135,7 @@ TEST_CASE("control: the socket file has mode 0660 and stop removes it", "[daemon
   CHECK_FALSE(std::filesystem::exists(path));
 }
 
-TEST_CASE("control: a reply completed later from another thread; a second reply is ignored", "[daemon]") {
+TEST_CASE("control: a reply completed later from another thread; a second reply is ignored", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   std::mutex mutex;
@@ -159,7 +159,7 @@ TEST_CASE("control: a reply completed later from another thread; a second reply 
   for (auto& worker : workers) worker.join();
 }
 
-TEST_CASE("control: a reply after the client gave up is harmless", "[daemon]") {
+TEST_CASE("control: a reply after the client gave up is harmless", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   std::promise<std::function<void(json)>> parked;
@@ -176,7 +176,7 @@ TEST_CASE("control: a reply after the client gave up is harmless", "[daemon]") {
   check_alive(path);
 }
 
-TEST_CASE("control: malformed, non-object, command-less and oversized requests get errors", "[daemon]") {
+TEST_CASE("control: malformed, non-object, command-less and oversized requests get errors", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   Fixture fixture(path, echo_handler());
@@ -206,7 +206,7 @@ TEST_CASE("control: malformed, non-object, command-less and oversized requests g
   check_alive(path);
 }
 
-TEST_CASE("control: a silent client gets a timeout error and others are still answered", "[daemon]") {
+TEST_CASE("control: a silent client gets a timeout error and others are still answered", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   ControlLimits limits;
@@ -222,7 +222,7 @@ TEST_CASE("control: a silent client gets a timeout error and others are still an
   check_alive(path);
 }
 
-TEST_CASE("control: a handler that throws or drops the reply gives an error reply", "[daemon]") {
+TEST_CASE("control: a handler that throws or drops the reply gives an error reply", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   Fixture fixture(path, [](const json& request, std::function<void(json)> reply) {
@@ -241,7 +241,7 @@ TEST_CASE("control: a handler that throws or drops the reply gives an error repl
   check_alive(path);
 }
 
-TEST_CASE("control: a stale socket file is replaced; a live listener is not stolen", "[daemon]") {
+TEST_CASE("control: a stale socket file is replaced; a live listener is not stolen", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   {
@@ -265,7 +265,7 @@ TEST_CASE("control: a stale socket file is replaced; a live listener is not stol
   check_alive(path);
 }
 
-TEST_CASE("control: a regular file at the socket path is left alone", "[daemon]") {
+TEST_CASE("control: a regular file at the socket path is left alone", "[unit]") {
   TempDir dir;
   auto path = dir.file("ctl.sock");
   std::ofstream(path) << "precious\n";
@@ -276,7 +276,7 @@ TEST_CASE("control: a regular file at the socket path is left alone", "[daemon]"
   CHECK(std::filesystem::file_size(path) == 9);
 }
 
-TEST_CASE("control: control_request without a daemon is unavailable", "[daemon]") {
+TEST_CASE("control: control_request without a daemon is unavailable", "[unit]") {
   TempDir dir;
   auto path = dir.file("missing.sock");
   auto reply = control_request(path, json{{"command", "status"}}, 1.0);

@@ -144,7 +144,7 @@ HttpHandlers simple_handlers() {
 
 }  // namespace
 
-TEST_CASE("http: /metrics, /healthz and /status bodies and content types", "[daemon]") {
+TEST_CASE("http: /metrics, /healthz and /status bodies and content types", "[unit]") {
   Fixture fixture(simple_handlers());
   auto metrics = get(fixture.port(), "/metrics");
   CHECK(metrics.status == 200);
@@ -162,7 +162,7 @@ TEST_CASE("http: /metrics, /healthz and /status bodies and content types", "[dae
   CHECK(status.header("Content-Type") == "application/json");
 }
 
-TEST_CASE("http: HEAD gives the headers of GET without a body", "[daemon]") {
+TEST_CASE("http: HEAD gives the headers of GET without a body", "[unit]") {
   Fixture fixture(simple_handlers());
   auto head = get(fixture.port(), "/metrics", "HEAD");
   CHECK(head.status == 200);
@@ -170,7 +170,7 @@ TEST_CASE("http: HEAD gives the headers of GET without a body", "[daemon]") {
   CHECK(head.header("Content-Length") == std::to_string(std::string("substrate_up_test 1\n").size()));
 }
 
-TEST_CASE("http: unknown path is 404, other methods are 405 with Allow", "[daemon]") {
+TEST_CASE("http: unknown path is 404, other methods are 405 with Allow", "[unit]") {
   Fixture fixture(simple_handlers());
   CHECK(get(fixture.port(), "/nope").status == 404);
   CHECK(get(fixture.port(), "/").status == 404);
@@ -180,7 +180,7 @@ TEST_CASE("http: unknown path is 404, other methods are 405 with Allow", "[daemo
   CHECK(get(fixture.port(), "/healthz", "DELETE").status == 405);
 }
 
-TEST_CASE("http: keep-alive serves several requests on one connection", "[daemon]") {
+TEST_CASE("http: keep-alive serves several requests on one connection", "[unit]") {
   Fixture fixture(simple_handlers());
   Client client(fixture.port());
   REQUIRE(client.connected());
@@ -193,7 +193,7 @@ TEST_CASE("http: keep-alive serves several requests on one connection", "[daemon
   CHECK(all.find("substrate_up_test 1\n") != std::string::npos);
 }
 
-TEST_CASE("http: malformed requests get 400 and the server keeps serving", "[daemon]") {
+TEST_CASE("http: malformed requests get 400 and the server keeps serving", "[unit]") {
   Fixture fixture(simple_handlers());
   auto bad = http_exchange(fixture.port(), "THIS IS NOT HTTP\r\n\r\n");
   CHECK(bad.status == 400);
@@ -202,7 +202,7 @@ TEST_CASE("http: malformed requests get 400 and the server keeps serving", "[dae
   CHECK(get(fixture.port(), "/healthz").status == 200);
 }
 
-TEST_CASE("http: an oversized header gets 431 and a body gets 413; the server keeps serving", "[daemon]") {
+TEST_CASE("http: an oversized header gets 431 and a body gets 413; the server keeps serving", "[unit]") {
   HttpLimits limits;
   limits.max_header_bytes = 1024;
   Fixture fixture(simple_handlers(), limits);
@@ -213,7 +213,7 @@ TEST_CASE("http: an oversized header gets 431 and a body gets 413; the server ke
   CHECK(get(fixture.port(), "/metrics").status == 200);
 }
 
-TEST_CASE("http: a slow client is dropped after the read timeout and others are served", "[daemon]") {
+TEST_CASE("http: a slow client is dropped after the read timeout and others are served", "[unit]") {
   HttpLimits limits;
   limits.read_timeout_seconds = 0.3;
   Fixture fixture(simple_handlers(), limits);
@@ -227,7 +227,7 @@ TEST_CASE("http: a slow client is dropped after the read timeout and others are 
   CHECK(get(fixture.port(), "/metrics").status == 200);
 }
 
-TEST_CASE("http: 50 concurrent scrapes all succeed", "[daemon]") {
+TEST_CASE("http: 50 concurrent scrapes all succeed", "[unit]") {
   HttpHandlers handlers = simple_handlers();
   const std::string expected = big_metrics();
   handlers.metrics = [&expected] { return expected; };
@@ -246,7 +246,7 @@ TEST_CASE("http: 50 concurrent scrapes all succeed", "[daemon]") {
   CHECK(good.load() == 50);
 }
 
-TEST_CASE("http: connections over the limit are refused and capacity comes back", "[daemon]") {
+TEST_CASE("http: connections over the limit are refused and capacity comes back", "[unit]") {
   HttpLimits limits;
   limits.max_connections = 2;
   Fixture fixture(simple_handlers(), limits);
@@ -273,7 +273,7 @@ TEST_CASE("http: connections over the limit are refused and capacity comes back"
   CHECK(status == 200);
 }
 
-TEST_CASE("http: a handler that throws gives 500 and the server keeps working", "[daemon]") {
+TEST_CASE("http: a handler that throws gives 500 and the server keeps working", "[unit]") {
   HttpHandlers handlers = simple_handlers();
   std::atomic<bool> fail{true};
   handlers.metrics = [&fail]() -> std::string {
@@ -290,7 +290,7 @@ TEST_CASE("http: a handler that throws gives 500 and the server keeps working", 
   CHECK(metrics.body == "fine 1\n");
 }
 
-TEST_CASE("http: a port in use or a bad address is a clear error", "[daemon]") {
+TEST_CASE("http: a port in use or a bad address is a clear error", "[unit]") {
   boost::asio::io_context io;
   auto first = HttpServer::start(io, "127.0.0.1", 0, simple_handlers());
   REQUIRE(first);
@@ -308,7 +308,7 @@ TEST_CASE("http: a port in use or a bad address is a clear error", "[daemon]") {
   CHECK_THAT(bad.error().message, Catch::Contains("300.1.2.3:0"));
 }
 
-TEST_CASE("http: stop closes the listener and live connections", "[daemon]") {
+TEST_CASE("http: stop closes the listener and live connections", "[unit]") {
   Fixture fixture(simple_handlers());
   auto port = fixture.port();
   Client idle(port);

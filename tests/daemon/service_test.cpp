@@ -47,8 +47,7 @@ bool metric_at_least(DaemonProcess& daemon, const std::string& series, double va
 
 }  // namespace
 
-TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stops cleanly on SIGTERM",
-          "[daemon-e2e]") {
+TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stops cleanly on SIGTERM", "[e2e]") {
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -107,7 +106,7 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   CHECK(read_checked_file(daemon.state_path().string()).ok());
 }
 
-TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and key", "[daemon-e2e]") {
+TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and key", "[e2e]") {
   DaemonProcess daemon(k_fast_gemm);
   daemon.write_raw_config("probes:\n  gemm:\n    interval_seconds: -3\n");
   daemon.start();
@@ -116,7 +115,7 @@ TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and k
   CHECK(daemon.log().find("probes.gemm.interval_seconds") != std::string::npos);
 }
 
-TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines", "[daemon-e2e]") {
+TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines", "[e2e]") {
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -146,8 +145,7 @@ TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines"
   CHECK(daemon.wait_exit(20s) == 0);
 }
 
-TEST_CASE("daemon: a kernel that never returns marks the device hung while scrapes and signals work",
-          "[daemon-e2e]") {
+TEST_CASE("daemon: a kernel that never returns marks the device hung while scrapes and signals work", "[e2e]") {
   DaemonProcess daemon(
       "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 1\n    size: \"16\"\n"
       "  attention:\n    enabled: false\n  memory:\n    enabled: false\n");
@@ -162,7 +160,7 @@ TEST_CASE("daemon: a kernel that never returns marks the device hung while scrap
   CHECK(daemon.log().find("abandoned") != std::string::npos);
 }
 
-TEST_CASE("daemon: a fingerprint that changes within the error bound degrades the device", "[daemon-e2e]") {
+TEST_CASE("daemon: a fingerprint that changes within the error bound degrades the device", "[e2e]") {
   DaemonProcess daemon(
       "  gemm:\n    interval_seconds: 1\n    size: \"16\"\n    modes: [random]\n    dtypes: [f32]\n"
       "  attention:\n    enabled: false\n  memory:\n    enabled: false\n");
@@ -180,7 +178,7 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
 }
 
 #ifdef SUBSTRATE_FAKE_LIBCUDA
-TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves the device healthy", "[daemon-e2e]") {
+TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves the device healthy", "[e2e]") {
   // The real CUDA backend on the stand-in libcuda (tests/standins/fake_libcuda.cpp): its kernels do
   // nothing, so the memory probe passes, and the CUDA backend has no canary kernels.
   ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);

@@ -307,7 +307,7 @@ TEST_CASE("state: temporary files of dead writers are removed, live ones kept", 
   CHECK_FALSE(fs::exists(dir.path() / "state.json.tmp.999999998"));
 }
 
-TEST_CASE("state: a writer killed at random points always leaves a loadable file", "[state]") {
+TEST_CASE("state: a writer killed at random points always leaves a loadable file", "[e2e]") {
   TempDir dir, bodies;
   StateStore store(dir.str());
   // Two distinguishable states of different sizes, big enough that a write takes a while.

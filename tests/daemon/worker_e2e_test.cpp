@@ -64,7 +64,7 @@ bool gone(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("workers: a hang with every default probe enabled is detected every time", "[daemon-e2e]") {
+TEST_CASE("workers: a hang with every default probe enabled is detected every time", "[e2e]") {
   // Odd trials: a kernel that never returns inside the device call (the test daemon's stand-in
   // around lavapipe); even trials: the documented `drill: hang` of the real binary.
   for (int trial = 0; trial < 4; ++trial) {
@@ -97,7 +97,7 @@ TEST_CASE("workers: a hang with every default probe enabled is detected every ti
   }
 }
 
-TEST_CASE("workers: a hung device is retried after a backoff and recovers through clean runs", "[daemon-e2e]") {
+TEST_CASE("workers: a hung device is retried after a backoff and recovers through clean runs", "[e2e]") {
   DaemonProcess daemon(all_probes("    timeout_seconds: 1\n    drill: hang\n"));
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -111,7 +111,7 @@ TEST_CASE("workers: a hung device is retried after a backoff and recovers throug
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: a worker that dies by SIGSEGV is a crashed run and the daemon carries on", "[daemon-e2e]") {
+TEST_CASE("workers: a worker that dies by SIGSEGV is a crashed run and the daemon carries on", "[e2e]") {
   DaemonProcess daemon(all_probes("    drill: crash\n"));
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -132,8 +132,7 @@ TEST_CASE("workers: a worker that dies by SIGSEGV is a crashed run and the daemo
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout never marks the device hung",
-          "[daemon-e2e]") {
+TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout never marks the device hung", "[e2e]") {
   DaemonProcess daemon(k_gemm_only);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -166,7 +165,7 @@ TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout 
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[daemon-e2e]") {
+TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[e2e]") {
   DaemonProcess daemon(all_probes("    timeout_seconds: 60\n    drill: hang\n"));
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -186,7 +185,7 @@ TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[daemon-e2e
   }, 5s));
 }
 
-TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs", "[daemon-e2e]") {
+TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs", "[e2e]") {
   DaemonProcess daemon(all_probes("    timeout_seconds: 60\n    drill: hang\n"));
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -208,7 +207,7 @@ TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs",
   }, 5s));
 }
 
-TEST_CASE("workers: a second daemon on the same state directory exits with a clear message", "[daemon-e2e]") {
+TEST_CASE("workers: a second daemon on the same state directory exits with a clear message", "[e2e]") {
   DaemonProcess first(k_gemm_only);
   first.start();
   REQUIRE(first.wait_ready());
@@ -226,7 +225,7 @@ TEST_CASE("workers: a second daemon on the same state directory exits with a cle
   CHECK(first.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: SIGPIPE on a closed log pipe, SIGUSR1 and SIGUSR2 do not stop the daemon", "[daemon-e2e]") {
+TEST_CASE("workers: SIGPIPE on a closed log pipe, SIGUSR1 and SIGUSR2 do not stop the daemon", "[e2e]") {
   DaemonProcess daemon(k_gemm_only);
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
@@ -247,7 +246,7 @@ TEST_CASE("workers: SIGPIPE on a closed log pipe, SIGUSR1 and SIGUSR2 do not sto
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: after rounds the daemon's address space holds no GPU driver", "[daemon-e2e]") {
+TEST_CASE("workers: after rounds the daemon's address space holds no GPU driver", "[e2e]") {
   DaemonProcess daemon(k_gemm_only);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -263,7 +262,7 @@ TEST_CASE("workers: after rounds the daemon's address space holds no GPU driver"
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("control socket: connections beyond the session cap are refused, not queued", "[daemon-e2e]") {
+TEST_CASE("control socket: connections beyond the session cap are refused, not queued", "[e2e]") {
   DaemonProcess daemon(k_gemm_only);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -289,7 +288,7 @@ TEST_CASE("control socket: connections beyond the session cap are refused, not q
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetry stays fresh, SIGTERM prompt", "[daemon-e2e]") {
+TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetry stays fresh, SIGTERM prompt", "[e2e]") {
   const auto sysfs = std::filesystem::temp_directory_path() / ("substrated-fifo-" + std::to_string(::getpid()));
   std::filesystem::remove_all(sysfs);
   // The fixture tree with one GPU's PCI class file replaced by a FIFO nobody writes.

@@ -14,7 +14,7 @@
 using namespace substrate;
 using json = nlohmann::json;
 
-TEST_CASE("worker protocol: frames survive any split and carry the version", "[daemon]") {
+TEST_CASE("worker protocol: frames survive any split and carry the version", "[unit]") {
   auto first = worker::encode({{"type", "started"}, {"index", 0}});
   auto second = worker::encode({{"type", "done"}});
   REQUIRE(first);
@@ -35,7 +35,7 @@ TEST_CASE("worker protocol: frames survive any split and carry the version", "[d
   }
 }
 
-TEST_CASE("worker protocol: oversized lengths, other versions and non-objects are refused", "[daemon]") {
+TEST_CASE("worker protocol: oversized lengths, other versions and non-objects are refused", "[unit]") {
   worker::FrameDecoder huge;
   const char length[4] = {'\x7f', '\0', '\0', '\0'};
   CHECK(huge.feed(length, 4).error().kind == ErrorKind::corrupt);
@@ -56,7 +56,7 @@ TEST_CASE("worker protocol: oversized lengths, other versions and non-objects ar
   CHECK(worker::encode(big).error().kind == ErrorKind::invalid_argument);
 }
 
-TEST_CASE("probe result JSON: from_json gives back everything to_json wrote", "[daemon]") {
+TEST_CASE("probe result JSON: from_json gives back everything to_json wrote", "[unit]") {
   ProbeResult r;
   r.device.id = "vulkan0";
   r.device.backend = "vulkan";
@@ -146,7 +146,7 @@ json gemm_run(const std::string& drill) {
 
 }  // namespace
 
-TEST_CASE("worker process: discovers devices and runs a spec, then exits 0", "[daemon]") {
+TEST_CASE("worker process: discovers devices and runs a spec, then exits 0", "[e2e]") {
   const Outcome found = run_worker({{"type", "discover"}}, 30);
   REQUIRE(found.exit);
   CHECK(found.exit->exit_code == 0);
@@ -163,7 +163,7 @@ TEST_CASE("worker process: discovers devices and runs a spec, then exits 0", "[d
   CHECK(result.fingerprint.size() == 16);
 }
 
-TEST_CASE("worker process: the crash drill dies by SIGSEGV after the device opened", "[daemon]") {
+TEST_CASE("worker process: the crash drill dies by SIGSEGV after the device opened", "[e2e]") {
   const Outcome out = run_worker(gemm_run("crash"), 30);
   REQUIRE(out.exit);
   CHECK(out.exit->signal == SIGSEGV);
@@ -172,7 +172,7 @@ TEST_CASE("worker process: the crash drill dies by SIGSEGV after the device open
   CHECK(signal_name(SIGSEGV) == "SIGSEGV");
 }
 
-TEST_CASE("worker process: past its deadline a hanging worker is killed and reaped", "[daemon]") {
+TEST_CASE("worker process: past its deadline a hanging worker is killed and reaped", "[e2e]") {
   const auto started = std::chrono::steady_clock::now();
   const Outcome out = run_worker(gemm_run("hang"), 2.0);
   REQUIRE(out.exit);
@@ -181,7 +181,7 @@ TEST_CASE("worker process: past its deadline a hanging worker is killed and reap
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
 }
 
-TEST_CASE("worker process: a request of an unknown kind or device is an error frame and exit 2", "[daemon]") {
+TEST_CASE("worker process: a request of an unknown kind or device is an error frame and exit 2", "[e2e]") {
   const Outcome unknown = run_worker({{"type", "format-disk"}}, 30);
   REQUIRE(unknown.exit);
   CHECK(unknown.exit->exit_code == 2);

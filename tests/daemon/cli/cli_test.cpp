@@ -8,7 +8,7 @@
 
 using substrate::testing::run_substrated;
 
-TEST_CASE("cli: a clean probe exits 0 and prints the seed and a fingerprint", "[cli]") {
+TEST_CASE("cli: a clean probe exits 0 and prints the seed and a fingerprint", "[e2e]") {
   auto run = run_substrated("probe --kernel gemm --size 32x48x64 --seed 5");
   INFO(run.output);
   CHECK(run.exit_code == 0);
@@ -16,7 +16,7 @@ TEST_CASE("cli: a clean probe exits 0 and prints the seed and a fingerprint", "[
   CHECK(run.output.find(" 5 ") != std::string::npos);
 }
 
-TEST_CASE("cli: an injected fault exits 1 and names element and bit as a drill", "[cli]") {
+TEST_CASE("cli: an injected fault exits 1 and names element and bit as a drill", "[e2e]") {
   auto run = run_substrated("probe --kernel gemm --mode exact --dtype f32 --size 16 --inject bit=30,row=3,col=5");
   INFO(run.output);
   CHECK(run.exit_code == 1);
@@ -25,7 +25,7 @@ TEST_CASE("cli: an injected fault exits 1 and names element and bit as a drill",
   CHECK(run.output.find("DRILL") != std::string::npos);
 }
 
-TEST_CASE("cli: --json carries spec, seed, drill flag and mismatch evidence", "[cli]") {
+TEST_CASE("cli: --json carries spec, seed, drill flag and mismatch evidence", "[e2e]") {
   auto run = run_substrated("probe --kernel gemm --mode exact --dtype f16 --size 8 --seed 3 --inject bit=2,element=9 --json");
   REQUIRE(run.exit_code == 1);
   const auto doc = nlohmann::json::parse(run.output);
@@ -38,7 +38,7 @@ TEST_CASE("cli: --json carries spec, seed, drill flag and mismatch evidence", "[
   CHECK(result.at("device").at("backend") == "vulkan");
 }
 
-TEST_CASE("cli: no matching device or bad arguments exit 2 with the cause", "[cli]") {
+TEST_CASE("cli: no matching device or bad arguments exit 2 with the cause", "[e2e]") {
   auto none = run_substrated("probe --device no-such-gpu");
   CHECK(none.exit_code == 2);
   CHECK(none.output.find("no device matches 'no-such-gpu'") != std::string::npos);
@@ -58,7 +58,7 @@ TEST_CASE("cli: no matching device or bad arguments exit 2 with the cause", "[cl
   CHECK(missing_value.output.find("--seed needs a value") != std::string::npos);
 }
 
-TEST_CASE("cli: --help works on every command and --list shows the probes", "[cli]") {
+TEST_CASE("cli: --help works on every command and --list shows the probes", "[e2e]") {
   for (const char* command : {"--help", "probe --help", "devices --help"}) {
     auto run = run_substrated(command);
     CHECK(run.exit_code == 0);
@@ -69,7 +69,7 @@ TEST_CASE("cli: --help works on every command and --list shows the probes", "[cl
   for (const char* id : {"gemm", "attention", "memory"}) CHECK(list.output.find(id) != std::string::npos);
 }
 
-TEST_CASE("cli: devices lists lavapipe with its identity", "[cli]") {
+TEST_CASE("cli: devices lists lavapipe with its identity", "[e2e]") {
   auto run = run_substrated("devices --json");
   REQUIRE(run.exit_code == 0);
   const auto doc = nlohmann::json::parse(run.output);
@@ -77,7 +77,7 @@ TEST_CASE("cli: devices lists lavapipe with its identity", "[cli]") {
   CHECK(doc.at("devices").at(0).at("uuid").get<std::string>().size() == 36);
 }
 
-TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absent", "[cli]") {
+TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absent", "[e2e]") {
   auto run = run_substrated(std::string("devices --json --path.sysfs ") + SUBSTRATE_SOURCE_DIR +
                             "/tests/fixtures/sysfs");
   REQUIRE(run.exit_code == 0);
@@ -91,7 +91,7 @@ TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absen
   CHECK(run_substrated("devices --path.sysfs").exit_code == 2);
 }
 
-TEST_CASE("cli: --kernel=gemm runs exactly what --kernel gemm runs", "[cli]") {
+TEST_CASE("cli: --kernel=gemm runs exactly what --kernel gemm runs", "[e2e]") {
   auto adjacent = run_substrated("probe --local --kernel=gemm --size=16 --seed=4 --mode=exact --dtype=f32 --json");
   auto next = run_substrated("probe --local --kernel gemm --size 16 --seed 4 --mode exact --dtype f32 --json");
   INFO(adjacent.output);
@@ -106,7 +106,7 @@ TEST_CASE("cli: --kernel=gemm runs exactly what --kernel gemm runs", "[cli]") {
   CHECK(a.at(0).at("fingerprint") == b.at(0).at("fingerprint"));
 }
 
-TEST_CASE("cli: an unknown option exits 2 with one line naming it, on every command", "[cli]") {
+TEST_CASE("cli: an unknown option exits 2 with one line naming it, on every command", "[e2e]") {
   for (const char* command : {"probe", "devices", "serve", "status", "compare", "config"}) {
     auto run = run_substrated(std::string(command) + " --frobnicate");
     INFO(command << ": " << run.output);
@@ -122,7 +122,7 @@ TEST_CASE("cli: an unknown option exits 2 with one line naming it, on every comm
   CHECK(unknown_command.output == "substrated: unknown command 'frobnicate' (see substrated --help)\n");
 }
 
-TEST_CASE("cli: a missing value exits 2 and names the option", "[cli]") {
+TEST_CASE("cli: a missing value exits 2 and names the option", "[e2e]") {
   for (const char* args : {"probe --kernel", "probe --kernel=", "probe --local --device", "probe --socket",
                            "devices --path.sysfs", "serve --config", "compare --atol", "status --socket"}) {
     auto run = run_substrated(args);
@@ -138,7 +138,7 @@ TEST_CASE("cli: a missing value exits 2 and names the option", "[cli]") {
   CHECK_THAT(flag_with_value.output, Catch::Contains("--json takes no value"));
 }
 
-TEST_CASE("cli: repeated options behave as before: kernels add up, the last value wins", "[cli]") {
+TEST_CASE("cli: repeated options behave as before: kernels add up, the last value wins", "[e2e]") {
   auto run = run_substrated("probe --local --kernel gemm --kernel memory --size 16 --seed 2 --seed 6 --json");
   CHECK(run.exit_code == 2);  // --size still needs exactly one kernel: both were taken
   CHECK_THAT(run.output, Catch::Contains("--size needs exactly one --kernel"));
@@ -150,7 +150,7 @@ TEST_CASE("cli: repeated options behave as before: kernels add up, the last valu
   CHECK(results.at(0).at("spec").at("seed") == 6);
 }
 
-TEST_CASE("cli: --version and version print the version; --help lists them", "[cli]") {
+TEST_CASE("cli: --version and version print the version; --help lists them", "[e2e]") {
   const std::string expected = std::string("substrated ") + SUBSTRATE_VERSION + "\n";
   for (const char* command : {"--version", "version"}) {
     auto run = run_substrated(command);
@@ -164,7 +164,7 @@ TEST_CASE("cli: --version and version print the version; --help lists them", "[c
   }
 }
 
-TEST_CASE("cli: every command's --help lists each option it accepts", "[cli]") {
+TEST_CASE("cli: every command's --help lists each option it accepts", "[e2e]") {
   struct Help {
     const char* command;
     std::vector<const char*> options;

@@ -30,7 +30,7 @@ std::vector<fs::path> results_under(const fs::path& root) {
 
 }  // namespace
 
-TEST_CASE("dump: probe --dump writes npy files and the result per run", "[cli]") {
+TEST_CASE("dump: probe --dump writes npy files and the result per run", "[e2e]") {
   const fs::path root = fresh_dir("dump");
   auto run = run_substrated("probe --local --kernel gemm --mode random --dtype f16 --size 16x24x8 --seed 9 --dump " +
                             root.string());
@@ -48,7 +48,7 @@ TEST_CASE("dump: probe --dump writes npy files and the result per run", "[cli]")
   fs::remove_all(root);
 }
 
-TEST_CASE("replay: a stored result re-runs exactly and reproduces its fingerprint", "[cli]") {
+TEST_CASE("replay: a stored result re-runs exactly and reproduces its fingerprint", "[e2e]") {
   const fs::path root = fresh_dir("replay");
   auto first = run_substrated("probe --local --kernel gemm --mode exact --dtype f32 --size 20x12x33 --seed 77 --dump " +
                               root.string());
@@ -88,7 +88,7 @@ TEST_CASE("replay: a stored result re-runs exactly and reproduces its fingerprin
   fs::remove_all(root);
 }
 
-TEST_CASE("replay: injection replays with the result, --no-inject drops it", "[cli]") {
+TEST_CASE("replay: injection replays with the result, --no-inject drops it", "[e2e]") {
   const fs::path root = fresh_dir("replay-drill");
   auto drill = run_substrated("probe --local --kernel gemm --mode exact --size 16 --dtype f32 --seed 2 "
                               "--inject bit=27,row=1,col=2 --dump " + root.string());
@@ -116,7 +116,7 @@ TEST_CASE("replay: injection replays with the result, --no-inject drops it", "[c
   fs::remove_all(root);
 }
 
-TEST_CASE("replay: bad replay arguments exit 2 with the cause", "[cli]") {
+TEST_CASE("replay: bad replay arguments exit 2 with the cause", "[e2e]") {
   const fs::path root = fresh_dir("replay-bad");
   std::ofstream(root / "broken.json") << "{\"spec\": {\"probe\": \"gemm\"";
   auto broken = run_substrated("probe --replay " + (root / "broken.json").string());

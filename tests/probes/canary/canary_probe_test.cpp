@@ -171,7 +171,7 @@ TEST_CASE("canary: a layered dump compares layer by layer and names the first di
   fs::remove_all(root);
 }
 
-TEST_CASE("canary: the CLI runs it on request and names the diverging layer", "[cli]") {
+TEST_CASE("canary: the CLI runs it on request and names the diverging layer", "[e2e]") {
   auto clean = substrate::testing::run_substrated("probe --local --kernel canary");
   INFO(clean.output);
   CHECK(clean.exit_code == 0);

@@ -27,7 +27,7 @@ DeviceInfo compute_device(const char* id, const char* pci, const char* uuid = ""
 
 }  // namespace
 
-TEST_CASE("telemetry: PCI bus ids normalise from NVML and sysfs spellings", "[telemetry]") {
+TEST_CASE("telemetry: PCI bus ids normalise from NVML and sysfs spellings", "[unit]") {
   CHECK(normalize_pci_bus_id("00000000:65:00.0") == "0000:65:00.0");
   CHECK(normalize_pci_bus_id("0000:B3:00.0") == "0000:b3:00.0");
   CHECK(normalize_pci_bus_id("65:00.0") == "0000:65:00.0");
@@ -37,13 +37,13 @@ TEST_CASE("telemetry: PCI bus ids normalise from NVML and sysfs spellings", "[te
   CHECK(normalize_pci_bus_id("").empty());
 }
 
-TEST_CASE("telemetry: UUIDs normalise from NVML's GPU- prefix", "[telemetry]") {
+TEST_CASE("telemetry: UUIDs normalise from NVML's GPU- prefix", "[unit]") {
   CHECK(normalize_uuid("GPU-8E8F1C2A-1B2C-3D4E-5F60-718293A4B5C6") == "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
   CHECK(normalize_uuid("8e8f1c2a1b2c3d4e5f60718293a4b5c6") == "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
   CHECK(normalize_uuid("GPU-short").empty());
 }
 
-TEST_CASE("telemetry: join matches by PCI bus id, then UUID, else names the physical device once", "[telemetry]") {
+TEST_CASE("telemetry: join matches by PCI bus id, then UUID, else names the physical device once", "[unit]") {
   Snapshot snapshot;
   snapshot.devices = {
       telemetry_device("nvml", "nvml0", "0000:65:00.0", "GPU-8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6"),
@@ -69,7 +69,7 @@ TEST_CASE("telemetry: join matches by PCI bus id, then UUID, else names the phys
   CHECK(joined.devices[6].device == "accel0");
 }
 
-TEST_CASE("telemetry: same_device prefers PCI over UUID", "[telemetry]") {
+TEST_CASE("telemetry: same_device prefers PCI over UUID", "[unit]") {
   const auto nvml = telemetry_device("nvml", "nvml0", "00000000:65:00.0", "GPU-8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
   CHECK(same_device(nvml, compute_device("cuda0", "0000:65:00.0")));
   CHECK_FALSE(same_device(nvml, compute_device("cuda1", "0000:66:00.0", "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6")));
@@ -77,7 +77,7 @@ TEST_CASE("telemetry: same_device prefers PCI over UUID", "[telemetry]") {
   CHECK_FALSE(same_device(telemetry_device("accel", "accel0", ""), compute_device("vulkan0", "")));
 }
 
-TEST_CASE("telemetry: sources are listed per joined device", "[telemetry]") {
+TEST_CASE("telemetry: sources are listed per joined device", "[unit]") {
   Snapshot snapshot;
   snapshot.devices = {telemetry_device("amdgpu", "drm-card0", "0000:65:00.0"),
                       telemetry_device("hwmon", "drm-card0", "0000:65:00.0"),

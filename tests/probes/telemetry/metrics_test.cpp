@@ -36,7 +36,7 @@ std::string fixture_scrape() {
 
 }  // namespace
 
-TEST_CASE("telemetry: scrape of the sysfs fixtures matches the golden file", "[telemetry]") {
+TEST_CASE("telemetry: scrape of the sysfs fixtures matches the golden file", "[unit]") {
   const std::string scrape = fixture_scrape();
   // SUBSTRATE_UPDATE_GOLDEN=1 rewrites the golden file; review the diff before committing it.
   if (std::getenv("SUBSTRATE_UPDATE_GOLDEN")) std::ofstream(support::golden_scrape()) << scrape;
@@ -46,13 +46,13 @@ TEST_CASE("telemetry: scrape of the sysfs fixtures matches the golden file", "[t
   CHECK(scrape == expected);
 }
 
-TEST_CASE("telemetry: scrape of the sysfs fixtures passes promtool check metrics", "[telemetry]") {
+TEST_CASE("telemetry: scrape of the sysfs fixtures passes promtool check metrics", "[unit]") {
   const auto result = support::promtool_check_metrics(fixture_scrape());
   INFO(result.output);
   CHECK(result.exit_code == 0);
 }
 
-TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[telemetry]") {
+TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[unit]") {
   const std::string scrape = fixture_scrape();
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"amdgpu\"} 1"));
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"hwmon\"} 1"));
@@ -67,7 +67,7 @@ TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[telemet
   CHECK_THAT(scrape, !Catch::Contains("nvme"));
 }
 
-TEST_CASE("telemetry: each snapshot is rendered afresh so vanished devices leave no series", "[telemetry]") {
+TEST_CASE("telemetry: each snapshot is rendered afresh so vanished devices leave no series", "[unit]") {
   int scrape = 0;
   auto take_snapshot = [&scrape] {
     Snapshot snapshot;
@@ -85,7 +85,7 @@ TEST_CASE("telemetry: each snapshot is rendered afresh so vanished devices leave
   CHECK_THAT(second, !Catch::Contains("drm-card0"));
 }
 
-TEST_CASE("telemetry: a label set is emitted once even when two sources carry it", "[telemetry]") {
+TEST_CASE("telemetry: a label set is emitted once even when two sources carry it", "[unit]") {
   Snapshot snapshot;
   for (int i = 0; i < 2; ++i) {
     TelemetryDevice device;

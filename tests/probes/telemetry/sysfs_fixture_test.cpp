@@ -32,7 +32,7 @@ std::size_t count_cause(const std::vector<ReadError>& errors, const std::string&
 
 }  // namespace
 
-TEST_CASE("telemetry: amdgpu RAS reader finds both cards, skips the malformed block", "[telemetry]") {
+TEST_CASE("telemetry: amdgpu RAS reader finds both cards, skips the malformed block", "[unit]") {
   const SourceResult result = read_amdgpu_ras(fixture_sysfs());
   REQUIRE(result.devices.size() == 2);
 
@@ -56,7 +56,7 @@ TEST_CASE("telemetry: amdgpu RAS reader finds both cards, skips the malformed bl
   CHECK(count_cause(result.errors, "malformed") == 2);
 }
 
-TEST_CASE("telemetry: hwmon reader takes GPU hwmon once each and leaves CPU and NVMe out", "[telemetry]") {
+TEST_CASE("telemetry: hwmon reader takes GPU hwmon once each and leaves CPU and NVMe out", "[unit]") {
   const SourceResult result = read_hwmon(fixture_sysfs());
   REQUIRE(result.devices.size() == 3);
   CHECK(result.devices[0].local_id == "drm-card0");
@@ -88,7 +88,7 @@ TEST_CASE("telemetry: hwmon reader takes GPU hwmon once each and leaves CPU and 
   CHECK(result.errors[0].detail.find("temp1_input") != std::string::npos);
 }
 
-TEST_CASE("telemetry: accel reader reports the NPU with what it exposes", "[telemetry]") {
+TEST_CASE("telemetry: accel reader reports the NPU with what it exposes", "[unit]") {
   const SourceResult result = read_accel(fixture_sysfs());
   REQUIRE(result.devices.size() == 1);
   const TelemetryDevice& npu = result.devices[0];
@@ -100,7 +100,7 @@ TEST_CASE("telemetry: accel reader reports the NPU with what it exposes", "[tele
   CHECK(result.errors.size() == 1);
 }
 
-TEST_CASE("telemetry: a missing sysfs root yields no devices and no errors", "[telemetry]") {
+TEST_CASE("telemetry: a missing sysfs root yields no devices and no errors", "[unit]") {
   for (const SysfsCollector& collector : sysfs_collectors()) {
     const SourceResult result = collector.read("/nonexistent/substrate-sysfs");
     CHECK(result.devices.empty());
@@ -108,7 +108,7 @@ TEST_CASE("telemetry: a missing sysfs root yields no devices and no errors", "[t
   }
 }
 
-TEST_CASE("telemetry: the reader accumulates error totals across reads", "[telemetry]") {
+TEST_CASE("telemetry: the reader accumulates error totals across reads", "[unit]") {
   TelemetryReader reader({fixture_sysfs(), false, {}, substrate::nvml::kDefaultXidWait});
   const Snapshot first = reader.read();
   CHECK(first.devices.size() == 6);  // 2 amdgpu + 3 hwmon + 1 accel
@@ -121,14 +121,14 @@ TEST_CASE("telemetry: the reader accumulates error totals across reads", "[telem
   }
 }
 
-TEST_CASE("telemetry: a disabled collector is not read", "[telemetry]") {
+TEST_CASE("telemetry: a disabled collector is not read", "[unit]") {
   TelemetryReader reader({fixture_sysfs(), false, {"hwmon", "accel"}, substrate::nvml::kDefaultXidWait});
   const Snapshot snapshot = reader.read();
   REQUIRE(snapshot.devices.size() == 2);
   CHECK(snapshot.devices[0].source == "amdgpu");
 }
 
-TEST_CASE("telemetry: sysfs reads tell missing files from unreadable ones", "[telemetry]") {
+TEST_CASE("telemetry: sysfs reads tell missing files from unreadable ones", "[unit]") {
   const auto card0 = fixture_sysfs() / "class" / "drm" / "card0" / "device";
   CHECK(*sysfs::read_text(card0 / "ras" / "umc_err_count") == "ue: 0\nce: 3");
   CHECK(sysfs::read_text(card0 / "ras" / "no_such_err_count").error().kind == substrate::ErrorKind::unavailable);

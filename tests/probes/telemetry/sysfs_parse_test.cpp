@@ -9,7 +9,7 @@
 using namespace substrate;
 using namespace substrate::telemetry;
 
-TEST_CASE("telemetry: integers parse with surrounding whitespace and reject junk", "[telemetry]") {
+TEST_CASE("telemetry: integers parse with surrounding whitespace and reject junk", "[unit]") {
   CHECK(*sysfs::parse_integer("45000\n") == 45000);
   CHECK(*sysfs::parse_integer("  -5 ") == -5);
   CHECK_FALSE(sysfs::parse_integer("").ok());
@@ -17,7 +17,7 @@ TEST_CASE("telemetry: integers parse with surrounding whitespace and reject junk
   CHECK(sysfs::parse_integer("n/a").error().kind == ErrorKind::corrupt);
 }
 
-TEST_CASE("telemetry: amdgpu RAS error counts parse ue and ce, ignore other keys", "[telemetry]") {
+TEST_CASE("telemetry: amdgpu RAS error counts parse ue and ce, ignore other keys", "[unit]") {
   auto counts = parse_ras_error_count("ue: 2\nce: 7\n");
   REQUIRE(counts.ok());
   CHECK(counts->uncorrected == 2);
@@ -33,7 +33,7 @@ TEST_CASE("telemetry: amdgpu RAS error counts parse ue and ce, ignore other keys
   CHECK_FALSE(parse_ras_error_count("ue: -1\nce: 0").ok());
 }
 
-TEST_CASE("telemetry: amdgpu bad pages count well-formed entries and skip the rest", "[telemetry]") {
+TEST_CASE("telemetry: amdgpu bad pages count well-formed entries and skip the rest", "[unit]") {
   const auto parsed = parse_vram_bad_pages(
       "0x00000010 : 0x00001000 : R\n0x00000020 : 0x00001000 : P\n0x00000030 : 0x00001000 : F\ngarbage\n\n");
   CHECK(parsed.pages == 3);
@@ -42,7 +42,7 @@ TEST_CASE("telemetry: amdgpu bad pages count well-formed entries and skip the re
   CHECK(parse_vram_bad_pages("0x1 : 0x1000 : X").malformed_lines == 1);
 }
 
-TEST_CASE("telemetry: hwmon attributes become temperatures, thresholds and power in base units", "[telemetry]") {
+TEST_CASE("telemetry: hwmon attributes become temperatures, thresholds and power in base units", "[unit]") {
   const auto parsed = parse_hwmon_attributes({
       {"temp1_input", "45000"}, {"temp1_label", "edge"}, {"temp1_crit", "100000"}, {"temp1_emergency", "105000"},
       {"temp2_input", "48000"}, {"temp2_label", "mem"},
@@ -65,7 +65,7 @@ TEST_CASE("telemetry: hwmon attributes become temperatures, thresholds and power
   CHECK(*r.power_limit_watts == Approx(300.0));
 }
 
-TEST_CASE("telemetry: hwmon malformed values are skipped and named", "[telemetry]") {
+TEST_CASE("telemetry: hwmon malformed values are skipped and named", "[unit]") {
   const auto parsed = parse_hwmon_attributes({
       {"temp1_input", "abc"}, {"temp1_label", "Edge Sensor"}, {"temp1_crit", "100000"},
       {"power1_max", "35000000"},  // i915/xe spelling of the limit
@@ -78,7 +78,7 @@ TEST_CASE("telemetry: hwmon malformed values are skipped and named", "[telemetry
   CHECK(*parsed.readings.power_limit_watts == Approx(35.0));
 }
 
-TEST_CASE("telemetry: accel NPU attributes convert to base units", "[telemetry]") {
+TEST_CASE("telemetry: accel NPU attributes convert to base units", "[unit]") {
   const auto parsed = parse_accel_attributes({{"npu_busy_time_us", "1500000"},
                                               {"npu_memory_utilization", "4096"},
                                               {"npu_current_frequency_mhz", "1400"},

@@ -36,13 +36,13 @@ bool has(const std::vector<Finding>& findings, Severity severity, const std::str
 
 }  // namespace
 
-TEST_CASE("telemetry: a healthy device has no findings, first reading or not", "[telemetry]") {
+TEST_CASE("telemetry: a healthy device has no findings, first reading or not", "[unit]") {
   const TelemetryDevice device = healthy_nvml_device();
   CHECK(telemetry_findings(nullptr, device).empty());
   CHECK(telemetry_findings(&device, device).empty());
 }
 
-TEST_CASE("telemetry: an uncorrectable ECC increase fails the device", "[telemetry]") {
+TEST_CASE("telemetry: an uncorrectable ECC increase fails the device", "[unit]") {
   const TelemetryDevice before = healthy_nvml_device();
   TelemetryDevice after = before;
   after.readings.ecc[1].count = 2;
@@ -59,7 +59,7 @@ TEST_CASE("telemetry: an uncorrectable ECC increase fails the device", "[telemet
   CHECK(telemetry_findings(&before, corrected).empty());
 }
 
-TEST_CASE("telemetry: an amdgpu RAS uncorrectable increase fails the device", "[telemetry]") {
+TEST_CASE("telemetry: an amdgpu RAS uncorrectable increase fails the device", "[unit]") {
   TelemetryDevice before;
   before.source = kSourceAmdgpu;
   before.local_id = "drm-card1";
@@ -69,7 +69,7 @@ TEST_CASE("telemetry: an amdgpu RAS uncorrectable increase fails the device", "[
   CHECK(has(telemetry_findings(&before, after), Severity::failed, "(volatile, umc, amdgpu)"));
 }
 
-TEST_CASE("telemetry: row remapping failure fails, pending remap or retirement degrades", "[telemetry]") {
+TEST_CASE("telemetry: row remapping failure fails, pending remap or retirement degrades", "[unit]") {
   TelemetryDevice failed = healthy_nvml_device();
   failed.readings.remapped_rows_failure = true;
   CHECK(has(telemetry_findings(nullptr, failed), Severity::failed, "row remapping failed"));
@@ -85,7 +85,7 @@ TEST_CASE("telemetry: row remapping failure fails, pending remap or retirement d
   CHECK(has(telemetry_findings(nullptr, retirement), Severity::degraded, "page retirement pending"));
 }
 
-TEST_CASE("telemetry: critical XIDs since the last reading degrade or fail the device", "[telemetry]") {
+TEST_CASE("telemetry: critical XIDs since the last reading degrade or fail the device", "[unit]") {
   TelemetryDevice before = healthy_nvml_device();
   before.readings.xids = {{79, 1, 1700000000.0}, {13, 4, 1700000000.0}};
   TelemetryDevice after = before;
@@ -103,7 +103,7 @@ TEST_CASE("telemetry: critical XIDs since the last reading degrade or fail the d
   for (std::uint32_t xid : {13u, 31u, 43u, 45u}) CHECK_FALSE(xid_severity(xid).has_value());
 }
 
-TEST_CASE("telemetry: thermal slowdown degrades the device", "[telemetry]") {
+TEST_CASE("telemetry: thermal slowdown degrades the device", "[unit]") {
   TelemetryDevice throttled = healthy_nvml_device();
   throttled.readings.clock_event_reasons["sw_thermal_slowdown"] = true;
   const auto findings = telemetry_findings(nullptr, throttled);
@@ -118,13 +118,13 @@ TEST_CASE("telemetry: thermal slowdown degrades the device", "[telemetry]") {
             "junction temperature 111 C at or above its crit threshold 110 C"));
 }
 
-TEST_CASE("telemetry: a lost GPU fails the device", "[telemetry]") {
+TEST_CASE("telemetry: a lost GPU fails the device", "[unit]") {
   TelemetryDevice lost = healthy_nvml_device();
   lost.readings.gpu_lost = true;
   CHECK(has(telemetry_findings(nullptr, lost), Severity::failed, "GPU is lost"));
 }
 
-TEST_CASE("telemetry: findings_for gathers every source joined to a compute device", "[telemetry]") {
+TEST_CASE("telemetry: findings_for gathers every source joined to a compute device", "[unit]") {
   Snapshot previous, current;
   previous.devices.push_back(healthy_nvml_device());
   current.devices.push_back(healthy_nvml_device());

@@ -121,7 +121,7 @@ std::string serialize(const Snapshot& snapshot) {
 
 }  // namespace
 
-TEST_CASE("telemetry: NVML stand-in values are read through the dlopen path", "[telemetry]") {
+TEST_CASE("telemetry: NVML stand-in values are read through the dlopen path", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
   auto session = open_session();
   const SourceResult result = read_after_events(*session, 4);
@@ -185,7 +185,7 @@ TEST_CASE("telemetry: NVML stand-in values are read through the dlopen path", "[
   CHECK(result.errors[0].detail.find("nvmlDeviceGetPowerUsage (device 1)") != std::string::npos);
 }
 
-TEST_CASE("telemetry: NVML stand-in XID events are counted per XID with the last timestamp", "[telemetry]") {
+TEST_CASE("telemetry: NVML stand-in XID events are counted per XID with the last timestamp", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
   const double before = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   auto session = open_session();
@@ -210,7 +210,7 @@ TEST_CASE("telemetry: NVML stand-in XID events are counted per XID with the last
   CHECK(telemetry_findings(nullptr, result.devices[1]).empty());  // XID 13 is not critical
 }
 
-TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[telemetry]") {
+TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
   TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -235,7 +235,7 @@ TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[telemetry
   CHECK(lint.exit_code == 0);
 }
 
-TEST_CASE("telemetry: NVML loader prefers versioned entry points", "[telemetry]") {
+TEST_CASE("telemetry: NVML loader prefers versioned entry points", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR);
   {
     auto session = open_session();
@@ -252,7 +252,7 @@ TEST_CASE("telemetry: NVML loader prefers versioned entry points", "[telemetry]"
   CHECK_THAT(calls, !Catch::Contains("nvmlDeviceGetCurrentClocksThrottleReasons\n"));
 }
 
-TEST_CASE("telemetry: NVML loader falls back to unversioned entry points of older drivers", "[telemetry]") {
+TEST_CASE("telemetry: NVML loader falls back to unversioned entry points of older drivers", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_LEGACY_DIR);
   SourceResult result;
   {
@@ -272,7 +272,7 @@ TEST_CASE("telemetry: NVML loader falls back to unversioned entry points of olde
   }
 }
 
-TEST_CASE("telemetry: NVML session stops its XID thread promptly", "[telemetry]") {
+TEST_CASE("telemetry: NVML session stops its XID thread promptly", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, "devices 1\n0 pci 0000:65:00.0\n");
   auto session = nvml::Session::open(std::chrono::milliseconds(200));
   REQUIRE(session.ok());
@@ -282,7 +282,7 @@ TEST_CASE("telemetry: NVML session stops its XID thread promptly", "[telemetry]"
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(600));
 }
 
-TEST_CASE("telemetry: NVML init failure is a note and one counted error", "[telemetry]") {
+TEST_CASE("telemetry: NVML init failure is a note and one counted error", "[unit]") {
   StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, "init 9\n");
   const auto session = nvml::Session::open();
   REQUIRE_FALSE(session.ok());
@@ -297,7 +297,7 @@ TEST_CASE("telemetry: NVML init failure is a note and one counted error", "[tele
   CHECK(snapshot.error_totals[0].cause == "init_failed");
 }
 
-TEST_CASE("telemetry: NVML absent is a clear note, not an error", "[telemetry]") {
+TEST_CASE("telemetry: NVML absent is a clear note, not an error", "[unit]") {
   {
     ScopedEnv library(nvml::kLibraryEnv, "/nonexistent/libnvidia-ml.so.1");
     const auto session = nvml::Session::open();
