@@ -17,6 +17,7 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "common/file_io.hpp"
 #include "probes/core/registry.hpp"
@@ -92,7 +93,8 @@ class Parser {
     return "nothing";
   }
 
-  static bool quoted(const YAML::Node& node) { return node.Tag() == "!"; }
+  // A string however it was written: quoted ('5', "5": tag "!") or tagged `!!str 5`.
+  static bool quoted(const YAML::Node& node) { return node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str"; }
 
   std::string string_value(const YAML::Node& node, const std::string& key) const {
     if (!node.IsScalar()) fail(node, key, "expected a string, got " + describe(node));
@@ -175,6 +177,14 @@ class Parser {
                      config.state_directory = string_value(value, path);
                    } else if (key == "runtime_directory") {
                      config.runtime_directory = string_value(value, path);
+                     Config probe_path;
+                     probe_path.runtime_directory = config.runtime_directory;
+                     const std::string socket = control_socket_path(probe_path);
+                     if (socket.size() > k_max_socket_path_bytes) {
+                       fail(value, path, "the control socket path " + socket + " would be " +
+                                             std::to_string(socket.size()) + " bytes; a Unix socket path holds at most " +
+                                             std::to_string(k_max_socket_path_bytes));
+                     }
                    } else if (key == "sysfs_root") {
                      config.sysfs_root = string_value(value, path);
                    } else if (key == "devices") {
@@ -234,13 +244,16 @@ class Parser {
   void parse_devices(const YAML::Node& node, const std::string& path, Config& config) {
     if (!node.IsSequence()) fail(node, path, "expected a sequence of device selectors, got " + describe(node));
     if (node.size() == 0) fail(node, path, "must name at least one device selector (use [all] for every device)");
+    // Linear in the number of selectors (a hash set, the sequence walked by iterator): 100,000
+    // entries must not stall a reload on the loop.
     std::vector<std::string> devices;
-    for (std::size_t i = 0; i < node.size(); ++i) {
+    std::unordered_set<std::string> seen;
+    std::size_t i = 0;
+    for (auto it = node.begin(); it != node.end(); ++it, ++i) {
+      const YAML::Node item = *it;
       const std::string key = path + "[" + std::to_string(i) + "]";
-      std::string selector = string_value(node[i], key);
-      if (std::find(devices.begin(), devices.end(), selector) != devices.end()) {
-        fail(node[i], key, "duplicate selector '" + selector + "'");
-      }
+      std::string selector = string_value(item, key);
+      if (!seen.insert(selector).second) fail(item, key, "duplicate selector '" + selector + "'");
       devices.push_back(std::move(selector));
     }
     config.devices = std::move(devices);
@@ -339,6 +352,10 @@ class Parser {
                      filter_node = value;
                      filter_key = p;
                    } else if (key == "dtypes") {
+                     // A probe without dtypes (memory: bit patterns) has nothing to choose.
+                     if (probe.dtypes.empty() && value.IsSequence() && value.size() > 0) {
+                       fail(value, p, "the " + probe.id + " probe has no dtypes to choose among (leave dtypes empty)");
+                     }
                      schedule.dtypes = parse_list<Dtype>(value, p, dtypes, parse_dtype, "dtypes");
                      filter_node = value;
                      filter_key = p;
@@ -372,6 +389,8 @@ class Parser {
 };
 
 }  // namespace
+
+std::string control_socket_path(const Config& config) { return config.runtime_directory + "/control.sock"; }
 
 Config default_config() {
   Config config;
@@ -413,6 +432,9 @@ Expected<Config> load_config(const std::string& path) {
       return Error{ErrorKind::invalid_argument, path + ":1:1: the file is larger than " +
                                                     std::to_string(k_max_config_bytes) + " bytes"};
     }
+    // Not a regular file (a FIFO would block `config check` and the loop on SIGHUP): refused
+    // at once, saying what the path is.
+    if (failure.step == ReadFileError::Step::not_regular) return Error{ErrorKind::io_error, "cannot read config " + failure.message};
     return Error{ErrorKind::io_error, "cannot read config " + path + ": " + std::strerror(failure.error_number)};
   }
   return parse_config(*text, path);

@@ -60,6 +60,12 @@ struct Config {
   bool operator==(const Config&) const = default;  // compares `source` too
 };
 
+// Where the daemon listens for control requests: <runtime_directory>/control.sock. The parser
+// refuses a runtime_directory that makes this longer than k_max_socket_path_bytes (a Unix socket
+// address holds 107 bytes and a NUL).
+std::string control_socket_path(const Config& config);
+inline constexpr std::size_t k_max_socket_path_bytes = 107;
+
 // The defaults, with every registered probe present (what an empty file gives, source aside).
 Config default_config();
 

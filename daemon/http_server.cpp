@@ -7,6 +7,7 @@
 #include "daemon/http_server.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -67,10 +68,14 @@ class Server;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<Server> server, tcp::socket socket, std::uint64_t id);
+  Session(std::shared_ptr<Server> server, tcp::socket socket, std::uint64_t id, asio::ip::address peer);
   ~Session();
   void start() { read_request(); }
   void close();
+  // Waiting for a request head (not writing a response): may be closed to make room.
+  bool evictable() const { return reading_ && !closed_; }
+  bool served() const { return served_; }  // answered at least one request
+  const asio::ip::address& peer() const { return peer_; }
 
  private:
   void read_request();
@@ -85,7 +90,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   Response response_;
   std::uint64_t id_;
+  asio::ip::address peer_;
   bool closed_ = false;
+  bool reading_ = false;
+  bool served_ = false;
 };
 
 class Server : public std::enable_shared_from_this<Server> {
@@ -93,7 +101,9 @@ class Server : public std::enable_shared_from_this<Server> {
   Server(asio::io_context& io, HttpHandlers handlers, HttpLimits limits)
       : io_(io), acceptor_(io), retry_timer_(io), handlers_(std::move(handlers)), limits_(limits) {
     if (limits_.max_connections == 0) limits_.max_connections = 1;
+    if (limits_.max_connections_per_peer == 0) limits_.max_connections_per_peer = 1;
     read_timeout_ = to_duration(limits_.read_timeout_seconds);
+    head_timeout_ = std::min(read_timeout_, to_duration(limits_.head_timeout_seconds));
   }
 
   Status listen(const std::string& address, std::uint16_t port);
@@ -104,11 +114,15 @@ class Server : public std::enable_shared_from_this<Server> {
   Response route(const Request& request);
   const HttpLimits& limits() const { return limits_; }
   std::chrono::steady_clock::duration read_timeout() const { return read_timeout_; }
+  std::chrono::steady_clock::duration head_timeout() const { return head_timeout_; }
   bool stopped() const { return stopped_; }
   void forget(std::uint64_t id) { sessions_.erase(id); }
 
  private:
   void on_accept(error_code ec, tcp::socket socket);
+  // Closes the connection to evict to make room for one more from `peer`; false when every
+  // connection at the binding limit is busy answering.
+  bool make_room(const asio::ip::address& peer);
   static void reject(tcp::socket socket);
 
   asio::io_context& io_;
@@ -117,6 +131,7 @@ class Server : public std::enable_shared_from_this<Server> {
   HttpHandlers handlers_;
   HttpLimits limits_;
   std::chrono::steady_clock::duration read_timeout_{};
+  std::chrono::steady_clock::duration head_timeout_{};
   std::map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   std::uint64_t next_id_ = 1;
   std::uint16_t port_ = 0;
@@ -180,16 +195,55 @@ void Server::on_accept(error_code ec, tcp::socket socket) {
     });
     return;
   }
-  if (sessions_.size() >= limits_.max_connections) {
-    spdlog::debug("HTTP connection limit ({}) reached; answering 503", limits_.max_connections);
+  error_code peer_ec;
+  auto remote = socket.remote_endpoint(peer_ec);
+  if (peer_ec) {  // already gone
+    error_code ignored;
+    socket.close(ignored);
+  } else if (!make_room(remote.address())) {
+    spdlog::debug("HTTP connection limits reached and every connection busy; answering 503");
     reject(std::move(socket));
   } else {
     auto id = next_id_++;
-    auto session = std::make_shared<Session>(shared_from_this(), std::move(socket), id);
+    auto session = std::make_shared<Session>(shared_from_this(), std::move(socket), id, remote.address());
     sessions_.emplace(id, session);
     session->start();
   }
   accept();
+}
+
+bool Server::make_room(const asio::ip::address& peer) {
+  // Oldest first (ids grow); among the candidates, one that never completed a request (an idle
+  // or slowloris client) goes before a kept-alive scraper waiting for its next request.
+  auto evict_oldest = [&](bool same_peer_only) {
+    std::shared_ptr<Session> never_served, served;
+    for (auto& [id, weak] : sessions_) {
+      auto session = weak.lock();
+      if (!session || !session->evictable() || (same_peer_only && session->peer() != peer)) continue;
+      if (!session->served()) {
+        never_served = std::move(session);
+        break;
+      }
+      if (!served) served = std::move(session);
+    }
+    auto victim = never_served ? never_served : served;
+    if (!victim) return false;
+    victim->close();
+    return true;
+  };
+  std::size_t from_peer = 0;
+  for (auto& [id, weak] : sessions_)
+    if (auto session = weak.lock(); session && session->peer() == peer) ++from_peer;
+  if (from_peer >= limits_.max_connections_per_peer) {
+    spdlog::debug("HTTP connections from {} at the per-peer limit ({}); closing its oldest idle one", peer.to_string(),
+                  limits_.max_connections_per_peer);
+    if (!evict_oldest(true)) return false;
+  }
+  if (sessions_.size() >= limits_.max_connections) {
+    spdlog::debug("HTTP connection limit ({}) reached; closing the oldest idle connection", limits_.max_connections);
+    if (!evict_oldest(false)) return false;
+  }
+  return true;
 }
 
 void Server::reject(tcp::socket socket) {
@@ -216,8 +270,25 @@ void Server::stop() {
   if (port_ != 0) spdlog::info("HTTP stopped listening on {}", where_);
 }
 
+// The path of a request target: origin form as is; absolute form ("http://host:port/path?q",
+// RFC 9112 section 3.2.2) without its scheme and authority ("" path means "/").
+std::string_view request_path(std::string_view target) {
+  auto starts_with_nocase = [&](std::string_view prefix) {
+    if (target.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(target[i])) != prefix[i]) return false;
+    return true;
+  };
+  std::size_t scheme = starts_with_nocase("http://") ? 7 : starts_with_nocase("https://") ? 8 : 0;
+  if (scheme == 0) return target;
+  auto path = target.find_first_of("/?", scheme);
+  if (path == std::string_view::npos) return "/";
+  if (target[path] == '?') return "/";
+  return target.substr(path);
+}
+
 Response Server::route(const Request& request) {
-  std::string_view target(request.target().data(), request.target().size());
+  std::string_view target = request_path(std::string_view(request.target().data(), request.target().size()));
   if (auto query = target.find('?'); query != std::string_view::npos) target = target.substr(0, query);
 
   const std::function<std::string()>* handler = nullptr;
@@ -277,14 +348,18 @@ Response Server::route(const Request& request) {
 
 // ---- Session ------------------------------------------------------------------------------------
 
-Session::Session(std::shared_ptr<Server> server, tcp::socket socket, std::uint64_t id)
-    : server_(std::move(server)), stream_(std::move(socket)), id_(id) {}
+Session::Session(std::shared_ptr<Server> server, tcp::socket socket, std::uint64_t id, asio::ip::address peer)
+    : server_(std::move(server)), stream_(std::move(socket)), id_(id), peer_(std::move(peer)) {}
 
 Session::~Session() { server_->forget(id_); }
 
 void Session::close() {
   if (closed_) return;
   closed_ = true;
+  reading_ = false;
+  // Off the server's books now, so the room made for a new connection counts at once (the
+  // session object lives on until its pending operation completes).
+  server_->forget(id_);
   error_code ignored;
   stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream_.close();
@@ -296,12 +371,15 @@ void Session::read_request() {
   parser_->header_limit(static_cast<std::uint32_t>(
       std::min<std::size_t>(std::max<std::size_t>(limits.max_header_bytes, 64), std::numeric_limits<std::uint32_t>::max())));
   parser_->body_limit(limits.max_body_bytes);
-  stream_.expires_after(server_->read_timeout());
+  // One deadline for the whole head, not per byte: a client trickling a byte a second is cut off.
+  stream_.expires_after(server_->head_timeout());
+  reading_ = true;
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });
 }
 
 void Session::on_read(error_code ec) {
+  reading_ = false;
   if (closed_ || server_->stopped()) return close();
   if (ec) {
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
@@ -318,6 +396,7 @@ void Session::on_read(error_code ec) {
   }
   Request request = parser_->release();
   bool keep_alive = request.keep_alive();
+  served_ = true;
   send(server_->route(request), keep_alive);
 }
 

@@ -1,7 +1,12 @@
 #pragma once
 // HTTP on the daemon's event loop (Boost.Beast): GET /metrics, /healthz, /status; everything
-// else 404 (unknown path) or 405 (other method). Bounded: request line and header size, body
-// size, read timeout, concurrent connections. Nothing here starts device work.
+// else 404 (unknown path) or 405 (other method). Request targets in origin form (`/metrics`) and
+// absolute form (`http://host/metrics`, RFC 9112 section 3.2.2) are accepted. Bounded: request
+// line and header size, body size, a deadline for the request head, concurrent connections in
+// all and per peer. Idle clients cannot starve scrapes: at a limit, the oldest connection still
+// waiting for its request head (of that peer, else of anyone) is closed to make room, so
+// /metrics and /healthz keep answering under hundreds of idle or slowloris connections.
+// Nothing here starts device work.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,8 +26,13 @@ struct HttpHandlers {
 struct HttpLimits {
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 0;  // GET only
+  // A whole request head must arrive within min(head_timeout_seconds, read_timeout_seconds) of
+  // the connection opening (or of the previous response on a kept-alive connection), however
+  // slowly it trickles in; read_timeout_seconds also bounds writing a response.
+  double head_timeout_seconds = 3.0;
   double read_timeout_seconds = 10.0;
-  std::size_t max_connections = 64;
+  std::size_t max_connections = 256;
+  std::size_t max_connections_per_peer = 32;  // by remote IP address
 };
 
 class HttpServer {

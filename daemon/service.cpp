@@ -42,6 +42,7 @@
 #include "probes/core/registry.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
+#include "daemon/telemetry_history.hpp"
 #include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/verdict.hpp"
 
@@ -243,7 +244,9 @@ class Service {
     if (!note.empty()) spdlog::info("state: {}", note);
     record_devices();
 
-    HttpHandlers handlers{[this] { return metrics_text(); }, [this] { return status_json().dump(2); }};
+    // Replace, not throw, on invalid UTF-8 (a config path or device name is bytes, not text).
+    HttpHandlers handlers{[this] { return metrics_text(); },
+                          [this] { return status_json().dump(2, ' ', false, json::error_handler_t::replace); }};
     auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers);
     if (!http) {
       spdlog::error("cannot serve HTTP: {}", http.error().message);
@@ -279,7 +282,7 @@ class Service {
   }
 
  private:
-  std::string control_socket_path() const { return config_.runtime_directory + "/control.sock"; }
+  std::string control_socket_path() const { return substrate::control_socket_path(config_); }
 
   // Device identity: a driver or kernel-build change resets that device's baselines (and says
   // so) instead of raising a false fingerprint alarm.
@@ -730,18 +733,18 @@ class Service {
 
   void on_telemetry(telemetry::Snapshot snapshot) {
     for (auto& slot : slots_) {
-      const auto findings = telemetry::findings_for(slot->info, have_telemetry_ ? &telemetry_snapshot_ : nullptr,
-                                                    snapshot);
+      // Judged against durable per-device history, events told from conditions: see
+      // daemon/telemetry_history.hpp.
       std::vector<TelemetryFinding> events, conditions;
-      for (const auto& f : findings) {
-        TelemetryFinding converted{f.severity == telemetry::Severity::failed, f.reason};
-        (converted.failed ? events : conditions).push_back(converted);
-      }
+      for (TelemetryFinding& f : classify_telemetry(slot->info, have_telemetry_ ? &telemetry_history_ : nullptr, snapshot))
+        (f.failed || f.event ? events : conditions).push_back(std::move(f));
       const Health before = slot->verdict.health;
       apply_telemetry_events(slot->verdict, events);
-      if (slot->verdict.health != before) spdlog::warn("{}: {} -> failed (telemetry)", slot->info.id, to_string(before));
+      if (slot->verdict.health != before)
+        spdlog::warn("{}: {} -> {} (telemetry)", slot->info.id, to_string(before), to_string(slot->verdict.health));
       slot->telemetry_conditions = std::move(conditions);
     }
+    remember_telemetry(telemetry_history_, snapshot);
     telemetry_snapshot_ = std::move(snapshot);
     have_telemetry_ = true;
     telemetry_read_at_ = unix_now();
@@ -1017,6 +1020,7 @@ class Service {
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
   std::unique_ptr<DeviceWorker> telemetry_worker_ = std::make_unique<DeviceWorker>();
   telemetry::Snapshot telemetry_snapshot_;
+  telemetry::Snapshot telemetry_history_;  // every telemetry device's newest counters: remember_telemetry
   bool have_telemetry_ = false;
   double telemetry_read_at_ = 0.0;          // unix time the last telemetry read completed
   std::uint64_t telemetry_overruns_ = 0;    // reads skipped: the previous one still ran
@@ -1065,6 +1069,25 @@ std::string Service::metrics_text() const {
   for (const auto& slot : slots_) kernel_build = slot->info.kernel_build;
   f.gauge("substrate_build_info", "Build of substrated; kernel_build hashes the embedded kernel binaries.",
           {{"version", SUBSTRATE_VERSION}, {"kernel_build", kernel_build}}, 1);
+  // Zero devices is not silent: a count per backend (0 included) and the discovery problems.
+  std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}};
+  for (const auto& slot : slots_) ++devices_by_backend[slot->info.backend];
+  for (const auto& [backend, count] : devices_by_backend) {
+    f.gauge("substrate_devices",
+            "Compute devices this daemon checks (found at start and selected by `devices:`), by backend.",
+            {{"backend", backend}}, static_cast<double>(count));
+  }
+  std::map<std::string, std::size_t> discovery_errors{{"cuda", 0}, {"vulkan", 0}, {"discovery", 0}};
+  for (const std::string& note : backend_notes_) {
+    const std::string prefix = note.substr(0, note.find(':'));
+    ++discovery_errors[prefix == "cuda" || prefix == "vulkan" ? prefix : std::string("discovery")];
+  }
+  for (const auto& [backend, count] : discovery_errors) {
+    f.gauge("substrate_device_discovery_errors",
+            "Problems device discovery reported at start, by backend (discovery: the discovery worker itself "
+            "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
+            {{"backend", backend}}, static_cast<double>(count));
+  }
   f.gauge("substrate_config_last_reload_successful", "1 when the last configuration (re)load succeeded.", {},
           reload_successful_ ? 1 : 0);
   f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -88,6 +89,33 @@ std::string string_field(const nlohmann::json& object, const char* name) {
   if (!value.is_string()) throw Malformed{std::string("'") + name + "' must be a string"};
   return value.get<std::string>();
 }
+
+// The deepest nesting of arrays and objects in JSON text (strings skipped), counted without
+// recursion; stops counting past `limit`. Our state nests 4 deep; a body nesting 200,000 arrays
+// must be refused before anything recursive (dump, a message naming the value) touches it.
+std::size_t json_nesting_depth(const std::string& text, std::size_t limit) {
+  std::size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr std::size_t k_max_json_depth = 32;
 
 }  // namespace
 
@@ -178,13 +206,18 @@ std::string serialize_state(const State& state) {
 
 Expected<State> deserialize_state(const std::string& text) {
   auto malformed = [](const std::string& why) { return Error{ErrorKind::corrupt, "state: " + why}; };
+  if (json_nesting_depth(text, k_max_json_depth) > k_max_json_depth)
+    return malformed("JSON nested deeper than " + std::to_string(k_max_json_depth) + " levels");
   nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
   if (document.is_discarded()) return malformed("not valid JSON");
   try {
     if (!document.is_object()) throw Malformed{"the document must be an object"};
     const nlohmann::json& format = field(document, "format");
     if (!format.is_number_integer() || format.get<long long>() != k_state_format) {
-      throw Malformed{"unsupported state format " + format.dump() + " (expected " + std::to_string(k_state_format) + ")"};
+      // Only a scalar is quoted back: never dump a structure of unknown size into a message.
+      const std::string shown = format.is_primitive() ? format.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                                      : std::string(format.is_array() ? "an array" : "an object");
+      throw Malformed{"unsupported state format " + shown.substr(0, 64) + " (expected " + std::to_string(k_state_format) + ")"};
     }
     State state;
     const nlohmann::json& baselines = field(document, "baselines");

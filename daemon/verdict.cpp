@@ -1,6 +1,7 @@
 #include "daemon/verdict.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace substrate {
 
@@ -28,6 +29,41 @@ const char* to_string(Reason reason) {
   return "error";
 }
 
+namespace {
+
+// Back to healthy: no reason and no event history stand any more.
+void clear_reasons(VerdictState& state) {
+  state.reasons.clear();
+  state.telemetry_events.clear();
+}
+
+// Appends `why` (newest last), dropping the oldest reasons beyond k_max_reasons.
+void add_reason(VerdictState& state, const std::string& why) {
+  state.reasons.push_back(why);
+  while (state.reasons.size() > k_max_reasons) state.reasons.erase(state.reasons.begin());
+}
+
+}  // namespace
+
+std::string telemetry_event_kind(const std::string& reason) {
+  std::string kind;
+  std::size_t i = 0;
+  if (reason.rfind("XID ", 0) == 0) {  // keep "XID <n>"
+    i = 4;
+    while (i < reason.size() && std::isdigit(static_cast<unsigned char>(reason[i]))) ++i;
+    kind = reason.substr(0, i);
+  }
+  while (i < reason.size()) {
+    if (std::isdigit(static_cast<unsigned char>(reason[i]))) {
+      kind += '#';
+      while (i < reason.size() && std::isdigit(static_cast<unsigned char>(reason[i]))) ++i;
+    } else {
+      kind += reason[i++];
+    }
+  }
+  return kind;
+}
+
 void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy& policy) {
   if (run.reasons.count(Reason::timeout)) {
     state.health = Health::hung;
@@ -44,7 +80,7 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
     }
     if (++state.consecutive_passes >= policy.passes_to_recover) {
       state.health = Health::healthy;
-      state.reasons.clear();
+      clear_reasons(state);
       state.consecutive_failures = 0;
     }
     return;
@@ -54,7 +90,7 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
     ++state.consecutive_passes;
     if (state.health == Health::unknown || state.consecutive_passes >= policy.passes_to_recover) {
       state.health = Health::healthy;
-      state.reasons.clear();
+      clear_reasons(state);
     }
     return;
   }
@@ -63,10 +99,7 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
   std::string why;
   for (Reason r : run.reasons) why += std::string(why.empty() ? "" : ",") + to_string(r);
   why += ": " + run.detail;
-  if (std::find(state.reasons.begin(), state.reasons.end(), why) == state.reasons.end()) {
-    state.reasons.push_back(why);
-    if (state.reasons.size() > 8) state.reasons.erase(state.reasons.begin());
-  }
+  if (std::find(state.reasons.begin(), state.reasons.end(), why) == state.reasons.end()) add_reason(state, why);
   if (run.reasons.count(Reason::golden_mismatch)) {
     state.health = Health::failed;
     return;
@@ -84,11 +117,23 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
 void apply_telemetry_events(VerdictState& state, const std::vector<TelemetryFinding>& findings) {
   if (state.health == Health::hung) return;
   for (const TelemetryFinding& f : findings) {
-    if (!f.failed) continue;
-    state.health = Health::failed;
+    if (!f.failed && !f.event) continue;  // a degraded condition: effective_verdict, while present
+    if (f.failed) state.health = Health::failed;
+    else if (state.health == Health::healthy || state.health == Health::unknown) state.health = Health::degraded;
     state.consecutive_passes = 0;
-    const std::string why = "telemetry: " + f.reason;
-    if (std::find(state.reasons.begin(), state.reasons.end(), why) == state.reasons.end()) state.reasons.push_back(why);
+    if (!f.event) {
+      const std::string why = "telemetry: " + f.reason;
+      if (std::find(state.reasons.begin(), state.reasons.end(), why) == state.reasons.end()) add_reason(state, why);
+      continue;
+    }
+    // One reason per kind: the newest text with how often the kind was seen.
+    VerdictState::EventRecord& record = state.telemetry_events[telemetry_event_kind(f.reason)];
+    ++record.count;
+    auto old = std::find(state.reasons.begin(), state.reasons.end(), record.reason);
+    if (!record.reason.empty() && old != state.reasons.end()) state.reasons.erase(old);
+    record.reason = "telemetry: " + f.reason;
+    if (record.count > 1) record.reason += " (seen " + std::to_string(record.count) + " times)";
+    add_reason(state, record.reason);
   }
 }
 

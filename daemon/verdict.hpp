@@ -34,13 +34,26 @@ struct RunFindings {
 struct TelemetryFinding {
   bool failed = false;  // severity failed (else degraded)
   std::string reason;
+  // An event: a count that rose since the device's history (an XID, an ECC rise), as opposed to a
+  // condition that holds while a reading shows it (a thermal slowdown, a pending remap).
+  bool event = false;
 };
+
+// At most this many reasons are kept per device (run and telemetry alike), oldest dropped first.
+inline constexpr std::size_t k_max_reasons = 8;
 
 struct VerdictState {
   Health health = Health::unknown;
   std::vector<std::string> reasons;  // why the device is not healthy
   std::uint32_t consecutive_failures = 0;
   std::uint32_t consecutive_passes = 0;
+  // Telemetry events by kind (see telemetry_event_kind): how often seen since the device was last
+  // healthy, and the text now standing for them in `reasons`.
+  struct EventRecord {
+    std::uint64_t count = 0;
+    std::string reason;
+  };
+  std::map<std::string, EventRecord> telemetry_events;
 };
 
 // Folds one run's findings into the verdict. A timeout makes the device hung; a hung device
@@ -48,10 +61,19 @@ struct VerdictState {
 // fails it as usual). A round whose runs were all skipped (a probe the device's backend lacks)
 // is not a run: the service never folds it in, so it neither fails nor recovers the device.
 void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy& policy);
-// Telemetry findings of severity failed (an ECC rise, an XID, a failed remap) are events: they
-// fail the device until `passes_to_recover` clean runs follow. Degraded findings are conditions
-// (a thermal slowdown, a pending remap) and count only while present: see effective_health.
+// Folds telemetry findings into the verdict. Events (an XID, an ECC rise), degraded or failed,
+// stay until `passes_to_recover` clean runs follow the last one: a failed event fails the
+// device, a degraded one degrades a healthy (or unknown) device; each kind is one reason,
+// "telemetry: <newest text> (seen N times)", and reasons stay within k_max_reasons. A failed
+// condition (a failed remap, a lost GPU) fails the device the same way, without a count;
+// degraded conditions are not folded here but count only while present (effective_verdict).
+// A hung device is left as it is.
 void apply_telemetry_events(VerdictState& state, const std::vector<TelemetryFinding>& findings);
+
+// The kind of a telemetry finding's reason, for counting repeats: the text with its numbers
+// replaced by '#', except an XID's own number ("XID 94 (contained ECC error) x# since last
+// reading"), so "rose from 3 to 4" and "rose from 4 to 5" are one kind.
+std::string telemetry_event_kind(const std::string& reason);
 
 struct EffectiveVerdict {
   Health health = Health::unknown;

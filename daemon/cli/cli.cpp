@@ -230,26 +230,64 @@ int print_daemon_probe(const nlohmann::json& reply, bool json) {
   return reply.value("exit_code", k_exit_cannot_run);
 }
 
+// One device of a status reply, checked without exceptions: what npd_check needs.
+struct NpdDevice {
+  std::string id;
+  std::string health;
+  std::string newest_reason;  // the last of `reasons` (newest last), "" when none
+};
+
+// The devices of a control-socket status reply; invalid_argument naming the first field that is
+// missing or of the wrong type (a daemon of another version, a truncated reply).
+Expected<std::vector<NpdDevice>> npd_devices(const nlohmann::json& reply) {
+  auto malformed = [](const std::string& what) { return Error{ErrorKind::invalid_argument, what}; };
+  if (!reply.is_object() || !reply.contains("status") || !reply["status"].is_object())
+    return malformed("the reply has no 'status' object");
+  const nlohmann::json& status = reply["status"];
+  if (!status.contains("devices") || !status["devices"].is_array()) return malformed("the status has no 'devices' list");
+  std::vector<NpdDevice> devices;
+  for (const nlohmann::json& device : status["devices"]) {
+    const std::string which = "device " + std::to_string(devices.size());
+    if (!device.is_object()) return malformed(which + " is not an object");
+    const auto id = device.find("device");
+    if (id == device.end() || !id->is_object() || !id->contains("id") || !(*id)["id"].is_string())
+      return malformed(which + " has no 'device.id' string");
+    const auto health = device.find("health");
+    if (health == device.end() || !health->is_string()) return malformed(which + " has no 'health' string");
+    const auto reasons = device.find("reasons");
+    if (reasons == device.end() || !reasons->is_array()) return malformed(which + " has no 'reasons' list");
+    NpdDevice out{(*id)["id"].get<std::string>(), health->get<std::string>(), ""};
+    if (!reasons->empty()) {
+      if (!reasons->back().is_string()) return malformed(which + " has a reason that is not a string");
+      out.newest_reason = reasons->back().get<std::string>();
+    }
+    devices.push_back(std::move(out));
+  }
+  return devices;
+}
+
 // node-problem-detector: answer from cached verdicts, never run kernels (plugin timeout 5 s).
+// stdout is the node condition's message (NPD keeps 80 characters): each bad device with its
+// newest reason, cut to fit; a malformed reply is one line on stderr and exit 2 (unknown).
 int npd_check(const std::string& socket) {
   auto reply = control_request(socket, {{"command", "status"}}, 3.0);
   if (!reply || !reply->value("ok", false)) {
     std::cout << "substrated unreachable: verdict unknown\n";
     return k_exit_cannot_run;
   }
+  auto devices = npd_devices(*reply);
+  if (!devices) {
+    std::cerr << "substrated probe --npd: malformed status reply from the daemon: " << devices.error().message << "\n";
+    std::cout << "substrated reply malformed: verdict unknown\n";
+    return k_exit_cannot_run;
+  }
   std::vector<std::string> bad, unknown;
   std::vector<Outcome> outcomes;
-  for (const auto& device : reply->at("status").at("devices")) {
-    const std::string id = device.at("device").at("id").get<std::string>();
-    const std::string health = device.at("health").get<std::string>();
-    if (health == "failed" || health == "hung") {
-      std::string why = device.at("reasons").empty() ? "" : ": " + device.at("reasons").at(0).get<std::string>();
-      bad.push_back(id + " " + health + why);
-    }
-    if (health == "unknown") unknown.push_back(id);
-    outcomes.push_back(health == "failed" || health == "hung" ? Outcome::fault
-                       : health == "unknown"                  ? Outcome::cannot_run
-                                                              : Outcome::pass);
+  for (const NpdDevice& device : *devices) {
+    const bool is_bad = device.health == "failed" || device.health == "hung";
+    if (is_bad) bad.push_back(device.id + " " + device.health + (device.newest_reason.empty() ? "" : ": " + device.newest_reason));
+    if (device.health == "unknown") unknown.push_back(device.id);
+    outcomes.push_back(is_bad ? Outcome::fault : device.health == "unknown" ? Outcome::cannot_run : Outcome::pass);
   }
   const int code = fold_exit_code(outcomes);  // no device at all: unknown
   if (code == k_exit_fault) {

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -247,4 +250,55 @@ TEST_CASE("config: load_config reports unreadable files as io_error", "[unit]") 
   REQUIRE_FALSE(directory.ok());
   CHECK(directory.error().kind == ErrorKind::io_error);
   std::filesystem::remove_all(dir);
+}
+
+// Issue 17: a runtime_directory whose socket path exceeds 107 bytes passed `config check` and
+// made `serve` exit 2 (restarted by systemd in a loop).
+TEST_CASE("config: a runtime_directory too long for the control socket path is an error at the value", "[unit]") {
+  const std::string fits = "/" + std::string(k_max_socket_path_bytes - std::string("//control.sock").size(), 'r');
+  auto ok = parse_config("runtime_directory: " + fits + "\n", "test.yaml");
+  REQUIRE(ok.ok());
+  CHECK(control_socket_path(*ok).size() == k_max_socket_path_bytes);
+  expect_error("runtime_directory: " + fits + "x\n", 1, 20, "runtime_directory", "a Unix socket path holds at most 107");
+}
+
+// Issue 17: 100,000 entries under `devices:` took 30 s to check (a quadratic duplicate check).
+TEST_CASE("config: 100,000 device selectors are checked in linear time, duplicates still found", "[unit]") {
+  std::string text = "devices:\n";
+  for (int i = 0; i < 100000; ++i) text += "  - vulkan" + std::to_string(i) + "\n";
+  const auto started = std::chrono::steady_clock::now();
+  auto config = parse_config(text, "test.yaml");
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE(config.ok());
+  CHECK(config->devices.size() == 100000);
+  CHECK(took < std::chrono::seconds(5));  // about 0.3 s here; the quadratic check took 30 s
+  expect_error(text + "  - vulkan77\n", 100002, 5, "devices[100000]", "duplicate selector 'vulkan77'");
+}
+
+// Issue 17: `config check` on a FIFO hung; the reader refuses anything that is not a regular file.
+TEST_CASE("config: load_config refuses a FIFO at once", "[unit]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("substrated-config-fifo-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "fifo.yaml").string();
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  const auto started = std::chrono::steady_clock::now();
+  auto loaded = load_config(path);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  REQUIRE_FALSE(loaded.ok());
+  CHECK(loaded.error().kind == ErrorKind::io_error);
+  CHECK(loaded.error().message.find(path) != std::string::npos);
+  CHECK(loaded.error().message.find("FIFO") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+// Issue 17, docs and code that disagreed: each pair now agrees (docs/configuration.md).
+TEST_CASE("config: canary is a probe id, memory has no dtypes, !!str is a string", "[unit]") {
+  auto canary = parse_config("probes:\n  canary:\n    enabled: true\n    dtypes: [f32]\n", "test.yaml");
+  REQUIRE(canary.ok());
+  CHECK(canary->probes.at("canary").enabled);
+  expect_error("probes:\n  memory:\n    dtypes: [f32]\n", 3, 13, "probes.memory.dtypes", "has no dtypes to choose among");
+  CHECK(parse_config("probes:\n  memory:\n    dtypes: []\n", "test.yaml").ok());
+  expect_error("probes:\n  gemm:\n    seed: !!str 5\n", 3, 11, "probes.gemm.seed", "expected an integer");
+  expect_error("listen:\n  port: !!str 80\n", 2, 9, "listen.port", "expected an integer");
+  CHECK(parse_config("probes:\n  gemm:\n    seed: !!int 5\n", "test.yaml")->probes.at("gemm").seed == 5);
 }

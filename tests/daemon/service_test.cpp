@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 
 #include <optional>
@@ -113,6 +115,58 @@ TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and k
   CHECK(daemon.wait_exit(20s) == 78);
   CHECK(daemon.log().find(":3:") != std::string::npos);
   CHECK(daemon.log().find("probes.gemm.interval_seconds") != std::string::npos);
+}
+
+// Issue 17: a config path with invalid UTF-8 made /status answer 500 forever (json type_error 316).
+TEST_CASE("daemon: a config path with invalid UTF-8 does not make /status answer 500", "[e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.use_config_name("conf\xff\xfe.yaml");
+  daemon.write_config(k_fast_gemm);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  const auto reply = http_get(daemon.port(), "/status");
+  REQUIRE(reply.status == 200);
+  const auto status = nlohmann::json::parse(reply.body);
+  CHECK(status.at("config").get<std::string>().find("conf\xEF\xBF\xBD") != std::string::npos);  // U+FFFD
+  // Zero devices is not silent: a count per backend, 0 included, and the discovery problems.
+  const std::string scrape = daemon.metrics();
+  CHECK(metric(scrape, "substrate_devices{backend=\"vulkan\"}") >= 1.0);
+  CHECK(metric(scrape, "substrate_devices{backend=\"cuda\"}").has_value());
+  CHECK(metric(scrape, "substrate_device_discovery_errors{backend=\"discovery\"}") == 0.0);
+}
+
+// Issue 17: a runtime_directory whose socket path exceeds 107 bytes made `serve` exit 2, which
+// systemd restarts in a loop; a bad config is 78 (EX_CONFIG), which it does not.
+TEST_CASE("daemon: a runtime_directory too long for the control socket exits 78", "[e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.write_raw_config("listen:\n  address: 127.0.0.1\n  port: " + std::to_string(daemon.port()) +
+                          "\nstate_directory: " + (daemon.dir() / "state").string() +
+                          "\nruntime_directory: " + (daemon.dir() / std::string(100, 'r')).string() + "\n");
+  daemon.start();
+  CHECK(daemon.wait_exit(20s) == 78);
+  CHECK(daemon.log().find("key 'runtime_directory': the control socket path") != std::string::npos);
+}
+
+// Issue 17: a FIFO swapped in for the config before SIGHUP blocked the loop (/healthz and the
+// control socket timed out).
+TEST_CASE("daemon: SIGHUP with a FIFO as the config keeps the loop answering", "[e2e]") {
+  DaemonProcess daemon(k_fast_gemm);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  REQUIRE(wait_until([&] { return metric(daemon.metrics(), "substrate_config_last_reload_successful").has_value(); }, 20s));
+  std::filesystem::remove(daemon.config_path());
+  REQUIRE(::mkfifo(daemon.config_path().c_str(), 0600) == 0);
+  daemon.signal(SIGHUP);
+  REQUIRE(wait_until([&] { return metric(daemon.metrics(), "substrate_config_last_reload_successful") == 0.0; }, 20s));
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(http_get(daemon.port(), "/healthz").status == 200);
+  auto status = control_request(daemon.socket_path(), {{"command", "status"}}, 5.0);
+  CHECK(status.ok());
+  CHECK(std::chrono::steady_clock::now() - started < 3s);
+  INFO(daemon.log());
+  CHECK(daemon.log().find("not a regular file (a FIFO)") != std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
 }
 
 TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines", "[e2e]") {

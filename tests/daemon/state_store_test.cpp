@@ -196,6 +196,17 @@ TEST_CASE("state: unusable files are moved aside and an empty state returned", "
       {"wrong types", [&](const std::string& p) {
          REQUIRE(write_checked_file(p, R"({"format": 1, "baselines": [{"device_uuid": 3}], "devices": {}})").ok());
        }, "'device_uuid' must be a string"},
+      // Issue 17: a valid checksum over 200,000 nested arrays crashed every start (stack overflow
+      // while formatting the error message).
+      {"deep nesting", [&](const std::string& p) {
+         REQUIRE(write_checked_file(p, R"({"format": )" + std::string(200000, '[') + std::string(200000, ']') + "}").ok());
+       }, "JSON nested deeper than 32 levels"},
+      {"deep nesting, bare", [&](const std::string& p) {
+         REQUIRE(write_checked_file(p, std::string(200000, '[') + std::string(200000, ']')).ok());
+       }, "JSON nested deeper than 32 levels"},
+      {"structured format", [&](const std::string& p) {
+         REQUIRE(write_checked_file(p, R"({"format": [[1]], "baselines": [], "devices": {}})").ok());
+       }, "unsupported state format an array"},
       {"a directory", [&](const std::string& p) { fs::create_directories(p); }, "not a regular file (a directory)"},
       // A FIFO would block every start on open(): refused at once and set aside.
       {"a FIFO", [&](const std::string& p) { REQUIRE(::mkfifo(p.c_str(), 0600) == 0); }, "not a regular file (a FIFO)"},

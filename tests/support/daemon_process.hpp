@@ -181,7 +181,9 @@ class DaemonProcess {
   }
   pid_t pid() const { return pid_; }
   std::uint16_t port() const { return port_; }
-  std::string config_path() const { return (dir_ / "substrated.yaml").string(); }
+  std::string config_path() const { return (dir_ / config_name_).string(); }
+  // The config file's name inside the test directory (any bytes but '/'); call before write_config.
+  void use_config_name(const std::string& name) { config_name_ = name; }
   std::string socket_path() const { return (dir_ / "run" / "control.sock").string(); }
   std::filesystem::path state_path() const { return dir_ / "state" / "state.json"; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -194,6 +196,7 @@ class DaemonProcess {
   std::filesystem::path dir_;
   std::uint16_t port_;
   std::string probes_yaml_, extra_yaml_;
+  std::string config_name_ = "substrated.yaml";
   pid_t pid_ = -1;
   int exit_code_ = -1;
 };

@@ -1,10 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/control_socket.hpp"
 #include "tests/support/run_command.hpp"
+#include "tests/support/server_test_support.hpp"
 
 using substrate::testing::run_substrated;
 
@@ -188,4 +195,67 @@ TEST_CASE("cli: every command's --help lists each option it accepts", "[e2e]") {
       for (const char* option : h.options) CHECK_THAT(run.output, Catch::Contains(option));
     }
   }
+}
+
+// Issue 17: `config check` on a FIFO hung; a runtime_directory too long for the control socket
+// passed `config check` (and made `serve` exit 2).
+TEST_CASE("cli: config check refuses a FIFO at once and a runtime_directory too long for the socket", "[e2e]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("substrated-cli-config-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string fifo = (dir / "fifo.yaml").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const auto started = std::chrono::steady_clock::now();
+  auto check = run_substrated("config check " + fifo);
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
+  CHECK(check.exit_code == 1);
+  CHECK(check.output == "cannot read config " + fifo + ": not a regular file (a FIFO)\n");
+
+  const std::string long_dir = "/run/" + std::string(100, 'd');
+  const std::string path = (dir / "long.yaml").string();
+  std::ofstream(path) << "runtime_directory: " << long_dir << "\n";
+  auto too_long = run_substrated("config check " + path);
+  CHECK(too_long.exit_code == 1);
+  CHECK(too_long.output.find(path + ":1:20: key 'runtime_directory': the control socket path") == 0);
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+// `probe --npd` against a stand-in daemon whose status reply is `status`.
+substrate::testing::CommandOutput npd_against(const nlohmann::json& status) {
+  substrate::testing::LoopThread loop;
+  const std::string socket =
+      (std::filesystem::temp_directory_path() / ("substrated-npd-" + std::to_string(::getpid()) + ".sock")).string();
+  std::unique_ptr<substrate::ControlServer> server;
+  loop.on_loop([&] {
+    auto started = substrate::ControlServer::start(
+        loop.io(), socket, [status](const nlohmann::json&, std::function<void(nlohmann::json)> reply) {
+          reply({{"ok", true}, {"status", status}});
+        });
+    if (started) server = std::move(started.value());
+  });
+  REQUIRE(server);
+  auto run = run_substrated("probe --npd --socket " + socket);
+  loop.on_loop([&] { server.reset(); });
+  return run;
+}
+}  // namespace
+
+// Issue 17: a reply without `reasons` printed a library exception; a shortened message dropped
+// the newest reason.
+TEST_CASE("cli: probe --npd says in one line what is wrong with a malformed reply", "[e2e]") {
+  auto run = npd_against({{"devices", {{{"device", {{"id", "vulkan0"}}}, {"health", "failed"}}}}});
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find("malformed status reply from the daemon: device 0 has no 'reasons' list\n") != std::string::npos);
+  CHECK(run.output.find("json") == std::string::npos);  // no library exception text
+  CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 2);  // one line each on stderr and stdout
+}
+
+TEST_CASE("cli: probe --npd keeps the newest reason when it shortens its message", "[e2e]") {
+  auto run = npd_against({{"devices",
+                           {{{"device", {{"id", "vulkan0"}}},
+                             {"health", "failed"},
+                             {"reasons", {"slowdown: " + std::string(200, 'o'), "telemetry: XID 48 (double-bit ECC error)"}}}}}});
+  CHECK(run.exit_code == 1);
+  CHECK(run.output == "vulkan0 failed: telemetry: XID 48 (double-bit ECC error)\n");
 }

@@ -1,0 +1,49 @@
+#include "daemon/telemetry_history.hpp"
+
+#include <algorithm>
+
+#include "probes/telemetry/verdict.hpp"
+
+namespace substrate {
+
+void remember_telemetry(telemetry::Snapshot& history, const telemetry::Snapshot& reading) {
+  for (const telemetry::TelemetryDevice& device : reading.devices) {
+    auto known = std::find_if(history.devices.begin(), history.devices.end(), [&](const telemetry::TelemetryDevice& d) {
+      return d.source == device.source && d.local_id == device.local_id;
+    });
+    if (known == history.devices.end()) {
+      history.devices.push_back(device);
+      continue;
+    }
+    telemetry::TelemetryDevice merged = device;
+    for (const telemetry::XidCount& xid : known->readings.xids) {
+      const bool present = std::any_of(merged.readings.xids.begin(), merged.readings.xids.end(),
+                                       [&](const telemetry::XidCount& x) { return x.xid == xid.xid; });
+      if (!present) merged.readings.xids.push_back(xid);
+    }
+    for (const telemetry::EccCount& ecc : known->readings.ecc) {
+      const bool present = std::any_of(merged.readings.ecc.begin(), merged.readings.ecc.end(), [&](const telemetry::EccCount& e) {
+        return e.kind == ecc.kind && e.scope == ecc.scope && e.location == ecc.location;
+      });
+      if (!present) merged.readings.ecc.push_back(ecc);
+    }
+    *known = std::move(merged);
+  }
+}
+
+std::vector<TelemetryFinding> classify_telemetry(const DeviceInfo& compute, const telemetry::Snapshot* history,
+                                                 const telemetry::Snapshot& reading) {
+  const auto findings = telemetry::findings_for(compute, history, reading);
+  // The reading compared with itself has no count rises: what remains are its conditions.
+  const auto standing = telemetry::findings_for(compute, &reading, reading);
+  std::vector<TelemetryFinding> out;
+  for (const telemetry::Finding& f : findings) {
+    const bool condition = std::any_of(standing.begin(), standing.end(), [&](const telemetry::Finding& c) {
+      return c.severity == f.severity && c.reason == f.reason;
+    });
+    out.push_back({f.severity == telemetry::Severity::failed, f.reason, !condition});
+  }
+  return out;
+}
+
+}  // namespace substrate
