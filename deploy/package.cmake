@@ -31,9 +31,8 @@ set(CPACK_PACKAGE_VENDOR "substrated")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_CONTACT "${SUBSTRATE_PACKAGE_MAINTAINER}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "daemon that checks GPUs and accelerators compute correctly")
-# CPack takes the extended description verbatim (leading space per line added by CPack).
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}
-substrated runs small reference kernels (matrix multiplication, attention,
+# CPack writes the summary as the synopsis and this as the extended description.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "substrated runs small reference kernels (matrix multiplication, attention,
 reductions, memory patterns) on every compute device it finds through Vulkan,
 CUDA or ROCm, compares the results with a CPU reference computed from the same
 seed, and exports a verdict per device to Prometheus on port 19400. It runs as
@@ -90,5 +89,8 @@ install(FILES "${_substrate_debian}/substrated.bash-completion"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions" RENAME substrated COMPONENT package)
 install(FILES "${_substrate_pkg}/copyright" "${_substrate_pkg}/changelog.Debian.gz" "${_substrate_root}/README.md"
         DESTINATION "${CMAKE_INSTALL_DOCDIR}" COMPONENT package)
+
+install(FILES "${_substrate_debian}/lintian-overrides" DESTINATION "${CMAKE_INSTALL_DATADIR}/lintian/overrides"
+        RENAME substrated COMPONENT package)
 
 include(CPack)
