@@ -9,33 +9,41 @@
 #   /usr/share/substrated/grafana/substrated-dashboard.json
 #   /usr/share/substrated/kubernetes/*                    (manifests and the NPD plugin config)
 # With another prefix the unit's ExecStart= and --config paths are rewritten to that prefix, so
-# `cmake --install build --prefix /opt/substrated` gives a consistent tree; DESTDIR= stages it.
-# GNUInstallDirs puts SYSCONFDIR at /etc/opt/... for /opt prefixes; pass -DCMAKE_INSTALL_SYSCONFDIR=/etc
-# to keep /etc/substrated, which is also what ConfigurationDirectory=substrated in the unit creates.
+# `cmake --install build --prefix /opt/substrated` gives a consistent tree; DESTDIR= stages it. The
+# prefix is the one in force when installing (--prefix, or CPack's /usr for deploy/package.cmake).
+# As GNUInstallDirs does, prefix /usr puts the configuration in /etc and /opt/X in /etc/opt/X; pass
+# -DCMAKE_INSTALL_SYSCONFDIR=/etc to keep /etc/substrated, which is also what
+# ConfigurationDirectory=substrated in the unit creates.
 
-set(SUBSTRATE_SYSTEMD_UNITDIR "${CMAKE_INSTALL_PREFIX}/lib/systemd/system"
-    CACHE PATH "Directory for the systemd unit (e.g. /usr/lib/systemd/system)")
+set(SUBSTRATE_SYSTEMD_UNITDIR "lib/systemd/system"
+    CACHE STRING "Directory for the systemd unit; a relative path is taken under the install prefix")
+# Build trees configured before the default became relative cached "<prefix>/lib/systemd/system".
+if(SUBSTRATE_SYSTEMD_UNITDIR STREQUAL "${CMAKE_INSTALL_PREFIX}/lib/systemd/system")
+  set_property(CACHE SUBSTRATE_SYSTEMD_UNITDIR PROPERTY VALUE "lib/systemd/system")
+endif()
 option(SUBSTRATE_INSTALL_CONFIG "Install the default configuration into SYSCONFDIR/substrated" ON)
 
 set(_substrate_deploy "${CMAKE_CURRENT_LIST_DIR}")
 set(_substrate_root "${CMAKE_CURRENT_LIST_DIR}/..")
-
-# The unit in the repository names /usr/bin/substrated and /etc/substrated/substrated.yaml;
-# adapt both to the chosen prefix (no change for --prefix /usr).
-file(READ "${_substrate_deploy}/systemd/substrated.service" _substrate_unit)
-string(REPLACE "/usr/bin/substrated" "${CMAKE_INSTALL_FULL_BINDIR}/substrated" _substrate_unit "${_substrate_unit}")
-string(REPLACE "/etc/substrated/substrated.yaml" "${CMAKE_INSTALL_FULL_SYSCONFDIR}/substrated/substrated.yaml"
-       _substrate_unit "${_substrate_unit}")
-file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/deploy/substrated.service" "${_substrate_unit}")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_substrate_deploy}/systemd/substrated.service")
 
-install(FILES "${CMAKE_CURRENT_BINARY_DIR}/deploy/substrated.service"
-        DESTINATION "${SUBSTRATE_SYSTEMD_UNITDIR}" COMPONENT deploy)
-
+# The unit and the configuration are placed by deploy/install_paths.cmake at install time, from the
+# prefix in force then (`cmake --install --prefix`, CPack's /usr), not the one configured: the unit
+# in the repository names /usr/bin/substrated and /etc/substrated/substrated.yaml, and both are
+# rewritten to the install's bindir and sysconfdir (no change for prefix /usr).
+set(_substrate_config "")
 if(SUBSTRATE_INSTALL_CONFIG AND EXISTS "${_substrate_root}/config/substrated.yaml")
-  install(FILES "${_substrate_root}/config/substrated.yaml"
-          DESTINATION "${CMAKE_INSTALL_FULL_SYSCONFDIR}/substrated" COMPONENT deploy)
+  set(_substrate_config "${_substrate_root}/config/substrated.yaml")
 endif()
+install(CODE "
+  set(SUBSTRATE_UNIT_SOURCE \"${_substrate_deploy}/systemd/substrated.service\")
+  set(SUBSTRATE_UNIT_STAGING \"${CMAKE_CURRENT_BINARY_DIR}/deploy/install\")
+  set(SUBSTRATE_UNITDIR \"${SUBSTRATE_SYSTEMD_UNITDIR}\")
+  set(SUBSTRATE_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+  set(SUBSTRATE_SYSCONFDIR \"${CMAKE_INSTALL_SYSCONFDIR}\")
+  set(SUBSTRATE_CONFIG_SOURCE \"${_substrate_config}\")
+" COMPONENT deploy)
+install(SCRIPT "${_substrate_deploy}/install_paths.cmake" COMPONENT deploy)
 
 install(FILES "${_substrate_deploy}/prometheus/substrated-rules.yml"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/prometheus" COMPONENT deploy)
