@@ -102,14 +102,22 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
   }
   const std::uint64_t elements = std::uint64_t{shape.seq_len} * shape.heads * shape.head_dim;
   if (spec.inject.enabled && spec.inject.element >= elements) {
-    return Error{ErrorKind::invalid_argument, "attention: injected element is outside the output"};
+    return Error{ErrorKind::invalid_argument, "attention: injected element " + std::to_string(spec.inject.element) +
+                                                  " is outside the output (" + std::to_string(elements) +
+                                                  " elements)"};
   }
+  const AttentionLaunch launch{shape, spec.dtype, spec.seed, spec.inject};
+  TRY(device.check_attention(launch));
   GoldenFetch golden(goldens, spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
-  auto run = device.run_attention(AttentionLaunch{shape, spec.dtype, spec.seed, spec.inject});
+  auto run = device.run_attention(launch);
   if (!run) return run.error();
   auto reference = golden.get(result);
   // Rows are (head, query) pairs, columns the head dimension.
   CheckOutcome check = check_bounded(run->output_bits, reference->value, reference->bound, shape.head_dim);
+  TRY(require_guarantee(check, "attention",
+                        "head_dim " + std::to_string(shape.head_dim) +
+                            " is too large for the derived bound (attention has no exact mode; use --kernel gemm "
+                            "--mode exact for long reductions)"));
   record_checked_run(result, *run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
   return ok_status();
 }

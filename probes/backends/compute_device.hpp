@@ -124,6 +124,18 @@ class ComputeDevice {
                                                             std::uint64_t first, std::uint32_t count) = 0;
   virtual Expected<KernelRun> run_gemm(const GemmLaunch& launch) = 0;
   virtual Expected<KernelRun> run_attention(const AttentionLaunch& launch) = 0;
+  // Whether the device can run the launch within its limits (probes/backends/launch_limits.hpp):
+  // invalid_argument naming the limit when not. Probes ask before computing the golden, so a
+  // refused shape costs nothing; run_gemm/run_attention check again. A backend that checks
+  // nothing up front says ok.
+  virtual Status check_gemm(const GemmLaunch& launch) const {
+    (void)launch;
+    return ok_status();
+  }
+  virtual Status check_attention(const AttentionLaunch& launch) const {
+    (void)launch;
+    return ok_status();
+  }
   virtual Expected<MemoryRun> run_memory(const MemoryLaunch& launch) = 0;
   // Not pure: backends without the canary kernels (CUDA for now) report it unavailable. run_probe
   // never gets here for them (the canary's descriptor lists its backends: the run is skipped).
