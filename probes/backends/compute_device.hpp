@@ -34,9 +34,9 @@ struct KernelRun {
   std::vector<std::uint32_t> output_bits;  // f32 words, row-major
   double device_seconds = 0.0;             // the checked kernel alone
   double generate_seconds = 0.0;           // on-device input generation
-  // Unit roundoff of the kernel's fp32 accumulation, for the random-mode bound: 2^-24 for
-  // round-to-nearest; a backend whose kernel accumulates more coarsely says so (CUDA's tensor
-  // cores: 2^-22, docs/cuda.md).
+  // Unit roundoff of the kernel's fp32 arithmetic, for the random-mode bounds (GEMM and
+  // attention): 2^-24 for round-to-nearest; a backend whose kernel rounds more coarsely says so
+  // (CUDA's tensor cores: 2^-22, docs/cuda.md; Vulkan without RoundingModeRTE: 2^-23).
   double accumulation_unit_roundoff = 1.0 / 16777216.0;
 };
 

@@ -15,9 +15,11 @@
 #include "kernels/fingerprint.hpp"
 #include "kernels/golden/canary_golden.hpp"
 #include "spirv/attention.hpp"
+#include "spirv/attention_rte.hpp"
 #include "spirv/canary.hpp"
 #include "spirv/fill.hpp"
 #include "spirv/gemm.hpp"
+#include "spirv/gemm_rte.hpp"
 #include "spirv/memory.hpp"
 
 namespace substrate::vulkan {
@@ -142,7 +144,8 @@ bool has_extension(VkPhysicalDevice physical, const char* name) {
 // identical kernel binaries.
 std::string kernel_build_hash() {
   std::vector<std::uint32_t> all;
-  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory(), spirv::canary()}) {
+  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory(), spirv::canary(),
+                      spirv::gemm_rte(), spirv::attention_rte()}) {
     all.insert(all.end(), module.begin(), module.end());
   }
   return "spirv-" + fingerprint(all);
@@ -281,7 +284,9 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(gemm_.get(*device_), bindings, &params,
                         {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      return read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
+      KernelRun run = read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
+      run.accumulation_unit_roundoff = unit_roundoff();
+      return run;
     });
   }
 
@@ -311,7 +316,9 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(attention_.get(*device_), bindings, &params,
                         {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      return read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
+      KernelRun run = read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
+      run.accumulation_unit_roundoff = unit_roundoff();
+      return run;
     });
   }
 
@@ -541,6 +548,11 @@ class VulkanComputeDevice final : public ComputeDevice {
     return ok_status();
   }
 
+  // Unit roundoff of the fp32 arithmetic of gemm and attention: 2^-24 where the shaders declare
+  // round-to-nearest-even; otherwise 2^-23, since without RoundingModeRTE Vulkan lets a correctly
+  // rounded operation return either neighbour (issue 18, finding 4).
+  double unit_roundoff() const { return device_->rounds_to_nearest_f32() ? 0x1p-24 : 0x1p-23; }
+
   static std::array<std::uint64_t, 3> groups_of(const Groups& groups) { return {groups.x, groups.y, groups.z}; }
 
   template <class Fn>
@@ -675,8 +687,11 @@ class VulkanComputeDevice final : public ComputeDevice {
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
   PipelineFamily fill_{spirv::fill(), 1, sizeof(FillParams)};
-  PipelineFamily gemm_{spirv::gemm(), 3, sizeof(GemmParams)};
-  PipelineFamily attention_{spirv::attention(), 4, sizeof(AttentionParams)};
+  // Where the device rounds fp32 to nearest on request, the kernels that the error bounds
+  // cover declare it (RoundingModeRTE); elsewhere the plain modules run and report u = 2^-23.
+  PipelineFamily gemm_{device_->rounds_to_nearest_f32() ? spirv::gemm_rte() : spirv::gemm(), 3, sizeof(GemmParams)};
+  PipelineFamily attention_{device_->rounds_to_nearest_f32() ? spirv::attention_rte() : spirv::attention(), 4,
+                            sizeof(AttentionParams)};
   PipelineFamily memory_{spirv::memory(), 3, sizeof(MemoryParams)};
   PipelineFamily canary_{spirv::canary(), 1, sizeof(CanaryParams)};
   std::unique_ptr<Buffer> retention_;

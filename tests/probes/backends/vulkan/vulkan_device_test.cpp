@@ -250,3 +250,19 @@ TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every acce
     }
   }
 }
+
+TEST_CASE("vulkan: lavapipe declares round-to-nearest and reports u = 2^-24 (issue 18, finding 4)", "[vulkan]") {
+  // lavapipe reports shaderRoundingModeRTEFloat32, so the RTE modules run; a device without it
+  // would report 2^-23 and the probes widen their bounds by the ratio.
+  GemmLaunch gemm;
+  gemm.shape = {4, 4, 4};
+  gemm.mode = Mode::random;
+  auto run = vulkan_device().run_gemm(gemm);
+  REQUIRE(run.ok());
+  CHECK(run->accumulation_unit_roundoff == 0x1p-24);
+  AttentionLaunch attention;
+  attention.shape = {4, 1, 8, true};
+  auto attention_run = vulkan_device().run_attention(attention);
+  REQUIRE(attention_run.ok());
+  CHECK(attention_run->accumulation_unit_roundoff == 0x1p-24);
+}
