@@ -1,6 +1,7 @@
 #include "kernels/spec.hpp"
 
 #include <charconv>
+#include <cstdint>
 #include <sstream>
 
 namespace substrate {
@@ -101,6 +102,11 @@ Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_l
   if (element && (row || col)) return bad("give either element or row/col, not both");
   if (col && row_length > 0 && *col >= row_length) {
     return bad("col " + std::to_string(*col) + " is outside a row of " + std::to_string(row_length));
+  }
+  if (row && row_length > 0 && *row > (UINT64_MAX - col.value_or(0)) / row_length) {
+    // R*row_length+C would wrap around and name another element: no output has that many rows.
+    return bad("row " + std::to_string(*row) + " is outside the output (rows of " + std::to_string(row_length) +
+               " elements)");
   }
   inject.element = element ? *element : row.value_or(0) * row_length + col.value_or(0);
   return inject;

@@ -64,7 +64,9 @@ struct ProbeSpec {
 
 // Parses a drill description "bit=B[,bit=B2...][,element=N | ,row=R,col=C][,transient][,layer=L]".
 // `row_length` converts row/col into an element index. Returns an invalid_argument error naming
-// the bad token.
+// the bad token; a row so large that R*row_length+C does not fit in 64 bits is "outside the
+// output" (no wraparound onto another element). Whether the element lies inside a given output
+// is the probe's check (it knows the output's size).
 Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_length);
 
 }  // namespace substrate

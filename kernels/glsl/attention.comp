@@ -1,4 +1,10 @@
 #version 450
+#ifdef SUBSTRATE_RTE
+// Round-to-nearest-even for every fp32 operation (SPIR-V RoundingModeRTE, capability 4467, execution
+// mode 4462, from SPV_KHR_float_controls), which the error bounds assume (docs/error-bounds.md).
+#extension GL_EXT_spirv_intrinsics : require
+spirv_execution_mode(extensions = ["SPV_KHR_float_controls"], capabilities = [4467], 4462, 32);
+#endif
 // O = softmax(Q·Kᵀ·scale)·V for one (query, head) per workgroup. Every reduction has a fixed
 // order (d ascending for scores, j ascending for the max, the sum and the output), no atomics.
 #extension GL_GOOGLE_include_directive : require

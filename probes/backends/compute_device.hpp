@@ -34,9 +34,9 @@ struct KernelRun {
   std::vector<std::uint32_t> output_bits;  // f32 words, row-major
   double device_seconds = 0.0;             // the checked kernel alone
   double generate_seconds = 0.0;           // on-device input generation
-  // Unit roundoff of the kernel's fp32 accumulation, for the random-mode bound: 2^-24 for
-  // round-to-nearest; a backend whose kernel accumulates more coarsely says so (CUDA's tensor
-  // cores: 2^-22, docs/cuda.md).
+  // Unit roundoff of the kernel's fp32 arithmetic, for the random-mode bounds (GEMM and
+  // attention): 2^-24 for round-to-nearest; a backend whose kernel rounds more coarsely says so
+  // (CUDA's tensor cores: 2^-22, docs/cuda.md; Vulkan without RoundingModeRTE: 2^-23).
   double accumulation_unit_roundoff = 1.0 / 16777216.0;
 };
 
@@ -124,6 +124,18 @@ class ComputeDevice {
                                                             std::uint64_t first, std::uint32_t count) = 0;
   virtual Expected<KernelRun> run_gemm(const GemmLaunch& launch) = 0;
   virtual Expected<KernelRun> run_attention(const AttentionLaunch& launch) = 0;
+  // Whether the device can run the launch within its limits (probes/backends/launch_limits.hpp):
+  // invalid_argument naming the limit when not. Probes ask before computing the golden, so a
+  // refused shape costs nothing; run_gemm/run_attention check again. A backend that checks
+  // nothing up front says ok.
+  virtual Status check_gemm(const GemmLaunch& launch) const {
+    (void)launch;
+    return ok_status();
+  }
+  virtual Status check_attention(const AttentionLaunch& launch) const {
+    (void)launch;
+    return ok_status();
+  }
   virtual Expected<MemoryRun> run_memory(const MemoryLaunch& launch) = 0;
   // Not pure: backends without the canary kernels (CUDA for now) report it unavailable. run_probe
   // never gets here for them (the canary's descriptor lists its backends: the run is skipped).

@@ -167,6 +167,8 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     combined.max_rel_error = std::max(combined.max_rel_error, outcome.max_rel_error);
     if (!(outcome.budget_used <= combined.budget_used)) combined.budget_used = outcome.budget_used;
     for (int bit = 0; bit < 32; ++bit) combined.flipped_bits[bit] += outcome.flipped_bits[bit];
+    if (outcome.guaranteed_elements > 0) combined.guaranteed_bit = std::max(combined.guaranteed_bit, outcome.guaranteed_bit);
+    combined.guaranteed_elements += outcome.guaranteed_elements;
     all_bits.insert(all_bits.end(), bits.begin(), bits.end());
     if (result.tensors) {
       result.tensors->layers.push_back({layer.name, {layer.rows, layer.cols}, bits,
@@ -176,6 +178,7 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     offset += count;
   }
   combined.pass = combined.mismatched == 0;
+  if (combined.guaranteed_elements == 0) combined.guaranteed_bit = 32;
 
   // Next-token view of the logits: argmax per token, and whether the device's pick is in the golden top 5.
   const auto& logits = layers.back();

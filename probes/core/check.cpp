@@ -1,5 +1,6 @@
 #include "probes/core/check.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -45,7 +46,54 @@ CheckOutcome check_exact(std::span<const std::uint32_t> device_bits, std::span<c
     track_error(outcome, golden[i], std::bit_cast<float>(device_bits[i]));
     record(outcome, i, row_length, golden[i], device_bits[i], 0.0);
   }
+  outcome.guaranteed_bit = 0;  // bit-exact: every flip of every element is seen
+  outcome.guaranteed_elements = outcome.checked;
   return outcome;
+}
+
+int guaranteed_bit(double golden, double bound) {
+  if (bound == 0.0) return 0;  // bit-exact: any flip changes the word
+  if (!(bound > 0.0) || !std::isfinite(bound) || !std::isfinite(golden)) return 32;
+  const double magnitude = std::fabs(golden);
+  // Every healthy x has the sign of the golden and |x| >= low.
+  const double low = magnitude - bound;
+  if (!(low > 0.0)) return 32;                // 0 or a near-zero value may be healthy: nothing is guaranteed
+  if (!(magnitude > 3.0 * bound)) return 31;  // sign: |-x - g| >= 2|g| - bound > bound
+  // Exponent bits move |x| by a factor of at least 2 (or to Inf/NaN, always rejected), so the
+  // flipped value is at most (|g| + bound) / 2 or at least 2 (|g| - bound): both more than
+  // `bound` from g once |g| > 3 bound. Mantissa bit b of x in [2^E, 2^(E+1)) weighs 2^(E - 23 + b)
+  // and the flip is rejected when that weight exceeds 2 bound; the smallest E is that of `low`.
+  if (low < 0x1p-126) return 23;  // subnormal values: leave their mantissa unclaimed
+  const int lowest_exponent = std::ilogb(low);
+  for (int b = 0; b < 23; ++b) {
+    if (std::ldexp(1.0, lowest_exponent - 23 + b) > 2.0 * bound) return b;
+  }
+  return 23;
+}
+
+void state_guarantee(CheckOutcome& outcome, std::span<const double> golden, std::span<const double> bound) {
+  int bit = 0;
+  std::uint64_t covered = 0;
+  for (std::size_t i = 0; i < golden.size(); ++i) {
+    const int b = guaranteed_bit(golden[i], bound[i]);
+    if (b > 23) continue;
+    ++covered;
+    bit = std::max(bit, b);
+  }
+  outcome.guaranteed_bit = covered > 0 ? bit : 32;
+  outcome.guaranteed_elements = covered;
+}
+
+Status require_guarantee(const CheckOutcome& outcome, const std::string& probe, const std::string& advice) {
+  const double share = outcome.checked > 0 ? static_cast<double>(outcome.guaranteed_elements) / outcome.checked : 1.0;
+  if (share >= k_min_guaranteed_share) return ok_status();
+  char percent[32];
+  std::snprintf(percent, sizeof percent, "%.1f%%", 100.0 * share);
+  return Error{ErrorKind::invalid_argument,
+               probe + ": random mode cannot see sign and exponent flips at this shape: its error bound hides them at " +
+                   std::to_string(outcome.checked - outcome.guaranteed_elements) + " of " +
+                   std::to_string(outcome.checked) + " elements (guaranteed at " + percent + ", " +
+                   std::to_string(static_cast<int>(k_min_guaranteed_share * 100)) + "% required); " + advice};
 }
 
 CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
@@ -60,6 +108,7 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
     if (!(used <= outcome.budget_used)) outcome.budget_used = std::isnan(used) ? INFINITY : used;
     if (!(error <= bound[i])) record(outcome, i, row_length, golden[i], device_bits[i], bound[i]);
   }
+  state_guarantee(outcome, golden, bound);
   return outcome;
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/expected.hpp"
+
 namespace substrate {
 
 struct Mismatch {
@@ -32,7 +34,34 @@ struct CheckOutcome {
   double budget_used = 0.0;  // max over elements of |error| / bound (0 when exact)
   std::vector<Mismatch> first_mismatches;
   std::array<std::uint64_t, 32> flipped_bits{};  // histogram of significant_xor_bits over mismatched elements
+  // What the check can see (docs/error-bounds.md, "What a check guarantees"): a flip of bit
+  // `guaranteed_bit` or of any higher bit is detected at each of `guaranteed_elements` elements,
+  // whatever healthy value the device wrote there. Exact mode: bit 0 at every element. Random
+  // mode: the elements whose golden lies at least 3 bounds from zero (sign and exponent flips
+  // guaranteed); the rest, values indistinguishable from zero at the bound, only the fingerprint
+  // sees. 32 when no element is covered.
+  int guaranteed_bit = 0;
+  std::uint64_t guaranteed_elements = 0;
 };
+
+// Share of a random-mode output whose sign and exponent flips must be guaranteed visible for the
+// check to be accepted at a shape: a policy, not a derived figure. GEMM (expected share from the
+// shape, gemm_probe.cpp) crosses it near K = 2,300; attention counts its output (require_guarantee).
+inline constexpr double k_min_guaranteed_share = 0.99;
+
+// The lowest bit b such that flipping bit b or any higher bit of any fp32 value x with
+// |x - golden| <= bound yields a value that check_bounded rejects; 32 when even the sign flip
+// can stay within the bound (|golden| <= bound). 0 when bound is 0 (exact). The criterion and
+// its derivation: docs/error-bounds.md.
+int guaranteed_bit(double golden, double bound);
+
+// Fills outcome.guaranteed_bit and guaranteed_elements from the golden and its bounds.
+void state_guarantee(CheckOutcome& outcome, std::span<const double> golden, std::span<const double> bound);
+
+// ok when sign and exponent flips are guaranteed visible at k_min_guaranteed_share of the
+// elements; otherwise invalid_argument (exit 2) "<probe>: random mode cannot see sign and exponent
+// flips at this shape ... <advice>", so a blind check never passes.
+Status require_guarantee(const CheckOutcome& outcome, const std::string& probe, const std::string& advice);
 
 inline constexpr std::size_t k_reported_mismatches = 8;
 

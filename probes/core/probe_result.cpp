@@ -183,7 +183,9 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
                   {"max_rel_error", number(c.max_rel_error)},
                   {"error_budget_used", number(c.budget_used)},
                   {"first_mismatches", mismatches},
-                  {"flipped_bit_histogram", histogram_json(c.flipped_bits)}};
+                  {"flipped_bit_histogram", histogram_json(c.flipped_bits)},
+                  {"guaranteed_bit", c.guaranteed_bit},
+                  {"guaranteed_elements", c.guaranteed_elements}};
   out["fingerprint"] = result.fingerprint;
   out["timing"] = {{"device_seconds", result.device_seconds}, {"generate_seconds", result.generate_seconds},
                    {"golden_seconds", result.golden_seconds}, {"wall_seconds", result.wall_seconds}};
@@ -273,6 +275,9 @@ void from_json(const nlohmann::json& in, ProbeResult& result) {
                                       from_hex32(m.at("significant_xor")), from_number(m.at("bound"))});
   }
   histogram_from_json(c.at("flipped_bit_histogram"), check.flipped_bits);
+  // Absent from results written before the guarantee was stated.
+  check.guaranteed_bit = c.value("guaranteed_bit", 32);
+  check.guaranteed_elements = c.value("guaranteed_elements", std::uint64_t{0});
   result.fingerprint = in.at("fingerprint").get<std::string>();
   const nlohmann::json& t = in.at("timing");
   result.device_seconds = t.at("device_seconds").get<double>();

@@ -2,6 +2,7 @@
 #include "probes/core/registry.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -194,16 +195,23 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
 }
 
 Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count) {
+  // Strict like --seed: decimal digits only (no sign, no space), no empty part, so "8x", "x8",
+  // "8xx8", " 8" and "+8" are refused instead of read loosely.
   std::vector<std::uint32_t> values;
-  std::stringstream parts(text);
-  std::string part;
-  while (std::getline(parts, part, 'x')) {
-    char* end = nullptr;
-    const unsigned long value = std::strtoul(part.c_str(), &end, 10);
-    if (part.empty() || *end != '\0' || value == 0 || value > (1u << 20)) {
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t end = std::min(text.find('x', start), text.size());
+    const std::string part = text.substr(start, end - start);
+    std::uint32_t value = 0;
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
+    const bool digits_only =
+        !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits_only || ec != std::errc{} || ptr != part.data() + part.size() || value == 0 || value > (1u << 20)) {
       return Error{ErrorKind::invalid_argument, "size '" + text + "': '" + part + "' is not an integer in 1..1048576"};
     }
-    values.push_back(static_cast<std::uint32_t>(value));
+    values.push_back(value);
+    if (end == text.size()) break;
+    start = end + 1;
   }
   if (values.size() == 1) values.assign(count, values[0]);
   if (values.size() != count) {

@@ -1,6 +1,8 @@
 // GEMM probe: C = A·B with device-generated inputs, checked against the CPU golden bit-exactly
 // (exact mode) or within gamma_K·|A||B| (random mode), plus a fingerprint of the output bits.
 #include <array>
+#include <cmath>
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +78,34 @@ std::vector<DumpInput> GemmProbe::dump_inputs(const ProbeSpec& spec) {
            golden::generate(spec.seed, gen::stream_gemm_b, std::uint64_t{s.k} * s.n, spec.dtype, spec.mode, radius)}};
 }
 
+// Expected share of a random-mode output whose sign and exponent flips the bound cannot guarantee
+// visible (|C| <= 3 bound, docs/error-bounds.md "What a check guarantees") at reduction length K
+// with accumulation unit roundoff u. The inputs are ±(1.m)·2^e, e uniform in {-2..1} (gen::
+// random_value): E|a| = 1.5 · 15/16, E[a²] = 7/3 · 85/64. The bound is β_K·Σ|a||b| ≈ β_K·K·E|a|²
+// (a sum of K positive terms concentrates), while C, a sum of K terms of random sign, is close to
+// normal with σ = √K·E[a²]; so the share is P(|C| <= 3 β_K K E|a|²) = erf(3 β_K √K E|a|² / (√2 E[a²])).
+// It grows like K^1.5·u: 0.3% at K = 1024, 2.4% at K = 4096 for u = 2^-24.
+double expected_blind_share(std::uint32_t k, double u) {
+  constexpr double abs_mean = 1.5 * 15.0 / 16.0, square_mean = 7.0 / 3.0 * 85.0 / 64.0;
+  const double beta = golden::gamma(k, u) + 2.0 * golden::gamma(k, golden::k_unit_roundoff_f64);
+  return std::erf(3.0 * beta * std::sqrt(static_cast<double>(k)) * abs_mean * abs_mean / (std::sqrt(2.0) * square_mean));
+}
+
+// ok when at most 1 - k_min_guaranteed_share of a random-mode output is expected to hide sign and
+// exponent flips; otherwise invalid_argument pointing to exact mode. A property of the shape and
+// the kernel's rounding, not of the seed, so a shape is accepted or refused the same way every run
+// (the result still counts the guaranteed elements of its own output).
+Status require_random_guarantee(std::uint32_t k, double u) {
+  const double share = expected_blind_share(k, u);
+  if (share <= 1.0 - k_min_guaranteed_share) return ok_status();
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "gemm: random mode cannot see sign and exponent flips at K=%u: its bound hides them at about %.1f%% "
+                "of the elements (%.0f%% allowed); use --mode exact, bit-exact at every K, or a smaller K",
+                k, 100.0 * share, 100.0 * (1.0 - k_min_guaranteed_share));
+  return Error{ErrorKind::invalid_argument, text};
+}
+
 Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result) {
   const GemmShape& shape = spec.gemm;
   if (shape.m == 0 || shape.n == 0 || shape.k == 0) return Error{ErrorKind::invalid_argument, "gemm: empty shape"};
@@ -84,10 +114,17 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
     return Error{ErrorKind::invalid_argument, "gemm: K=" + std::to_string(shape.k) + " is too long for exact mode"};
   }
   if (spec.inject.enabled && spec.inject.element >= std::uint64_t{shape.m} * shape.n) {
-    return Error{ErrorKind::invalid_argument, "gemm: injected element is outside the output"};
+    return Error{ErrorKind::invalid_argument, "gemm: injected element " + std::to_string(spec.inject.element) +
+                                                  " is outside the output (" + std::to_string(std::uint64_t{shape.m} * shape.n) +
+                                                  " elements)"};
   }
+  // Refused before any work at the finest rounding any backend reports; again after the run
+  // with the kernel's own unit roundoff (coarser on tensor cores).
+  if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, golden::k_unit_roundoff_f32));
+  const GemmLaunch launch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject};
+  TRY(device.check_gemm(launch));
   GoldenFetch golden(goldens, spec, [&] { return golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius); });
-  TRY_ASSIGN(auto run, device.run_gemm(GemmLaunch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject}));
+  TRY_ASSIGN(auto run, device.run_gemm(launch));
   auto reference = golden.get(result);
   CheckOutcome check;
   if (spec.mode == Mode::exact) {
@@ -107,6 +144,7 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
       check = check_bounded(run.output_bits, reference->value, bound, shape.n);
     }
   }
+  if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, run.accumulation_unit_roundoff));
   record_checked_run(result, run, std::move(check), std::move(reference), {shape.m, shape.n});
   return ok_status();
 }

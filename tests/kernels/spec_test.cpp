@@ -35,3 +35,13 @@ TEST_CASE("spec: keys name probe, dtype, mode and shape but not the seed", "[uni
   spec.seed = 99;
   CHECK(spec_key(spec) == "gemm/f16/random/8x16x32");
 }
+
+TEST_CASE("spec: a row past the output is refused, never wrapped onto another element (issue 18)", "[unit]") {
+  // 2^60 * 16 + 3 wraps to 3 in 64 bits.
+  auto wrapped = parse_injection("bit=30,row=1152921504606846976,col=3", 16);
+  REQUIRE_FALSE(wrapped.ok());
+  CHECK(wrapped.error().message.find("row 1152921504606846976 is outside the output") != std::string::npos);
+  auto last = parse_injection("bit=30,row=15,col=15", 16);
+  REQUIRE(last.ok());
+  CHECK(last->element == 255);
+}

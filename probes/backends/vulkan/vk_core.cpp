@@ -84,6 +84,27 @@ Device::Device(VkPhysicalDevice physical) : physical_(physical) {
   VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
   info.queueCreateInfoCount = 1;
   info.pQueueCreateInfos = &queue_info;
+  // Round-to-nearest-even declared in the shaders (SPIR-V RoundingModeRTE) needs
+  // VK_KHR_shader_float_controls enabled (the instance asks for Vulkan 1.1, where it is not core)
+  // and shaderRoundingModeRTEFloat32. Without it "correctly rounded" fp32 operations may return
+  // either neighbour (Vulkan spec, "Precision and Operation of SPIR-V Instructions").
+  std::uint32_t extension_count = 0;
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &extension_count, nullptr);
+  std::vector<VkExtensionProperties> extensions(extension_count);
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &extension_count, extensions.data());
+  const char* float_controls = VK_KHR_SHADER_FLOAT_CONTROLS_EXTENSION_NAME;
+  for (const VkExtensionProperties& extension : extensions) {
+    if (std::string(extension.extensionName) != float_controls) continue;
+    VkPhysicalDeviceFloatControlsPropertiesKHR controls{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES_KHR};
+    VkPhysicalDeviceProperties2 properties2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    properties2.pNext = &controls;
+    vkGetPhysicalDeviceProperties2(physical, &properties2);
+    rounds_to_nearest_f32_ = controls.shaderRoundingModeRTEFloat32 == VK_TRUE;
+  }
+  if (rounds_to_nearest_f32_) {
+    info.enabledExtensionCount = 1;
+    info.ppEnabledExtensionNames = &float_controls;
+  }
   check(vkCreateDevice(physical, &info, nullptr, &device_), "vkCreateDevice");
   vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 }

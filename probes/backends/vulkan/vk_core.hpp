@@ -53,6 +53,9 @@ class Device {
   std::uint32_t queue_family() const { return queue_family_; }
   double timestamp_period_ns() const { return timestamp_period_ns_; }
   bool has_timestamps() const { return timestamp_bits_ > 0; }
+  // Whether shaders may declare RoundingModeRTE for fp32 (shaderRoundingModeRTEFloat32, with
+  // VK_KHR_shader_float_controls enabled): then fp32 adds and multiplies round to nearest even.
+  bool rounds_to_nearest_f32() const { return rounds_to_nearest_f32_; }
   // Index of a memory type with all of `required` (and `preferred` too when one exists).
   std::uint32_t memory_type(std::uint32_t allowed_types, VkMemoryPropertyFlags required,
                             VkMemoryPropertyFlags preferred) const;
@@ -64,6 +67,7 @@ class Device {
   std::uint32_t queue_family_ = 0;
   std::uint32_t timestamp_bits_ = 0;
   double timestamp_period_ns_ = 1.0;
+  bool rounds_to_nearest_f32_ = false;
   VkPhysicalDeviceMemoryProperties memory_{};
 };
 

@@ -1,6 +1,7 @@
 #include "probes/backends/vulkan/vulkan_device.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -9,13 +10,16 @@
 #include <mutex>
 
 #include "kernels/generator.hpp"
+#include "probes/backends/launch_limits.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
 #include "kernels/fingerprint.hpp"
 #include "kernels/golden/canary_golden.hpp"
 #include "spirv/attention.hpp"
+#include "spirv/attention_rte.hpp"
 #include "spirv/canary.hpp"
 #include "spirv/fill.hpp"
 #include "spirv/gemm.hpp"
+#include "spirv/gemm_rte.hpp"
 #include "spirv/memory.hpp"
 
 namespace substrate::vulkan {
@@ -140,7 +144,8 @@ bool has_extension(VkPhysicalDevice physical, const char* name) {
 // identical kernel binaries.
 std::string kernel_build_hash() {
   std::vector<std::uint32_t> all;
-  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory(), spirv::canary()}) {
+  for (auto module : {spirv::fill(), spirv::gemm(), spirv::attention(), spirv::memory(), spirv::canary(),
+                      spirv::gemm_rte(), spirv::attention_rte()}) {
     all.insert(all.end(), module.begin(), module.end());
   }
   return "spirv-" + fingerprint(all);
@@ -212,6 +217,7 @@ class VulkanComputeDevice final : public ComputeDevice {
     VkPhysicalDeviceProperties basic;
     vkGetPhysicalDeviceProperties(physical, &basic);
     max_chunk_bytes_ = std::min<std::uint64_t>(basic.limits.maxStorageBufferRange, 256ull << 20) & ~std::uint64_t{3};
+    limits_ = launch_limits(physical, basic, info_);
   }
 
   ~VulkanComputeDevice() override {
@@ -256,6 +262,7 @@ class VulkanComputeDevice final : public ComputeDevice {
   }
 
   Expected<KernelRun> run_gemm(const GemmLaunch& launch) override {
+    TRY(check_gemm(launch));
     return guarded([&](Scratch& scratch) {
       const GemmShape& s = launch.shape;
       const std::uint64_t a_elements = std::uint64_t{s.m} * s.k, b_elements = std::uint64_t{s.k} * s.n;
@@ -277,14 +284,14 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(gemm_.get(*device_), bindings, &params,
                         {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      return read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
+      KernelRun run = read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
+      run.accumulation_unit_roundoff = unit_roundoff();
+      return run;
     });
   }
 
   Expected<KernelRun> run_attention(const AttentionLaunch& launch) override {
-    if (launch.shape.seq_len > 2048) {
-      return Error{ErrorKind::invalid_argument, "attention: seq_len above 2048 (the kernel's shared score row)"};
-    }
+    TRY(check_attention(launch));
     return guarded([&](Scratch& scratch) {
       const AttentionShape& s = launch.shape;
       const std::uint64_t elements = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
@@ -309,7 +316,9 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.dispatch(attention_.get(*device_), bindings, &params,
                         {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
-      return read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
+      KernelRun run = read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
+      run.accumulation_unit_roundoff = unit_roundoff();
+      return run;
     });
   }
 
@@ -463,6 +472,89 @@ class VulkanComputeDevice final : public ComputeDevice {
   }
 
  private:
+  // The limits of `physical` that the launches below check (probes/backends/launch_limits.hpp).
+  static LaunchLimits launch_limits(VkPhysicalDevice physical, const VkPhysicalDeviceProperties& basic,
+                                    const DeviceInfo& info) {
+    LaunchLimits limits;
+    limits.device = info.id;
+    for (int i = 0; i < 3; ++i) limits.max_groups[i] = basic.limits.maxComputeWorkGroupCount[i];
+    limits.max_buffer_bytes = basic.limits.maxStorageBufferRange;
+    limits.memory_bytes = info.memory_bytes;
+    bool gallivm = std::string(basic.deviceName).rfind("llvmpipe", 0) == 0;
+    if (basic.apiVersion >= VK_API_VERSION_1_2) {
+      VkPhysicalDeviceDriverProperties driver{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+      VkPhysicalDeviceProperties2 properties{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+      properties.pNext = &driver;
+      vkGetPhysicalDeviceProperties2(physical, &properties);
+      gallivm = gallivm || driver.driverID == VK_DRIVER_ID_MESA_LLVMPIPE;
+    }
+    if (gallivm) {
+      limits.max_loop_iterations = k_gallivm_loop_iterations;
+      limits.loop_limit_source = "Mesa lavapipe stops every loop of a shader after 65535 iterations in all";
+    }
+    return limits;
+  }
+
+  // Mesa gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter per shader invocation, decremented at
+  // the end of every iteration of every loop; at zero every loop exits. Measured on Mesa 22.3:
+  // GEMM exact 1x1x1048560 (65,535 tiles) is right, 1x1x1048561 returns the first 65,535 tiles.
+  static constexpr std::uint64_t k_gallivm_loop_iterations = 65535;
+
+  // gemm.comp: one 16x16 workgroup per 16x16 tile of C; each invocation loops over ceil(K/16)
+  // tiles of K (the inner loop of 16 has a constant trip count and is unrolled, so it does not
+  // count: the measured boundary above is exactly 65,535 tiles).
+  Status check_gemm(const GemmLaunch& launch) const override {
+    const GemmShape& s = launch.shape;
+    const std::string kernel = "gemm";
+    const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
+    const BufferNeed buffers[] = {{"A", a, words_for(a, launch.dtype) * 4},
+                                  {"B", b, words_for(b, launch.dtype) * 4},
+                                  {"C", c, c * 4}};
+    TRY(check_buffers(limits_, kernel, buffers, c * 4));
+    TRY(check_groups(limits_, kernel, {(std::uint64_t{s.n} + 15) / 16, (std::uint64_t{s.m} + 15) / 16, 1}));
+    TRY(check_groups(limits_, "gemm fill", groups_of(groups_1d(words_for(std::max(a, b), launch.dtype), 256))));
+    TRY(check_loop_iterations(limits_, kernel, (std::uint64_t{s.k} + 15) / 16, "K=" + std::to_string(s.k)));
+    return ok_status();
+  }
+
+  // attention.comp: one 64-invocation workgroup per (query, head). Invocation 0 of the row with
+  // the most keys (seq_len: the last query when causal) runs the most iterations: scores
+  // (ceil(keys/64) rows of head_dim), max (keys - 1), exp and sum (keys), output (ceil(head_dim/64)
+  // columns of keys). Each loop is charged one more iteration for its exit test (a masked
+  // iteration still decrements gallivm's counter), so the model errs towards refusing.
+  static std::uint64_t attention_loop_iterations(const AttentionShape& s) {
+    const std::uint64_t keys = s.seq_len, d = s.head_dim;
+    const std::uint64_t rows = (keys + 63) / 64, cols = (d + 63) / 64;
+    return (rows + 1) + rows * (d + 1) + keys + (keys + 1) + (cols + 1) + cols * (keys + 1);
+  }
+
+  Status check_attention(const AttentionLaunch& launch) const override {
+    const AttentionShape& s = launch.shape;
+    const std::string kernel = "attention";
+    if (s.seq_len > 2048) {
+      return Error{ErrorKind::invalid_argument, "attention: seq_len above 2048 (the kernel's shared score row)"};
+    }
+    const std::uint64_t elements = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+    const std::uint64_t input_bytes = words_for(elements, launch.dtype) * 4;
+    const BufferNeed buffers[] = {{"Q", elements, input_bytes},
+                                  {"K", elements, input_bytes},
+                                  {"V", elements, input_bytes},
+                                  {"O", elements, elements * 4}};
+    TRY(check_buffers(limits_, kernel, buffers, elements * 4));
+    TRY(check_groups(limits_, kernel, {s.seq_len, s.heads, 1}));
+    TRY(check_groups(limits_, "attention fill", groups_of(groups_1d(words_for(elements, launch.dtype), 256))));
+    TRY(check_loop_iterations(limits_, kernel, attention_loop_iterations(s),
+                              "seq_len " + std::to_string(s.seq_len) + " with head_dim " + std::to_string(s.head_dim)));
+    return ok_status();
+  }
+
+  // Unit roundoff of the fp32 arithmetic of gemm and attention: 2^-24 where the shaders declare
+  // round-to-nearest-even; otherwise 2^-23, since without RoundingModeRTE Vulkan lets a correctly
+  // rounded operation return either neighbour (issue 18, finding 4).
+  double unit_roundoff() const { return device_->rounds_to_nearest_f32() ? 0x1p-24 : 0x1p-23; }
+
+  static std::array<std::uint64_t, 3> groups_of(const Groups& groups) { return {groups.x, groups.y, groups.z}; }
+
   template <class Fn>
   auto guarded(Fn&& body) -> Expected<decltype(body(std::declval<Scratch&>()))> {
     if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
@@ -591,11 +683,15 @@ class VulkanComputeDevice final : public ComputeDevice {
   DeviceInfo info_;
   bool has_budget_;
   std::uint64_t max_chunk_bytes_ = 0;
+  LaunchLimits limits_;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
   PipelineFamily fill_{spirv::fill(), 1, sizeof(FillParams)};
-  PipelineFamily gemm_{spirv::gemm(), 3, sizeof(GemmParams)};
-  PipelineFamily attention_{spirv::attention(), 4, sizeof(AttentionParams)};
+  // Where the device rounds fp32 to nearest on request, the kernels that the error bounds
+  // cover declare it (RoundingModeRTE); elsewhere the plain modules run and report u = 2^-23.
+  PipelineFamily gemm_{device_->rounds_to_nearest_f32() ? spirv::gemm_rte() : spirv::gemm(), 3, sizeof(GemmParams)};
+  PipelineFamily attention_{device_->rounds_to_nearest_f32() ? spirv::attention_rte() : spirv::attention(), 4,
+                            sizeof(AttentionParams)};
   PipelineFamily memory_{spirv::memory(), 3, sizeof(MemoryParams)};
   PipelineFamily canary_{spirv::canary(), 1, sizeof(CanaryParams)};
   std::unique_ptr<Buffer> retention_;

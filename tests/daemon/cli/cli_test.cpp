@@ -259,3 +259,67 @@ TEST_CASE("cli: probe --npd keeps the newest reason when it shortens its message
   CHECK(run.exit_code == 1);
   CHECK(run.output == "vulkan0 failed: telemetry: XID 48 (double-bit ECC error)\n");
 }
+
+// Issue 18: every reproduction at the edges of what the CLI accepts passes, or is refused with
+// exit 2 and a message naming the reason; none exits 0 with a wrong output.
+namespace {
+
+void expect_refused(const std::string& args, const std::string& reason) {
+  auto run = run_substrated(args);
+  INFO(args << "\n" << run.output);
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find(reason) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("cli: loose sizes and a wrapped-around drill row are refused (issue 18, finding 7)", "[e2e]") {
+  for (const char* size : {"8x", "8x8x8x", "' 8'", "+8"}) {
+    expect_refused(std::string("probe --local --kernel gemm --size ") + size, "is not an integer in 1..1048576");
+  }
+  expect_refused("probe --local --kernel gemm --mode exact --size 16 --inject bit=30,row=1152921504606846976,col=3",
+                 "row 1152921504606846976 is outside the output");
+  expect_refused("probe --local --kernel gemm --mode exact --size 16 --inject bit=30,row=16,col=0",
+                 "injected element 256 is outside the output (256 elements)");
+  // 8192x8192 f32 inputs need 256 MiB each: lavapipe binds at most 128 MiB.
+  expect_refused("probe --local --kernel gemm --mode exact --dtype f32 --size 8192", "maxStorageBufferRange");
+}
+
+TEST_CASE("cli: shapes past lavapipe's limits are refused, not run wrongly (issue 18, finding 2)", "[e2e]") {
+  expect_refused("probe --local --kernel gemm --mode exact --dtype f32 --size 1x1x1048561 --seed 5",
+                 "above the 65535 that vulkan0 runs");
+  expect_refused("probe --local --kernel attention --dtype f32 --size 512x1x4096", "loop iterations");
+  expect_refused("probe --local --kernel attention --dtype f32 --size 2x1x65534", "loop iterations");
+  expect_refused("probe --local --kernel gemm --mode exact --dtype f32 --size 1x1048576x1",
+                 "maxComputeWorkGroupCount[0]");
+  expect_refused("probe --local --kernel gemm --mode exact --dtype f32 --size 1048576x1x1",
+                 "maxComputeWorkGroupCount[1]");
+  expect_refused("probe --local --kernel attention --dtype f32 --size 1x65536x1", "maxComputeWorkGroupCount[1]");
+  // The last K below the limit still runs and is right.
+  auto edge = run_substrated("probe --local --kernel gemm --mode exact --dtype f32 --size 1x1x1048560 --seed 5");
+  INFO(edge.output);
+  CHECK(edge.exit_code == 0);
+}
+
+TEST_CASE("cli: random mode refuses shapes whose bound hides sign flips (issue 18, findings 1 and 3)", "[e2e]") {
+  expect_refused("probe --local --kernel gemm --mode random --dtype f32 --size 4x4x131072 --seed 1 "
+                 "--inject bit=31,element=0",
+                 "--mode exact");
+  // lavapipe cannot run it at all (loop limit); a device that can is refused by the guarantee.
+  auto wide = run_substrated("probe --local --kernel attention --dtype f32 --size 2x1x63488 --seed 1");
+  INFO(wide.output);
+  CHECK(wide.exit_code == 2);
+}
+
+TEST_CASE("cli: every result states its guaranteed bit (issue 18)", "[e2e]") {
+  auto exact = run_substrated("probe --local --kernel gemm --mode exact --dtype f32 --size 16 --json");
+  REQUIRE(exact.exit_code == 0);
+  const auto exact_check = nlohmann::json::parse(exact.output).at("results").at(0).at("check");
+  CHECK(exact_check.at("guaranteed_bit") == 0);
+  CHECK(exact_check.at("guaranteed_elements") == 256);
+  auto random = run_substrated("probe --local --kernel gemm --mode random --dtype f32 --size 64 --json");
+  REQUIRE(random.exit_code == 0);
+  const auto random_check = nlohmann::json::parse(random.output).at("results").at(0).at("check");
+  CHECK(random_check.at("guaranteed_bit").get<int>() <= 23);
+  CHECK(random_check.at("guaranteed_elements").get<std::uint64_t>() >= 4055);  // 99% of 4096
+}

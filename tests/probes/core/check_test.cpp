@@ -74,3 +74,57 @@ TEST_CASE("check: in random mode the significant xor drops the bits a deviation 
   CHECK(significant_bits(1u << 3, 1.0, 1e-6) == 0);                         // 2^-20 < 1e-6
   CHECK(significant_bits(1u << 3, 1024.0, 1e-6) == (1u << 3));              // 2^-10 at 1024
 }
+
+TEST_CASE("check: the guaranteed bit holds for every healthy value within the bound (issue 18)", "[unit]") {
+  CHECK(guaranteed_bit(0.0, 0.0) == 0);  // exact: every flip changes the word
+  CHECK(guaranteed_bit(1e-3, 1e-3) == 32);  // a value within its bound of zero: nothing guaranteed
+  CHECK(guaranteed_bit(2.5e-3, 1e-3) == 31);  // sign only
+  CHECK(guaranteed_bit(1.0, 0x1p-20) <= 23);
+  // Property: for golden g and bound B, take healthy values x (fp32, |x - g| <= B) at both ends of
+  // the interval and inside it; flipping any bit >= guaranteed_bit(g, B) must leave the bound.
+  std::uint64_t state = 88172645463325252ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int checked_pairs = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    const double g = std::ldexp(static_cast<double>(next() % 1000000) / 1e6 + 0.001, static_cast<int>(next() % 20) - 10) *
+                     ((next() & 1) ? -1.0 : 1.0);
+    const double bound = std::fabs(g) * std::ldexp(1.0, -static_cast<int>(next() % 26));
+    const int bit = guaranteed_bit(g, bound);
+    if (bit > 31) continue;
+    ++checked_pairs;
+    for (int sample = 0; sample < 16; ++sample) {
+      const double t = sample == 0 ? -1.0 : sample == 1 ? 1.0 : (static_cast<double>(next() % 2001) / 1000.0 - 1.0);
+      float x = static_cast<float>(g + t * bound);
+      if (std::fabs(static_cast<double>(x) - g) > bound) x = std::nextafter(x, static_cast<float>(g));
+      if (std::fabs(static_cast<double>(x) - g) > bound) continue;
+      for (int b = bit; b < 32; ++b) {
+        const float flipped = std::bit_cast<float>(bits_of(x) ^ (1u << b));
+        INFO("g=" << g << " bound=" << bound << " x=" << x << " bit " << b << " (guaranteed " << bit << ")");
+        CHECK_FALSE(std::fabs(static_cast<double>(flipped) - g) <= bound);
+      }
+    }
+  }
+  CHECK(checked_pairs > 1000);
+}
+
+TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee bit 0", "[unit]") {
+  const std::vector<double> golden{1.0, -2.0, 1e-9, 3.0};
+  const std::vector<double> bound{1e-6, 1e-6, 1e-6, 1e-6};
+  std::vector<std::uint32_t> device{bits_of(1.0f), bits_of(-2.0f), bits_of(0.0f), bits_of(3.0f)};
+  const CheckOutcome bounded = check_bounded(device, golden, bound, 2);
+  CHECK(bounded.guaranteed_elements == 3);  // 1e-9 is within its bound of zero
+  CHECK(bounded.guaranteed_bit == std::max({guaranteed_bit(1.0, 1e-6), guaranteed_bit(-2.0, 1e-6),
+                                            guaranteed_bit(3.0, 1e-6)}));
+  CHECK_FALSE(require_guarantee(bounded, "gemm", "use --mode exact").ok());
+  CHECK(require_guarantee(bounded, "gemm", "use --mode exact").error().message.find("use --mode exact") !=
+        std::string::npos);
+  const CheckOutcome exact = check_exact(device, std::vector<double>{1.0, -2.0, 0.0, 3.0}, 2);
+  CHECK(exact.guaranteed_bit == 0);
+  CHECK(exact.guaranteed_elements == 4);
+  CHECK(require_guarantee(exact, "gemm", "").ok());
+}

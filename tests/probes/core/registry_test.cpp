@@ -51,6 +51,17 @@ TEST_CASE("registry: dimension parsing accepts N and AxBxC and names bad input",
   CHECK_FALSE(parse_dimensions("8xy", 3).ok());
 }
 
+TEST_CASE("registry: dimension parsing is as strict as --seed (issue 18, finding 7)", "[unit]") {
+  for (const char* loose : {"8x", "8x8x8x", " 8", "+8", "x8", "8xx8", "8 ", "-8", "8x 8x8", "99999999999"}) {
+    INFO(loose);
+    auto parsed = parse_dimensions(loose, 3);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().message.find("is not an integer in 1..1048576") != std::string::npos);
+  }
+  CHECK(*parse_dimensions("1048576x1x1", 3) == std::vector<std::uint32_t>{1048576, 1, 1});
+  CHECK_FALSE(parse_dimensions("1048577", 3).ok());
+}
+
 TEST_CASE("registry: the golden cache computes each golden once", "[unit]") {
   GoldenCache cache;
   ProbeSpec spec;

@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "kernels/generator.hpp"
+#include "probes/core/check.hpp"
 #include "probes/core/registry.hpp"
 #include "tests/support/test_device.hpp"
 
@@ -204,4 +207,62 @@ TEST_CASE("vulkan: the retention block is verified, not rewritten, on later call
   CHECK(later->bad_words == 0);
   CHECK(later->age_seconds >= first->age_seconds);
   CHECK_FALSE(device.check_retention(4095, 42).ok());
+}
+
+// Issue 18: each result states the lowest bit whose flip is detected at each of its guaranteed
+// elements. Over every accepted shape class (exact and random GEMM across K and dtypes, causal and
+// full attention across head_dim), inject that bit and the sign bit at the hardest guaranteed
+// element (the smallest |golden| relative to its bound) and at the first one: all are detected.
+TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every accepted shape class", "[vulkan]") {
+  const std::vector<ProbeSpec> specs{
+      gemm_spec(Dtype::f32, Mode::exact, {16, 16, 16}),       gemm_spec(Dtype::f16, Mode::exact, {8, 24, 40}),
+      gemm_spec(Dtype::bf16, Mode::exact, {4, 4, 4096}),      gemm_spec(Dtype::f32, Mode::exact, {2, 2, 100000}),
+      gemm_spec(Dtype::f32, Mode::random, {16, 16, 1}),       gemm_spec(Dtype::f32, Mode::random, {16, 16, 3}),
+      gemm_spec(Dtype::f32, Mode::random, {16, 16, 256}),     gemm_spec(Dtype::f16, Mode::random, {8, 8, 1024}),
+      gemm_spec(Dtype::bf16, Mode::random, {8, 8, 2048}),     attention_spec(Dtype::f32, {64, 2, 64, true}, 1),
+      attention_spec(Dtype::f16, {32, 2, 128, false}, 2),     attention_spec(Dtype::f32, {16, 1, 1, true}, 3),
+      attention_spec(Dtype::f32, {8, 1, 512, false}, 4)};
+  for (const ProbeSpec& spec : specs) {
+    const ProbeResult clean = run_probe(vulkan_device(), spec, goldens(), true);
+    INFO(spec_key(spec) << " " << clean.error);
+    REQUIRE(clean.status == RunStatus::pass);
+    const int bit = clean.check.guaranteed_bit;
+    CHECK(bit <= (spec.mode == Mode::exact ? 0 : 23));
+    const golden::Reference& golden = *clean.tensors->golden;
+    std::uint64_t hardest = golden.value.size(), first = golden.value.size();
+    double hardest_margin = INFINITY;
+    for (std::uint64_t i = 0; i < golden.value.size(); ++i) {
+      const double b = spec.mode == Mode::exact ? 0.0 : golden.bound[i];
+      if (guaranteed_bit(golden.value[i], b) > 23) continue;
+      if (first == golden.value.size()) first = i;
+      const double margin = b > 0.0 ? std::fabs(golden.value[i]) / b : std::fabs(golden.value[i]);
+      if (margin < hardest_margin) hardest_margin = margin, hardest = i;
+    }
+    REQUIRE(first < golden.value.size());
+    for (std::uint64_t element : {first, hardest}) {
+      for (int flip : {bit, 31}) {
+        ProbeSpec drill = spec;
+        drill.inject = {true, element, 1u << flip, false};
+        const ProbeResult result = run_probe(vulkan_device(), drill, goldens());
+        INFO("element " << element << " bit " << flip);
+        CHECK(result.status == RunStatus::fail);
+      }
+    }
+  }
+}
+
+TEST_CASE("vulkan: lavapipe declares round-to-nearest and reports u = 2^-24 (issue 18, finding 4)", "[vulkan]") {
+  // lavapipe reports shaderRoundingModeRTEFloat32, so the RTE modules run; a device without it
+  // would report 2^-23 and the probes widen their bounds by the ratio.
+  GemmLaunch gemm;
+  gemm.shape = {4, 4, 4};
+  gemm.mode = Mode::random;
+  auto run = vulkan_device().run_gemm(gemm);
+  REQUIRE(run.ok());
+  CHECK(run->accumulation_unit_roundoff == 0x1p-24);
+  AttentionLaunch attention;
+  attention.shape = {4, 1, 8, true};
+  auto attention_run = vulkan_device().run_attention(attention);
+  REQUIRE(attention_run.ok());
+  CHECK(attention_run->accumulation_unit_roundoff == 0x1p-24);
 }
