@@ -14,6 +14,13 @@ enum class ErrorKind {
   timeout,           // device work did not finish within its bound: the device is hung
   io_error,          // a file could not be read or written
   corrupt,           // data failed validation (checksum, format)
+  // The device is healthy but its resources are taken by other work: a run that meets these is
+  // skipped, never counted against the device (run_probe maps them to RunStatus::skipped).
+  out_of_memory,     // not enough free device memory (e.g. CUDA_ERROR_OUT_OF_MEMORY)
+  busy,              // the device refuses this process (exclusive mode, MPS, not permitted)
+  // The device itself reported an uncorrectable hardware fault (e.g. CUDA_ERROR_ECC_UNCORRECTABLE):
+  // evidence against the device, folded like a failed check (RunStatus::fail).
+  hardware_fault,
 };
 
 const char* to_string(ErrorKind kind);

@@ -167,7 +167,8 @@ class Parser {
     YAML::Mark order_mark = root.Mark();
     std::string order_key = "verdict";
     for_each_key(root, "",
-                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "jitter_ratio",
+                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
+                  "jitter_ratio",
                   "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
                   "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "probes"},
                  [&](const std::string& key, const YAML::Node& value, const std::string& path) {
@@ -189,6 +190,8 @@ class Parser {
                      config.sysfs_root = string_value(value, path);
                    } else if (key == "devices") {
                      parse_devices(value, path, config);
+                   } else if (key == "backend_preference") {
+                     parse_backend_preference(value, path, config);
                    } else if (key == "jitter_ratio") {
                      config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
                    } else if (key == "max_duty_cycle") {
@@ -257,6 +260,25 @@ class Parser {
       devices.push_back(std::move(selector));
     }
     config.devices = std::move(devices);
+  }
+
+  void parse_backend_preference(const YAML::Node& node, const std::string& path, Config& config) {
+    static const std::vector<std::string> backends = {"cuda", "vulkan"};
+    if (!node.IsSequence()) fail(node, path, "expected a sequence of backends (cuda, vulkan), got " + describe(node));
+    if (node.size() == 0) fail(node, path, "must name at least one backend (cuda, vulkan)");
+    std::vector<std::string> order;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string key = path + "[" + std::to_string(i) + "]";
+      std::string backend = string_value(node[i], key);
+      if (std::find(backends.begin(), backends.end(), backend) == backends.end()) {
+        fail(node[i], key, "expected one of " + join(backends) + ", got '" + backend + "'");
+      }
+      if (std::find(order.begin(), order.end(), backend) != order.end()) {
+        fail(node[i], key, "duplicate backend '" + backend + "'");
+      }
+      order.push_back(std::move(backend));
+    }
+    config.backend_preference = std::move(order);
   }
 
   void parse_verdict(const YAML::Node& node, const std::string& path, VerdictPolicy& verdict, YAML::Mark& order_mark,

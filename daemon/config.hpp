@@ -43,6 +43,8 @@ struct Config {
   std::string runtime_directory = "/run/substrated";
   std::string sysfs_root = "/sys";
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
+  // Which backend probes a GPU that several backends see (discover_devices); read only at start.
+  std::vector<std::string> backend_preference = {"cuda", "vulkan"};
   double jitter_ratio = 0.1;        // each interval is stretched or shrunk by up to this share
   double max_duty_cycle = 0.01;     // device time / wall time budget per device
   double busy_utilization = 0.5;    // defer probes while telemetry utilisation is above this

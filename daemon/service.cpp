@@ -122,6 +122,7 @@ struct Running {
   std::optional<std::size_t> current;  // the spec the worker said it started last
   Clock::time_point current_since = Clock::now();
   std::string error;  // from the worker's "error" frame
+  std::string ended_early;  // from "done": why the worker stopped before its last spec (a sticky error)
 };
 
 struct Slot {
@@ -180,14 +181,14 @@ struct FoundDevices {
 // The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
 // event loop starts, on its own io_context; a worker that does not answer within
 // k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const std::string& log_level) {
+FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference) {
   FoundDevices found;
   asio::io_context io;
   bool answered = false;
   std::string failure;
   pid_t pid = 0;
   auto worker = WorkerProcess::spawn(
-      io, k_worker_executable, {{"type", "discover"}, {"log_level", log_level}},
+      io, k_worker_executable, {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
       {[&](const json& frame) {
          try {
            if (frame.at("type") == "devices") {
@@ -431,6 +432,7 @@ class Service {
                           {"device", slot.info.id},
                           {"uuid", slot.info.uuid},
                           {"log_level", config_.log_level},
+                          {"backend_preference", config_.backend_preference},
                           {"golden_cache_max_bytes", config_.golden_cache_max_bytes},
                           {"dump_root", config_.state_directory + "/dumps"},
                           {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
@@ -473,6 +475,7 @@ class Service {
           running->worker->set_deadline(k_open_seconds);
         }
       } else if (type == "done") {
+        running->ended_early = frame.value("ended_early", std::string());
         running->worker->set_deadline(k_exit_seconds);
       } else if (type == "error") {
         running->error = frame.at("message").get<std::string>();
@@ -494,7 +497,14 @@ class Service {
     std::string outcome = "ok";
     std::size_t blamed = 0;
     while (blamed < results.size() && results[blamed]) ++blamed;
-    if (blamed < results.size()) {
+    // A worker that ended early on purpose (a sticky driver error, already reported in its
+    // result) and exited cleanly leaves the specs after it unrun, not blamed.
+    const bool ended_early = !running->ended_early.empty() && exit.signal == 0 && exit.exit_code == 0 &&
+                             !exit.deadline_passed && exit.protocol_error.empty();
+    if (ended_early) {
+      spdlog::warn("{}: worker {} ended after a sticky error; {} spec(s) left for the next round", slot.info.id,
+                   static_cast<int>(pid), results.size() - blamed);
+    } else if (blamed < results.size()) {
       const PlannedSpec& planned = specs[blamed];
       const bool started = running->current && *running->current == blamed;
       const double elapsed = std::chrono::duration<double>(Clock::now() - running->current_since).count();
@@ -580,7 +590,11 @@ class Service {
       reasons.insert(result.error_kind == ErrorKind::timeout ? Reason::timeout : Reason::error);
       return reasons;
     }
-    if (result.status == RunStatus::fail) reasons.insert(Reason::golden_mismatch);
+    if (result.status == RunStatus::fail) {
+      // A fail with an error is the device's own report of an uncorrectable fault (no check ran).
+      reasons.insert(result.error_kind == ErrorKind::hardware_fault && !result.error.empty() ? Reason::hardware_error
+                                                                                              : Reason::golden_mismatch);
+    }
     if (result.drill() || result.status != RunStatus::pass) return reasons;
     const DeviceInfo& info = slot.info;
     const BaselineKey key{state_device_key(info), info.driver, info.kernel_build,
@@ -666,7 +680,7 @@ class Service {
       if (!reasons.empty() && findings.detail.empty()) {
         findings.detail = spec_key(result.spec) + " seed " + std::to_string(result.spec.seed) +
                           (result.drill() ? " (drill)" : "") +
-                          (is_error_status(result.status) ? ": " + result.error
+                          (is_error_status(result.status) || !result.error.empty() ? ": " + result.error
                                                           : ": " + std::to_string(result.check.mismatched) +
                                                                 " element(s) wrong");
       }
@@ -1103,7 +1117,8 @@ std::string Service::metrics_text() const {
   f.family("substrate_probe_failures_total", "Failed scheduled probe runs by reason." + last,
            prometheus::MetricType::Counter);
   f.family("substrate_probe_skipped_total",
-           "Scheduled probe runs skipped by reason (not_implemented: the device's backend lacks the probe).",
+           "Scheduled probe runs skipped by reason (not_implemented: the device's backend lacks the probe; "
+           "out_of_memory: too little free device memory; device_busy: the device refused this process).",
            prometheus::MetricType::Counter);
   f.family("substrate_baseline_resets_total", "Baselines reset because the driver or kernel build changed.",
            prometheus::MetricType::Counter);
@@ -1253,7 +1268,7 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return cli::k_exit_cannot_run;
   }
-  FoundDevices found = discover_in_worker(config->log_level);
+  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
   Service service(std::move(config.value()), options.config_path, std::move(found));
   const int code = service.run();
   ::close(*lock);

@@ -25,6 +25,7 @@ const char* to_string(Reason reason) {
     case Reason::timeout: return "timeout";
     case Reason::error: return "error";
     case Reason::crashed: return "crashed";
+    case Reason::hardware_error: return "hardware_error";
   }
   return "error";
 }
@@ -71,7 +72,8 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
     state.consecutive_passes = 0;
     return;
   }
-  if (state.health == Health::hung && !run.reasons.count(Reason::golden_mismatch)) {
+  const bool definite = run.reasons.count(Reason::golden_mismatch) || run.reasons.count(Reason::hardware_error);
+  if (state.health == Health::hung && !definite) {
     // Hung is left only through passes_to_recover clean runs (retried with a backoff by the
     // daemon); other failures keep it hung and restart the count.
     if (!run.reasons.empty()) {
@@ -100,7 +102,7 @@ void apply_run(VerdictState& state, const RunFindings& run, const VerdictPolicy&
   for (Reason r : run.reasons) why += std::string(why.empty() ? "" : ",") + to_string(r);
   why += ": " + run.detail;
   if (std::find(state.reasons.begin(), state.reasons.end(), why) == state.reasons.end()) add_reason(state, why);
-  if (run.reasons.count(Reason::golden_mismatch)) {
+  if (definite) {
     state.health = Health::failed;
     return;
   }

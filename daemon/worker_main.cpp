@@ -72,7 +72,7 @@ int run(const json& request, const WorkerHooks& hooks) {
     if (is_process_drill(drill)) act_out(drill);
     device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
     ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
-    if (result.status == RunStatus::fail && dump_bytes > 0 && !dump_root.empty()) {
+    if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
       auto kept = keep_failure_dump(dump_root, result, dump_bytes);
       if (kept) {
         spdlog::info("{} {}: failing run dumped to {}", id, spec_key(spec), *kept);
@@ -82,6 +82,12 @@ int run(const json& request, const WorkerHooks& hooks) {
     }
     result.tensors.reset();
     if (!write_frame(k_worker_fd, {{"type", "result"}, {"index", index}, {"result", result}})) return 2;
+    if (const std::string sticky = device->sticky_error(); !sticky.empty()) {
+      // The driver's context is unusable until this process ends (cuda.h): stop here; the
+      // specs left are not run, and the next round gets a fresh worker.
+      spdlog::warn("{}: sticky error, the worker ends after spec {} of {}: {}", id, index + 1, specs.size(), sticky);
+      return write_frame(k_worker_fd, {{"type", "done"}, {"ended_early", sticky}}) ? 0 : 2;
+    }
   }
   return write_frame(k_worker_fd, {{"type", "done"}}) ? 0 : 2;
 }
@@ -100,11 +106,16 @@ int worker_main(const std::vector<std::string>& args, const WorkerHooks& given) 
   logger->set_pattern("worker[%P]: %l: %v");
   spdlog::set_default_logger(logger);
   WorkerHooks hooks = given;
-  if (!hooks.discover) hooks.discover = discover_devices;
 
   auto request = read_frame(k_worker_fd);
   if (!request) return fail("request: " + request.error().message);
   try {
+    if (!hooks.discover) {
+      // The daemon's backend_preference, so the discovery and every run worker agree on which
+      // backend's view of a GPU is the device.
+      const auto preference = request->value("backend_preference", k_default_backend_preference);
+      hooks.discover = [preference] { return discover_devices(preference); };
+    }
     spdlog::set_level(spdlog::level::from_str(request->value("log_level", std::string("info"))));
     const std::string type = request->at("type").get<std::string>();
     if (type == "discover") return discover(hooks);

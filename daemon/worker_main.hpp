@@ -12,7 +12,8 @@
 namespace substrate::worker {
 
 struct WorkerHooks {
-  // How devices are found; empty: discover_devices(). Tests wrap the real devices here.
+  // How devices are found; empty: discover_devices() with the request's backend_preference.
+  // Tests wrap the real devices here.
   std::function<Discovery()> discover;
 };
 

@@ -14,6 +14,9 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::timeout: return "timeout";
     case ErrorKind::io_error: return "io_error";
     case ErrorKind::corrupt: return "corrupt";
+    case ErrorKind::out_of_memory: return "out_of_memory";
+    case ErrorKind::busy: return "busy";
+    case ErrorKind::hardware_fault: return "hardware_fault";
   }
   return "unknown";
 }

@@ -117,8 +117,18 @@ class ComputeDevice {
  public:
   virtual ~ComputeDevice() = default;
   virtual const DeviceInfo& info() const = 0;
-  // Free device memory as the driver reports it (budget), or total device-local memory.
+  // Free device memory as the driver reports it (budget), or total device-local memory; 0 when
+  // the driver cannot say (the memory probe then skips rather than test a token region).
   virtual std::uint64_t free_memory_bytes() const = 0;
+  // Non-empty after a sticky error: the driver said the process's context is unusable and the
+  // process must be terminated and relaunched (cuda.h: CUDA_ERROR_ILLEGAL_ADDRESS, ECC_UNCORRECTABLE,
+  // CONTAINED, ...). Every later call fails with that error without touching the driver; a worker
+  // seeing this reports what it has and exits, so the next round gets a fresh process.
+  virtual std::string sticky_error() const { return {}; }
+  // Makes the device ready for runs: a backend that opens its context lazily (CUDA, when a
+  // workload held the memory or the device at discovery) opens it here. Errors are those of the
+  // run calls (ErrorKind::out_of_memory or busy: skip the run). run_probe calls it first.
+  virtual Status open() { return ok_status(); }
   // Raw generator words for (seed, stream, first..first+count): proves generator parity.
   virtual Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t seed, std::uint32_t stream,
                                                             std::uint64_t first, std::uint32_t count) = 0;
@@ -158,7 +168,13 @@ struct Discovery {
   std::vector<std::string> backend_notes;  // e.g. "cuda: libcuda.so.1 not found (no NVIDIA driver)"
 };
 
-// Every device of every backend compiled in. Never fails: absent backends leave a note.
-Discovery discover_devices();
+// The default order of backends for a GPU that several backends see (backend_preference).
+inline const std::vector<std::string> k_default_backend_preference = {"cuda", "vulkan"};
+
+// Every device of every backend compiled in, each physical GPU once: where two backends see one
+// GPU (same UUID or PCI bus id; NVIDIA's Vulkan driver and libcuda), the device of the backend
+// first in `preference` is kept and the other becomes a note. Never fails: absent backends leave
+// a note.
+Discovery discover_devices(const std::vector<std::string>& preference = k_default_backend_preference);
 
 }  // namespace substrate

@@ -25,8 +25,17 @@ const char* to_string(RunStatus status) {
 const char* to_string(SkipKind kind) {
   switch (kind) {
     case SkipKind::not_implemented: return "not_implemented";
+    case SkipKind::out_of_memory: return "out_of_memory";
+    case SkipKind::device_busy: return "device_busy";
   }
   return "not_implemented";
+}
+
+std::optional<SkipKind> parse_skip_kind(const std::string& name) {
+  for (SkipKind k : k_all_skip_kinds) {
+    if (name == to_string(k)) return k;
+  }
+  return std::nullopt;
 }
 
 std::optional<RunStatus> parse_run_status(const std::string& name) {
@@ -99,7 +108,8 @@ void histogram_from_json(const nlohmann::json& in, Histogram& bits) {
 
 ErrorKind parse_error_kind(const std::string& name) {
   for (ErrorKind k : {ErrorKind::invalid_argument, ErrorKind::unavailable, ErrorKind::device_error, ErrorKind::timeout,
-                      ErrorKind::io_error, ErrorKind::corrupt}) {
+                      ErrorKind::io_error, ErrorKind::corrupt, ErrorKind::out_of_memory, ErrorKind::busy,
+                      ErrorKind::hardware_fault}) {
     if (name == to_string(k)) return k;
   }
   return ErrorKind::device_error;
@@ -160,7 +170,8 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
   out["kernel"] = result.kernel;
   out["status"] = to_string(result.status);
   out["drill"] = result.drill();
-  if (result.status == RunStatus::error || result.status == RunStatus::hung || result.status == RunStatus::crashed) {
+  if (result.status == RunStatus::error || result.status == RunStatus::hung || result.status == RunStatus::crashed ||
+      (result.status == RunStatus::fail && !result.error.empty())) {
     out["error"] = result.error;
     out["error_kind"] = to_string(result.error_kind);
   }
@@ -254,10 +265,9 @@ void from_json(const nlohmann::json& in, ProbeResult& result) {
   if (result.status == RunStatus::skipped) {
     result.skip_reason = in.at("skip_reason").get<std::string>();
     const std::string kind = in.at("skip_kind").get<std::string>();
-    if (kind != to_string(SkipKind::not_implemented)) {
-      throw nlohmann::json::other_error::create(501, "unknown skip_kind '" + kind + "'", &in);
-    }
-    result.skip_kind = SkipKind::not_implemented;
+    const auto known = parse_skip_kind(kind);
+    if (!known) throw nlohmann::json::other_error::create(501, "unknown skip_kind '" + kind + "'", &in);
+    result.skip_kind = *known;
   }
   const nlohmann::json& c = in.at("check");
   CheckOutcome& check = result.check;

@@ -26,8 +26,17 @@ const char* to_string(RunStatus status);
 std::optional<RunStatus> parse_run_status(const std::string& name);
 
 // Why a run was skipped, a bounded set (the `reason` label of substrate_probe_skipped_total).
-enum class SkipKind { not_implemented };  // the device's backend has no kernels for the probe
+// not_implemented: the device's backend has no kernels for the probe. out_of_memory: the device
+// had too little free memory for the run (ErrorKind::out_of_memory, e.g. CUDA_ERROR_OUT_OF_MEMORY
+// at context creation, allocation or launch; or no free memory could be read). device_busy: the
+// device refused this process (ErrorKind::busy: CUDA_ERROR_DEVICE_UNAVAILABLE in an exclusive
+// compute mode, NOT_PERMITTED, MPS errors). A busy GPU is healthy: skips never fold into a verdict.
+enum class SkipKind { not_implemented, out_of_memory, device_busy };
+inline constexpr SkipKind k_all_skip_kinds[] = {SkipKind::not_implemented, SkipKind::out_of_memory,
+                                                SkipKind::device_busy};
 const char* to_string(SkipKind kind);
+// Inverse of to_string; nullopt for an unknown name.
+std::optional<SkipKind> parse_skip_kind(const std::string& name);
 
 struct MemoryDetails {
   std::uint64_t bytes_tested = 0;
@@ -79,7 +88,9 @@ struct ProbeResult {
   ProbeSpec spec;
   std::string kernel;  // kernel id, e.g. "vulkan.gemm.tiled16"
   RunStatus status = RunStatus::error;
-  std::string error;   // why it could not run (status == error)
+  // Why it could not run (status error, hung, crashed), or the hardware evidence of a fail that
+  // no check produced (status fail with error_kind hardware_fault, e.g. CUDA_ERROR_ECC_UNCORRECTABLE).
+  std::string error;
   ErrorKind error_kind = ErrorKind::device_error;
   std::string skip_reason;  // why it did not run (status == skipped): "not implemented on the cuda backend"
   SkipKind skip_kind = SkipKind::not_implemented;

@@ -178,15 +178,26 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
     result.skip_reason = "not implemented on the " + backend + " backend";
   } else if (status.ok()) {
     try {
-      status = descriptor->run(device, spec, goldens, result);
+      status = device.open();
+      if (status.ok()) status = descriptor->run(device, spec, goldens, result);
     } catch (const std::exception& e) {
       status = Error{ErrorKind::device_error, std::string("probe threw: ") + e.what()};
     }
   }
   if (!status.ok()) {
-    result.status = RunStatus::error;
-    result.error = status.error().message;
-    result.error_kind = status.error().kind;
+    const Error& error = status.error();
+    if (error.kind == ErrorKind::out_of_memory || error.kind == ErrorKind::busy) {
+      // A healthy device whose memory or compute is taken by a workload: not a fault, not an error.
+      result.status = RunStatus::skipped;
+      result.skip_kind = error.kind == ErrorKind::out_of_memory ? SkipKind::out_of_memory : SkipKind::device_busy;
+      result.skip_reason = error.message;
+    } else {
+      // hardware_fault: the device reported an uncorrectable fault; that is evidence, a fail.
+      result.status = error.kind == ErrorKind::hardware_fault ? RunStatus::fail : RunStatus::error;
+      if (result.status == RunStatus::fail) result.check.pass = false;
+      result.error = error.message;
+      result.error_kind = error.kind;
+    }
   }
   result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   result.finished_at =

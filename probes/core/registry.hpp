@@ -217,8 +217,11 @@ std::string replay_command(const ProbeResult& result);
 
 // Runs one spec through its descriptor with timing, identity and error capture: never throws.
 // On a device whose backend does not implement the probe the result is skipped (not_implemented)
-// and the device is not touched. With `capture_tensors` the probe keeps its output words and
-// golden in result.tensors.
+// and the device is not touched. A probe's error becomes: skipped (out_of_memory or device_busy)
+// for ErrorKind::out_of_memory and busy, with the message as skip_reason (a busy GPU is not a
+// faulty one); fail with the message in `error` for ErrorKind::hardware_fault (the device's own
+// report of an uncorrectable fault is evidence); error otherwise. With `capture_tensors` the probe
+// keeps its output words and golden in result.tensors.
 ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens,
                       bool capture_tensors = false);
 

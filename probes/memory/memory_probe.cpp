@@ -84,7 +84,13 @@ Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   if (!(spec.memory.free_share > 0.0 && spec.memory.free_share <= 1.0) || spec.memory.max_bytes < 4) {
     return Error{ErrorKind::invalid_argument, "memory: free_share must be in (0, 1] and max_bytes at least 4"};
   }
-  const auto share = static_cast<std::uint64_t>(static_cast<double>(device.free_memory_bytes()) * spec.memory.free_share);
+  const std::uint64_t free = device.free_memory_bytes();
+  if (free < 4) {
+    // The driver reported no free memory, or could not say (cuMemGetInfo failed): a token region
+    // would pass while testing nothing, so the run is skipped.
+    return Error{ErrorKind::out_of_memory, "memory: the device reports no free memory (or its free memory could not be read)"};
+  }
+  const auto share = static_cast<std::uint64_t>(static_cast<double>(free) * spec.memory.free_share);
   const std::uint64_t bytes = std::max<std::uint64_t>(4, std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3});
   if (spec.inject.enabled && spec.inject.element >= bytes / 4) {
     return Error{ErrorKind::invalid_argument, "memory: injected word " + std::to_string(spec.inject.element) +

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 
@@ -272,5 +274,53 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
   CHECK(results.at(0).at("skip_reason") == "not implemented on the cuda backend");
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
+}
+TEST_CASE("daemon: a CUDA device out of memory is skipped and stays healthy; ECC 214 fails it with the code", "[e2e]") {
+  // The stand-in libcuda reads its injected errors from a file on every call, so they change
+  // under the running daemon (each round's worker is a fresh process that inherits the variable).
+  const auto scenario = std::filesystem::temp_directory_path() /
+                        ("substrate-fake-cuda-fail-" + std::to_string(::getpid()));
+  std::ofstream(scenario) << "";
+  ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
+  ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);
+  ::setenv("SUBSTRATE_FAKE_CUDA_FAIL", ("@" + scenario.string()).c_str(), 1);
+  DaemonProcess daemon(
+      "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n  canary:\n    enabled: false\n"
+      "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n",
+      "devices: [cuda0]\n");
+  daemon.start();
+  ::unsetenv("SUBSTRATE_CUDA_LIBRARY");
+  ::unsetenv("SUBSTRATE_FAKE_CUDA");
+  ::unsetenv("SUBSTRATE_FAKE_CUDA_FAIL");
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("cuda0", "healthy"), 1); }, 60s));
+
+  // A workload takes the memory: every allocation fails. More rounds than failures_to_fail (3).
+  std::ofstream(scenario) << "cuMemAlloc=2\n";
+  const std::string oom = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"memory\",reason=\"out_of_memory\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, oom, 5); }, 60s));
+  std::string scrape = daemon.metrics();
+  INFO(scrape);
+  CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
+  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+
+  // An uncorrectable ECC error during a launch: failed at once, with the code named.
+  std::ofstream(scenario) << "cuLaunchKernel=214\n";
+  const std::string hardware =
+      "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"hardware_error\"}";
+  // Two rounds: the worker that met the sticky error ended, and the next round ran in a new one.
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, hardware, 2); }, 60s));
+  scrape = daemon.metrics();
+  CHECK(metric(scrape, health_series("cuda0", "failed")) == 1.0);
+  const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+  const std::string reasons = status.at("devices").at(0).at("reasons").dump();
+  CHECK(reasons.find("hardware_error") != std::string::npos);
+  CHECK(reasons.find("CUDA_ERROR_ECC_UNCORRECTABLE") != std::string::npos);
+  CHECK(reasons.find("CUresult 214") != std::string::npos);
+  CHECK(daemon.log().find("ended after a sticky error") != std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+  std::filesystem::remove(scenario);
 }
 #endif

@@ -10,12 +10,23 @@
 //   missing_symbol    cuGetProcAddress does not know cuMemAlloc
 //   no_binary         cuModuleLoadData returns CUDA_ERROR_NO_BINARY_FOR_GPU, driver reports 12.8
 //   hang              events never complete
+// $SUBSTRATE_FAKE_CUDA_FAIL injects driver errors (read on every call; docs/testing.md):
+//   <entry point>=<CUresult>[@<n>][,...]   e.g. cuMemAlloc=2  cuLaunchKernel=214@3
+// makes that entry point return the code from its n-th call on (default: the first). A sticky
+// code (214, 226, 700) then comes back from every injectable call, as cuda.h says a poisoned
+// context does. Calls are counted per process from when the spec last changed. "@FILE" reads the
+// spec from FILE's first line on every call, so a test can change it under a running daemon
+// (each worker is a process of its own and inherits the variable). Injectable:
+// cuDevicePrimaryCtxRetain, cuCtxSetCurrent, cuModuleLoadData, cuStreamCreate, cuLaunchKernel,
+// cuEventRecord, cuEventQuery, cuMemAlloc, cuMemAllocHost, cuMemcpyDtoHAsync, cuMemsetD32Async,
+// cuMemGetInfo.
 #include <cuda.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -31,6 +42,55 @@ std::string mode() {
   const char* m = std::getenv("SUBSTRATE_FAKE_CUDA");
   return m ? m : "device";
 }
+
+std::mutex g_inject_mutex;
+std::string g_inject_spec;
+std::map<std::string, int> g_inject_calls;
+CUresult g_sticky = CUDA_SUCCESS;
+int g_live_allocations = 0;
+
+bool sticky_code(int code) { return code == 214 || code == 226 || code == 700; }
+
+// What $SUBSTRATE_FAKE_CUDA_FAIL makes `call` return now (CUDA_SUCCESS: behave normally).
+CUresult injected(const char* call) {
+  const char* env = std::getenv("SUBSTRATE_FAKE_CUDA_FAIL");
+  std::string spec = env ? env : "";
+  if (!spec.empty() && spec[0] == '@') {  // "@FILE": the spec is the file's first line, re-read each call
+    std::ifstream in(spec.substr(1));
+    spec.clear();
+    std::getline(in, spec);
+    while (!spec.empty() && (spec.back() == '\n' || spec.back() == '\r' || spec.back() == ' ')) spec.pop_back();
+  }
+  std::lock_guard lock(g_inject_mutex);
+  if (spec != g_inject_spec) {
+    g_inject_spec = spec;
+    g_inject_calls.clear();
+    g_sticky = CUDA_SUCCESS;
+  }
+  if (spec.empty()) return CUDA_SUCCESS;
+  if (g_sticky != CUDA_SUCCESS) return g_sticky;
+  const int n = ++g_inject_calls[call];
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    std::size_t end = spec.find(',', start);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(start, end - start);
+    start = end + 1;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos || item.substr(0, eq) != call) continue;
+    const std::size_t at = item.find('@', eq);
+    const int code = std::atoi(item.substr(eq + 1, at == std::string::npos ? std::string::npos : at - eq - 1).c_str());
+    const int from = at == std::string::npos ? 1 : std::atoi(item.substr(at + 1).c_str());
+    if (n < from) continue;
+    if (sticky_code(code)) g_sticky = static_cast<CUresult>(code);
+    return static_cast<CUresult>(code);
+  }
+  return CUDA_SUCCESS;
+}
+#define FAKE_INJECT(call)                                 \
+  do {                                                    \
+    if (const CUresult r = injected(call); r != CUDA_SUCCESS) return r; \
+  } while (false)
 
 struct LaunchRecord {
   std::string name;
@@ -63,6 +123,12 @@ CUresult CUDAAPI fake_get_error_name(CUresult error, const char** out) {
     case CUDA_ERROR_INVALID_IMAGE: *out = "CUDA_ERROR_INVALID_IMAGE"; return CUDA_SUCCESS;
     case CUDA_ERROR_OUT_OF_MEMORY: *out = "CUDA_ERROR_OUT_OF_MEMORY"; return CUDA_SUCCESS;
     case CUDA_ERROR_NOT_READY: *out = "CUDA_ERROR_NOT_READY"; return CUDA_SUCCESS;
+    case CUDA_ERROR_DEVICE_UNAVAILABLE: *out = "CUDA_ERROR_DEVICE_UNAVAILABLE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_PERMITTED: *out = "CUDA_ERROR_NOT_PERMITTED"; return CUDA_SUCCESS;
+    case CUDA_ERROR_MPS_CONNECTION_FAILED: *out = "CUDA_ERROR_MPS_CONNECTION_FAILED"; return CUDA_SUCCESS;
+    case CUDA_ERROR_ECC_UNCORRECTABLE: *out = "CUDA_ERROR_ECC_UNCORRECTABLE"; return CUDA_SUCCESS;
+    case CUDA_ERROR_CONTAINED: *out = "CUDA_ERROR_CONTAINED"; return CUDA_SUCCESS;
+    case CUDA_ERROR_ILLEGAL_ADDRESS: *out = "CUDA_ERROR_ILLEGAL_ADDRESS"; return CUDA_SUCCESS;
     default: *out = nullptr; return CUDA_ERROR_INVALID_VALUE;
   }
 }
@@ -71,6 +137,10 @@ CUresult CUDAAPI fake_get_error_string(CUresult error, const char** out) {
     case CUDA_ERROR_NO_DEVICE: *out = "no CUDA-capable device is detected"; return CUDA_SUCCESS;
     case CUDA_ERROR_NO_BINARY_FOR_GPU: *out = "no kernel image is available for execution on the device"; return CUDA_SUCCESS;
     case CUDA_ERROR_NOT_FOUND: *out = "named symbol not found"; return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY: *out = "out of memory"; return CUDA_SUCCESS;
+    case CUDA_ERROR_ECC_UNCORRECTABLE: *out = "uncorrectable ECC error encountered"; return CUDA_SUCCESS;
+    case CUDA_ERROR_CONTAINED: *out = "a contained error was encountered on the device"; return CUDA_SUCCESS;
+    case CUDA_ERROR_ILLEGAL_ADDRESS: *out = "an illegal memory access was encountered"; return CUDA_SUCCESS;
     default: *out = "fake error"; return CUDA_SUCCESS;
   }
 }
@@ -113,13 +183,18 @@ CUresult CUDAAPI fake_device_total_mem(std::size_t* bytes, CUdevice) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_primary_ctx_retain(CUcontext* context, CUdevice) {
+  FAKE_INJECT("cuDevicePrimaryCtxRetain");
   *context = reinterpret_cast<CUcontext>(&g_context_token);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_primary_ctx_release(CUdevice) { return CUDA_SUCCESS; }
-CUresult CUDAAPI fake_ctx_set_current(CUcontext) { return CUDA_SUCCESS; }
+CUresult CUDAAPI fake_ctx_set_current(CUcontext) {
+  FAKE_INJECT("cuCtxSetCurrent");
+  return CUDA_SUCCESS;
+}
 CUresult CUDAAPI fake_module_load_data(CUmodule* module, const void* image) {
   if (mode() == "no_binary") return CUDA_ERROR_NO_BINARY_FOR_GPU;
+  FAKE_INJECT("cuModuleLoadData");
   const auto* bytes = static_cast<const unsigned char*>(image);
   std::uint32_t magic;
   std::memcpy(&magic, bytes, 4);
@@ -156,6 +231,7 @@ CUresult CUDAAPI fake_module_get_function(CUfunction* function, CUmodule, const 
 CUresult CUDAAPI fake_func_set_attribute(CUfunction, CUfunction_attribute, int) { return CUDA_SUCCESS; }
 CUresult CUDAAPI fake_launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                     unsigned bz, unsigned smem, CUstream, void** params, void**) {
+  FAKE_INJECT("cuLaunchKernel");
   std::lock_guard lock(g_mutex);
   LaunchRecord record;
   record.name = g_functions[f];
@@ -174,6 +250,7 @@ CUresult CUDAAPI fake_launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsi
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_stream_create(CUstream* stream, unsigned int) {
+  FAKE_INJECT("cuStreamCreate");
   *stream = reinterpret_cast<CUstream>(&g_stream_token);
   return CUDA_SUCCESS;
 }
@@ -185,24 +262,36 @@ CUresult CUDAAPI fake_event_create(CUevent* event, unsigned int) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_event_destroy(CUevent) { return CUDA_SUCCESS; }
-CUresult CUDAAPI fake_event_record(CUevent, CUstream) { return CUDA_SUCCESS; }
-CUresult CUDAAPI fake_event_query(CUevent) { return mode() == "hang" ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS; }
+CUresult CUDAAPI fake_event_record(CUevent, CUstream) {
+  FAKE_INJECT("cuEventRecord");
+  return CUDA_SUCCESS;
+}
+CUresult CUDAAPI fake_event_query(CUevent) {
+  FAKE_INJECT("cuEventQuery");
+  return mode() == "hang" ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+}
 CUresult CUDAAPI fake_event_elapsed_time(float* ms, CUevent, CUevent) {
   *ms = 1.5f;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_mem_alloc(CUdeviceptr* ptr, std::size_t bytes) {
+  FAKE_INJECT("cuMemAlloc");
   if (bytes > (std::size_t{1} << 31)) return CUDA_ERROR_OUT_OF_MEMORY;  // keep the host safe
   void* memory = std::calloc(bytes == 0 ? 1 : bytes, 1);
   if (memory == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
   *ptr = reinterpret_cast<CUdeviceptr>(memory);
+  std::lock_guard lock(g_inject_mutex);
+  ++g_live_allocations;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_mem_free(CUdeviceptr ptr) {
   std::free(reinterpret_cast<void*>(ptr));
+  std::lock_guard lock(g_inject_mutex);
+  --g_live_allocations;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_mem_alloc_host(void** ptr, std::size_t bytes) {
+  FAKE_INJECT("cuMemAllocHost");
   *ptr = std::malloc(bytes == 0 ? 1 : bytes);
   return *ptr ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
@@ -211,15 +300,18 @@ CUresult CUDAAPI fake_mem_free_host(void* ptr) {
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_memcpy_dtoh_async(void* dst, CUdeviceptr src, std::size_t bytes, CUstream) {
+  FAKE_INJECT("cuMemcpyDtoHAsync");
   std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_memset_d32_async(CUdeviceptr dst, unsigned int value, std::size_t count, CUstream) {
+  FAKE_INJECT("cuMemsetD32Async");
   auto* words = reinterpret_cast<unsigned int*>(dst);
   for (std::size_t i = 0; i < count; ++i) words[i] = value;
   return CUDA_SUCCESS;
 }
 CUresult CUDAAPI fake_mem_get_info(std::size_t* free, std::size_t* total) {
+  FAKE_INJECT("cuMemGetInfo");
   *free = std::size_t{70} << 30;
   *total = std::size_t{80} << 30;
   return CUDA_SUCCESS;
@@ -291,6 +383,11 @@ __attribute__((visibility("default"))) CUresult cuGetProcAddress_v2(const char* 
 }
 
 // Test hooks (not part of the driver API).
+// Device allocations made and not yet freed (cuMemAlloc minus cuMemFree).
+__attribute__((visibility("default"))) int substrate_fake_cuda_live_allocations() {
+  std::lock_guard lock(g_inject_mutex);
+  return g_live_allocations;
+}
 __attribute__((visibility("default"))) int substrate_fake_cuda_launches() {
   std::lock_guard lock(g_mutex);
   return g_launches;

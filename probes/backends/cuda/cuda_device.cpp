@@ -28,15 +28,27 @@ namespace ck = cuda_kernels;
 
 class Failure : public std::runtime_error {
  public:
-  Failure(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Failure(ErrorKind kind, const std::string& message, bool sticky = false)
+      : std::runtime_error(message), kind_(kind), sticky_(sticky) {}
   ErrorKind kind() const { return kind_; }
+  // The driver said the context is unusable until the process is relaunched.
+  bool sticky() const { return sticky_; }
 
  private:
   ErrorKind kind_;
+  bool sticky_;
 };
 
+// Throws a Failure classified by classify_result (driver_api.hpp), naming the call and the code.
 void check(const DriverApi& api, CUresult result, const std::string& what) {
-  if (result != CUDA_SUCCESS) throw Failure(ErrorKind::device_error, what + ": " + api.describe(result));
+  if (result == CUDA_SUCCESS) return;
+  const ResultClass meaning = classify_result(result);
+  std::string message = what + ": " + api.describe(result);
+  if (meaning.kind == ErrorKind::hardware_fault || meaning.sticky) {
+    message += " [CUresult " + std::to_string(static_cast<int>(result)) +
+               (meaning.sticky ? "; sticky: the context is unusable until the process is relaunched]" : "]");
+  }
+  throw Failure(meaning.kind, message, meaning.sticky);
 }
 
 class DeviceBuffer {
@@ -99,6 +111,11 @@ class CudaComputeDevice final : public CudaDevice {
       : api_(std::move(api)), device_(device), info_(std::move(info)), cc_(cc) {
     try {
       init();
+    } catch (const Failure& failure) {
+      release();
+      // Out of memory or refused (a workload holds the GPU): the device is healthy and listed;
+      // its context is opened on first use, where the same failure makes that run skipped.
+      if (failure.kind() != ErrorKind::out_of_memory && failure.kind() != ErrorKind::busy) throw;
     } catch (...) {
       release();
       throw;
@@ -106,7 +123,7 @@ class CudaComputeDevice final : public CudaDevice {
   }
 
   ~CudaComputeDevice() override {
-    if (hung_) {
+    if (hung_ || !sticky_.empty()) {
       // The GPU may still be using every resource: the process keeps them, and never calls
       // into the driver for this device again.
       std::lock_guard lock(graveyard().mutex);
@@ -131,10 +148,25 @@ class CudaComputeDevice final : public CudaDevice {
     return path_;
   }
   int compute_capability() const override { return cc_; }
+  Status open() override {
+    std::lock_guard lock(mutex_);
+    if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
+    if (!sticky_.empty()) return Error{sticky_kind_, info_.id + ": " + sticky_};
+    try {
+      open_locked();
+    } catch (const Failure& failure) {
+      return Error{failure.kind(), info_.id + ": " + failure.what()};
+    }
+    return ok_status();
+  }
+  std::string sticky_error() const override {
+    std::lock_guard lock(mutex_);
+    return sticky_;
+  }
 
   std::uint64_t free_memory_bytes() const override {
     std::lock_guard lock(mutex_);
-    if (hung_ || api_->CtxSetCurrent(context_) != CUDA_SUCCESS) return 0;
+    if (hung_ || !sticky_.empty() || !ready_ || api_->CtxSetCurrent(context_) != CUDA_SUCCESS) return 0;
     std::size_t free = 0, total = 0;
     if (api_->MemGetInfo(&free, &total) != CUDA_SUCCESS) return 0;
     return free;
@@ -381,6 +413,24 @@ class CudaComputeDevice final : public CudaDevice {
           "cuDeviceGetAttribute(shared memory per block, opt-in)");
     // The attention kernel's static shared memory (about 0.5 KiB) comes off the same budget.
     max_dynamic_smem_ = optin > 1024 ? static_cast<std::uint64_t>(optin) - 1024 : 0;
+    ready_ = true;
+  }
+
+  // Opens the context, module, stream and events unless they are open; throws Failure, after
+  // releasing what it opened (unless the error is sticky: then the driver is not called again).
+  void open_locked() {
+    if (ready_) return;
+    try {
+      init();
+    } catch (const Failure& failure) {
+      if (failure.sticky()) {
+        sticky_ = failure.what();
+        sticky_kind_ = failure.kind();
+      } else {
+        release();
+      }
+      throw;
+    }
   }
 
   // Best effort: nothing here may throw; errors during teardown are ignored.
@@ -400,19 +450,28 @@ class CudaComputeDevice final : public CudaDevice {
     module_ = nullptr;
     if (context_retained_) api.DevicePrimaryCtxRelease(device_);
     context_retained_ = false;
+    context_ = nullptr;
+    ready_ = false;
   }
 
   template <class Fn>
   auto guarded(Fn&& body) -> Expected<decltype(body(std::declval<Scratch&>()))> {
     std::lock_guard lock(mutex_);
     if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
+    if (!sticky_.empty()) return Error{sticky_kind_, info_.id + ": " + sticky_};
     auto scratch = std::make_unique<Scratch>();
     try {
+      open_locked();
       check(*api_, api_->CtxSetCurrent(context_), "cuCtxSetCurrent");
       return body(*scratch);
     } catch (const Failure& failure) {
-      if (failure.kind() == ErrorKind::timeout) {
-        hung_ = true;
+      if (failure.kind() == ErrorKind::timeout || failure.sticky()) {
+        if (failure.kind() == ErrorKind::timeout) hung_ = true;
+        // After a sticky error the driver must not be asked to free anything: keep it all.
+        if (failure.sticky()) {
+          sticky_ = failure.what();
+          sticky_kind_ = failure.kind();
+        }
         std::lock_guard yard_lock(graveyard().mutex);
         graveyard().scratch.push_back(std::move(scratch));
       }
@@ -510,7 +569,7 @@ class CudaComputeDevice final : public CudaDevice {
     for (;;) {
       const CUresult status = api_->EventQuery(event);
       if (status == CUDA_SUCCESS) return;
-      if (status != CUDA_ERROR_NOT_READY) throw Failure(ErrorKind::device_error, what + ": " + api_->describe(status));
+      if (status != CUDA_ERROR_NOT_READY) check(*api_, status, what);
       if (std::chrono::steady_clock::now() >= deadline) {
         throw Failure(ErrorKind::timeout, what + " did not finish within " + std::to_string(timeout_seconds_) +
                                               " s; the device is marked hung");
@@ -581,6 +640,9 @@ class CudaComputeDevice final : public CudaDevice {
   std::uint64_t staging_bytes_ = 0;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
+  bool ready_ = false;          // context, module, stream and events exist
+  std::string sticky_;          // the sticky error that ended this process's use of the device
+  ErrorKind sticky_kind_ = ErrorKind::device_error;
   GemmPath path_ = GemmPath::automatic;
   std::unique_ptr<DeviceBuffer> retention_;
   std::uint64_t retention_bytes_ = 0;

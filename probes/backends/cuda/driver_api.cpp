@@ -40,6 +40,35 @@ std::string DriverApi::describe(CUresult result) const {
   return out;
 }
 
+ResultClass classify_result(CUresult result) {
+  switch (result) {
+    case CUDA_ERROR_OUT_OF_MEMORY: return {ErrorKind::out_of_memory, false};
+    case CUDA_ERROR_DEVICE_UNAVAILABLE:
+    case CUDA_ERROR_NOT_PERMITTED:
+    case CUDA_ERROR_MPS_CONNECTION_FAILED:
+    case CUDA_ERROR_MPS_RPC_FAILURE:
+    case CUDA_ERROR_MPS_SERVER_NOT_READY:
+    case CUDA_ERROR_MPS_MAX_CLIENTS_REACHED:
+    case CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED: return {ErrorKind::busy, false};
+    case CUDA_ERROR_MPS_CLIENT_TERMINATED: return {ErrorKind::busy, true};
+    case CUDA_ERROR_ECC_UNCORRECTABLE:
+    case CUDA_ERROR_CONTAINED: return {ErrorKind::hardware_fault, true};
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+    case CUDA_ERROR_LAUNCH_TIMEOUT:
+    case CUDA_ERROR_ASSERT:
+    case CUDA_ERROR_HARDWARE_STACK_ERROR:
+    case CUDA_ERROR_ILLEGAL_INSTRUCTION:
+    case CUDA_ERROR_MISALIGNED_ADDRESS:
+    case CUDA_ERROR_INVALID_ADDRESS_SPACE:
+    case CUDA_ERROR_INVALID_PC:
+    case CUDA_ERROR_LAUNCH_FAILED:
+    case CUDA_ERROR_EXTERNAL_DEVICE: return {ErrorKind::device_error, true};
+    default:
+      // CUDA_ERROR_TENSOR_MEMORY_LEAK (721) is newer than some toolkits this builds with.
+      return {ErrorKind::device_error, static_cast<int>(result) == 721};
+  }
+}
+
 Expected<std::shared_ptr<const DriverApi>> load_driver_api() {
   const std::string name = driver_library_name();
   void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -66,6 +66,24 @@ struct DriverApi {
   std::string describe(CUresult result) const;
 };
 
+// What a failed CUresult means for a probe run (cuda.h's documentation of each code):
+//   out_of_memory  CUDA_ERROR_OUT_OF_MEMORY (2): at context creation, allocation, or a launch
+//                  (lazy module loading, the default since CUDA 12.2). A workload holds the memory.
+//   busy           CUDA_ERROR_DEVICE_UNAVAILABLE (46, exclusive compute mode held by another
+//                  process), NOT_PERMITTED (800), the MPS errors 805-810.
+//   hardware_fault CUDA_ERROR_ECC_UNCORRECTABLE (214), CUDA_ERROR_CONTAINED (226): the GPU
+//                  reported an uncorrectable error: evidence against the device.
+//   device_error   anything else (CUDA_ERROR_ILLEGAL_ADDRESS, 700, included: a kernel bug is as
+//                  likely as a fault).
+// sticky: cuda.h says the process is left in an inconsistent state and must be terminated and
+// relaunched: 214, 226, 700, 702, 710 (assert: the context must be destroyed), 714-719, 721,
+// 810 (MPS client terminated), 911.
+struct ResultClass {
+  ErrorKind kind = ErrorKind::device_error;
+  bool sticky = false;
+};
+ResultClass classify_result(CUresult result);
+
 // Loads the driver library and resolves every entry point. Errors are `unavailable` with one
 // line naming the cause ("libcuda.so.1 not found (no NVIDIA driver): ..."). The library stays
 // loaded for the life of the process once it loaded completely.

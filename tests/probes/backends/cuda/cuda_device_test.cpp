@@ -24,6 +24,8 @@
 #include "probes/backends/cuda/identity.hpp"
 #include "probes/core/registry.hpp"
 
+#include <nlohmann/json.hpp>
+
 using namespace substrate;
 namespace ck = substrate::cuda_kernels;
 
@@ -412,6 +414,158 @@ TEST_CASE("cuda: the canary is skipped on the CUDA backend, not an error", "[cud
   CHECK(result.skip_reason == "not implemented on the cuda backend");
   CHECK(result.error.empty());
   CHECK(result.kernel.empty());
+}
+
+namespace {
+
+int fake_live_allocations() {
+  void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(handle != nullptr);
+  auto fn = reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_live_allocations"));
+  REQUIRE(fn != nullptr);
+  const int live = fn();
+  dlclose(handle);
+  return live;
+}
+
+ProbeSpec small_memory_spec(const DeviceInfo& info) {
+  const ProbeDescriptor& memory = *probe_registry().find("memory");
+  ProbeSpec spec = memory.default_specs(info).front();
+  REQUIRE(memory.apply_size("4096", spec).ok());
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: OUT_OF_MEMORY, DEVICE_UNAVAILABLE, NOT_PERMITTED and MPS errors skip the run, never an error", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  const int live_before = fake_live_allocations();
+  struct Case {
+    const char* fail;       // $SUBSTRATE_FAKE_CUDA_FAIL
+    bool at_discovery;      // set before the device is opened (context creation)
+    SkipKind kind;
+    const char* named;
+  };
+  const Case cases[] = {
+      {"cuDevicePrimaryCtxRetain=2", true, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"cuModuleLoadData=2", true, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"cuMemAlloc=2", false, SkipKind::out_of_memory, "cuMemAlloc"},
+      {"cuMemAlloc=2@2", false, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"cuLaunchKernel=2", false, SkipKind::out_of_memory, "cuLaunchKernel"},
+      {"cuDevicePrimaryCtxRetain=46", true, SkipKind::device_busy, "CUDA_ERROR_DEVICE_UNAVAILABLE"},
+      {"cuLaunchKernel=800", false, SkipKind::device_busy, "CUDA_ERROR_NOT_PERMITTED"},
+      {"cuMemAlloc=805", false, SkipKind::device_busy, "CUDA_ERROR_MPS_CONNECTION_FAILED"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.fail);
+    std::vector<DevicePtr> devices;
+    std::vector<std::string> notes;
+    {
+      std::optional<EnvGuard> early;
+      if (c.at_discovery) early.emplace("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
+      cuda::discover(devices, notes);
+    }
+    // Listed even when its context could not be opened: a busy GPU is still a GPU.
+    REQUIRE(devices.size() == 1);
+    GoldenCache goldens;
+    const ProbeSpec spec = small_memory_spec(devices[0]->info());
+    {
+      EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
+      const ProbeResult result = run_probe(*devices[0], spec, goldens);
+      CHECK(result.status == RunStatus::skipped);
+      CHECK(result.skip_kind == c.kind);
+      CHECK(contains(result.skip_reason, c.named));
+      CHECK(result.error.empty());
+      CHECK(devices[0]->sticky_error().empty());
+    }
+    // The memory is free again: the same device object runs and passes (the stand-in's kernels
+    // leave the region as written).
+    const ProbeResult again = run_probe(*devices[0], spec, goldens);
+    CHECK(again.status == RunStatus::pass);
+    devices.clear();
+    CHECK(fake_live_allocations() == live_before);  // nothing held once the device is closed
+  }
+}
+
+TEST_CASE("cuda: when cuMemGetInfo fails the memory probe is skipped, not a pass over 4 bytes", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  std::vector<DevicePtr> devices;
+  std::vector<std::string> notes;
+  cuda::discover(devices, notes);
+  REQUIRE(devices.size() == 1);
+  GoldenCache goldens;
+  const ProbeSpec spec = small_memory_spec(devices[0]->info());
+  {
+    EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string("cuMemGetInfo=999"));
+    CHECK(devices[0]->free_memory_bytes() == 0);
+    const ProbeResult result = run_probe(*devices[0], spec, goldens);
+    CHECK(result.status == RunStatus::skipped);
+    CHECK(result.skip_kind == SkipKind::out_of_memory);
+    CHECK_FALSE(result.memory.has_value());
+  }
+  const ProbeResult result = run_probe(*devices[0], spec, goldens);
+  CHECK(result.status == RunStatus::pass);
+  REQUIRE(result.memory.has_value());
+  CHECK(result.memory->bytes_tested == 4096);
+}
+
+TEST_CASE("cuda: sticky errors: 214 and 226 fail with the code as hardware evidence, 700 is an error", "[cuda]") {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
+  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  struct Case {
+    const char* fail;
+    RunStatus status;
+    ErrorKind kind;
+    const char* named;
+  };
+  const Case cases[] = {
+      {"cuLaunchKernel=214", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_ECC_UNCORRECTABLE"},
+      {"cuEventQuery=226", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_CONTAINED"},
+      {"cuEventQuery=700", RunStatus::error, ErrorKind::device_error, "CUDA_ERROR_ILLEGAL_ADDRESS"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.fail);
+    std::vector<DevicePtr> devices;
+    std::vector<std::string> notes;
+    cuda::discover(devices, notes);
+    REQUIRE(devices.size() == 1);
+    GoldenCache goldens;
+    const ProbeSpec spec = small_memory_spec(devices[0]->info());
+    const std::string code = std::string(c.fail).substr(std::string(c.fail).find('=') + 1);
+    {
+      EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
+      const ProbeResult result = run_probe(*devices[0], spec, goldens);
+      CHECK(result.status == c.status);
+      CHECK(result.error_kind == c.kind);
+      CHECK(contains(result.error, c.named));
+      CHECK(contains(result.error, "CUresult " + code));
+      CHECK(contains(devices[0]->sticky_error(), c.named));
+      // The JSON a worker sends keeps the evidence, for a fail as for an error.
+      nlohmann::json json = result;
+      const ProbeResult back = json.get<ProbeResult>();
+      CHECK(back.status == c.status);
+      CHECK(back.error == result.error);
+      CHECK(back.error_kind == c.kind);
+    }
+    // The context stays unusable in this process even once the driver would answer again: the
+    // same error, without calling into the driver.
+    const int launches = [] {
+      void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
+      const int n = reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_launches"))();
+      dlclose(handle);
+      return n;
+    }();
+    const ProbeResult later = run_probe(*devices[0], spec, goldens);
+    CHECK(later.status == c.status);
+    CHECK(contains(later.error, c.named));
+    CHECK(last_launch().name.size() > 0);
+    void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
+    CHECK(reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_launches"))() == launches);
+    dlclose(handle);
+    CHECK(devices[0]->free_memory_bytes() == 0);
+  }
 }
 
 #endif  // SUBSTRATE_WITH_CUDA
