@@ -10,8 +10,8 @@
 #include <random>
 #include <set>
 
-#include "kernels/fingerprint.hpp"
 #include "bench/common.hpp"
+#include "kernels/fingerprint.hpp"
 
 using namespace substrate;
 
@@ -37,8 +37,8 @@ struct Tally {
   int errors = 0;       // the run could not run at all
   void add(const Tally& t) {
     runs += t.runs, golden += t.golden, fingerprint += t.fingerprint, either += t.either;
-    located += t.located, bits_exact += t.bits_exact, xor_field += t.xor_field,
-        significant += t.significant, errors += t.errors;
+    located += t.located, bits_exact += t.bits_exact, xor_field += t.xor_field, significant += t.significant,
+        errors += t.errors;
   }
 };
 
@@ -74,9 +74,8 @@ Expected<std::vector<std::uint32_t>> clean_words(ComputeDevice& device, GoldenCa
   return std::move(run.tensors->output_bits);
 }
 
-void inject_once(ComputeDevice& device, GoldenCache& goldens, ProbeSpec spec, std::uint64_t element,
-                 std::uint32_t mask, const std::string& clean_fp, const std::vector<std::uint32_t>& clean,
-                 Tally& tally) {
+void inject_once(ComputeDevice& device, GoldenCache& goldens, ProbeSpec spec, std::uint64_t element, std::uint32_t mask,
+                 const std::string& clean_fp, const std::vector<std::uint32_t>& clean, Tally& tally) {
   spec.inject = Injection{true, element, mask, false};
   ProbeResult r = run_probe(device, spec, goldens);
   ++tally.runs;
@@ -268,11 +267,13 @@ int main(int argc, char** argv) {
     std::cout << "\n";
   }
 
-  std::cout << "\n### Summary per configuration\n\n"
-               "| configuration | single-bit golden | single-bit fingerprint | golden or fingerprint | golden 100% from bit "
-               "| located (element) | located (element + bits vs clean) | checker xor field == mask | significant xor == mask | 2-bit golden/fp "
-               "| 3-bit golden/fp | stuck-at-0 golden/fp | stuck-at-ones golden/fp | clean false alarms | target |\n"
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::cout
+      << "\n### Summary per configuration\n\n"
+         "| configuration | single-bit golden | single-bit fingerprint | golden or fingerprint | golden 100% from bit "
+         "| located (element) | located (element + bits vs clean) | checker xor field == mask | significant xor == "
+         "mask | 2-bit golden/fp "
+         "| 3-bit golden/fp | stuck-at-0 golden/fp | stuck-at-ones golden/fp | clean false alarms | target |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   bool all_met = true;
   for (const ConfigResult& r : results) {
     Tally single;
@@ -284,7 +285,8 @@ int main(int argc, char** argv) {
     std::string why;
     if (r.config.mode == Mode::exact) {
       met = floor == 0 && r.clean_false_alarms == 0;
-      why = met ? "met (golden 100% at all 32 bits)" : "missed (golden below 100% at bit " + std::to_string(floor - 1) + ")";
+      why = met ? "met (golden 100% at all 32 bits)"
+                : "missed (golden below 100% at bit " + std::to_string(floor - 1) + ")";
     } else {
       met = floor <= 22 && single.fingerprint == single.runs && r.clean_false_alarms == 0;
       why = std::string(met ? "met" : "missed") + " (golden 100% for bits " + std::to_string(floor) +
@@ -293,21 +295,23 @@ int main(int argc, char** argv) {
     all_met = all_met && met;
     std::cout << "| " << r.config.label() << " | " << pct(single.golden, single.runs) << "% | "
               << pct(single.fingerprint, single.runs) << "% | " << pct(single.either, single.runs) << "% | " << floor
-              << " | " << pct(single.located, single.golden) << "% | " << pct(single.bits_exact, single.golden) << "% | "
-              << pct(single.xor_field, single.golden) << "% | " << pct(single.significant, single.golden) << "% | "
-              << cell(r.two_bit) << " | " << cell(r.three_bit) << " | "
-              << cell(r.stuck_zero) << " | " << cell(r.stuck_ones) << " | " << r.clean_false_alarms << "/" << r.clean_runs
-              << " | " << why << " |\n";
+              << " | " << pct(single.located, single.golden) << "% | " << pct(single.bits_exact, single.golden)
+              << "% | " << pct(single.xor_field, single.golden) << "% | " << pct(single.significant, single.golden)
+              << "% | " << cell(r.two_bit) << " | " << cell(r.three_bit) << " | " << cell(r.stuck_zero) << " | "
+              << cell(r.stuck_ones) << " | " << r.clean_false_alarms << "/" << r.clean_runs << " | " << why << " |\n";
   }
   if (with_memory) {
     Tally stored, transient;
     for (int bit = 0; bit < 32; ++bit) stored.add(memory.stored[bit]), transient.add(memory.transient[bit]);
-    const bool met = stored.golden == stored.runs && transient.golden == transient.runs && memory.clean_false_alarms == 0;
+    const bool met =
+        stored.golden == stored.runs && transient.golden == transient.runs && memory.clean_false_alarms == 0;
     all_met = all_met && met;
     std::cout << "\n### Memory probe (" << memory_size << " region, 5 patterns)\n\n"
-              << "| injection | runs | detected | located (word + bit) | classified (stored/transient) |\n|---|---|---|---|---|\n"
+              << "| injection | runs | detected | located (word + bit) | classified (stored/transient) "
+                 "|\n|---|---|---|---|---|\n"
               << "| stored | " << stored.runs << " | " << pct(stored.golden, stored.runs) << "% | "
-              << pct(stored.located, stored.golden) << "% | " << pct(memory.persistence_right_stored, stored.golden) << "% |\n"
+              << pct(stored.located, stored.golden) << "% | " << pct(memory.persistence_right_stored, stored.golden)
+              << "% |\n"
               << "| transient | " << transient.runs << " | " << pct(transient.golden, transient.runs) << "% | "
               << pct(transient.located, transient.golden) << "% | "
               << pct(memory.persistence_right_transient, transient.golden) << "% |\n"
@@ -321,7 +325,7 @@ int main(int argc, char** argv) {
   }
   std::cout << "\nfingerprint of the direct clean re-run differed from the probe's clean run: " << unstable
             << " time(s); runs that errored: " << errors << "\n";
-  std::cout << "\nelapsed " << bench::fixed(bench::now_seconds() - started, 1) << " s; load average at end: "
-            << bench::load_average() << "\n";
+  std::cout << "\nelapsed " << bench::fixed(bench::now_seconds() - started, 1)
+            << " s; load average at end: " << bench::load_average() << "\n";
   return errors == 0 ? 0 : 1;
 }

@@ -7,10 +7,10 @@
 #include <cstring>
 #include <thread>
 
-#include "probes/memory/memory_probe.hpp"
 #include "bench/common.hpp"
 #include "daemon/config.hpp"
 #include "kernels/generator.hpp"
+#include "probes/memory/memory_probe.hpp"
 
 using namespace substrate;
 
@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
 
   std::cout << "## Overhead at default sizes\n\n";
   bench::print_machine(std::cout, info, bench::command_line(argc, argv));
-  std::cout << "- each figure is the median of " << repeats << " runs; \"cold\" = fresh GoldenCache (golden computed "
+  std::cout << "- each figure is the median of " << repeats
+            << " runs; \"cold\" = fresh GoldenCache (golden computed "
                "in the run), \"warm\" = second run of the same spec and seed (GoldenCache hit)\n"
             << "- device = checked kernel (timestamp queries); gen = on-device input generation; the daemon's "
                "duty-cycle cost is device + gen\n\n";
@@ -100,19 +101,23 @@ int main(int argc, char** argv) {
         rwarm.push_back(second.wall_seconds / second.device_seconds);
         if (second.memory) bw.push_back(second.memory->bandwidth_bytes_per_second);
       }
-      Row row{d.id, spec_key(spec), median(dev), median(gen), median(cold), median(warm), median(gcold), median(gwarm),
-              bw.empty() ? 0.0 : median(bw), median(rcold), median(rwarm)};
+      Row row{d.id,          spec_key(spec), median(dev),
+              median(gen),   median(cold),   median(warm),
+              median(gcold), median(gwarm),  bw.empty() ? 0.0 : median(bw),
+              median(rcold), median(rwarm)};
       rows.push_back(row);
       std::cerr << "  " << row.key << " done (load " << bench::load_average() << ")\n";
     }
   }
 
-  std::cout << "### Harness overhead per default spec (target wall / device <= 1.10)\n\n"
-               "| spec | device ms | gen ms | wall cold ms | wall warm ms | golden cold ms | golden warm (cache hit) ms "
-               "| wall/device cold | wall/device warm | wall warm/(device+gen) |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  std::cout
+      << "### Harness overhead per default spec (target wall / device <= 1.10)\n\n"
+         "| spec | device ms | gen ms | wall cold ms | wall warm ms | golden cold ms | golden warm (cache hit) ms "
+         "| wall/device cold | wall/device warm | wall warm/(device+gen) "
+         "|\n|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row& r : rows) {
-    std::cout << "| " << r.key << " | " << bench::fixed(r.device * 1e3, 2) << " | " << bench::fixed(r.gen * 1e3, 2) << " | "
-              << bench::fixed(r.wall_cold * 1e3, 2) << " | " << bench::fixed(r.wall_warm * 1e3, 2) << " | "
+    std::cout << "| " << r.key << " | " << bench::fixed(r.device * 1e3, 2) << " | " << bench::fixed(r.gen * 1e3, 2)
+              << " | " << bench::fixed(r.wall_cold * 1e3, 2) << " | " << bench::fixed(r.wall_warm * 1e3, 2) << " | "
               << bench::fixed(r.golden_cold * 1e3, 2) << " | " << bench::fixed(r.golden_warm * 1e3, 4) << " | "
               << bench::fixed(r.ratio_cold, 2) << " | " << bench::fixed(r.ratio_warm, 2) << " | "
               << bench::fixed(r.wall_warm / (r.device + r.gen), 2) << " |\n";
@@ -125,9 +130,10 @@ int main(int argc, char** argv) {
     kernel_per_run[r.probe] += r.device;
     cost_per_run[r.probe] += r.device + r.gen;
   }
-  std::cout << "\n### Duty cycle of the default schedule (target <= 1% per device)\n\n"
-               "| probe | interval s | kernel s per run | kernel + gen s per run | duty (kernel) | duty (kernel + gen) |\n"
-               "|---|---|---|---|---|---|\n";
+  std::cout
+      << "\n### Duty cycle of the default schedule (target <= 1% per device)\n\n"
+         "| probe | interval s | kernel s per run | kernel + gen s per run | duty (kernel) | duty (kernel + gen) |\n"
+         "|---|---|---|---|---|---|\n";
   double duty_kernel = 0, duty_cost = 0;
   for (const auto& [probe, seconds] : cost_per_run) {
     const double interval = default_interval(probe);
@@ -137,7 +143,8 @@ int main(int argc, char** argv) {
               << bench::fixed(seconds, 4) << " | " << bench::fixed(100 * kernel_per_run[probe] / interval, 4) << "% | "
               << bench::fixed(100 * seconds / interval, 4) << "% |\n";
   }
-  std::cout << "| **device total** | | | | " << bench::fixed(100 * duty_kernel, 4) << "% | " << bench::fixed(100 * duty_cost, 4)
+  std::cout << "| **device total** | | | | " << bench::fixed(100 * duty_kernel, 4) << "% | "
+            << bench::fixed(100 * duty_cost, 4)
             << "% |\n\nduty-cycle target (<= 1%, kernel + gen): " << (duty_cost <= 0.01 ? "met" : "missed") << "\n";
 
   // Memory bandwidth against memcpy of the same size, same process, back to back.
@@ -147,7 +154,8 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     if (r.bandwidth > 0) {  // the memory probe's rows
       ProbeSpec spec = memory_probe().default_specs(info).front();
-      const auto share = static_cast<std::uint64_t>(static_cast<double>(device->free_memory_bytes()) * spec.memory.free_share);
+      const auto share =
+          static_cast<std::uint64_t>(static_cast<double>(device->free_memory_bytes()) * spec.memory.free_share);
       regions.push_back({std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3}, r.bandwidth});
     }
   }
@@ -170,13 +178,14 @@ int main(int argc, char** argv) {
     const double host = memcpy_bandwidth(bytes, repeats);
     const double ratio = probe_bw / host;
     bandwidth_met = bandwidth_met && ratio >= 0.5;
-    std::cout << "| " << bench::fixed(bytes / 1048576.0, 1) << " MiB | " << gbps(probe_bw) << " | " << gbps(host) << " | "
-              << bench::fixed(ratio, 2) << " | " << (ratio >= 0.5 ? "met" : "missed") << " |\n";
+    std::cout << "| " << bench::fixed(bytes / 1048576.0, 1) << " MiB | " << gbps(probe_bw) << " | " << gbps(host)
+              << " | " << bench::fixed(ratio, 2) << " | " << (ratio >= 0.5 ? "met" : "missed") << " |\n";
   }
   // Which pattern costs the time: each pattern alone over the default region.
   if (!regions.empty()) {
     std::cout << "\nPer pattern over " << bench::fixed(regions.front().first / 1048576.0, 1)
-              << " MiB (device.run_memory with one pattern):\n\n| pattern | device ms | bytes moved MiB | bandwidth |\n|---|---|---|---|\n";
+              << " MiB (device.run_memory with one pattern):\n\n| pattern | device ms | bytes moved MiB | bandwidth "
+                 "|\n|---|---|---|---|\n";
     for (MemoryPattern pattern : {MemoryPattern::walking_ones, MemoryPattern::walking_zeros, MemoryPattern::own_address,
                                   MemoryPattern::moving_inversions, MemoryPattern::random}) {
       MemoryLaunch launch;
@@ -186,16 +195,17 @@ int main(int argc, char** argv) {
       auto run = device->run_memory(launch);
       if (!run) bench::Args::die(run.error().message);
       std::cout << "| " << to_string(pattern) << " | " << bench::fixed(run->device_seconds * 1e3, 1) << " | "
-                << bench::fixed(run->bytes_moved / 1048576.0, 1) << " | " << gbps(run->bytes_moved / run->device_seconds)
-                << " |\n";
+                << bench::fixed(run->bytes_moved / 1048576.0, 1) << " | "
+                << gbps(run->bytes_moved / run->device_seconds) << " |\n";
     }
   }
   std::cout << "\n(both counted as bytes read + bytes written; memcpy single-threaded, best of " << repeats
             << " 0.2 s bursts; the probe's figure is bytes moved by its kernels / their device time)\n";
 
   // CPU golden: computed directly, and a cached load through GoldenCache.
-  std::cout << "\n### CPU golden per default spec\n\n| spec | computed ms (median) | cached load us (mean of 1000 hits) |\n"
-               "|---|---|---|\n";
+  std::cout
+      << "\n### CPU golden per default spec\n\n| spec | computed ms (median) | cached load us (mean of 1000 hits) |\n"
+         "|---|---|---|\n";
   for (const ProbeDescriptor& d : probe_registry().all()) {
     if (d.id != "gemm" && d.id != "attention") continue;  // the probes with a CPU golden of their own
     for (const ProbeSpec& spec : d.default_specs(info)) {

@@ -25,11 +25,11 @@ const std::string k_memory_size = "256K";
 
 struct Group {
   int runs = 0;
-  int false_alarms = 0;       // golden check failed a clean run, or the run errored
-  int unstable = 0;           // the second pass's fingerprint differed from the first's
-  std::vector<double> budget; // random mode: budget used per run
+  int false_alarms = 0;        // golden check failed a clean run, or the run errored
+  int unstable = 0;            // the second pass's fingerprint differed from the first's
+  std::vector<double> budget;  // random mode: budget used per run
   double wall = 0.0;
-  bool fingerprinted = false; // its runs have output fingerprints (not memory's patterns)
+  bool fingerprinted = false;  // its runs have output fingerprints (not memory's patterns)
 };
 
 // "gemm f16 exact"; a probe without dtypes or modes (memory) by its id alone.
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
 
   std::cout << "## False-positive soak\n\n";
   bench::print_machine(std::cout, device->info(), bench::command_line(argc, argv));
-  std::cout << "- shapes: gemm " ;
+  std::cout << "- shapes: gemm ";
   for (const std::string& s : k_gemm_sizes) std::cout << s << " ";
   std::cout << "(f32/f16/bf16 x exact/random); attention ";
   for (const auto& [s, causal] : k_attention_sizes) std::cout << s << (causal ? " causal" : " full") << ", ";
@@ -94,16 +94,16 @@ int main(int argc, char** argv) {
         g.fingerprinted = true;
         if (r.status != RunStatus::pass) {
           ++g.false_alarms;
-          alarms.push_back(spec_key(spec) + " seed " + std::to_string(seed) + ": " + to_string(r.status) + " " + r.error +
-                           " mismatched " + std::to_string(r.check.mismatched));
+          alarms.push_back(spec_key(spec) + " seed " + std::to_string(seed) + ": " + to_string(r.status) + " " +
+                           r.error + " mismatched " + std::to_string(r.check.mismatched));
         }
         if (spec.mode == Mode::random) g.budget.push_back(r.check.budget_used);
         if (pass == 0) {
           first_pass[i] = r.fingerprint;
         } else if (r.fingerprint != first_pass[i]) {
           ++g.unstable;
-          alarms.push_back(spec_key(spec) + " seed " + std::to_string(seed) + ": fingerprint " + first_pass[i] + " then " +
-                           r.fingerprint);
+          alarms.push_back(spec_key(spec) + " seed " + std::to_string(seed) + ": fingerprint " + first_pass[i] +
+                           " then " + r.fingerprint);
         }
       }
     }
@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
   }
   const double elapsed = bench::now_seconds() - started;
 
-  std::cout << "| probe | runs | false alarms (golden) | fingerprint unstable | budget used p50 | p99 | max | mean wall ms |\n"
+  std::cout << "| probe | runs | false alarms (golden) | fingerprint unstable | budget used p50 | p99 | max | mean "
+               "wall ms |\n"
                "|---|---|---|---|---|---|---|---|\n";
   int total_alarms = 0;
   for (const auto& [name, g] : groups) {
@@ -140,8 +141,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "\ntotal: " << runs << " clean runs over seeds " << seed0 << ".." << seed - 1 << " in "
             << bench::fixed(elapsed, 1) << " s; false alarms: " << total_alarms << " (target 0: "
-            << (total_alarms == 0 && runs >= 10000 ? "met" : total_alarms == 0 ? "no alarms, but fewer than 10,000 runs"
-                                                                                : "missed")
+            << (total_alarms == 0 && runs >= 10000 ? "met"
+                : total_alarms == 0                ? "no alarms, but fewer than 10,000 runs"
+                                                   : "missed")
             << "); load average at end: " << bench::load_average() << "\n";
   for (std::size_t i = 0; i < alarms.size() && i < 20; ++i) std::cout << "- alarm: " << alarms[i] << "\n";
   return total_alarms == 0 ? 0 : 1;

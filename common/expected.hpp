@@ -16,8 +16,8 @@ enum class ErrorKind {
   corrupt,           // data failed validation (checksum, format)
   // The device is healthy but its resources are taken by other work: a run that meets these is
   // skipped, never counted against the device (run_probe maps them to RunStatus::skipped).
-  out_of_memory,     // not enough free device memory (e.g. CUDA_ERROR_OUT_OF_MEMORY)
-  busy,              // the device refuses this process (exclusive mode, MPS, not permitted)
+  out_of_memory,  // not enough free device memory (e.g. CUDA_ERROR_OUT_OF_MEMORY)
+  busy,           // the device refuses this process (exclusive mode, MPS, not permitted)
   // The device itself reported an uncorrectable hardware fault (e.g. CUDA_ERROR_ECC_UNCORRECTABLE):
   // evidence against the device, folded like a failed check (RunStatus::fail).
   hardware_fault,
@@ -69,11 +69,11 @@ inline Status ok_status() { return Unit{}; }
       return substrate_try_result_.error();      \
     }                                            \
   } while (false)
-#define TRY_ASSIGN(declaration, expression)                                                      \
-  auto SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__) = (expression);                        \
-  if (!SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__)) {                                     \
-    return SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__).error();                           \
-  }                                                                                              \
+#define TRY_ASSIGN(declaration, expression)                               \
+  auto SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__) = (expression); \
+  if (!SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__)) {              \
+    return SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__).error();    \
+  }                                                                       \
   declaration = std::move(SUBSTRATE_TRY_JOIN(substrate_try_value_, __LINE__)).value()
 
 }  // namespace substrate

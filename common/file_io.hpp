@@ -26,8 +26,7 @@ using ReadFileResult = Expected<std::string, ReadFileError>;
 
 // The whole file; fails with Step::not_regular for a FIFO, socket, device or directory, and with
 // Step::too_large as soon as more than `max_bytes` have been read.
-ReadFileResult read_file(const std::string& path,
-                         std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
+ReadFileResult read_file(const std::string& path, std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 
 // Writes `contents` to `path` (created with mode 0640, or truncated). io_error names the path,
 // the step and errno; a partial file may remain on failure.

@@ -18,9 +18,7 @@ constexpr int k_style = po::command_line_style::allow_long | po::command_line_st
 
 }  // namespace
 
-po::typed_value<std::string>* takes(const char* value_name) {
-  return po::value<std::string>()->value_name(value_name);
-}
+po::typed_value<std::string>* takes(const char* value_name) { return po::value<std::string>()->value_name(value_name); }
 
 bool CommandLine::has(const std::string& name) const {
   return std::any_of(options.begin(), options.end(), [&](const Given& g) { return g.name == name; });

@@ -45,9 +45,9 @@ struct Config {
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
-  double jitter_ratio = 0.1;        // each interval is stretched or shrunk by up to this share
-  double max_duty_cycle = 0.01;     // device time / wall time budget per device
-  double busy_utilization = 0.5;    // defer probes while telemetry utilisation is above this
+  double jitter_ratio = 0.1;              // each interval is stretched or shrunk by up to this share
+  double max_duty_cycle = 0.01;           // device time / wall time budget per device
+  double busy_utilization = 0.5;          // defer probes while telemetry utilisation is above this
   double max_staleness_seconds = 3600.0;  // ...but never longer than this
   double shutdown_grace_seconds = 10.0;   // wait this long for a running probe on SIGTERM
   std::string log_level = "info";
@@ -58,7 +58,7 @@ struct Config {
   // so every run computes its golden again.
   std::uint64_t golden_cache_max_bytes = 256ull << 20;
   VerdictPolicy verdict;
-  std::map<std::string, ProbeSchedule> probes;  // by registry id; every registered probe present
+  std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too
 };
 

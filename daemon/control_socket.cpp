@@ -18,12 +18,13 @@
 #include <cstring>
 #include <exception>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/buffers_iterator.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -31,7 +32,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
-#include <spdlog/spdlog.h>
 
 namespace substrate {
 namespace {
@@ -131,7 +131,11 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
 class ControlImpl : public std::enable_shared_from_this<ControlImpl> {
  public:
   ControlImpl(asio::io_context& io, std::string path, ControlHandler handler, ControlLimits limits)
-      : io_(io), acceptor_(io), path_(std::move(path)), handler_(std::move(handler)), limits_(limits),
+      : io_(io),
+        acceptor_(io),
+        path_(std::move(path)),
+        handler_(std::move(handler)),
+        limits_(limits),
         gate_(std::make_shared<Gate>()) {
     gate_->io = &io;
     if (limits_.max_request_bytes < 2) limits_.max_request_bytes = 2;
@@ -208,7 +212,8 @@ Status ControlImpl::listen() {
     int listening = probe_listener(path_);
     if (listening == 1) return Error{ErrorKind::unavailable, "another substrated is listening on " + path_};
     if (listening < 0)
-      return Error{ErrorKind::io_error, "cannot check the existing control socket " + path_ + ": " + errno_text(-listening)};
+      return Error{ErrorKind::io_error,
+                   "cannot check the existing control socket " + path_ + ": " + errno_text(-listening)};
     if (::unlink(path_.c_str()) != 0 && errno != ENOENT)
       return Error{ErrorKind::io_error, "cannot remove the stale control socket " + path_ + ": " + errno_text(errno)};
     spdlog::info("removed stale control socket {}", path_);
@@ -264,8 +269,8 @@ void ControlImpl::on_accept(error_code ec, local::socket socket) {
   sessions_.emplace(id, session);
   if (over) {
     spdlog::debug("control socket: {} sessions open, refusing another", limits_.max_sessions);
-    session->send(error_reply("busy: " + std::to_string(limits_.max_sessions) +
-                              " control sessions are open; try again later"));
+    session->send(
+        error_reply("busy: " + std::to_string(limits_.max_sessions) + " control sessions are open; try again later"));
   } else {
     session->start();
   }
@@ -305,9 +310,8 @@ ControlSession::ControlSession(std::shared_ptr<ControlImpl> server, local::socke
 void ControlSession::start() {
   timer_.expires_after(to_duration(server_->limits().read_timeout_seconds));
   timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
-  asio::async_read_until(socket_, buffer_, '\n', [self = shared_from_this()](error_code ec, std::size_t length) {
-    self->on_read(ec, length);
-  });
+  asio::async_read_until(socket_, buffer_, '\n',
+                         [self = shared_from_this()](error_code ec, std::size_t length) { self->on_read(ec, length); });
 }
 
 void ControlSession::on_timer(error_code ec) {
@@ -351,7 +355,8 @@ void ControlSession::handle(std::string_view line) {
   } catch (const json::exception& e) {
     return send(error_reply(std::string("invalid JSON: ") + e.what()));
   }
-  if (!request.is_object()) return send(error_reply(std::string("request must be a JSON object, not ") + request.type_name()));
+  if (!request.is_object())
+    return send(error_reply(std::string("request must be a JSON object, not ") + request.type_name()));
   auto command = request.find("command");
   if (command == request.end()) return send(error_reply("request has no \"command\""));
   if (!command->is_string()) return send(error_reply("\"command\" must be a string"));
@@ -437,8 +442,8 @@ int wait_for(int fd, short events, const std::optional<Clock::time_point>& deadl
 }  // namespace
 
 Expected<std::unique_ptr<ControlServer>> ControlServer::start(boost::asio::io_context& io,
-                                                              const std::string& socket_path,
-                                                              ControlHandler handler, ControlLimits limits) {
+                                                              const std::string& socket_path, ControlHandler handler,
+                                                              ControlLimits limits) {
   auto impl = std::make_shared<ControlImpl>(io, socket_path, std::move(handler), limits);
   if (auto status = impl->listen(); !status) return status.error();
   impl->accept();

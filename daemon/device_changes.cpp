@@ -17,9 +17,9 @@ std::string reset_reason(const std::string& field) {
 }  // namespace
 
 const std::vector<std::string>& recorded_device_fields() {
-  static const std::vector<std::string> fields{"name",         "backend", "vendor",     "device_type",
-                                               "driver",       "api_version", "kernel_build", "uuid",
-                                               "pci_bus_id",   "memory_bytes", "compute_units"};
+  static const std::vector<std::string> fields{"name",       "backend",      "vendor",       "device_type",
+                                               "driver",     "api_version",  "kernel_build", "uuid",
+                                               "pci_bus_id", "memory_bytes", "compute_units"};
   return fields;
 }
 
@@ -87,7 +87,8 @@ DeviceChanges detect_device_changes(const std::map<std::string, DeviceRecord>& k
     if (field_resets_baselines(name)) {
       changes.reset_baselines = true;
       const std::string reason = reset_reason(name);
-      if (std::find(changes.reset_reasons.begin(), changes.reset_reasons.end(), reason) == changes.reset_reasons.end()) {
+      if (std::find(changes.reset_reasons.begin(), changes.reset_reasons.end(), reason) ==
+          changes.reset_reasons.end()) {
         changes.reset_reasons.push_back(reason);
       }
     }
@@ -112,7 +113,9 @@ std::string describe(const DeviceChanges& changes) {
 void to_json(nlohmann::json& out, const DeviceChanges& changes) {
   nlohmann::json fields = nlohmann::json::array();
   for (const FieldChange& c : changes.changed) {
-    fields.push_back({{"field", c.field}, {"before", c.before}, {"after", c.after},
+    fields.push_back({{"field", c.field},
+                      {"before", c.before},
+                      {"after", c.after},
                       {"resets_baselines", field_resets_baselines(c.field)}});
   }
   out = {{"first_seen", changes.first_seen},

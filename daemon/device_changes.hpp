@@ -30,8 +30,8 @@ struct FieldChange {
 };
 
 struct DeviceChanges {
-  bool first_seen = false;                  // nothing recorded for this device (or its slot)
-  std::vector<FieldChange> changed;         // recorded field that differs, in recorded order
+  bool first_seen = false;           // nothing recorded for this device (or its slot)
+  std::vector<FieldChange> changed;  // recorded field that differs, in recorded order
   // A different device in a recorded slot: same PCI bus id, different UUID. Its key in state.
   std::optional<std::string> replaced_key;
   std::string replaced_uuid;

@@ -18,12 +18,12 @@
 #include <string_view>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 namespace substrate {
 namespace {
@@ -145,7 +145,8 @@ Status Server::listen(const std::string& address, std::uint16_t port) {
   std::string host = address;
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   where_ = endpoint_text(host, port);
-  if (host.empty()) return Error{ErrorKind::invalid_argument, "empty HTTP listen address (port " + std::to_string(port) + ")"};
+  if (host.empty())
+    return Error{ErrorKind::invalid_argument, "empty HTTP listen address (port " + std::to_string(port) + ")"};
 
   error_code ec;
   tcp::endpoint endpoint;
@@ -155,7 +156,8 @@ Status Server::listen(const std::string& address, std::uint16_t port) {
   } else {
     // A host name such as "localhost": take the first address it resolves to.
     tcp::resolver resolver(io_);
-    auto results = resolver.resolve(host, std::to_string(port), tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    auto results =
+        resolver.resolve(host, std::to_string(port), tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || results.empty())
       return Error{ErrorKind::invalid_argument,
                    "invalid HTTP listen address " + where_ + ": " + (ec ? ec.message() : std::string("no address"))};
@@ -368,8 +370,8 @@ void Session::close() {
 void Session::read_request() {
   const auto& limits = server_->limits();
   parser_.emplace();
-  parser_->header_limit(static_cast<std::uint32_t>(
-      std::min<std::size_t>(std::max<std::size_t>(limits.max_header_bytes, 64), std::numeric_limits<std::uint32_t>::max())));
+  parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+      std::max<std::size_t>(limits.max_header_bytes, 64), std::numeric_limits<std::uint32_t>::max())));
   parser_->body_limit(limits.max_body_bytes);
   // One deadline for the whole head, not per byte: a client trickling a byte a second is cut off.
   stream_.expires_after(server_->head_timeout());

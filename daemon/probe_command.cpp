@@ -1,8 +1,8 @@
 #include "daemon/probe_command.hpp"
 
 #include <charconv>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 namespace substrate {
@@ -15,17 +15,19 @@ Error bad(const std::string& message) { return Error{ErrorKind::invalid_argument
 const cli::po::options_description& probe_request_options() {
   static const cli::po::options_description options = [] {
     cli::po::options_description d;
-    d.add_options()
-        ("device", cli::takes("SEL"), "device id (vulkan0), UUID or PCI bus id; default all")
-        ("kernel", cli::takes("ID"), "probe ids from --list (comma-separated or repeated); default every stable probe\n"
-                                "enabled by default")
-        ("mode", cli::takes("M"), "exact: integer inputs, bit-exact check; random: full mantissas, derived bound")
-        ("dtype", cli::takes("T"), "input storage type (accumulation is fp32)")
-        ("size", cli::takes("SIZE"), "gemm MxNxK or N; attention SEQxHEADSxDIM; memory bytes (64M, 1G); needs one --kernel")
-        ("seed", cli::takes("N"), "generator seed (default 1); printed with every result so it replays")
-        ("inject", cli::takes("SPEC"), "drill: the kernel flips bits of one output element before writing it:\n"
-                                  "bit=B[,bit=B2][,row=R,col=C | ,element=N][,transient]")
-        ("timeout", cli::takes("S"), "seconds before a kernel counts as hung (default 120)");
+    d.add_options()("device", cli::takes("SEL"), "device id (vulkan0), UUID or PCI bus id; default all")(
+        "kernel", cli::takes("ID"),
+        "probe ids from --list (comma-separated or repeated); default every stable probe\n"
+        "enabled by default")("mode", cli::takes("M"),
+                              "exact: integer inputs, bit-exact check; random: full mantissas, derived bound")(
+        "dtype", cli::takes("T"), "input storage type (accumulation is fp32)")(
+        "size", cli::takes("SIZE"),
+        "gemm MxNxK or N; attention SEQxHEADSxDIM; memory bytes (64M, 1G); needs one --kernel")(
+        "seed", cli::takes("N"), "generator seed (default 1); printed with every result so it replays")(
+        "inject", cli::takes("SPEC"),
+        "drill: the kernel flips bits of one output element before writing it:\n"
+        "bit=B[,bit=B2][,row=R,col=C | ,element=N][,transient]")(
+        "timeout", cli::takes("S"), "seconds before a kernel counts as hung (default 120)");
     return d;
   }();
   return options;

@@ -5,16 +5,16 @@
 #include <string>
 #include <vector>
 
-#include "daemon/command_line.hpp"
 #include "common/expected.hpp"
+#include "daemon/command_line.hpp"
 #include "probes/backends/compute_device.hpp"
 #include "probes/core/registry.hpp"
 
 namespace substrate {
 
 struct ProbeRequest {
-  std::string device = "all";          // id, uuid, pci bus id, or "all"
-  std::vector<std::string> kernels;    // probe ids; empty = every probe enabled by default
+  std::string device = "all";        // id, uuid, pci bus id, or "all"
+  std::vector<std::string> kernels;  // probe ids; empty = every probe enabled by default
   std::optional<Mode> mode;
   std::optional<Dtype> dtype;
   std::optional<std::string> size;

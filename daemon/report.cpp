@@ -57,8 +57,9 @@ std::string render_results(const std::vector<ProbeResult>& results) {
   for (const ProbeResult& r : results) {
     drill = drill || r.drill();
     if (r.status == RunStatus::error || r.status == RunStatus::hung || r.status == RunStatus::crashed) {
-      out << "\n" << r.device.id << " " << spec_key(r.spec) << ": " << (r.status == RunStatus::error ? "could not run" : to_string(r.status))
-          << ": " << r.error << "\n";
+      out << "\n"
+          << r.device.id << " " << spec_key(r.spec) << ": "
+          << (r.status == RunStatus::error ? "could not run" : to_string(r.status)) << ": " << r.error << "\n";
       continue;
     }
     if (r.status == RunStatus::skipped) {
@@ -66,16 +67,18 @@ std::string render_results(const std::vector<ProbeResult>& results) {
       continue;
     }
     if (r.status != RunStatus::fail) continue;
-    out << "\n" << r.device.id << " " << spec_key(r.spec) << " seed " << r.spec.seed << " FAILED"
+    out << "\n"
+        << r.device.id << " " << spec_key(r.spec) << " seed " << r.spec.seed << " FAILED"
         << (r.drill() ? " (DRILL: injected fault)" : "") << ": " << r.check.mismatched << " of " << r.check.checked
         << " elements wrong\n";
     for (const Mismatch& m : r.check.first_mismatches) {
       char line[384];
-      std::snprintf(line, sizeof line,
-                    "  element %llu (row %llu, col %llu): expected %.9g [0x%08x] got %.9g [0x%08x] xor 0x%08x bits %s%s\n",
-                    static_cast<unsigned long long>(m.index), static_cast<unsigned long long>(m.row),
-                    static_cast<unsigned long long>(m.col), m.expected, m.expected_bits, m.actual, m.actual_bits,
-                    m.xor_bits, bits_list(m.xor_bits).c_str(), beyond_rounding(m).c_str());
+      std::snprintf(
+          line, sizeof line,
+          "  element %llu (row %llu, col %llu): expected %.9g [0x%08x] got %.9g [0x%08x] xor 0x%08x bits %s%s\n",
+          static_cast<unsigned long long>(m.index), static_cast<unsigned long long>(m.row),
+          static_cast<unsigned long long>(m.col), m.expected, m.expected_bits, m.actual, m.actual_bits, m.xor_bits,
+          bits_list(m.xor_bits).c_str(), beyond_rounding(m).c_str());
       out << line;
     }
     if (r.memory && r.status != RunStatus::error) {
@@ -97,7 +100,8 @@ std::string render_results(const std::vector<ProbeResult>& results) {
   }
   for (const ProbeResult& r : results) {
     if (r.memory && r.status != RunStatus::error) {
-      out << "\n" << r.device.id << " memory: " << r.memory->bytes_tested << " bytes, "
+      out << "\n"
+          << r.device.id << " memory: " << r.memory->bytes_tested << " bytes, "
           << format("%.2f", r.memory->bandwidth_bytes_per_second / 1e9) << " GB/s (read+written), retention block "
           << r.memory->retention_bytes << " bytes aged " << format("%.1f", r.memory->retention_age_seconds) << " s\n";
     }
@@ -113,8 +117,8 @@ std::string render_results(const std::vector<ProbeResult>& results) {
                     l.max_abs_error, l.budget_used);
       out << line;
     }
-    out << "  next-token argmax agrees on " << c.argmax_agreeing_tokens << "/" << c.tokens << " tokens (top-5: "
-        << c.top5_agreeing_tokens << "/" << c.tokens << ")";
+    out << "  next-token argmax agrees on " << c.argmax_agreeing_tokens << "/" << c.tokens
+        << " tokens (top-5: " << c.top5_agreeing_tokens << "/" << c.tokens << ")";
     if (c.first_diverging_layer.empty()) {
       out << "; every layer within its bound\n";
     } else {

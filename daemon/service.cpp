@@ -5,11 +5,11 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <algorithm>
-#include <boost/asio/post.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -21,29 +21,29 @@
 #include <random>
 #include <set>
 
-#include <nlohmann/json.hpp>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
-#include "daemon/exit_code.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
+#include "daemon/exit_code.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/scheduler.hpp"
 #include "daemon/state_store.hpp"
 #include "daemon/supervisor.hpp"
+#include "daemon/telemetry_history.hpp"
+#include "daemon/telemetry_reader.hpp"
 #include "daemon/verdict.hpp"
 #include "daemon/worker_protocol.hpp"
 #include "probes/core/registry.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
-#include "daemon/telemetry_history.hpp"
-#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/verdict.hpp"
 
 namespace substrate {
@@ -60,9 +60,7 @@ constexpr const char* k_worker_executable = "/proc/self/exe";
 // start (goldens are computed while the device runs, so this gap is short), "done" to exit.
 constexpr double k_open_seconds = 60.0;
 constexpr double k_exit_seconds = 10.0;
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 std::chrono::nanoseconds seconds(double s) { return clamped_delay(s); }
 
@@ -121,7 +119,7 @@ struct Running {
   std::vector<std::optional<ProbeResult>> results;
   std::optional<std::size_t> current;  // the spec the worker said it started last
   Clock::time_point current_since = Clock::now();
-  std::string error;  // from the worker's "error" frame
+  std::string error;        // from the worker's "error" frame
   std::string ended_early;  // from "done": why the worker stopped before its last spec (a sticky error)
 };
 
@@ -134,22 +132,22 @@ struct Slot {
   std::map<std::string, std::unique_ptr<asio::steady_timer>> timers;
   std::map<std::string, double> last_cost;  // device seconds of the probe's last run
   DutyCycleBudget budget;
-  std::deque<Job> on_demand;            // served before the next scheduled round
-  std::vector<std::string> due;         // scheduled probes waiting for the next round
-  std::unique_ptr<Running> running;     // at most one worker per device at a time
-  unsigned hangs = 0;                   // consecutive hung rounds (for the backoff)
-  Clock::time_point retry_at;           // while hung: no scheduled run before this
+  std::deque<Job> on_demand;                             // served before the next scheduled round
+  std::vector<std::string> due;                          // scheduled probes waiting for the next round
+  std::unique_ptr<Running> running;                      // at most one worker per device at a time
+  unsigned hangs = 0;                                    // consecutive hung rounds (for the backoff)
+  Clock::time_point retry_at;                            // while hung: no scheduled run before this
   std::map<std::string, std::uint64_t> worker_exits;     // by outcome: ok, hung, crashed, error
   std::map<std::string, std::uint64_t> baseline_resets;  // by reason label
   std::map<std::string, std::uint64_t> device_changes;   // by changed field ("what"); new_device
-  json recorded_changes = json::array();  // for /status (daemon/device_changes.hpp)
+  json recorded_changes = json::array();                 // for /status (daemon/device_changes.hpp)
 };
 
 std::string state_device_key(const DeviceInfo& info) { return info.uuid.empty() ? info.id : info.uuid; }
 
 // A result for a spec whose worker gave none.
-ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
-                       std::string why, double wall_seconds) {
+ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus status, ErrorKind kind, std::string why,
+                       double wall_seconds) {
   ProbeResult result;
   result.device = info;
   result.spec = spec;
@@ -187,24 +185,25 @@ FoundDevices discover_in_worker(const std::string& log_level, const std::vector<
   bool answered = false;
   std::string failure;
   pid_t pid = 0;
-  auto worker = WorkerProcess::spawn(
-      io, k_worker_executable, {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
-      {[&](const json& frame) {
-         try {
-           if (frame.at("type") == "devices") {
-             found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
-             found.notes = frame.at("notes").get<std::vector<std::string>>();
-             answered = true;
-           } else if (frame.at("type") == "error") {
-             failure = frame.at("message").get<std::string>();
-           }
-         } catch (const json::exception& e) {
-           failure = std::string("malformed device list: ") + e.what();
-         }
-       },
-       [&](const WorkerExit& exit) {
-         if (!answered && failure.empty()) failure = describe(exit, pid);
-       }});
+  auto worker =
+      WorkerProcess::spawn(io, k_worker_executable,
+                           {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
+                           {[&](const json& frame) {
+                              try {
+                                if (frame.at("type") == "devices") {
+                                  found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
+                                  found.notes = frame.at("notes").get<std::vector<std::string>>();
+                                  answered = true;
+                                } else if (frame.at("type") == "error") {
+                                  failure = frame.at("message").get<std::string>();
+                                }
+                              } catch (const json::exception& e) {
+                                failure = std::string("malformed device list: ") + e.what();
+                              }
+                            },
+                            [&](const WorkerExit& exit) {
+                              if (!answered && failure.empty()) failure = describe(exit, pid);
+                            }});
   if (!worker) {
     found.notes.push_back("discovery: " + worker.error().message);
     return found;
@@ -256,10 +255,9 @@ class Service {
     http_ = std::move(http.value());
     std::error_code ignored;
     std::filesystem::create_directories(config_.runtime_directory, ignored);
-    auto control = ControlServer::start(io_, control_socket_path(),
-                                        [this](const json& request, std::function<void(json)> reply) {
-                                          handle_control(request, std::move(reply));
-                                        });
+    auto control = ControlServer::start(
+        io_, control_socket_path(),
+        [this](const json& request, std::function<void(json)> reply) { handle_control(request, std::move(reply)); });
     if (!control) {
       spdlog::error("cannot open the control socket: {}", control.error().message);
       return cli::k_exit_cannot_run;
@@ -482,7 +480,8 @@ class Service {
       }
       // "opened" and types of later protocol revisions need nothing here.
     } catch (const std::exception& e) {
-      spdlog::error("{}: worker {} sent a malformed frame ({}); killed", slot.info.id, running->worker->pid(), e.what());
+      spdlog::error("{}: worker {} sent a malformed frame ({}); killed", slot.info.id, running->worker->pid(),
+                    e.what());
       running->error = std::string("malformed frame from the worker: ") + e.what();
       running->worker->kill();
     }
@@ -515,8 +514,9 @@ class Service {
           std::snprintf(why, sizeof why, "no result after %.1f s (deadline %.1f s): worker %d killed, run abandoned",
                         elapsed, spec_deadline(planned.timeout_seconds), static_cast<int>(pid));
         } else {
-          std::snprintf(why, sizeof why, "worker %d did not %s within %.0f s: killed, run abandoned", static_cast<int>(pid),
-                        running->current ? "start its next spec" : "open the device", k_open_seconds);
+          std::snprintf(why, sizeof why, "worker %d did not %s within %.0f s: killed, run abandoned",
+                        static_cast<int>(pid), running->current ? "start its next spec" : "open the device",
+                        k_open_seconds);
         }
         results[blamed] = unfinished(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
                                      started ? elapsed : exit.elapsed_seconds);
@@ -529,8 +529,8 @@ class Service {
       } else {
         outcome = "error";
         std::string message = !running->error.empty() ? running->error
-                              : stopping_            ? "the daemon stopped before the run ended"
-                                                     : describe(exit, pid) + " before reporting a result";
+                              : stopping_             ? "the daemon stopped before the run ended"
+                                                      : describe(exit, pid) + " before reporting a result";
         results[blamed] = unfinished(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
                                      std::move(message), exit.elapsed_seconds);
       }
@@ -593,7 +593,7 @@ class Service {
     if (result.status == RunStatus::fail) {
       // A fail with an error is the device's own report of an uncorrectable fault (no check ran).
       reasons.insert(result.error_kind == ErrorKind::hardware_fault && !result.error.empty() ? Reason::hardware_error
-                                                                                              : Reason::golden_mismatch);
+                                                                                             : Reason::golden_mismatch);
     }
     if (result.drill() || result.status != RunStatus::pass) return reasons;
     const DeviceInfo& info = slot.info;
@@ -680,9 +680,9 @@ class Service {
       if (!reasons.empty() && findings.detail.empty()) {
         findings.detail = spec_key(result.spec) + " seed " + std::to_string(result.spec.seed) +
                           (result.drill() ? " (drill)" : "") +
-                          (is_error_status(result.status) || !result.error.empty() ? ": " + result.error
-                                                          : ": " + std::to_string(result.check.mismatched) +
-                                                                " element(s) wrong");
+                          (is_error_status(result.status) || !result.error.empty()
+                               ? ": " + result.error
+                               : ": " + std::to_string(result.check.mismatched) + " element(s) wrong");
       }
       if (result.status != RunStatus::pass && result.status != RunStatus::skipped) {
         spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.info.id, spec_key(result.spec), result.spec.seed,
@@ -750,7 +750,8 @@ class Service {
       // Judged against durable per-device history, events told from conditions: see
       // daemon/telemetry_history.hpp.
       std::vector<TelemetryFinding> events, conditions;
-      for (TelemetryFinding& f : classify_telemetry(slot->info, have_telemetry_ ? &telemetry_history_ : nullptr, snapshot))
+      for (TelemetryFinding& f :
+           classify_telemetry(slot->info, have_telemetry_ ? &telemetry_history_ : nullptr, snapshot))
         (f.failed || f.event ? events : conditions).push_back(std::move(f));
       const Health before = slot->verdict.health;
       apply_telemetry_events(slot->verdict, events);
@@ -946,7 +947,8 @@ class Service {
       work.emplace_back(slot.get(), std::move(specs.value()));
     }
     if (work.empty()) {
-      pending->reply({{"ok", false}, {"error", "no device matches '" + parsed->device + "'"},
+      pending->reply({{"ok", false},
+                      {"error", "no device matches '" + parsed->device + "'"},
                       {"exit_code", cli::k_exit_cannot_run}});
       return;
     }
@@ -988,13 +990,21 @@ class Service {
       for (const auto& [probe, stats] : slot->probes) {
         json results = json::array();
         for (const ProbeResult& r : stats.last_results) {
-          results.push_back({{"spec", spec_key(r.spec)}, {"seed", r.spec.seed}, {"status", to_string(r.status)},
-                             {"fingerprint", r.fingerprint}, {"error_budget_used", r.check.budget_used},
-                             {"mismatched_elements", r.check.mismatched}, {"drill", r.drill()}, {"error", r.error}});
+          results.push_back({{"spec", spec_key(r.spec)},
+                             {"seed", r.spec.seed},
+                             {"status", to_string(r.status)},
+                             {"fingerprint", r.fingerprint},
+                             {"error_budget_used", r.check.budget_used},
+                             {"mismatched_elements", r.check.mismatched},
+                             {"drill", r.drill()},
+                             {"error", r.error}});
         }
-        probes[probe] = {{"runs", stats.runs},         {"last_run", stats.last_run},
-                         {"last_success", stats.last_success}, {"drill", stats.drill},
-                         {"cross_device_mismatch", stats.cross_device}, {"results", results}};
+        probes[probe] = {{"runs", stats.runs},
+                         {"last_run", stats.last_run},
+                         {"last_success", stats.last_success},
+                         {"drill", stats.drill},
+                         {"cross_device_mismatch", stats.cross_device},
+                         {"results", results}};
       }
       json worker = {{"running", slot->running != nullptr}, {"exits", slot->worker_exits}};
       if (slot->running && slot->running->worker) worker["pid"] = slot->running->worker->pid();
@@ -1036,8 +1046,8 @@ class Service {
   telemetry::Snapshot telemetry_snapshot_;
   telemetry::Snapshot telemetry_history_;  // every telemetry device's newest counters: remember_telemetry
   bool have_telemetry_ = false;
-  double telemetry_read_at_ = 0.0;          // unix time the last telemetry read completed
-  std::uint64_t telemetry_overruns_ = 0;    // reads skipped: the previous one still ran
+  double telemetry_read_at_ = 0.0;        // unix time the last telemetry read completed
+  std::uint64_t telemetry_overruns_ = 0;  // reads skipped: the previous one still ran
   bool reload_successful_ = true;
   double reload_timestamp_ = unix_now();
   bool stopping_ = false;
@@ -1123,7 +1133,8 @@ std::string Service::metrics_text() const {
   f.family("substrate_baseline_resets_total", "Baselines reset because the driver or kernel build changed.",
            prometheus::MetricType::Counter);
   f.family("substrate_device_changes_total",
-           "Recorded device identity/environment fields that changed since the last run (new_device: another GPU in the slot).",
+           "Recorded device identity/environment fields that changed since the last run (new_device: another GPU in "
+           "the slot).",
            prometheus::MetricType::Counter);
   f.family("substrate_worker_exits_total",
            "Worker processes that ended, by outcome: ok, hung (killed at its deadline), crashed (died by a signal), "
@@ -1133,8 +1144,13 @@ std::string Service::metrics_text() const {
     const DeviceInfo& info = slot->info;
     const std::string& d = info.id;
     f.gauge("substrate_device_info", "Compute device identity.",
-            {{"device", d}, {"uuid", info.uuid}, {"name", info.name}, {"vendor", info.vendor}, {"driver", info.driver},
-             {"backend", info.backend}, {"pci_bus_id", info.pci_bus_id}},
+            {{"device", d},
+             {"uuid", info.uuid},
+             {"name", info.name},
+             {"vendor", info.vendor},
+             {"driver", info.driver},
+             {"backend", info.backend},
+             {"pci_bus_id", info.pci_bus_id}},
             1);
     const Health health = effective_verdict(slot->verdict, slot->telemetry_conditions).health;
     for (Health h : k_all_health) {
@@ -1153,8 +1169,8 @@ std::string Service::metrics_text() const {
       f.counter("substrate_device_changes_total", "", {{"device", d}, {"what", what}}, static_cast<double>(count));
     }
     for (const auto& [skip, count] : slot->skipped) {
-      f.counter("substrate_probe_skipped_total", "", {{"device", d}, {"probe", skip.first}, {"reason", to_string(skip.second)}},
-                static_cast<double>(count));
+      f.counter("substrate_probe_skipped_total", "",
+                {{"device", d}, {"probe", skip.first}, {"reason", to_string(skip.second)}}, static_cast<double>(count));
     }
     double bandwidth = -1, bad_words = -1;
     for (const auto& [probe, s] : slot->probes) {
@@ -1163,18 +1179,20 @@ std::string Service::metrics_text() const {
       // Every reason from the first run on, zeros included, so increase() sees the first failure.
       for (Reason reason : k_all_reasons) {
         const auto it = s.failures.find(reason);
-        f.counter("substrate_probe_failures_total", "", {{"device", d}, {"probe", probe}, {"reason", to_string(reason)}},
+        f.counter("substrate_probe_failures_total", "",
+                  {{"device", d}, {"probe", probe}, {"reason", to_string(reason)}},
                   it == s.failures.end() ? 0.0 : static_cast<double>(it->second));
       }
       f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
               labels, s.budget);
       f.gauge("substrate_probe_mismatched_elements", "Elements outside the bound or not bit-exact." + last, labels,
               static_cast<double>(s.mismatched));
-      f.gauge("substrate_probe_duration_seconds", "Device time of the checked kernels." + last, labels, s.device_seconds);
+      f.gauge("substrate_probe_duration_seconds", "Device time of the checked kernels." + last, labels,
+              s.device_seconds);
       f.gauge("substrate_probe_wall_seconds", "Wall time of the run including generation, golden and check." + last,
               labels, s.wall_seconds);
-      f.gauge("substrate_probe_slowdown_ratio", "Device time divided by the device's baseline (0: no baseline yet)." + last,
-              labels, s.slowdown_ratio);
+      f.gauge("substrate_probe_slowdown_ratio",
+              "Device time divided by the device's baseline (0: no baseline yet)." + last, labels, s.slowdown_ratio);
       f.gauge("substrate_probe_last_run_timestamp_seconds", "End of the last scheduled run.", labels, s.last_run);
       f.gauge("substrate_probe_last_success_timestamp_seconds", "End of the last scheduled run that passed.", labels,
               s.last_success);
@@ -1187,12 +1205,17 @@ std::string Service::metrics_text() const {
               labels, s.cross_device ? 1 : 0);
       for (const ProbeResult& r : s.last_results) {
         if (r.fingerprint.empty() || r.drill()) continue;
-        f.gauge("substrate_kernel_fingerprint_info",
-                "Hash of the output bits of a probe spec; equal model, driver, kernel build and spec must agree." + last,
-                {{"device", d}, {"probe", probe}, {"spec", spec_key(r.spec) + "#" + std::to_string(r.spec.seed)},
-                 {"fingerprint", r.fingerprint}, {"model", info.name}, {"driver", info.driver},
-                 {"kernel_build", info.kernel_build}},
-                1);
+        f.gauge(
+            "substrate_kernel_fingerprint_info",
+            "Hash of the output bits of a probe spec; equal model, driver, kernel build and spec must agree." + last,
+            {{"device", d},
+             {"probe", probe},
+             {"spec", spec_key(r.spec) + "#" + std::to_string(r.spec.seed)},
+             {"fingerprint", r.fingerprint},
+             {"model", info.name},
+             {"driver", info.driver},
+             {"kernel_build", info.kernel_build}},
+            1);
       }
       for (const ProbeResult& r : s.last_results) {
         if (!r.memory) continue;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -23,7 +24,6 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <system_error>
 
 #include "common/file_io.hpp"
@@ -98,9 +98,12 @@ std::size_t json_nesting_depth(const std::string& text, std::size_t limit) {
   bool in_string = false, escaped = false;
   for (char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {
@@ -130,7 +133,8 @@ Expected<std::string> read_checked_file(const std::string& path) {
   if (!file) {
     const ReadFileError& failure = file.error();
     // Too large or not a regular file (a FIFO would block every start): set aside like bad contents.
-    const bool unusable = failure.step == ReadFileError::Step::too_large || failure.step == ReadFileError::Step::not_regular;
+    const bool unusable =
+        failure.step == ReadFileError::Step::too_large || failure.step == ReadFileError::Step::not_regular;
     const ErrorKind kind = unusable ? ErrorKind::corrupt : ErrorKind::io_error;
     return Error{kind, failure.message};
   }
@@ -151,7 +155,8 @@ Expected<std::string> read_checked_file(const std::string& path) {
     start = space + 1;
   }
   if (fields.size() != 4 || fields[0] != k_magic) return corrupt("not a substrated state file (bad header)");
-  if (fields[1] != k_version) return corrupt("unsupported format version '" + fields[1] + "' (expected " + k_version + ")");
+  if (fields[1] != k_version)
+    return corrupt("unsupported format version '" + fields[1] + "' (expected " + k_version + ")");
   std::uint64_t length = 0;
   {
     const std::string& text = fields[2];
@@ -163,10 +168,12 @@ Expected<std::string> read_checked_file(const std::string& path) {
   }
   const std::size_t body_size = data.size() - newline - 1;
   if (body_size < length) {
-    return corrupt("truncated: header says " + std::to_string(length) + " bytes, body has " + std::to_string(body_size));
+    return corrupt("truncated: header says " + std::to_string(length) + " bytes, body has " +
+                   std::to_string(body_size));
   }
   if (body_size > length) {
-    return corrupt("trailing data: header says " + std::to_string(length) + " bytes, body has " + std::to_string(body_size));
+    return corrupt("trailing data: header says " + std::to_string(length) + " bytes, body has " +
+                   std::to_string(body_size));
   }
   std::string body = data.substr(newline + 1);
   const std::string actual = hex64(fnv1a64(body));
@@ -198,8 +205,8 @@ std::string serialize_state(const State& state) {
   for (const auto& [id, record] : state.devices) {
     devices[id] = {{"fields", record.fields}, {"updated_at", number_to_json(record.updated_at)}};
   }
-  const nlohmann::json document = {{"format", k_state_format}, {"baselines", std::move(baselines)},
-                                   {"devices", std::move(devices)}};
+  const nlohmann::json document = {
+      {"format", k_state_format}, {"baselines", std::move(baselines)}, {"devices", std::move(devices)}};
   // Invalid UTF-8 in a string (a driver name from a device) is replaced, never thrown.
   return document.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -215,9 +222,11 @@ Expected<State> deserialize_state(const std::string& text) {
     const nlohmann::json& format = field(document, "format");
     if (!format.is_number_integer() || format.get<long long>() != k_state_format) {
       // Only a scalar is quoted back: never dump a structure of unknown size into a message.
-      const std::string shown = format.is_primitive() ? format.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                                                      : std::string(format.is_array() ? "an array" : "an object");
-      throw Malformed{"unsupported state format " + shown.substr(0, 64) + " (expected " + std::to_string(k_state_format) + ")"};
+      const std::string shown = format.is_primitive()
+                                    ? format.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                    : std::string(format.is_array() ? "an array" : "an object");
+      throw Malformed{"unsupported state format " + shown.substr(0, 64) + " (expected " +
+                      std::to_string(k_state_format) + ")"};
     }
     State state;
     const nlohmann::json& baselines = field(document, "baselines");
@@ -236,7 +245,8 @@ Expected<State> deserialize_state(const std::string& text) {
       baseline.runs = runs.get<std::uint64_t>();
       const nlohmann::json& history = field(entry, "budget_history");
       if (!history.is_array()) throw Malformed{"'budget_history' must be an array"};
-      for (const nlohmann::json& budget : history) baseline.budget_history.push_back(json_to_number(budget, "budget_history"));
+      for (const nlohmann::json& budget : history)
+        baseline.budget_history.push_back(json_to_number(budget, "budget_history"));
       while (baseline.budget_history.size() > k_budget_history_max) baseline.budget_history.pop_front();
       baseline.updated_at = json_to_number(field(entry, "updated_at"), "updated_at");
       state.baselines[std::move(key)] = std::move(baseline);

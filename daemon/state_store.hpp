@@ -23,11 +23,11 @@ struct BaselineKey {
 };
 
 struct Baseline {
-  std::string fingerprint;             // last fingerprint of a run without injection
-  double device_seconds = 0.0;         // baseline device time (median-ish: EWMA of passing runs)
+  std::string fingerprint;      // last fingerprint of a run without injection
+  double device_seconds = 0.0;  // baseline device time (median-ish: EWMA of passing runs)
   std::uint64_t runs = 0;
-  std::deque<double> budget_history;   // last error budgets, newest at the back (bounded)
-  double updated_at = 0.0;             // unix seconds
+  std::deque<double> budget_history;  // last error budgets, newest at the back (bounded)
+  double updated_at = 0.0;            // unix seconds
 };
 
 struct DeviceRecord {

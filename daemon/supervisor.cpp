@@ -11,8 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/write.hpp>
 
 extern char** environ;
 
@@ -21,7 +21,9 @@ namespace {
 
 namespace asio = boost::asio;
 
-Error io_error(const std::string& what, int err) { return Error{ErrorKind::io_error, what + ": " + std::strerror(err)}; }
+Error io_error(const std::string& what, int err) {
+  return Error{ErrorKind::io_error, what + ": " + std::strerror(err)};
+}
 
 std::chrono::steady_clock::duration clamp_seconds(double seconds) {
   // Asio's timers hold nanoseconds: a huge (or NaN) double must not overflow them.
@@ -79,7 +81,8 @@ Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& 
   const std::string parent = std::to_string(::getpid());
   const char* argv[] = {executable.c_str(), worker::k_worker_command, "--parent", parent.c_str(), nullptr};
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, executable.c_str(), &actions, &attributes, const_cast<char* const*>(argv), environ);
+  const int rc =
+      ::posix_spawn(&pid, executable.c_str(), &actions, &attributes, const_cast<char* const*>(argv), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   ::close(ends[1]);
@@ -111,26 +114,26 @@ Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& 
 }
 
 void WorkerProcess::read() {
-  channel_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](boost::system::error_code ec,
-                                                                              std::size_t n) {
-    if (n > 0 && self->exit_.protocol_error.empty()) {
-      Status fed = self->decoder_.feed(self->buffer_.data(), n);
-      while (self->decoder_.has_frame()) {
-        nlohmann::json frame = self->decoder_.take();
-        if (self->callbacks_.on_frame) self->callbacks_.on_frame(frame);
-      }
-      if (!fed) {
-        self->exit_.protocol_error = fed.error().message;
-        self->kill();
-      }
-    }
-    if (ec) {
-      self->eof_ = true;
-      self->maybe_report();
-      return;
-    }
-    self->read();
-  });
+  channel_.async_read_some(asio::buffer(buffer_),
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                             if (n > 0 && self->exit_.protocol_error.empty()) {
+                               Status fed = self->decoder_.feed(self->buffer_.data(), n);
+                               while (self->decoder_.has_frame()) {
+                                 nlohmann::json frame = self->decoder_.take();
+                                 if (self->callbacks_.on_frame) self->callbacks_.on_frame(frame);
+                               }
+                               if (!fed) {
+                                 self->exit_.protocol_error = fed.error().message;
+                                 self->kill();
+                               }
+                             }
+                             if (ec) {
+                               self->eof_ = true;
+                               self->maybe_report();
+                               return;
+                             }
+                             self->read();
+                           });
 }
 
 void WorkerProcess::wait_exit() {

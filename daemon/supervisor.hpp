@@ -20,18 +20,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
-#include "daemon/worker_protocol.hpp"
 #include "common/expected.hpp"
+#include "daemon/worker_protocol.hpp"
 
 namespace substrate {
 
 // How a worker ended.
 struct WorkerExit {
-  int exit_code = -1;         // when it exited; -1 when a signal ended it
-  int signal = 0;             // the signal that ended it, 0 when it exited
+  int exit_code = -1;            // when it exited; -1 when a signal ended it
+  int signal = 0;                // the signal that ended it, 0 when it exited
   bool deadline_passed = false;  // we killed it because its deadline passed (signal is SIGKILL)
-  bool killed = false;        // we killed it (deadline or kill())
-  std::string protocol_error; // non-empty when its frames were malformed (it was then killed)
+  bool killed = false;           // we killed it (deadline or kill())
+  std::string protocol_error;    // non-empty when its frames were malformed (it was then killed)
   double elapsed_seconds = 0.0;  // since spawn
 };
 

@@ -22,9 +22,10 @@ void remember_telemetry(telemetry::Snapshot& history, const telemetry::Snapshot&
       if (!present) merged.readings.xids.push_back(xid);
     }
     for (const telemetry::EccCount& ecc : known->readings.ecc) {
-      const bool present = std::any_of(merged.readings.ecc.begin(), merged.readings.ecc.end(), [&](const telemetry::EccCount& e) {
-        return e.kind == ecc.kind && e.scope == ecc.scope && e.location == ecc.location;
-      });
+      const bool present =
+          std::any_of(merged.readings.ecc.begin(), merged.readings.ecc.end(), [&](const telemetry::EccCount& e) {
+            return e.kind == ecc.kind && e.scope == ecc.scope && e.location == ecc.location;
+          });
       if (!present) merged.readings.ecc.push_back(ecc);
     }
     *known = std::move(merged);

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "probes/telemetry/nvml/session.hpp"
 #include "probes/telemetry/model.hpp"
+#include "probes/telemetry/nvml/session.hpp"
 
 namespace substrate::telemetry {
 

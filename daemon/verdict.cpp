@@ -7,25 +7,38 @@ namespace substrate {
 
 const char* to_string(Health health) {
   switch (health) {
-    case Health::healthy: return "healthy";
-    case Health::degraded: return "degraded";
-    case Health::failed: return "failed";
-    case Health::hung: return "hung";
-    case Health::unknown: return "unknown";
+    case Health::healthy:
+      return "healthy";
+    case Health::degraded:
+      return "degraded";
+    case Health::failed:
+      return "failed";
+    case Health::hung:
+      return "hung";
+    case Health::unknown:
+      return "unknown";
   }
   return "unknown";
 }
 
 const char* to_string(Reason reason) {
   switch (reason) {
-    case Reason::golden_mismatch: return "golden_mismatch";
-    case Reason::fingerprint_change: return "fingerprint_change";
-    case Reason::cross_device: return "cross_device";
-    case Reason::slowdown: return "slowdown";
-    case Reason::timeout: return "timeout";
-    case Reason::error: return "error";
-    case Reason::crashed: return "crashed";
-    case Reason::hardware_error: return "hardware_error";
+    case Reason::golden_mismatch:
+      return "golden_mismatch";
+    case Reason::fingerprint_change:
+      return "fingerprint_change";
+    case Reason::cross_device:
+      return "cross_device";
+    case Reason::slowdown:
+      return "slowdown";
+    case Reason::timeout:
+      return "timeout";
+    case Reason::error:
+      return "error";
+    case Reason::crashed:
+      return "crashed";
+    case Reason::hardware_error:
+      return "hardware_error";
   }
   return "error";
 }
@@ -120,8 +133,10 @@ void apply_telemetry_events(VerdictState& state, const std::vector<TelemetryFind
   if (state.health == Health::hung) return;
   for (const TelemetryFinding& f : findings) {
     if (!f.failed && !f.event) continue;  // a degraded condition: effective_verdict, while present
-    if (f.failed) state.health = Health::failed;
-    else if (state.health == Health::healthy || state.health == Health::unknown) state.health = Health::degraded;
+    if (f.failed)
+      state.health = Health::failed;
+    else if (state.health == Health::healthy || state.health == Health::unknown)
+      state.health = Health::degraded;
     state.consecutive_passes = 0;
     if (!f.event) {
       const std::string why = "telemetry: " + f.reason;

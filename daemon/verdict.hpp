@@ -23,9 +23,19 @@ inline constexpr Health k_all_health[] = {Health::healthy, Health::degraded, Hea
 // weighed like error (it must repeat before the device leaves healthy); hardware_error: the driver
 // reported an uncorrectable hardware fault during a run (CUDA_ERROR_ECC_UNCORRECTABLE 214,
 // CUDA_ERROR_CONTAINED 226; the code is in the detail), weighed like golden_mismatch (fails at once).
-enum class Reason { golden_mismatch, fingerprint_change, cross_device, slowdown, timeout, error, crashed, hardware_error };
-inline constexpr Reason k_all_reasons[] = {Reason::golden_mismatch, Reason::fingerprint_change, Reason::cross_device,
-                                           Reason::slowdown,        Reason::timeout,            Reason::error,
+enum class Reason {
+  golden_mismatch,
+  fingerprint_change,
+  cross_device,
+  slowdown,
+  timeout,
+  error,
+  crashed,
+  hardware_error
+};
+inline constexpr Reason k_all_reasons[] = {Reason::golden_mismatch, Reason::fingerprint_change,
+                                           Reason::cross_device,    Reason::slowdown,
+                                           Reason::timeout,         Reason::error,
                                            Reason::crashed,         Reason::hardware_error};
 const char* to_string(Reason reason);
 

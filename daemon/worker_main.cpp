@@ -7,14 +7,14 @@
 #include <csignal>
 #include <cstdlib>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "daemon/worker_protocol.hpp"
-#include "probes/diagnosis/dump.hpp"
 #include "probes/core/probe_result.hpp"
 #include "probes/core/registry.hpp"
+#include "probes/diagnosis/dump.hpp"
 
 namespace substrate::worker {
 namespace {

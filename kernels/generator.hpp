@@ -53,8 +53,7 @@ enum Stream : std::uint32_t {
 // Exact mode: an integer in [-radius, radius]. The small modulo bias is irrelevant: the values
 // need to be reproducible and exactly representable, not uniform.
 constexpr float exact_value(std::uint32_t bits, std::uint32_t radius) {
-  return static_cast<float>(static_cast<std::int32_t>(bits % (2u * radius + 1u)) -
-                            static_cast<std::int32_t>(radius));
+  return static_cast<float>(static_cast<std::int32_t>(bits % (2u * radius + 1u)) - static_cast<std::int32_t>(radius));
 }
 
 // Random mode: sign from bit 31, exponent from bits 23-24 (magnitude in [0.25, 4), no zeros, no
@@ -105,8 +104,6 @@ constexpr std::uint16_t to_bf16_bits_exact(float value) {
   return static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(value) >> 16);
 }
 
-constexpr float from_bf16_bits(std::uint16_t bits) {
-  return std::bit_cast<float>(std::uint32_t{bits} << 16);
-}
+constexpr float from_bf16_bits(std::uint16_t bits) { return std::bit_cast<float>(std::uint32_t{bits} << 16); }
 
 }  // namespace substrate::gen

@@ -8,24 +8,36 @@ namespace substrate {
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::invalid_argument: return "invalid_argument";
-    case ErrorKind::unavailable: return "unavailable";
-    case ErrorKind::device_error: return "device_error";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::io_error: return "io_error";
-    case ErrorKind::corrupt: return "corrupt";
-    case ErrorKind::out_of_memory: return "out_of_memory";
-    case ErrorKind::busy: return "busy";
-    case ErrorKind::hardware_fault: return "hardware_fault";
+    case ErrorKind::invalid_argument:
+      return "invalid_argument";
+    case ErrorKind::unavailable:
+      return "unavailable";
+    case ErrorKind::device_error:
+      return "device_error";
+    case ErrorKind::timeout:
+      return "timeout";
+    case ErrorKind::io_error:
+      return "io_error";
+    case ErrorKind::corrupt:
+      return "corrupt";
+    case ErrorKind::out_of_memory:
+      return "out_of_memory";
+    case ErrorKind::busy:
+      return "busy";
+    case ErrorKind::hardware_fault:
+      return "hardware_fault";
   }
   return "unknown";
 }
 
 const char* to_string(Dtype dtype) {
   switch (dtype) {
-    case Dtype::f32: return "f32";
-    case Dtype::f16: return "f16";
-    case Dtype::bf16: return "bf16";
+    case Dtype::f32:
+      return "f32";
+    case Dtype::f16:
+      return "f16";
+    case Dtype::bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -49,9 +61,12 @@ unsigned storage_bits(Dtype dtype) { return dtype == Dtype::f32 ? 32 : 16; }
 
 unsigned mantissa_bits(Dtype dtype) {
   switch (dtype) {
-    case Dtype::f32: return 23;
-    case Dtype::f16: return 10;
-    case Dtype::bf16: return 7;
+    case Dtype::f32:
+      return 23;
+    case Dtype::f16:
+      return 10;
+    case Dtype::bf16:
+      return 7;
   }
   return 23;
 }

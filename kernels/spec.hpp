@@ -41,8 +41,8 @@ struct AttentionShape {
 };
 
 struct MemoryShape {
-  double free_share = 0.0;        // share of the device's free memory to test
-  std::uint64_t max_bytes = 0;    // cap on the bytes tested per run
+  double free_share = 0.0;      // share of the device's free memory to test
+  std::uint64_t max_bytes = 0;  // cap on the bytes tested per run
 };
 
 // The canary's tiny decoder stack (probes/canary/canary_probe.cpp).

@@ -11,16 +11,16 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/cli/diagnose_command.hpp"
 #include "daemon/command_line.hpp"
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
-#include "daemon/cli/diagnose_command.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/service.hpp"
-#include "probes/telemetry/join.hpp"
 #include "daemon/telemetry_reader.hpp"
 #include "probes/core/registry.hpp"
+#include "probes/telemetry/join.hpp"
 
 namespace substrate::cli {
 namespace {
@@ -62,13 +62,12 @@ const po::options_description& socket_option() {
 const po::options_description& probe_options() {
   static const po::options_description options = [] {
     po::options_description own;
-    own.add_options()
-        ("json", "one JSON document with every result (schema: docs/probe-result.md)")
-        ("list", "list the registered probes")
-        ("local", "run in this process even when a daemon is running");
+    own.add_options()("json", "one JSON document with every result (schema: docs/probe-result.md)")(
+        "list", "list the registered probes")("local", "run in this process even when a daemon is running");
     po::options_description npd;
-    npd.add_options()("npd", "node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
-                             "exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line");
+    npd.add_options()("npd",
+                      "node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
+                      "exit 0 healthy, 1 a device failed or hung, 2 unknown; one short line");
     po::options_description d;
     d.add(probe_request_options()).add(own).add(diagnostic_options()).add(socket_option()).add(npd).add(help_option());
     return d;
@@ -90,9 +89,7 @@ std::string probe_usage() {
 const po::options_description& devices_options() {
   static const po::options_description options = [] {
     po::options_description d;
-    d.add_options()
-        ("json", "one JSON document")
-        ("path.sysfs", takes("DIR"), "replaces /sys for the sysfs readers");
+    d.add_options()("json", "one JSON document")("path.sysfs", takes("DIR"), "replaces /sys for the sysfs readers");
     d.add(help_option());
     return d;
   }();
@@ -171,7 +168,8 @@ int list_probes() {
     for (const std::string& k : d.kernels) kernels += (kernels.empty() ? "" : ",") + k;
     char line[512];
     std::snprintf(line, sizeof line, "%-10s %-8s %-7s %-9.0f %-19s %s\n", d.id.c_str(), to_string(d.maturity),
-                  d.enabled_by_default ? "yes" : "no", d.default_timeout_seconds, kernels.c_str(), d.description.c_str());
+                  d.enabled_by_default ? "yes" : "no", d.default_timeout_seconds, kernels.c_str(),
+                  d.description.c_str());
     std::cout << line;
   }
   return k_exit_ok;
@@ -244,7 +242,8 @@ Expected<std::vector<NpdDevice>> npd_devices(const nlohmann::json& reply) {
   if (!reply.is_object() || !reply.contains("status") || !reply["status"].is_object())
     return malformed("the reply has no 'status' object");
   const nlohmann::json& status = reply["status"];
-  if (!status.contains("devices") || !status["devices"].is_array()) return malformed("the status has no 'devices' list");
+  if (!status.contains("devices") || !status["devices"].is_array())
+    return malformed("the status has no 'devices' list");
   std::vector<NpdDevice> devices;
   for (const nlohmann::json& device : status["devices"]) {
     const std::string which = "device " + std::to_string(devices.size());
@@ -285,7 +284,9 @@ int npd_check(const std::string& socket) {
   std::vector<Outcome> outcomes;
   for (const NpdDevice& device : *devices) {
     const bool is_bad = device.health == "failed" || device.health == "hung";
-    if (is_bad) bad.push_back(device.id + " " + device.health + (device.newest_reason.empty() ? "" : ": " + device.newest_reason));
+    if (is_bad)
+      bad.push_back(device.id + " " + device.health +
+                    (device.newest_reason.empty() ? "" : ": " + device.newest_reason));
     if (device.health == "unknown") unknown.push_back(device.id);
     outcomes.push_back(is_bad ? Outcome::fault : device.health == "unknown" ? Outcome::cannot_run : Outcome::pass);
   }
@@ -295,7 +296,8 @@ int npd_check(const std::string& socket) {
     for (const std::string& b : bad) line += (line.empty() ? "" : "; ") + b;
     std::cout << line.substr(0, 78) << "\n";
   } else if (code != k_exit_ok) {
-    std::cout << (unknown.empty() ? std::string("no devices") : unknown.front() + " not probed yet") << ": verdict unknown\n";
+    std::cout << (unknown.empty() ? std::string("no devices") : unknown.front() + " not probed yet")
+              << ": verdict unknown\n";
   } else {
     std::cout << "all " << outcomes.size() << " device(s) trustworthy\n";
   }
@@ -384,10 +386,11 @@ int status_command(const std::vector<std::string>& args) {
     for (const auto& reason : device.at("reasons")) std::cout << "    " << reason.get<std::string>() << "\n";
     for (const auto& change : device.value("device_changes", nlohmann::json::array())) {
       std::cout << "    changed since the last run:";
-      if (change.value("new_device", false)) std::cout << " new device in this slot (was uuid " << change.value("replaced_uuid", std::string()) << ")";
+      if (change.value("new_device", false))
+        std::cout << " new device in this slot (was uuid " << change.value("replaced_uuid", std::string()) << ")";
       for (const auto& field : change.at("changed")) {
-        std::cout << " " << field.at("field").get<std::string>() << " '" << field.at("before").get<std::string>() << "' -> '"
-                  << field.at("after").get<std::string>() << "'";
+        std::cout << " " << field.at("field").get<std::string>() << " '" << field.at("before").get<std::string>()
+                  << "' -> '" << field.at("after").get<std::string>() << "'";
       }
       std::cout << (change.value("reset_baselines", false) ? "; baselines reset" : "") << "\n";
     }

@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/exit_code.hpp"
-#include "daemon/command_line.hpp"
 #include "daemon/cli/diagnose_command.hpp"
+#include "daemon/command_line.hpp"
+#include "daemon/exit_code.hpp"
 #include "probes/diagnosis/compare.hpp"
 
 namespace substrate {
@@ -15,11 +15,9 @@ namespace {
 const cli::po::options_description& compare_options() {
   static const cli::po::options_description options = [] {
     cli::po::options_description d;
-    d.add_options()
-        ("atol", cli::takes("X"), "mismatch when |A - B| > atol + rtol*|B| (instead of bounds or bit-exact)")
-        ("rtol", cli::takes("X"), "see --atol")
-        ("json", "one JSON document")
-        ("help,h", "this text");
+    d.add_options()("atol", cli::takes("X"),
+                    "mismatch when |A - B| > atol + rtol*|B| (instead of bounds or bit-exact)")(
+        "rtol", cli::takes("X"), "see --atol")("json", "one JSON document")("help,h", "this text");
     return d;
   }();
   return options;
@@ -61,7 +59,8 @@ int compare_command(const std::vector<std::string>& args) {
     if (!text) continue;
     char* end = nullptr;
     const double value = std::strtod(text->c_str(), &end);
-    if (*end != '\0' || !(value >= 0)) return fail(std::string("--") + name + " needs a non-negative number, got '" + *text + "'");
+    if (*end != '\0' || !(value >= 0))
+      return fail(std::string("--") + name + " needs a non-negative number, got '" + *text + "'");
     (name == std::string("atol") ? options.atol : options.rtol) = value;
   }
   const std::vector<std::string>& paths = line->positional;

@@ -10,9 +10,9 @@
 #include "common/file_io.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/report.hpp"
+#include "probes/core/registry.hpp"
 #include "probes/diagnosis/dump.hpp"
 #include "probes/diagnosis/npy.hpp"
-#include "probes/core/registry.hpp"
 
 namespace substrate {
 namespace {
@@ -54,14 +54,13 @@ ComputeDevice* stored_device(const Discovery& found, const ReplayEntry& entry) {
 const cli::po::options_description& diagnostic_options() {
   static const cli::po::options_description options = [] {
     cli::po::options_description d;
-    d.add_options()
-        ("dump", cli::takes("DIR"),
-         "write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
-         "result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)")
-        ("replay", cli::takes("FILE"),
-         "re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
-         "device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches")
-        ("no-inject", "with --replay: drop the stored injection");
+    d.add_options()("dump", cli::takes("DIR"),
+                    "write inputs (regenerated on the CPU), device output, CPU golden (.npy) and the\n"
+                    "result JSON per run to DIR/<device>/<spec>-seed<N>/ (runs in this process)")(
+        "replay", cli::takes("FILE"),
+        "re-run exactly the spec and seed (and injection) of a stored result JSON on its\n"
+        "device, or on --device SEL (A/B the hardware); reports whether the fingerprint matches")(
+        "no-inject", "with --replay: drop the stored injection");
     return d;
   }();
   return options;
@@ -78,7 +77,8 @@ Expected<DiagnosticOptions> diagnostic_options_from(const cli::CommandLine& line
 
 Expected<std::vector<ReplayEntry>> read_replay_file(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return bad("--replay " + path + ": is a directory (give its result.json)");
+  if (std::filesystem::is_directory(path, ec))
+    return bad("--replay " + path + ": is a directory (give its result.json)");
   auto text = read_file(path);
   if (!text) {
     const ReadFileError& failure = text.error();
@@ -182,8 +182,8 @@ int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& r
     }
     if (p.replay_index >= 0) {
       const ReplayEntry& stored = entries[static_cast<std::size_t>(p.replay_index)];
-      const bool same_device = !stored.device_uuid.empty() ? stored.device_uuid == result.device.uuid
-                                                           : stored.device_id == result.device.id;
+      const bool same_device =
+          !stored.device_uuid.empty() ? stored.device_uuid == result.device.uuid : stored.device_id == result.device.id;
       const bool same_injection = stored.spec.inject.enabled == p.spec.inject.enabled;
       const bool comparable = !stored.fingerprint.empty() && !result.fingerprint.empty();
       const bool match = comparable && stored.fingerprint == result.fingerprint;
@@ -202,17 +202,17 @@ int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& r
                          {"stored_fingerprint", stored.fingerprint},
                          {"fingerprint", result.fingerprint},
                          {"fingerprint_match", match}});
-      replay_text += "replay " + spec_key(p.spec) + " seed " + std::to_string(p.spec.seed) + " on " + result.device.id +
-                     (same_device ? " (the stored device)" : " (stored on " + stored.device_id + ")") + ": fingerprint " +
-                     (result.fingerprint.empty() ? "-" : result.fingerprint) + " vs stored " +
-                     (stored.fingerprint.empty() ? "-" : stored.fingerprint) + ": " +
-                     (!comparable ? "not comparable"
-                      : match     ? "IDENTICAL"
-                      : same_device && same_injection
-                          ? "DIFFERENT (same device, spec, seed and injection: nondeterminism)"
-                          : (same_injection ? "DIFFERENT (another device: compare the dumps)"
-                                            : "DIFFERENT (injection removed)")) +
-                     "\n";
+      replay_text +=
+          "replay " + spec_key(p.spec) + " seed " + std::to_string(p.spec.seed) + " on " + result.device.id +
+          (same_device ? " (the stored device)" : " (stored on " + stored.device_id + ")") + ": fingerprint " +
+          (result.fingerprint.empty() ? "-" : result.fingerprint) + " vs stored " +
+          (stored.fingerprint.empty() ? "-" : stored.fingerprint) + ": " +
+          (!comparable ? "not comparable"
+           : match     ? "IDENTICAL"
+           : same_device && same_injection
+               ? "DIFFERENT (same device, spec, seed and injection: nondeterminism)"
+               : (same_injection ? "DIFFERENT (another device: compare the dumps)" : "DIFFERENT (injection removed)")) +
+          "\n";
     }
     results.push_back(std::move(result));
   }

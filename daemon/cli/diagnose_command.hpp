@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "daemon/probe_command.hpp"
 #include "common/expected.hpp"
+#include "daemon/probe_command.hpp"
 
 namespace substrate {
 

@@ -65,8 +65,8 @@ SUBSTRATE_HD std::uint32_t bits_from_float(float value) {
 
 // Philox4x32-10, output word 0 only (the only word the generator uses). Counter
 // (c0, c1, c2, c3), key (k0, k1); the key schedule bumps the key before every round but the first.
-SUBSTRATE_HD std::uint32_t philox4x32_10_word0(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
-                                               std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
+SUBSTRATE_HD std::uint32_t philox4x32_10_word0(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                               std::uint32_t k0, std::uint32_t k1) {
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
@@ -89,15 +89,13 @@ SUBSTRATE_HD std::uint32_t philox4x32_10_word0(std::uint32_t c0, std::uint32_t c
 
 // gen::random_bits: key (seed lo, seed hi), counter (index lo, index hi, stream, 0), word 0.
 SUBSTRATE_HD std::uint32_t random_bits(std::uint64_t seed, std::uint32_t stream, std::uint64_t index) {
-  return philox4x32_10_word0(static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
-                             stream, 0u, static_cast<std::uint32_t>(seed),
-                             static_cast<std::uint32_t>(seed >> 32));
+  return philox4x32_10_word0(static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), stream, 0u,
+                             static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
 }
 
 // gen::exact_value: an integer in [-radius, radius].
 SUBSTRATE_HD float exact_value(std::uint32_t bits, std::uint32_t radius) {
-  return static_cast<float>(static_cast<std::int32_t>(bits % (2u * radius + 1u)) -
-                            static_cast<std::int32_t>(radius));
+  return static_cast<float>(static_cast<std::int32_t>(bits % (2u * radius + 1u)) - static_cast<std::int32_t>(radius));
 }
 
 // gen::random_value: sign bit 31, exponent 125..128 from bits 23-24, `mantissa_bits` top

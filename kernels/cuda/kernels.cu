@@ -24,9 +24,7 @@ __device__ __forceinline__ float load_element(const void* base, std::uint64_t e,
 __device__ __forceinline__ std::uint64_t global_thread() {
   return static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
-__device__ __forceinline__ std::uint64_t grid_threads() {
-  return static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
-}
+__device__ __forceinline__ std::uint64_t grid_threads() { return static_cast<std::uint64_t>(gridDim.x) * blockDim.x; }
 
 __device__ __forceinline__ std::uint32_t inject_bits(std::uint32_t bits, std::uint64_t index, std::uint32_t enabled,
                                                      std::uint64_t element, std::uint32_t mask) {
@@ -185,8 +183,8 @@ __device__ __forceinline__ void gemm_wmma_body(const GemmParams& p) {
   for (int r = 0; r < 2; ++r)
 #pragma unroll
     for (int c = 0; c < 2; ++c)
-      wmma::store_matrix_sync(c_tile + (wr * 32u + 16u * r) * k_gemm_tile + wc * 32u + 16u * c, acc[r][c],
-                              k_gemm_tile, wmma::mem_row_major);
+      wmma::store_matrix_sync(c_tile + (wr * 32u + 16u * r) * k_gemm_tile + wc * 32u + 16u * c, acc[r][c], k_gemm_tile,
+                              wmma::mem_row_major);
   __syncthreads();
 
   std::uint32_t* out = reinterpret_cast<std::uint32_t*>(p.c);
@@ -223,8 +221,8 @@ extern "C" __global__ void __launch_bounds__(k_gemm_wmma_threads) substrate_gemm
 // expf is CUDA's full-precision expf (at most 2 ulp, CUDA Math API); no fast-math anywhere.
 extern "C" __global__ void __launch_bounds__(k_attention_threads) substrate_attention(AttentionParams p) {
   extern __shared__ float smem[];
-  float* weights = smem;              // [seq_len]
-  float* q_row = smem + p.seq_len;    // [head_dim]
+  float* weights = smem;            // [seq_len]
+  float* q_row = smem + p.seq_len;  // [head_dim]
   __shared__ float partial_max[k_attention_threads];
   __shared__ float row_max, row_sum;
 
@@ -236,14 +234,16 @@ extern "C" __global__ void __launch_bounds__(k_attention_threads) substrate_atte
   const void* kp = reinterpret_cast<const void*>(p.k);
   const void* vp = reinterpret_cast<const void*>(p.v);
 
-  for (std::uint32_t d = tid; d < p.head_dim; d += k_attention_threads) q_row[d] = load_element(qp, q_base + d, p.dtype);
+  for (std::uint32_t d = tid; d < p.head_dim; d += k_attention_threads)
+    q_row[d] = load_element(qp, q_base + d, p.dtype);
   __syncthreads();
 
   float local_max = -INFINITY;
   for (std::uint32_t j = tid; j < keys; j += k_attention_threads) {
     const std::uint64_t k_base = head_base + static_cast<std::uint64_t>(j) * p.head_dim;
     float dot = 0.0f;
-    for (std::uint32_t d = 0; d < p.head_dim; ++d) dot = __fmaf_rn(q_row[d], load_element(kp, k_base + d, p.dtype), dot);
+    for (std::uint32_t d = 0; d < p.head_dim; ++d)
+      dot = __fmaf_rn(q_row[d], load_element(kp, k_base + d, p.dtype), dot);
     const float s = __fmul_rn(dot, p.scale);
     weights[j] = s;
     local_max = fmaxf(local_max, s);
@@ -270,9 +270,11 @@ extern "C" __global__ void __launch_bounds__(k_attention_threads) substrate_atte
   for (std::uint32_t d = tid; d < p.head_dim; d += k_attention_threads) {
     float acc = 0.0f;
     for (std::uint32_t j = 0; j < keys; ++j)
-      acc = __fmaf_rn(weights[j], load_element(vp, head_base + static_cast<std::uint64_t>(j) * p.head_dim + d, p.dtype), acc);
+      acc = __fmaf_rn(weights[j], load_element(vp, head_base + static_cast<std::uint64_t>(j) * p.head_dim + d, p.dtype),
+                      acc);
     const std::uint64_t index = q_base + d;
-    out[index] = inject_bits(__float_as_uint(__fdiv_rn(acc, sum)), index, p.inject_enabled, p.inject_element, p.inject_mask);
+    out[index] =
+        inject_bits(__float_as_uint(__fdiv_rn(acc, sum)), index, p.inject_enabled, p.inject_element, p.inject_mask);
   }
 }
 

@@ -28,9 +28,9 @@ enum ModeCode : std::uint32_t { mode_exact = 0, mode_random = 1 };
 
 SUBSTRATE_HD std::uint32_t element_bytes(std::uint32_t dtype) { return dtype == dtype_f32 ? 4u : 2u; }
 SUBSTRATE_HD std::uint32_t mantissa_bits_of(std::uint32_t dtype) {
-  return dtype == dtype_f32    ? cuda_gen::k_mantissa_bits_f32
-         : dtype == dtype_f16  ? cuda_gen::k_mantissa_bits_f16
-                               : cuda_gen::k_mantissa_bits_bf16;
+  return dtype == dtype_f32   ? cuda_gen::k_mantissa_bits_f32
+         : dtype == dtype_f16 ? cuda_gen::k_mantissa_bits_f16
+                              : cuda_gen::k_mantissa_bits_bf16;
 }
 SUBSTRATE_HD std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 // Bytes of a buffer of `count` elements, rounded up to whole 32-bit words (the output words
@@ -62,8 +62,8 @@ inline const char* gemm_variant_name(GemmVariant v) {
 constexpr const char* k_kernel_attention = "cuda.attention.rowwise";
 constexpr const char* k_kernel_memory = "cuda.memory.patterns";
 
-constexpr std::uint32_t k_gemm_tile = 64;      // output tile edge (both variants)
-constexpr std::uint32_t k_gemm_k_slice = 16;   // k depth staged in shared memory per step
+constexpr std::uint32_t k_gemm_tile = 64;     // output tile edge (both variants)
+constexpr std::uint32_t k_gemm_k_slice = 16;  // k depth staged in shared memory per step
 constexpr std::uint32_t k_gemm_simt_threads_x = 16, k_gemm_simt_threads_y = 16;
 constexpr std::uint32_t k_gemm_simt_per_thread = 4;  // 4x4 outputs per thread
 constexpr std::uint32_t k_gemm_wmma_threads = 128;   // 4 warps, 2x2, each 32x32 = 2x2 fragments
@@ -92,8 +92,7 @@ SUBSTRATE_HD Dim3 gemm_block(GemmVariant v) {
 }
 // Static shared memory of the wmma kernel: A and B slices as 16-bit values plus the f32 tile
 // the fragments are stored through for the bounds-checked, injecting epilogue.
-constexpr std::uint32_t k_gemm_wmma_smem_bytes =
-    2 * k_gemm_tile * k_gemm_k_slice * 2 + k_gemm_tile * k_gemm_tile * 4;
+constexpr std::uint32_t k_gemm_wmma_smem_bytes = 2 * k_gemm_tile * k_gemm_k_slice * 2 + k_gemm_tile * k_gemm_tile * 4;
 
 // Tensor cores: f16 from sm_70 (all our targets), bf16 from sm_80.
 SUBSTRATE_HD bool tensor_cores_support(std::uint32_t dtype, int cc_major) {
@@ -249,16 +248,16 @@ struct MemoryReportHeader {
 static_assert(sizeof(MemoryReportHeader) == 144, "MemoryReportHeader layout");
 
 struct MemoryParams {
-  std::uint64_t region;       // device pointer of this chunk
-  std::uint64_t report;       // device pointer of MemoryReportHeader + entries
-  std::uint64_t first_word;   // index of this chunk's word 0 within the region
-  std::uint64_t words;        // words in this chunk
+  std::uint64_t region;      // device pointer of this chunk
+  std::uint64_t report;      // device pointer of MemoryReportHeader + entries
+  std::uint64_t first_word;  // index of this chunk's word 0 within the region
+  std::uint64_t words;       // words in this chunk
   std::uint64_t seed;
   std::uint64_t inject_word;  // region-wide word index
   std::uint32_t pattern;
   std::uint32_t pass;
   std::uint32_t op;
-  std::uint32_t invert;       // expect / write the complement of the pattern
+  std::uint32_t invert;  // expect / write the complement of the pattern
   std::uint32_t max_reported;
   std::uint32_t inject_enabled;
   std::uint32_t inject_mask;

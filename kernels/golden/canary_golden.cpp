@@ -128,20 +128,24 @@ CanaryReference canary(const CanaryShape& s, std::uint64_t seed) {
   for (std::uint32_t t = 0; t < T; ++t) {
     const std::uint32_t tok = canary::token(seed, t, s.vocab);
     ref.tokens.push_back(tok);
-    for (std::uint32_t d = 0; d < D; ++d) x[t * D + d] = weight(seed, canary::k_embedding_stream, std::uint64_t{tok} * D + d, 1.0f);
+    for (std::uint32_t d = 0; d < D; ++d)
+      x[t * D + d] = weight(seed, canary::k_embedding_stream, std::uint64_t{tok} * D + d, 1.0f);
   }
   ref.layers.push_back(checkpoint("embedding", T, D, x));
   for (std::uint32_t b = 0; b < s.layers; ++b) {
-    const std::vector<double> qkv = matmul(rmsnorm(x, T, D), T, D, 3 * D, seed, canary::block_stream(b, 0), false, nullptr);
+    const std::vector<double> qkv =
+        matmul(rmsnorm(x, T, D), T, D, 3 * D, seed, canary::block_stream(b, 0), false, nullptr);
     const std::vector<double> a = attention(qkv, s);
     x = matmul(a, T, D, D, seed, canary::block_stream(b, 1), false, &x);
     ref.layers.push_back(checkpoint("block" + std::to_string(b) + ".attention", T, D, x));
-    const std::vector<double> u = matmul(rmsnorm(x, T, D), T, D, s.ffn, seed, canary::block_stream(b, 2), true, nullptr);
+    const std::vector<double> u =
+        matmul(rmsnorm(x, T, D), T, D, s.ffn, seed, canary::block_stream(b, 2), true, nullptr);
     x = matmul(u, T, s.ffn, D, seed, canary::block_stream(b, 3), false, &x);
     ref.layers.push_back(checkpoint("block" + std::to_string(b) + ".mlp", T, D, x));
   }
-  ref.layers.push_back(checkpoint("logits", T, s.vocab,
-                                  matmul(rmsnorm(x, T, D), T, D, s.vocab, seed, canary::output_stream(s.layers), false, nullptr)));
+  ref.layers.push_back(
+      checkpoint("logits", T, s.vocab,
+                 matmul(rmsnorm(x, T, D), T, D, s.vocab, seed, canary::output_stream(s.layers), false, nullptr)));
   return ref;
 }
 

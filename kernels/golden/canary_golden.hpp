@@ -32,7 +32,9 @@ std::string validate(const CanaryShape& shape);
 inline constexpr std::uint32_t k_token_stream = 100;  // gen::stream_canary_base
 inline constexpr std::uint32_t k_embedding_stream = 101;
 // Streams of block b: qkv, o, w1, w2; then the output projection.
-inline constexpr std::uint32_t block_stream(std::uint32_t block, std::uint32_t which) { return 102 + 4 * block + which; }
+inline constexpr std::uint32_t block_stream(std::uint32_t block, std::uint32_t which) {
+  return 102 + 4 * block + which;
+}
 inline constexpr std::uint32_t output_stream(std::uint32_t blocks) { return 102 + 4 * blocks; }
 inline constexpr float k_rms_eps = 1e-5f;
 inline constexpr double k_bound_factor = 1.0 / 4096.0;

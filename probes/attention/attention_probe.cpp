@@ -54,9 +54,8 @@ std::vector<ProbeSpec> AttentionProbe::default_specs(const DeviceInfo& device) {
     std::uint32_t seq_len, heads, head_dim;
     bool causal;
   };
-  const std::vector<Shape> shapes = device.is_cpu()
-                                        ? std::vector<Shape>{{128, 4, 64, true}, {64, 2, 128, false}}
-                                        : std::vector<Shape>{{512, 8, 64, true}, {512, 8, 128, false}};
+  const std::vector<Shape> shapes = device.is_cpu() ? std::vector<Shape>{{128, 4, 64, true}, {64, 2, 128, false}}
+                                                    : std::vector<Shape>{{512, 8, 64, true}, {512, 8, 128, false}};
   std::vector<ProbeSpec> specs;
   for (Dtype dtype : {Dtype::f32, Dtype::f16}) {
     for (const Shape& s : shapes) {
@@ -102,8 +101,7 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
   const std::uint64_t elements = std::uint64_t{shape.seq_len} * shape.heads * shape.head_dim;
   if (spec.inject.enabled && spec.inject.element >= elements) {
     return Error{ErrorKind::invalid_argument, "attention: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" + std::to_string(elements) +
-                                                  " elements)"};
+                                                  " is outside the output (" + std::to_string(elements) + " elements)"};
   }
   const AttentionLaunch launch{shape, spec.dtype, spec.seed, spec.inject};
   TRY(device.check_attention(launch));
@@ -120,8 +118,8 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     widened = reference->bound;
     for (double& b : widened) b *= widen;
   }
-  CheckOutcome check = check_bounded(run.output_bits, reference->value, widen > 1.0 ? widened : reference->bound,
-                                     shape.head_dim);
+  CheckOutcome check =
+      check_bounded(run.output_bits, reference->value, widen > 1.0 ? widened : reference->bound, shape.head_dim);
   TRY(require_guarantee(check, "attention",
                         "head_dim " + std::to_string(shape.head_dim) +
                             " is too large for the derived bound (attention has no exact mode; use --kernel gemm "

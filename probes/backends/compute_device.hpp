@@ -12,18 +12,18 @@
 namespace substrate {
 
 struct DeviceInfo {
-  std::string id;           // stable within a host: "<backend><index>", e.g. "vulkan0"
-  std::string backend;      // "vulkan", "cuda"
-  std::string name;         // "NVIDIA H100 80GB HBM3", "llvmpipe (LLVM 15.0.6, 256 bits)"
-  std::string vendor;       // "nvidia", "amd", "intel", "mesa", or "0x<id>"
-  std::string driver;       // driver name and version as the API reports them
-  std::string device_type;  // "discrete", "integrated", "virtual", "cpu", "other"
-  std::string uuid;         // canonical 8-4-4-4-12 lower-case hex, empty when unknown
-  std::string pci_bus_id;   // "0000:65:00.0", empty when unknown
-  std::string api_version;  // e.g. Vulkan "1.3.230", CUDA "13.0"
-  std::uint64_t memory_bytes = 0;  // device-local memory
-  std::uint32_t compute_units = 0; // SMs/CUs where the API reports them, 0 otherwise
-  std::string kernel_build;        // hash of the backend's embedded kernel binaries
+  std::string id;                   // stable within a host: "<backend><index>", e.g. "vulkan0"
+  std::string backend;              // "vulkan", "cuda"
+  std::string name;                 // "NVIDIA H100 80GB HBM3", "llvmpipe (LLVM 15.0.6, 256 bits)"
+  std::string vendor;               // "nvidia", "amd", "intel", "mesa", or "0x<id>"
+  std::string driver;               // driver name and version as the API reports them
+  std::string device_type;          // "discrete", "integrated", "virtual", "cpu", "other"
+  std::string uuid;                 // canonical 8-4-4-4-12 lower-case hex, empty when unknown
+  std::string pci_bus_id;           // "0000:65:00.0", empty when unknown
+  std::string api_version;          // e.g. Vulkan "1.3.230", CUDA "13.0"
+  std::uint64_t memory_bytes = 0;   // device-local memory
+  std::uint32_t compute_units = 0;  // SMs/CUs where the API reports them, 0 otherwise
+  std::string kernel_build;         // hash of the backend's embedded kernel binaries
   bool is_cpu() const { return device_type == "cpu"; }
 };
 
@@ -66,11 +66,11 @@ enum class MemoryPattern : std::uint32_t {
 const char* to_string(MemoryPattern pattern);
 
 struct MemoryLaunch {
-  std::uint64_t bytes = 0;        // region to test, a multiple of 4
+  std::uint64_t bytes = 0;  // region to test, a multiple of 4
   std::uint64_t seed = 0;
   std::vector<MemoryPattern> patterns;
   std::uint32_t max_reported = 16;  // bad words reported in detail
-  Injection inject;               // element = word offset in the region
+  Injection inject;                 // element = word offset in the region
 };
 
 struct BadWord {
@@ -151,7 +151,8 @@ class ComputeDevice {
   // never gets here for them (the canary's descriptor lists its backends: the run is skipped).
   virtual Expected<CanaryRun> run_canary(const CanaryLaunch& launch) {
     (void)launch;
-    return Error{ErrorKind::unavailable, "the canary probe is not implemented on the " + info().backend + " backend yet"};
+    return Error{ErrorKind::unavailable,
+                 "the canary probe is not implemented on the " + info().backend + " backend yet"};
   }
   // Writes the retention block on the first call (or when its size changes) and verifies it on
   // later calls.

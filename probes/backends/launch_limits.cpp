@@ -46,9 +46,9 @@ Status check_loop_iterations(const LaunchLimits& limits, const std::string& kern
                              const std::string& what) {
   if (limits.max_loop_iterations == 0 || iterations <= limits.max_loop_iterations) return ok_status();
   return refuse(kernel + ": " + what + " needs " + std::to_string(iterations) +
-                " loop iterations in one shader invocation, above the " +
-                std::to_string(limits.max_loop_iterations) + " that " + limits.device + " runs (" +
-                limits.loop_limit_source + ": the result would be silently wrong); use a smaller size");
+                " loop iterations in one shader invocation, above the " + std::to_string(limits.max_loop_iterations) +
+                " that " + limits.device + " runs (" + limits.loop_limit_source +
+                ": the result would be silently wrong); use a smaller size");
 }
 
 }  // namespace substrate

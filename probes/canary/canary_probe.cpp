@@ -67,7 +67,8 @@ struct CanaryProbe {
   static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec) {
     const CanaryShape& s = spec.canary;
     std::vector<float> tokens;
-    for (std::uint32_t t = 0; t < s.tokens; ++t) tokens.push_back(static_cast<float>(canary::token(spec.seed, t, s.vocab)));
+    for (std::uint32_t t = 0; t < s.tokens; ++t)
+      tokens.push_back(static_cast<float>(canary::token(spec.seed, t, s.vocab)));
     return {{"tokens", {s.tokens}, std::move(tokens)}};
   }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
@@ -111,7 +112,8 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     return Error{ErrorKind::invalid_argument, invalid};
   }
   if (spec.mode != Mode::random || spec.dtype != Dtype::f32) {
-    return Error{ErrorKind::invalid_argument, "canary: f32 inputs in random mode only (exp, rsqrt and SiLU have no exact mode)"};
+    return Error{ErrorKind::invalid_argument,
+                 "canary: f32 inputs in random mode only (exp, rsqrt and SiLU have no exact mode)"};
   }
   const auto layers = canary::layers(shape);
   if (spec.inject.enabled) {
@@ -143,7 +145,8 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
 
   CanaryDetails details;
   details.tokens = shape.tokens;
-  for (std::uint32_t t = 0; t < shape.tokens; ++t) details.input_tokens.push_back(canary::token(spec.seed, t, shape.vocab));
+  for (std::uint32_t t = 0; t < shape.tokens; ++t)
+    details.input_tokens.push_back(canary::token(spec.seed, t, shape.vocab));
   CheckOutcome combined;
   std::vector<std::uint32_t> all_bits;
   std::size_t offset = 0;
@@ -151,7 +154,8 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     const auto& layer = layers[i];
     const std::size_t count = std::size_t{layer.rows} * layer.cols;
     const std::vector<std::uint32_t>& bits = run.layers[i];
-    if (bits.size() != count) return Error{ErrorKind::device_error, "canary: layer '" + layer.name + "' has the wrong size"};
+    if (bits.size() != count)
+      return Error{ErrorKind::device_error, "canary: layer '" + layer.name + "' has the wrong size"};
     const std::span<const double> value(reference->value.data() + offset, count);
     const std::span<const double> bound(reference->bound.data() + offset, count);
     const CheckOutcome outcome = check_bounded(bits, value, bound, layer.cols);
@@ -167,11 +171,14 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     combined.max_rel_error = std::max(combined.max_rel_error, outcome.max_rel_error);
     if (!(outcome.budget_used <= combined.budget_used)) combined.budget_used = outcome.budget_used;
     for (int bit = 0; bit < 32; ++bit) combined.flipped_bits[bit] += outcome.flipped_bits[bit];
-    if (outcome.guaranteed_elements > 0) combined.guaranteed_bit = std::max(combined.guaranteed_bit, outcome.guaranteed_bit);
+    if (outcome.guaranteed_elements > 0)
+      combined.guaranteed_bit = std::max(combined.guaranteed_bit, outcome.guaranteed_bit);
     combined.guaranteed_elements += outcome.guaranteed_elements;
     all_bits.insert(all_bits.end(), bits.begin(), bits.end());
     if (result.tensors) {
-      result.tensors->layers.push_back({layer.name, {layer.rows, layer.cols}, bits,
+      result.tensors->layers.push_back({layer.name,
+                                        {layer.rows, layer.cols},
+                                        bits,
                                         std::vector<double>(value.begin(), value.end()),
                                         std::vector<double>(bound.begin(), bound.end())});
     }

@@ -20,8 +20,8 @@ void record(CheckOutcome& outcome, std::uint64_t index, std::uint64_t row_length
   }
   if (outcome.first_mismatches.size() < k_reported_mismatches) {
     outcome.first_mismatches.push_back(Mismatch{index, index / row_length, index % row_length, expected,
-                                                std::bit_cast<float>(actual_bits), expected_bits, actual_bits,
-                                                flipped, significant, bound});
+                                                std::bit_cast<float>(actual_bits), expected_bits, actual_bits, flipped,
+                                                significant, bound});
   }
 }
 
@@ -90,7 +90,8 @@ Status require_guarantee(const CheckOutcome& outcome, const std::string& probe, 
   char percent[32];
   std::snprintf(percent, sizeof percent, "%.1f%%", 100.0 * share);
   return Error{ErrorKind::invalid_argument,
-               probe + ": random mode cannot see sign and exponent flips at this shape: its error bound hides them at " +
+               probe +
+                   ": random mode cannot see sign and exponent flips at this shape: its error bound hides them at " +
                    std::to_string(outcome.checked - outcome.guaranteed_elements) + " of " +
                    std::to_string(outcome.checked) + " elements (guaranteed at " + percent + ", " +
                    std::to_string(static_cast<int>(k_min_guaranteed_share * 100)) + "% required); " + advice};

@@ -14,15 +14,15 @@ namespace substrate {
 struct Mismatch {
   std::uint64_t index = 0;  // flat element index
   std::uint64_t row = 0, col = 0;
-  double expected = 0.0;    // golden value
-  double actual = 0.0;      // device value
+  double expected = 0.0;            // golden value
+  double actual = 0.0;              // device value
   std::uint32_t expected_bits = 0;  // fp32 of the golden (rounded to nearest)
   std::uint32_t actual_bits = 0;
-  std::uint32_t xor_bits = 0;      // actual_bits ^ expected_bits
+  std::uint32_t xor_bits = 0;  // actual_bits ^ expected_bits
   // xor_bits without the mantissa bits whose weight is within the element's bound: those can be
   // the device's legitimate rounding. Equal to xor_bits in exact mode.
   std::uint32_t significant_xor_bits = 0;
-  double bound = 0.0;       // 0 in exact mode
+  double bound = 0.0;  // 0 in exact mode
 };
 
 struct CheckOutcome {
@@ -76,6 +76,5 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
 // The bits of `xor_bits` that a deviation of at most `bound` from `expected` cannot explain:
 // sign, exponent, and the mantissa bits of `expected`'s binade whose weight exceeds `bound`.
 std::uint32_t significant_bits(std::uint32_t xor_bits, double expected, double bound);
-
 
 }  // namespace substrate

@@ -12,21 +12,30 @@ namespace substrate {
 
 const char* to_string(RunStatus status) {
   switch (status) {
-    case RunStatus::pass: return "pass";
-    case RunStatus::fail: return "fail";
-    case RunStatus::error: return "error";
-    case RunStatus::skipped: return "skipped";
-    case RunStatus::hung: return "hung";
-    case RunStatus::crashed: return "crashed";
+    case RunStatus::pass:
+      return "pass";
+    case RunStatus::fail:
+      return "fail";
+    case RunStatus::error:
+      return "error";
+    case RunStatus::skipped:
+      return "skipped";
+    case RunStatus::hung:
+      return "hung";
+    case RunStatus::crashed:
+      return "crashed";
   }
   return "error";
 }
 
 const char* to_string(SkipKind kind) {
   switch (kind) {
-    case SkipKind::not_implemented: return "not_implemented";
-    case SkipKind::out_of_memory: return "out_of_memory";
-    case SkipKind::device_busy: return "device_busy";
+    case SkipKind::not_implemented:
+      return "not_implemented";
+    case SkipKind::out_of_memory:
+      return "out_of_memory";
+    case SkipKind::device_busy:
+      return "device_busy";
   }
   return "not_implemented";
 }
@@ -39,7 +48,8 @@ std::optional<SkipKind> parse_skip_kind(const std::string& name) {
 }
 
 std::optional<RunStatus> parse_run_status(const std::string& name) {
-  for (RunStatus s : {RunStatus::pass, RunStatus::fail, RunStatus::error, RunStatus::skipped, RunStatus::hung, RunStatus::crashed}) {
+  for (RunStatus s :
+       {RunStatus::pass, RunStatus::fail, RunStatus::error, RunStatus::skipped, RunStatus::hung, RunStatus::crashed}) {
     if (name == to_string(s)) return s;
   }
   return std::nullopt;
@@ -47,11 +57,16 @@ std::optional<RunStatus> parse_run_status(const std::string& name) {
 
 const char* to_string(MemoryPattern pattern) {
   switch (pattern) {
-    case MemoryPattern::walking_ones: return "walking_ones";
-    case MemoryPattern::walking_zeros: return "walking_zeros";
-    case MemoryPattern::own_address: return "own_address";
-    case MemoryPattern::moving_inversions: return "moving_inversions";
-    case MemoryPattern::random: return "random";
+    case MemoryPattern::walking_ones:
+      return "walking_ones";
+    case MemoryPattern::walking_zeros:
+      return "walking_zeros";
+    case MemoryPattern::own_address:
+      return "own_address";
+    case MemoryPattern::moving_inversions:
+      return "moving_inversions";
+    case MemoryPattern::random:
+      return "random";
   }
   return "unknown";
 }
@@ -126,13 +141,16 @@ MemoryPattern parse_pattern(const std::string& name) {
 }  // namespace
 
 void to_json(nlohmann::json& out, const ProbeSpec& spec) {
-  out = {{"probe", spec.probe}, {"dtype", to_string(spec.dtype)}, {"mode", to_string(spec.mode)},
-         {"seed", spec.seed}, {"key", spec_key(spec)}};
+  out = {{"probe", spec.probe},
+         {"dtype", to_string(spec.dtype)},
+         {"mode", to_string(spec.mode)},
+         {"seed", spec.seed},
+         {"key", spec_key(spec)}};
   const ProbeDescriptor* probe = probe_registry().find(spec.probe);
   if (probe) probe->shape_to_json(spec, out[probe->id]);
   if (spec.inject.enabled) {
-    out["inject"] = {{"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask},
-                     {"transient", spec.inject.transient}};
+    out["inject"] = {
+        {"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask}, {"transient", spec.inject.transient}};
     if (probe && probe->injects_by_layer) out["inject"]["layer"] = spec.inject.layer;
   }
 }
@@ -156,10 +174,17 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec) {
 }
 
 void to_json(nlohmann::json& out, const DeviceInfo& info) {
-  out = {{"id", info.id},           {"backend", info.backend},         {"name", info.name},
-         {"vendor", info.vendor},   {"driver", info.driver},           {"device_type", info.device_type},
-         {"uuid", info.uuid},       {"pci_bus_id", info.pci_bus_id},   {"api_version", info.api_version},
-         {"memory_bytes", info.memory_bytes}, {"compute_units", info.compute_units},
+  out = {{"id", info.id},
+         {"backend", info.backend},
+         {"name", info.name},
+         {"vendor", info.vendor},
+         {"driver", info.driver},
+         {"device_type", info.device_type},
+         {"uuid", info.uuid},
+         {"pci_bus_id", info.pci_bus_id},
+         {"api_version", info.api_version},
+         {"memory_bytes", info.memory_bytes},
+         {"compute_units", info.compute_units},
          {"kernel_build", info.kernel_build}};
 }
 
@@ -182,10 +207,16 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
   const CheckOutcome& c = result.check;
   nlohmann::json mismatches = nlohmann::json::array();
   for (const Mismatch& m : c.first_mismatches) {
-    mismatches.push_back({{"index", m.index}, {"row", m.row}, {"col", m.col}, {"expected", number(m.expected)},
-                          {"actual", number(m.actual)}, {"expected_bits", hex32(m.expected_bits)},
-                          {"actual_bits", hex32(m.actual_bits)}, {"xor", hex32(m.xor_bits)},
-                          {"significant_xor", hex32(m.significant_xor_bits)}, {"bound", number(m.bound)}});
+    mismatches.push_back({{"index", m.index},
+                          {"row", m.row},
+                          {"col", m.col},
+                          {"expected", number(m.expected)},
+                          {"actual", number(m.actual)},
+                          {"expected_bits", hex32(m.expected_bits)},
+                          {"actual_bits", hex32(m.actual_bits)},
+                          {"xor", hex32(m.xor_bits)},
+                          {"significant_xor", hex32(m.significant_xor_bits)},
+                          {"bound", number(m.bound)}});
   }
   out["check"] = {{"pass", c.pass},
                   {"elements_checked", c.checked},
@@ -198,41 +229,53 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
                   {"guaranteed_bit", c.guaranteed_bit},
                   {"guaranteed_elements", c.guaranteed_elements}};
   out["fingerprint"] = result.fingerprint;
-  out["timing"] = {{"device_seconds", result.device_seconds}, {"generate_seconds", result.generate_seconds},
-                   {"golden_seconds", result.golden_seconds}, {"wall_seconds", result.wall_seconds}};
+  out["timing"] = {{"device_seconds", result.device_seconds},
+                   {"generate_seconds", result.generate_seconds},
+                   {"golden_seconds", result.golden_seconds},
+                   {"wall_seconds", result.wall_seconds}};
   out["finished_at"] = result.finished_at;
   if (result.canary) {
     const CanaryDetails& c = *result.canary;
     nlohmann::json layers = nlohmann::json::array();
     for (const CanaryLayerReport& l : c.layers) {
-      layers.push_back({{"name", l.name}, {"rows", l.rows}, {"cols", l.cols}, {"mismatched", l.mismatched},
-                        {"max_abs_error", number(l.max_abs_error)}, {"error_budget_used", number(l.budget_used)},
+      layers.push_back({{"name", l.name},
+                        {"rows", l.rows},
+                        {"cols", l.cols},
+                        {"mismatched", l.mismatched},
+                        {"max_abs_error", number(l.max_abs_error)},
+                        {"error_budget_used", number(l.budget_used)},
                         {"cosine", number(l.cosine)}});
     }
-    out["canary"] = {{"layers", layers},
-                     {"first_diverging_layer", c.first_diverging_layer.empty() ? nlohmann::json(nullptr)
-                                                                               : nlohmann::json(c.first_diverging_layer)},
-                     {"tokens", c.tokens},
-                     {"argmax_agreeing_tokens", c.argmax_agreeing_tokens},
-                     {"top5_agreeing_tokens", c.top5_agreeing_tokens},
-                     {"input_tokens", c.input_tokens}};
+    out["canary"] = {
+        {"layers", layers},
+        {"first_diverging_layer",
+         c.first_diverging_layer.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.first_diverging_layer)},
+        {"tokens", c.tokens},
+        {"argmax_agreeing_tokens", c.argmax_agreeing_tokens},
+        {"top5_agreeing_tokens", c.top5_agreeing_tokens},
+        {"input_tokens", c.input_tokens}};
   }
   if (result.memory) {
     const MemoryDetails& m = *result.memory;
     nlohmann::json bad = nlohmann::json::array();
     for (const BadWord& word : m.first_bad) {
-      bad.push_back({{"offset", word.offset}, {"expected", hex32(word.expected)}, {"actual", hex32(word.actual)},
-                     {"xor", hex32(word.expected ^ word.actual)}, {"reread", hex32(word.reread)},
-                     {"persistence", persistence(word)}, {"pattern", to_string(word.pattern)}});
+      bad.push_back({{"offset", word.offset},
+                     {"expected", hex32(word.expected)},
+                     {"actual", hex32(word.actual)},
+                     {"xor", hex32(word.expected ^ word.actual)},
+                     {"reread", hex32(word.reread)},
+                     {"persistence", persistence(word)},
+                     {"pattern", to_string(word.pattern)}});
     }
     out["memory"] = {{"bytes_tested", m.bytes_tested},
                      {"bad_words", m.bad_words},
                      {"bandwidth_bytes_per_second", m.bandwidth_bytes_per_second},
                      {"first_bad_words", bad},
                      {"flipped_bit_histogram", histogram_json(m.flipped_bits)},
-                     {"retention", {{"bytes", m.retention_bytes},
-                                    {"bad_words", m.retention_bad_words},
-                                    {"age_seconds", m.retention_age_seconds}}}};
+                     {"retention",
+                      {{"bytes", m.retention_bytes},
+                       {"bad_words", m.retention_bad_words},
+                       {"age_seconds", m.retention_age_seconds}}}};
   }
 }
 

@@ -12,8 +12,8 @@
 
 #include "kernels/golden/golden.hpp"
 #include "kernels/spec.hpp"
-#include "probes/core/check.hpp"
 #include "probes/backends/compute_device.hpp"
+#include "probes/core/check.hpp"
 
 namespace substrate {
 
@@ -58,9 +58,9 @@ struct RunTensors {
     std::vector<std::uint32_t> output_bits;
     std::vector<double> golden, bound;
   };
-  std::vector<std::uint64_t> output_shape;         // e.g. {m, n}; {heads, seq_len, head_dim}
-  std::vector<std::uint32_t> output_bits;          // f32 words as the device wrote them
-  std::shared_ptr<const golden::Reference> golden; // value and bound, same shape
+  std::vector<std::uint64_t> output_shape;          // e.g. {m, n}; {heads, seq_len, head_dim}
+  std::vector<std::uint32_t> output_bits;           // f32 words as the device wrote them
+  std::shared_ptr<const golden::Reference> golden;  // value and bound, same shape
   std::vector<Layer> layers;
 };
 
@@ -100,7 +100,7 @@ struct ProbeResult {
   double generate_seconds = 0.0;  // on-device input generation
   double golden_seconds = 0.0;
   double wall_seconds = 0.0;
-  double finished_at = 0.0;       // unix seconds
+  double finished_at = 0.0;  // unix seconds
   std::optional<MemoryDetails> memory;
   std::optional<CanaryDetails> canary;
   std::shared_ptr<RunTensors> tensors;  // set before the run when capturing; probes fill it

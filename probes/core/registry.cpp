@@ -1,5 +1,5 @@
-#include "kernels/fingerprint.hpp"
 #include "probes/core/registry.hpp"
+#include "kernels/fingerprint.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -110,7 +110,8 @@ std::size_t GoldenCache::hits() const {
 }
 
 Status ProbeRegistry::add(ProbeDescriptor descriptor) {
-  if (find(descriptor.id)) return Error{ErrorKind::invalid_argument, "probe id '" + descriptor.id + "' registered twice"};
+  if (find(descriptor.id))
+    return Error{ErrorKind::invalid_argument, "probe id '" + descriptor.id + "' registered twice"};
   probes_.push_back(std::move(descriptor));
   return ok_status();
 }
@@ -200,8 +201,7 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
     }
   }
   result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  result.finished_at =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  result.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return result;
 }
 

@@ -82,9 +82,9 @@ void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
 // One input of a run regenerated on the CPU from the shared generator, for a dump
 // (probes/diagnosis/dump.hpp); each probe says which inputs it has (ProbeDescriptor::dump_inputs).
 struct DumpInput {
-  std::string name;                  // "a", "q", ...
+  std::string name;  // "a", "q", ...
   std::vector<std::uint64_t> shape;
-  std::vector<float> values;         // exact values as the device stores them (f16/bf16 widen exactly)
+  std::vector<float> values;  // exact values as the device stores them (f16/bf16 widen exactly)
 };
 
 struct ProbeDescriptor {
@@ -130,31 +130,31 @@ concept ListOf = std::ranges::range<R> && std::constructible_from<T, std::ranges
 
 // What a probe file defines: a struct whose static members fill every field of ProbeDescriptor.
 template <class P>
-concept ProbeDefinition =
-    requires(const ProbeSpec& spec, ProbeSpec& out, const std::string& text, const DeviceInfo& info,
-             ComputeDevice& device, GoldenCache& goldens, ProbeResult& result, nlohmann::json& json,
-             const nlohmann::json& in, std::uint32_t layer) {
-      { P::id } -> std::convertible_to<std::string>;
-      { P::description } -> std::convertible_to<std::string>;
-      { P::enabled_by_default } -> std::convertible_to<bool>;
-      { P::maturity } -> std::convertible_to<Maturity>;
-      { P::default_interval_seconds } -> std::convertible_to<double>;
-      { P::default_timeout_seconds } -> std::convertible_to<double>;
-      { P::injects_by_layer } -> std::convertible_to<bool>;
-      requires ListOf<decltype(P::kernels), std::string>;
-      requires ListOf<decltype(P::modes), Mode>;
-      requires ListOf<decltype(P::dtypes), Dtype>;
-      requires ListOf<decltype(P::backends), std::string>;
-      { P::default_specs(info) } -> std::same_as<std::vector<ProbeSpec>>;
-      { P::apply_size(text, out) } -> std::same_as<Status>;
-      { P::shape_text(spec) } -> std::same_as<std::string>;
-      { P::spec_key(spec) } -> std::same_as<std::string>;
-      { P::row_length(spec, layer) } -> std::same_as<std::uint64_t>;
-      { P::shape_to_json(spec, json) } -> std::same_as<void>;
-      { P::shape_from_json(in, out) } -> std::same_as<void>;
-      { P::dump_inputs(spec) } -> std::same_as<std::vector<DumpInput>>;
-      { P::run(device, spec, goldens, result) } -> std::same_as<Status>;
-    };
+concept ProbeDefinition = requires(const ProbeSpec& spec, ProbeSpec& out, const std::string& text,
+                                   const DeviceInfo& info, ComputeDevice& device, GoldenCache& goldens,
+                                   ProbeResult& result, nlohmann::json& json, const nlohmann::json& in,
+                                   std::uint32_t layer) {
+  { P::id } -> std::convertible_to<std::string>;
+  { P::description } -> std::convertible_to<std::string>;
+  { P::enabled_by_default } -> std::convertible_to<bool>;
+  { P::maturity } -> std::convertible_to<Maturity>;
+  { P::default_interval_seconds } -> std::convertible_to<double>;
+  { P::default_timeout_seconds } -> std::convertible_to<double>;
+  { P::injects_by_layer } -> std::convertible_to<bool>;
+  requires ListOf<decltype(P::kernels), std::string>;
+  requires ListOf<decltype(P::modes), Mode>;
+  requires ListOf<decltype(P::dtypes), Dtype>;
+  requires ListOf<decltype(P::backends), std::string>;
+  { P::default_specs(info) } -> std::same_as<std::vector<ProbeSpec>>;
+  { P::apply_size(text, out) } -> std::same_as<Status>;
+  { P::shape_text(spec) } -> std::same_as<std::string>;
+  { P::spec_key(spec) } -> std::same_as<std::string>;
+  { P::row_length(spec, layer) } -> std::same_as<std::uint64_t>;
+  { P::shape_to_json(spec, json) } -> std::same_as<void>;
+  { P::shape_from_json(in, out) } -> std::same_as<void>;
+  { P::dump_inputs(spec) } -> std::same_as<std::vector<DumpInput>>;
+  { P::run(device, spec, goldens, result) } -> std::same_as<Status>;
+};
 
 // The descriptor of probe definition P.
 template <ProbeDefinition P>
@@ -222,8 +222,7 @@ std::string replay_command(const ProbeResult& result);
 // faulty one); fail with the message in `error` for ErrorKind::hardware_fault (the device's own
 // report of an uncorrectable fault is evidence); error otherwise. With `capture_tensors` the probe
 // keeps its output words and golden in result.tensors.
-ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens,
-                      bool capture_tensors = false);
+ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, bool capture_tensors = false);
 
 // Parses "A" or "AxBxC..." into exactly `count` positive integers (a single value repeats).
 Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count);

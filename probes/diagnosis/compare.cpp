@@ -168,29 +168,40 @@ Expected<TensorComparison> between_dumps(const Side& a, const Side& b, const std
 
 const char* to_string(MismatchPattern pattern) {
   switch (pattern) {
-    case MismatchPattern::none: return "none";
-    case MismatchPattern::single_element: return "single_element";
-    case MismatchPattern::widespread: return "widespread";
-    case MismatchPattern::row: return "row";
-    case MismatchPattern::column_stripe: return "column_stripe";
-    case MismatchPattern::tile: return "tile";
-    case MismatchPattern::scattered: return "scattered";
+    case MismatchPattern::none:
+      return "none";
+    case MismatchPattern::single_element:
+      return "single_element";
+    case MismatchPattern::widespread:
+      return "widespread";
+    case MismatchPattern::row:
+      return "row";
+    case MismatchPattern::column_stripe:
+      return "column_stripe";
+    case MismatchPattern::tile:
+      return "tile";
+    case MismatchPattern::scattered:
+      return "scattered";
   }
   return "?";
 }
 
 const char* pattern_hint(MismatchPattern pattern) {
   switch (pattern) {
-    case MismatchPattern::none: return "the tensors agree";
-    case MismatchPattern::single_element: return "one cell: a single bit flip in a register, cache line or memory word";
+    case MismatchPattern::none:
+      return "the tensors agree";
+    case MismatchPattern::single_element:
+      return "one cell: a single bit flip in a register, cache line or memory word";
     case MismatchPattern::widespread:
       return "most elements differ: suspect inputs, driver or kernel build before silicon; compare with another device";
     case MismatchPattern::row:
       return "whole rows (tokens): one workgroup or compute unit produced them, or one input row is bad";
     case MismatchPattern::column_stripe:
       return "a column stripe: one lane, memory channel or weight column is bad";
-    case MismatchPattern::tile: return "a dense block: one workgroup tile (compute unit) or one memory page";
-    case MismatchPattern::scattered: return "isolated cells: scattered bit flips (memory cells, marginal silicon)";
+    case MismatchPattern::tile:
+      return "a dense block: one workgroup tile (compute unit) or one memory page";
+    case MismatchPattern::scattered:
+      return "isolated cells: scattered bit flips (memory cells, marginal silicon)";
   }
   return "";
 }
@@ -298,8 +309,12 @@ Expected<TensorComparison> compare_arrays(const std::string& name, const npy::Ar
                                     std::bit_cast<std::uint32_t>(static_cast<float>(y))
                               : std::bit_cast<std::uint64_t>(x) != std::bit_cast<std::uint64_t>(y);
           break;
-        case Tolerance::Kind::per_element: mismatch = !(diff <= tolerance.per_element[i]); break;
-        case Tolerance::Kind::relative: mismatch = !(diff <= tolerance.atol + tolerance.rtol * std::fabs(y)); break;
+        case Tolerance::Kind::per_element:
+          mismatch = !(diff <= tolerance.per_element[i]);
+          break;
+        case Tolerance::Kind::relative:
+          mismatch = !(diff <= tolerance.atol + tolerance.rtol * std::fabs(y));
+          break;
       }
       if (mismatch) {
         mask[i] = true;
@@ -345,7 +360,8 @@ Expected<TensorComparison> compare_arrays(const std::string& name, const npy::Ar
     }
     out.row_cosine[r] = cosine_of(r_dot, r_aa, r_bb);
     if (!(out.row_cosine[r] >= out.row_cosine[out.min_cosine_row])) out.min_cosine_row = r;
-    const std::uint64_t arg_a = argmax(&a.values[r * out.cols], out.cols), arg_b = argmax(&b.values[r * out.cols], out.cols);
+    const std::uint64_t arg_a = argmax(&a.values[r * out.cols], out.cols),
+                        arg_b = argmax(&b.values[r * out.cols], out.cols);
     if (arg_a == arg_b) {
       ++out.argmax_agreeing_rows;
     } else if (out.argmax_disagreeing_rows.size() < k_listed) {
@@ -364,7 +380,8 @@ Expected<TensorComparison> compare_arrays(const std::string& name, const npy::Ar
   return out;
 }
 
-Expected<CompareReport> compare_paths(const std::string& a_path, const std::string& b_path, const CompareOptions& options) {
+Expected<CompareReport> compare_paths(const std::string& a_path, const std::string& b_path,
+                                      const CompareOptions& options) {
   if ((options.atol && !(*options.atol >= 0)) || (options.rtol && !(*options.rtol >= 0))) {
     return bad("--atol and --rtol must be non-negative numbers");
   }
@@ -404,8 +421,9 @@ Expected<CompareReport> compare_paths(const std::string& a_path, const std::stri
       TRY_ASSIGN(auto left, load(a.is_dir ? a.path / "output.npy" : a.path));
       TRY_ASSIGN(auto right, load(b.is_dir ? b.path / "output.npy" : b.path));
       const Tolerance tolerance = options.atol || options.rtol ? relative(options) : Tolerance{};
-      TRY_ASSIGN(auto c, compare_arrays(fs::path(a_path).filename().string() + " vs " + fs::path(b_path).filename().string(),
-                              left, right, tolerance, false));
+      TRY_ASSIGN(auto c,
+                 compare_arrays(fs::path(a_path).filename().string() + " vs " + fs::path(b_path).filename().string(),
+                                left, right, tolerance, false));
       report.tensors.push_back(std::move(c));
     }
   }
@@ -435,7 +453,8 @@ std::string render_compare(const CompareReport& report) {
     out << line;
   }
   for (const TensorComparison& t : report.tensors) {
-    out << "\n" << t.name << " (" << t.elements << " elements as " << t.rows << " rows x " << t.cols
+    out << "\n"
+        << t.name << " (" << t.elements << " elements as " << t.rows << " rows x " << t.cols
         << " columns; mismatch = " << t.tolerance << ")\n";
     if (t.mismatched == 0) {
       out << "  no mismatches\n";
@@ -486,45 +505,47 @@ void to_json(nlohmann::json& out, const CompareReport& report) {
     for (int bit = 0; bit < 32; ++bit) {
       if (t.flipped_bits[bit]) bits[std::to_string(bit)] = t.flipped_bits[bit];
     }
-    nlohmann::json entry = {
-        {"name", t.name},
-        {"shape", t.shape},
-        {"rows", t.rows},
-        {"cols", t.cols},
-        {"tolerance", t.tolerance},
-        {"elements", t.elements},
-        {"mismatched", t.mismatched},
-        {"cosine", json_number(t.cosine)},
-        {"max_abs_diff", json_number(t.max_abs_diff)},
-        {"mean_abs_diff", json_number(t.mean_abs_diff)},
-        {"relative_error", json_number(t.relative_error)},
-        {"max_relative_error", json_number(t.max_relative_error)},
-        {"row_cosine", row_cos},
-        {"column_cosine", col_cos},
-        {"min_cosine_row", t.min_cosine_row},
-        {"min_cosine_column", t.min_cosine_column},
-        {"argmax_agreeing_rows", t.argmax_agreeing_rows},
-        {"argmax_disagreeing_rows", t.argmax_disagreeing_rows},
-        {"pattern",
-         {{"kind", to_string(t.pattern.kind)},
-          {"hint", pattern_hint(t.pattern.kind)},
-          {"rows", t.pattern.rows},
-          {"columns", t.pattern.columns},
-          {"box", {{"row0", t.pattern.box_row0}, {"row1", t.pattern.box_row1},
-                   {"col0", t.pattern.box_col0}, {"col1", t.pattern.box_col1}}}}},
-        {"flipped_bit_histogram", bits}};
+    nlohmann::json entry = {{"name", t.name},
+                            {"shape", t.shape},
+                            {"rows", t.rows},
+                            {"cols", t.cols},
+                            {"tolerance", t.tolerance},
+                            {"elements", t.elements},
+                            {"mismatched", t.mismatched},
+                            {"cosine", json_number(t.cosine)},
+                            {"max_abs_diff", json_number(t.max_abs_diff)},
+                            {"mean_abs_diff", json_number(t.mean_abs_diff)},
+                            {"relative_error", json_number(t.relative_error)},
+                            {"max_relative_error", json_number(t.max_relative_error)},
+                            {"row_cosine", row_cos},
+                            {"column_cosine", col_cos},
+                            {"min_cosine_row", t.min_cosine_row},
+                            {"min_cosine_column", t.min_cosine_column},
+                            {"argmax_agreeing_rows", t.argmax_agreeing_rows},
+                            {"argmax_disagreeing_rows", t.argmax_disagreeing_rows},
+                            {"pattern",
+                             {{"kind", to_string(t.pattern.kind)},
+                              {"hint", pattern_hint(t.pattern.kind)},
+                              {"rows", t.pattern.rows},
+                              {"columns", t.pattern.columns},
+                              {"box",
+                               {{"row0", t.pattern.box_row0},
+                                {"row1", t.pattern.box_row1},
+                                {"col0", t.pattern.box_col0},
+                                {"col1", t.pattern.box_col1}}}}},
+                            {"flipped_bit_histogram", bits}};
     if (t.first_divergence) {
       const Divergence& d = *t.first_divergence;
-      entry["first_divergence"] = {{"index", d.index}, {"position", d.position}, {"row", d.row}, {"col", d.col},
-                                   {"a", json_number(d.a)}, {"b", json_number(d.b)}};
+      entry["first_divergence"] = {{"index", d.index}, {"position", d.position}, {"row", d.row},
+                                   {"col", d.col},     {"a", json_number(d.a)},  {"b", json_number(d.b)}};
     } else {
       entry["first_divergence"] = nullptr;
     }
     tensors.push_back(std::move(entry));
   }
   out = {{"a", report.a}, {"b", report.b}, {"tensors", tensors}};
-  out["first_diverging"] = report.first_diverging ? nlohmann::json(report.tensors[*report.first_diverging].name)
-                                                  : nlohmann::json(nullptr);
+  out["first_diverging"] =
+      report.first_diverging ? nlohmann::json(report.tensors[*report.first_diverging].name) : nlohmann::json(nullptr);
 }
 
 }  // namespace substrate

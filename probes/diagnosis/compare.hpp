@@ -45,8 +45,8 @@ const char* pattern_hint(MismatchPattern pattern);
 
 struct PatternReport {
   MismatchPattern kind = MismatchPattern::none;
-  std::vector<std::uint64_t> rows;     // row: the rows; others: empty
-  std::vector<std::uint64_t> columns;  // column_stripe: the columns
+  std::vector<std::uint64_t> rows;                                       // row: the rows; others: empty
+  std::vector<std::uint64_t> columns;                                    // column_stripe: the columns
   std::uint64_t box_row0 = 0, box_row1 = 0, box_col0 = 0, box_col1 = 0;  // bounding box, inclusive
 };
 
@@ -54,22 +54,22 @@ struct PatternReport {
 PatternReport classify_mismatches(const std::vector<bool>& mask, std::uint64_t rows, std::uint64_t cols);
 
 struct Divergence {
-  std::uint64_t index = 0;                // flat
-  std::vector<std::uint64_t> position;    // one index per dimension
+  std::uint64_t index = 0;              // flat
+  std::vector<std::uint64_t> position;  // one index per dimension
   std::uint64_t row = 0, col = 0;
   double a = 0.0, b = 0.0;
 };
 
 struct TensorComparison {
-  std::string name;                   // "output vs golden", a layer name, a file name
+  std::string name;  // "output vs golden", a layer name, a file name
   std::vector<std::uint64_t> shape;
   std::uint64_t rows = 0, cols = 0;
-  std::string tolerance;              // "bit-exact", "bound.npy", "bound sum", "atol=..., rtol=..."
+  std::string tolerance;  // "bit-exact", "bound.npy", "bound sum", "atol=..., rtol=..."
   std::uint64_t elements = 0, mismatched = 0;
   double cosine = 1.0;
   double max_abs_diff = 0.0, mean_abs_diff = 0.0;
-  double relative_error = 0.0;        // ||a - b||_2 / ||b||_2 (0 when both are zero)
-  double max_relative_error = 0.0;    // max |a - b| / |b| over b != 0
+  double relative_error = 0.0;      // ||a - b||_2 / ||b||_2 (0 when both are zero)
+  double max_relative_error = 0.0;  // max |a - b| / |b| over b != 0
   std::vector<double> row_cosine, column_cosine;
   std::uint64_t min_cosine_row = 0, min_cosine_column = 0;
   std::uint64_t argmax_agreeing_rows = 0;
@@ -96,8 +96,8 @@ struct CompareOptions {
 };
 
 struct CompareReport {
-  std::string a, b;  // what was compared
-  std::vector<TensorComparison> tensors;  // in order (layers in order for layered dumps)
+  std::string a, b;                            // what was compared
+  std::vector<TensorComparison> tensors;       // in order (layers in order for layered dumps)
   std::optional<std::size_t> first_diverging;  // index into tensors
 };
 

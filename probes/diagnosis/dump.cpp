@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_io.hpp"
-#include "probes/diagnosis/npy.hpp"
 #include "probes/core/registry.hpp"
+#include "probes/diagnosis/npy.hpp"
 
 namespace substrate {
 namespace fs = std::filesystem;
@@ -19,14 +19,13 @@ namespace {
 
 std::string safe_name(std::string text) {
   for (char& c : text) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '-' || c == '_';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
     if (!ok) c = '_';
   }
   if (text.empty() || text == "." || text == "..") text = "_" + text;
   return text;
 }
-
 
 struct Written {
   nlohmann::json manifest = nlohmann::json::object();
@@ -51,8 +50,8 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
     std::vector<float> output(t.output_bits.size());
     for (std::size_t i = 0; i < output.size(); ++i) output[i] = std::bit_cast<float>(t.output_bits[i]);
     TRY(write_array(dir, "output.npy", npy::encode_f32(t.output_shape, output), t.output_shape, "float32",
-                           std::string("device output as read back") + (result.drill() ? " (DRILL: fault injected)" : ""),
-                           out));
+                    std::string("device output as read back") + (result.drill() ? " (DRILL: fault injected)" : ""),
+                    out));
     TRY(write_array(dir, "golden.npy", npy::encode_f64(t.output_shape, t.golden->value), t.output_shape, "float64",
                     "CPU golden in double precision", out));
     if (!t.golden->bound.empty()) {
@@ -72,13 +71,15 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
                       "CPU golden of layer '" + layer.name + "'", out));
       TRY(write_array(dir, stem + ".bound.npy", npy::encode_f64(layer.shape, layer.bound), layer.shape, "float64",
                       "bound of layer '" + layer.name + "'", out));
-      out.layers.push_back({{"name", layer.name}, {"output", stem + ".output.npy"}, {"golden", stem + ".golden.npy"},
+      out.layers.push_back({{"name", layer.name},
+                            {"output", stem + ".output.npy"},
+                            {"golden", stem + ".golden.npy"},
                             {"bound", stem + ".bound.npy"}});
     }
     for (const DumpInput& input : regenerate_inputs(result.spec)) {
       TRY(write_array(dir, input.name + ".npy", npy::encode_f32(input.shape, input.values), input.shape, "float32",
-                      "input '" + input.name +
-                          "' regenerated on the CPU from the shared generator (seed " + std::to_string(result.spec.seed) +
+                      "input '" + input.name + "' regenerated on the CPU from the shared generator (seed " +
+                          std::to_string(result.spec.seed) +
                           "); the device generated its own copy on the device from the same bits",
                       out));
     }
@@ -86,13 +87,10 @@ Status write_into(const fs::path& dir, const ProbeResult& result) {
   const nlohmann::json result_json = result;
   TRY(write_file(dir / "result.json", result_json.dump(2) + "\n"));
   out.manifest["result.json"] = {{"what", "probe result (replay: substrated probe --replay result.json)"}};
-  nlohmann::json manifest = {{"format", "substrated-dump-1"},
-                                   {"device", result.device.id},
-                                   {"spec_key", spec_key(result.spec)},
-                                   {"seed", result.spec.seed},
-                                   {"drill", result.drill()},
-                                   {"status", to_string(result.status)},
-                                   {"files", out.manifest}};
+  nlohmann::json manifest = {
+      {"format", "substrated-dump-1"}, {"device", result.device.id}, {"spec_key", spec_key(result.spec)},
+      {"seed", result.spec.seed},      {"drill", result.drill()},    {"status", to_string(result.status)},
+      {"files", out.manifest}};
   if (!out.layers.empty()) manifest["layers"] = out.layers;
   return write_file(dir / "manifest.json", manifest.dump(2) + "\n");
 }
@@ -163,8 +161,8 @@ Expected<std::string> keep_failure_dump(const std::string& root, const ProbeResu
       const std::string name = dumps->path().filename().string();
       if (!dumps->is_directory() || dumps->path() == final_dir || !name.ends_with("-last-failure")) continue;
       std::error_code time_ec;
-      others.push_back({dumps->path(), fs::last_write_time(dumps->path() / "result.json", time_ec),
-                        tree_bytes(dumps->path())});
+      others.push_back(
+          {dumps->path(), fs::last_write_time(dumps->path() / "result.json", time_ec), tree_bytes(dumps->path())});
     }
   }
   std::uint64_t total = own;

@@ -22,8 +22,8 @@ Error corrupt(const std::string& name, const std::string& why) {
 }
 
 std::string header(ElementType type, const std::vector<std::uint64_t>& shape) {
-  std::string dict = std::string("{'descr': '") + descr(type) + "', 'fortran_order': False, 'shape': " +
-                     shape_text(shape) + ", }";
+  std::string dict =
+      std::string("{'descr': '") + descr(type) + "', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
   // magic(6) + version(2) + length(2) + dict + padding + '\n' must be a multiple of 64.
   const std::size_t unpadded = k_magic_size + 2 + 2 + dict.size() + 1;
   dict.append((k_alignment - unpadded % k_alignment) % k_alignment, ' ');
@@ -83,9 +83,12 @@ class HeaderParser {
         if (!string(descr_out)) return fail(why, "'descr' is not a string");
         have_descr = true;
       } else if (key == "fortran_order") {
-        if (word("True")) fortran = true;
-        else if (word("False")) fortran = false;
-        else return fail(why, "'fortran_order' is not True or False");
+        if (word("True"))
+          fortran = true;
+        else if (word("False"))
+          fortran = false;
+        else
+          return fail(why, "'fortran_order' is not True or False");
         have_fortran = true;
       } else if (key == "shape") {
         if (!tuple(shape)) return fail(why, "'shape' is not a tuple of integers");
@@ -232,8 +235,8 @@ Expected<Array> decode(const std::string& bytes, const std::string& name) {
   const std::uint64_t payload = bytes.size() - preamble - header_length;
   if (payload != *count * size) {
     return corrupt(name, std::string(payload < *count * size ? "truncated" : "oversized") + " payload: shape " +
-                             shape_text(array.shape) + " of " + descr_text + " needs " +
-                             std::to_string(*count * size) + " bytes, the file has " + std::to_string(payload));
+                             shape_text(array.shape) + " of " + descr_text + " needs " + std::to_string(*count * size) +
+                             " bytes, the file has " + std::to_string(payload));
   }
   array.values.resize(*count);
   const char* data = bytes.data() + preamble + header_length;

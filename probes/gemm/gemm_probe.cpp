@@ -72,9 +72,11 @@ Status GemmProbe::apply_size(const std::string& text, ProbeSpec& spec) {
 std::vector<DumpInput> GemmProbe::dump_inputs(const ProbeSpec& spec) {
   const GemmShape& s = spec.gemm;
   const std::uint32_t radius = spec.mode == Mode::exact ? gen::exact_radius(s.k) : 0;
-  return {{"a", {s.m, s.k},
+  return {{"a",
+           {s.m, s.k},
            golden::generate(spec.seed, gen::stream_gemm_a, std::uint64_t{s.m} * s.k, spec.dtype, spec.mode, radius)},
-          {"b", {s.k, s.n},
+          {"b",
+           {s.k, s.n},
            golden::generate(spec.seed, gen::stream_gemm_b, std::uint64_t{s.k} * s.n, spec.dtype, spec.mode, radius)}};
 }
 
@@ -88,7 +90,8 @@ std::vector<DumpInput> GemmProbe::dump_inputs(const ProbeSpec& spec) {
 double expected_blind_share(std::uint32_t k, double u) {
   constexpr double abs_mean = 1.5 * 15.0 / 16.0, square_mean = 7.0 / 3.0 * 85.0 / 64.0;
   const double beta = golden::gamma(k, u) + 2.0 * golden::gamma(k, golden::k_unit_roundoff_f64);
-  return std::erf(3.0 * beta * std::sqrt(static_cast<double>(k)) * abs_mean * abs_mean / (std::sqrt(2.0) * square_mean));
+  return std::erf(3.0 * beta * std::sqrt(static_cast<double>(k)) * abs_mean * abs_mean /
+                  (std::sqrt(2.0) * square_mean));
 }
 
 // ok when at most 1 - k_min_guaranteed_share of a random-mode output is expected to hide sign and
@@ -115,8 +118,8 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   }
   if (spec.inject.enabled && spec.inject.element >= std::uint64_t{shape.m} * shape.n) {
     return Error{ErrorKind::invalid_argument, "gemm: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" + std::to_string(std::uint64_t{shape.m} * shape.n) +
-                                                  " elements)"};
+                                                  " is outside the output (" +
+                                                  std::to_string(std::uint64_t{shape.m} * shape.n) + " elements)"};
   }
   // Refused before any work at the finest rounding any backend reports; again after the run
   // with the kernel's own unit roundoff (coarser on tensor cores).

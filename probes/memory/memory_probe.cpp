@@ -62,10 +62,14 @@ Expected<std::uint64_t> parse_bytes(const std::string& text) {
   const double value = std::strtod(text.c_str(), &end);
   const std::string suffix = end ? end : "";
   std::uint64_t scale = 1;
-  if (suffix == "K" || suffix == "KiB") scale = 1ull << 10;
-  else if (suffix == "M" || suffix == "MiB") scale = 1ull << 20;
-  else if (suffix == "G" || suffix == "GiB") scale = 1ull << 30;
-  else if (!suffix.empty()) scale = 0;
+  if (suffix == "K" || suffix == "KiB")
+    scale = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB")
+    scale = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB")
+    scale = 1ull << 30;
+  else if (!suffix.empty())
+    scale = 0;
   if (text.empty() || scale == 0 || !(value * static_cast<double>(scale) >= 4) ||
       value * static_cast<double>(scale) > 1e15) {
     return Error{ErrorKind::invalid_argument, "memory size '" + text + "': expected bytes like 4096, 64M or 2G"};
@@ -88,7 +92,8 @@ Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   if (free < 4) {
     // The driver reported no free memory, or could not say (cuMemGetInfo failed): a token region
     // would pass while testing nothing, so the run is skipped.
-    return Error{ErrorKind::out_of_memory, "memory: the device reports no free memory (or its free memory could not be read)"};
+    return Error{ErrorKind::out_of_memory,
+                 "memory: the device reports no free memory (or its free memory could not be read)"};
   }
   const auto share = static_cast<std::uint64_t>(static_cast<double>(free) * spec.memory.free_share);
   const std::uint64_t bytes = std::max<std::uint64_t>(4, std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3});

@@ -46,7 +46,8 @@ SourceResult read_accel(const fs::path& sysfs_root) {
     const auto attributes = sysfs::read_attributes(accel / "device", is_npu_attribute, kSourceAccel, result.errors);
     AccelParse parsed = parse_accel_attributes(attributes);
     for (const std::string& name : parsed.malformed) {
-      result.errors.push_back({kSourceAccel, sysfs::kCauseMalformed, (accel / "device" / name).string() + ": '" + attributes.at(name) + "'"});
+      result.errors.push_back({kSourceAccel, sysfs::kCauseMalformed,
+                               (accel / "device" / name).string() + ": '" + attributes.at(name) + "'"});
     }
     TelemetryDevice device;
     device.source = kSourceAccel;

@@ -63,7 +63,8 @@ SourceResult read_amdgpu_ras(const fs::path& sysfs_root) {
       const std::string block = name.substr(0, name.size() - kErrCountSuffix.size());
       auto counts = parse_ras_error_count(text);
       if (!counts) {
-        result.errors.push_back({kSourceAmdgpu, sysfs::kCauseMalformed, (ras / name).string() + ": " + counts.error().message});
+        result.errors.push_back(
+            {kSourceAmdgpu, sysfs::kCauseMalformed, (ras / name).string() + ": " + counts.error().message});
         continue;
       }
       device.readings.ecc.push_back({"corrected", "volatile", block, counts->corrected});
@@ -74,7 +75,8 @@ SourceResult read_amdgpu_ras(const fs::path& sysfs_root) {
       const VramBadPages parsed = parse_vram_bad_pages(*bad_pages);
       device.readings.vram_bad_pages = parsed.pages;
       for (std::uint64_t i = 0; i < parsed.malformed_lines; ++i) {
-        result.errors.push_back({kSourceAmdgpu, sysfs::kCauseMalformed, (ras / "gpu_vram_bad_pages").string() + ": malformed entry"});
+        result.errors.push_back(
+            {kSourceAmdgpu, sysfs::kCauseMalformed, (ras / "gpu_vram_bad_pages").string() + ": malformed entry"});
       }
     } else if (bad_pages.error().kind == ErrorKind::io_error) {
       result.errors.push_back({kSourceAmdgpu, sysfs::kCauseUnreadable, bad_pages.error().message});

@@ -21,7 +21,7 @@ struct RasErrorCount {
 Expected<RasErrorCount> parse_ras_error_count(std::string_view text);
 
 struct VramBadPages {
-  std::uint64_t pages = 0;           // well-formed entries
+  std::uint64_t pages = 0;            // well-formed entries
   std::uint64_t malformed_lines = 0;  // lines skipped
 };
 

@@ -58,7 +58,8 @@ HwmonParse parse_hwmon_attributes(const std::map<std::string, std::string>& attr
     const std::string stem = "temp" + match[1].str();
     const auto label = attributes.find(stem + "_label");
     const std::string sensor = label != attributes.end() && !label->second.empty() ? sensor_name(label->second) : stem;
-    if (const auto millidegrees = number(name)) result.readings.temperatures.push_back({sensor, *millidegrees / 1000.0});
+    if (const auto millidegrees = number(name))
+      result.readings.temperatures.push_back({sensor, *millidegrees / 1000.0});
     for (const char* threshold : {"crit", "emergency"}) {
       if (const auto millidegrees = number(stem + "_" + threshold)) {
         result.readings.temperature_thresholds.push_back({sensor, threshold, *millidegrees / 1000.0});
@@ -85,9 +86,11 @@ SourceResult read_hwmon(const fs::path& sysfs_root) {
     const auto attributes = sysfs::read_attributes(hwmon, is_hwmon_attribute, kSourceHwmon, result.errors);
     HwmonParse parsed = parse_hwmon_attributes(attributes);
     for (const std::string& name : parsed.malformed) {
-      result.errors.push_back({kSourceHwmon, sysfs::kCauseMalformed, (hwmon / name).string() + ": '" + attributes.at(name) + "'"});
+      result.errors.push_back(
+          {kSourceHwmon, sysfs::kCauseMalformed, (hwmon / name).string() + ": '" + attributes.at(name) + "'"});
     }
-    result.devices.push_back({kSourceHwmon, std::move(local_id), std::move(pci_bus_id), "", "", std::move(parsed.readings)});
+    result.devices.push_back(
+        {kSourceHwmon, std::move(local_id), std::move(pci_bus_id), "", "", std::move(parsed.readings)});
   };
 
   for (const fs::path& card : sysfs::numbered_entries(sysfs_root / "class" / "drm", "card")) {

@@ -78,7 +78,7 @@ Snapshot join_devices(Snapshot snapshot, const std::vector<DeviceInfo>& compute_
     const std::string pci = normalize_pci_bus_id(devices[index].pci_bus_id);
     return pci.empty() ? "#" + std::to_string(index) : pci;
   };
-  std::map<std::string, std::string> matched;   // group -> compute device id
+  std::map<std::string, std::string> matched;    // group -> compute device id
   std::map<std::string, std::size_t> preferred;  // group -> index of the member naming the group
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const std::string group = group_of(i);

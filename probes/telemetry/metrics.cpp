@@ -48,15 +48,17 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   FamilyBuilder source_info("substrate_telemetry_source_info",
                             "1 per telemetry source joined to a device (nvml, amdgpu, hwmon, accel).", kGauge);
   FamilyBuilder errors("substrate_telemetry_errors_total",
-                       "Telemetry read errors other than \"not supported\", by source and cause, since start.", kCounter);
+                       "Telemetry read errors other than \"not supported\", by source and cause, since start.",
+                       kCounter);
   FamilyBuilder temperature("substrate_gpu_temperature_celsius", "Device temperature per sensor; sampled every 15 s.",
                             kGauge);
-  FamilyBuilder threshold("substrate_gpu_temperature_threshold_celsius",
-                          "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); sampled every 15 s.",
-                          kGauge);
-  FamilyBuilder ecc("substrate_ecc_errors_total",
-                    "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); sampled every 15 s.",
-                    kCounter);
+  FamilyBuilder threshold(
+      "substrate_gpu_temperature_threshold_celsius",
+      "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); sampled every 15 s.", kGauge);
+  FamilyBuilder ecc(
+      "substrate_ecc_errors_total",
+      "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); sampled every 15 s.",
+      kCounter);
   FamilyBuilder retired("substrate_retired_pages", "Retired device memory pages by cause; sampled every 15 s.", kGauge);
   FamilyBuilder retired_pending("substrate_retired_pages_pending",
                                 "1 when a page retirement waits for a reset; sampled every 15 s.", kGauge);
@@ -71,7 +73,8 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
                            "XID critical-error events per XID since start, counted by a background NVML event thread.",
                            kCounter);
   FamilyBuilder xid_last("substrate_xid_last_timestamp_seconds",
-                         "Unix time of the last event of that XID, recorded by a background NVML event thread.", kGauge);
+                         "Unix time of the last event of that XID, recorded by a background NVML event thread.",
+                         kGauge);
   FamilyBuilder reasons("substrate_clock_event_reasons",
                         "1 when the clock-event (throttle) reason is active; sampled every 15 s.", kGauge);
   FamilyBuilder throttle("substrate_throttle_seconds_total",
@@ -102,7 +105,8 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
     for (const auto& e : r.ecc) {
       ecc.add(with({{"kind", e.kind}, {"scope", e.scope}, {"location", e.location}}), static_cast<double>(e.count));
     }
-    for (const auto& [cause, pages] : r.retired_pages) retired.add(with({{"cause", cause}}), static_cast<double>(pages));
+    for (const auto& [cause, pages] : r.retired_pages)
+      retired.add(with({{"cause", cause}}), static_cast<double>(pages));
     if (r.retired_pages_pending) retired_pending.add(with(), *r.retired_pages_pending ? 1 : 0);
     for (const auto& [kind, rows] : r.remapped_rows) remapped.add(with({{"kind", kind}}), static_cast<double>(rows));
     if (r.remapped_rows_pending) remapped_pending.add(with(), *r.remapped_rows_pending ? 1 : 0);
@@ -128,10 +132,11 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   }
 
   std::vector<prometheus::MetricFamily> families;
-  for (FamilyBuilder* builder :
-       {&source_info, &errors, &temperature, &threshold, &ecc, &retired, &retired_pending, &remapped, &remapped_pending,
-        &remapped_failure, &bad_pages, &xid_events, &xid_last, &reasons, &throttle, &power, &power_limit, &clock,
-        &utilization, &pcie_replays, &nvlink}) {
+  for (FamilyBuilder* builder : {&source_info, &errors,          &temperature, &threshold,        &ecc,
+                                 &retired,     &retired_pending, &remapped,    &remapped_pending, &remapped_failure,
+                                 &bad_pages,   &xid_events,      &xid_last,    &reasons,          &throttle,
+                                 &power,       &power_limit,     &clock,       &utilization,      &pcie_replays,
+                                 &nvlink}) {
     if (!builder->empty()) families.push_back(builder->take());
   }
   return families;

@@ -37,8 +37,8 @@ struct EccCount {
 
 struct XidCount {
   std::uint32_t xid = 0;
-  std::uint64_t count = 0;                  // events seen since the watcher started
-  double last_timestamp_seconds = 0.0;      // Unix time of the last one
+  std::uint64_t count = 0;              // events seen since the watcher started
+  double last_timestamp_seconds = 0.0;  // Unix time of the last one
 };
 
 struct NvlinkErrorCount {
@@ -58,12 +58,12 @@ struct Readings {
   std::optional<bool> remapped_rows_failure;
   std::optional<std::uint64_t> vram_bad_pages;
   std::vector<XidCount> xids;
-  std::map<std::string, bool> clock_event_reasons;   // reason -> active
-  std::map<std::string, double> throttle_seconds;    // reason -> cumulative violation time
+  std::map<std::string, bool> clock_event_reasons;  // reason -> active
+  std::map<std::string, double> throttle_seconds;   // reason -> cumulative violation time
   std::optional<double> power_watts;
   std::optional<double> power_limit_watts;
-  std::map<std::string, double> clock_hertz;         // sm, memory
-  std::map<std::string, double> utilization_ratio;   // gpu, memory
+  std::map<std::string, double> clock_hertz;        // sm, memory
+  std::map<std::string, double> utilization_ratio;  // gpu, memory
   std::optional<std::uint64_t> pcie_replays;
   std::vector<NvlinkErrorCount> nvlink_errors;
   bool gpu_lost = false;  // NVML answered NVML_ERROR_GPU_IS_LOST during this read

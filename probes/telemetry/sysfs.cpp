@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <system_error>
 
@@ -22,8 +22,9 @@ Expected<std::string> read_text(const fs::path& file) {
       return Error{ErrorKind::unavailable, file.string() + ": missing"};
     }
     // A FIFO or device node in place of an attribute is refused at once (not_regular), never read.
-    return Error{ErrorKind::io_error, failure.error_number != 0 ? file.string() + ": " + std::strerror(failure.error_number)
-                                                                : failure.message};
+    return Error{ErrorKind::io_error, failure.error_number != 0
+                                          ? file.string() + ": " + std::strerror(failure.error_number)
+                                          : failure.message};
   }
   std::string content = std::move(*text);
   while (!content.empty() && std::isspace(static_cast<unsigned char>(content.back()))) content.pop_back();
@@ -67,8 +68,7 @@ std::string pci_bus_id_of(const fs::path& dir) {
   return normalize_pci_bus_id(target.filename().string());
 }
 
-std::map<std::string, std::string> read_attributes(const fs::path& dir,
-                                                   bool (*wanted)(std::string_view name),
+std::map<std::string, std::string> read_attributes(const fs::path& dir, bool (*wanted)(std::string_view name),
                                                    const char* source, std::vector<ReadError>& errors) {
   std::map<std::string, std::string> attributes;
   std::error_code ec;

@@ -27,8 +27,7 @@ Expected<std::int64_t> parse_integer(std::string_view text);
 
 // Entries of `dir` named <prefix><digits> ("card0", "hwmon3"), sorted by number; empty when `dir`
 // is missing.
-std::vector<std::filesystem::path> numbered_entries(const std::filesystem::path& dir,
-                                                    std::string_view prefix);
+std::vector<std::filesystem::path> numbered_entries(const std::filesystem::path& dir, std::string_view prefix);
 
 // The PCI bus id of the device behind `dir`/device (the basename of the symlink target, e.g.
 // 0000:65:00.0), normalised; empty when there is no such link or it does not name a PCI device.
@@ -37,8 +36,7 @@ std::string pci_bus_id_of(const std::filesystem::path& dir);
 // Reads the regular files of `dir` whose names satisfy `wanted` into name -> text. Files that exist
 // but cannot be read are reported in `errors` for `source` and left out.
 std::map<std::string, std::string> read_attributes(const std::filesystem::path& dir,
-                                                   bool (*wanted)(std::string_view name),
-                                                   const char* source,
+                                                   bool (*wanted)(std::string_view name), const char* source,
                                                    std::vector<ReadError>& errors);
 
 }  // namespace substrate::telemetry::sysfs

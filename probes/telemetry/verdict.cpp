@@ -53,9 +53,9 @@ void ecc_rise(const TelemetryDevice& previous, const TelemetryDevice& current, s
       return e.kind == now.kind && e.scope == now.scope && e.location == now.location;
     });
     if (before == before_list.end() || now.count <= before->count) continue;
-    findings.push_back({Severity::failed, "uncorrectable ECC errors rose from " + std::to_string(before->count) + " to " +
-                                              std::to_string(now.count) + " (" + now.scope + ", " + now.location +
-                                              ", " + current.source + ")"});
+    findings.push_back({Severity::failed, "uncorrectable ECC errors rose from " + std::to_string(before->count) +
+                                              " to " + std::to_string(now.count) + " (" + now.scope + ", " +
+                                              now.location + ", " + current.source + ")"});
     return;
   }
 }
@@ -87,15 +87,16 @@ void thermal(const TelemetryDevice& current, std::vector<Finding>& findings) {
   }
   for (const TemperatureReading& temperature : r.temperatures) {
     for (const ThresholdReading& threshold : r.temperature_thresholds) {
-      const bool is_limit = std::find_if(std::begin(kTemperatureLimits), std::end(kTemperatureLimits), [&](const char* l) {
-                              return threshold.threshold == l;
-                            }) != std::end(kTemperatureLimits);
+      const bool is_limit =
+          std::find_if(std::begin(kTemperatureLimits), std::end(kTemperatureLimits),
+                       [&](const char* l) { return threshold.threshold == l; }) != std::end(kTemperatureLimits);
       if (!is_limit || threshold.sensor != temperature.sensor || threshold.celsius <= 0 ||
           temperature.celsius < threshold.celsius) {
         continue;
       }
-      findings.push_back({Severity::degraded, temperature.sensor + " temperature " + format_celsius(temperature.celsius) +
-                                                  " at or above its " + threshold.threshold + " threshold " +
+      findings.push_back({Severity::degraded, temperature.sensor + " temperature " +
+                                                  format_celsius(temperature.celsius) + " at or above its " +
+                                                  threshold.threshold + " threshold " +
                                                   format_celsius(threshold.celsius)});
       return;
     }

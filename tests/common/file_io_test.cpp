@@ -2,9 +2,9 @@
 
 #include <unistd.h>
 
+#include <sys/stat.h>
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -26,9 +26,9 @@ TEST_CASE("read_file: the whole file, NUL bytes included, across several reads",
 }
 
 TEST_CASE("read_file: a missing file fails at open with ENOENT and names the path", "[unit]") {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("substrated-read-file-missing-" + std::to_string(::getpid())) / "none")
-                               .string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("substrated-read-file-missing-" + std::to_string(::getpid())) / "none")
+          .string();
   auto read = read_file(path);
   REQUIRE_FALSE(read);
   CHECK(read.error().step == ReadFileError::Step::open);
@@ -45,8 +45,8 @@ TEST_CASE("read_file: a directory is refused as not a regular file", "[unit]") {
 }
 
 TEST_CASE("read_file: a FIFO with no writer is refused at once instead of blocking", "[unit]") {
-  const std::filesystem::path fifo = std::filesystem::temp_directory_path() /
-                                     ("substrated-file-io-fifo-" + std::to_string(::getpid()));
+  const std::filesystem::path fifo =
+      std::filesystem::temp_directory_path() / ("substrated-file-io-fifo-" + std::to_string(::getpid()));
   std::filesystem::remove(fifo);
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   auto read = read_file(fifo.string());
@@ -57,8 +57,8 @@ TEST_CASE("read_file: a FIFO with no writer is refused at once instead of blocki
 }
 
 TEST_CASE("write_file and write_file_atomic: contents round-trip; a missing directory is an io_error", "[unit]") {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("substrated-file-io-write-" + std::to_string(::getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("substrated-file-io-write-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string plain = (dir / "plain").string(), atomic = (dir / "atomic").string();
@@ -85,7 +85,8 @@ TEST_CASE("write_file and write_file_atomic: contents round-trip; a missing dire
 namespace {
 
 substrate::Expected<int> half(int value) {
-  if (value % 2 != 0) return substrate::Error{substrate::ErrorKind::invalid_argument, std::to_string(value) + " is odd"};
+  if (value % 2 != 0)
+    return substrate::Error{substrate::ErrorKind::invalid_argument, std::to_string(value) + " is odd"};
   return value / 2;
 }
 

@@ -30,7 +30,8 @@ std::string error_of(const std::string& text) {
 void expect_error(const std::string& text, int line, int column, const std::string& key, const std::string& detail) {
   const std::string message = error_of(text);
   INFO(message);
-  const std::string prefix = "test.yaml:" + std::to_string(line) + ":" + std::to_string(column) + ": key '" + key + "': ";
+  const std::string prefix =
+      "test.yaml:" + std::to_string(line) + ":" + std::to_string(column) + ": key '" + key + "': ";
   CHECK(message.rfind(prefix, 0) == 0);
   CHECK(message.find(detail, prefix.size()) != std::string::npos);
 }
@@ -199,7 +200,8 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
   expect_error("max_staleness_seconds: 0.5\n", 1, 24, "max_staleness_seconds", "must be in [1,");
   expect_error("shutdown_grace_seconds: -1\n", 1, 25, "shutdown_grace_seconds", "must be in [0,");
   expect_error("golden_cache_max_bytes: -1\n", 1, 25, "golden_cache_max_bytes", "non-negative integer");
-  expect_error("golden_cache_max_bytes: 2000000000000\n", 1, 25, "golden_cache_max_bytes", "must be in 0..1099511627776");
+  expect_error("golden_cache_max_bytes: 2000000000000\n", 1, 25, "golden_cache_max_bytes",
+               "must be in 0..1099511627776");
   expect_error("log_level: verbose\n", 1, 12, "log_level", "expected one of trace, debug, info, warn, error");
   expect_error("devices: []\n", 1, 10, "devices", "at least one");
   expect_error("devices: [all, all]\n", 1, 16, "devices[1]", "duplicate selector");
@@ -209,12 +211,15 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
                "must be at least verdict.failures_to_degrade");
   // Only failures_to_degrade given, above the default failures_to_fail: reported there.
   expect_error("verdict:\n  failures_to_degrade: 5\n", 2, 24, "verdict.failures_to_degrade", "must be at least");
-  expect_error("probes:\n  gemm:\n    interval_seconds: 0.5\n", 3, 23, "probes.gemm.interval_seconds", "must be in [1,");
-  expect_error("probes:\n  memory:\n    timeout_seconds: 0\n", 3, 22, "probes.memory.timeout_seconds", "must be in (0,");
+  expect_error("probes:\n  gemm:\n    interval_seconds: 0.5\n", 3, 23, "probes.gemm.interval_seconds",
+               "must be in [1,");
+  expect_error("probes:\n  memory:\n    timeout_seconds: 0\n", 3, 22, "probes.memory.timeout_seconds",
+               "must be in (0,");
 }
 
 TEST_CASE("config: modes, dtypes, size and drill are checked against the probe", "[unit]") {
-  expect_error("probes:\n  gemm:\n    modes: [exact, fuzzy]\n", 3, 20, "probes.gemm.modes[1]", "'fuzzy' is not supported");
+  expect_error("probes:\n  gemm:\n    modes: [exact, fuzzy]\n", 3, 20, "probes.gemm.modes[1]",
+               "'fuzzy' is not supported");
   expect_error("probes:\n  gemm:\n    modes: [exact, exact]\n", 3, 20, "probes.gemm.modes[1]", "duplicate");
   expect_error("probes:\n  attention:\n    modes: [exact]\n", 3, 13, "probes.attention.modes[0]",
                "expected one of: random");
@@ -224,7 +229,8 @@ TEST_CASE("config: modes, dtypes, size and drill are checked against the probe",
   expect_error("probes:\n  gemm:\n    drill: bit=40\n", 3, 12, "probes.gemm.drill", "0..31");
   expect_error("probes:\n  gemm:\n    drill: colour=2\n", 3, 12, "probes.gemm.drill", "");
   // With a size the drill's column is checked against the row length.
-  expect_error("probes:\n  gemm:\n    size: 16\n    drill: bit=1,row=0,col=16\n", 4, 12, "probes.gemm.drill", "outside");
+  expect_error("probes:\n  gemm:\n    size: 16\n    drill: bit=1,row=0,col=16\n", 4, 12, "probes.gemm.drill",
+               "outside");
   auto ok = parse_config("probes:\n  gemm:\n    size: 16\n    drill: bit=1,row=0,col=15\n", "test.yaml");
   CHECK(ok.ok());
 }
@@ -259,7 +265,8 @@ TEST_CASE("config: a runtime_directory too long for the control socket path is a
   auto ok = parse_config("runtime_directory: " + fits + "\n", "test.yaml");
   REQUIRE(ok.ok());
   CHECK(control_socket_path(*ok).size() == k_max_socket_path_bytes);
-  expect_error("runtime_directory: " + fits + "x\n", 1, 20, "runtime_directory", "a Unix socket path holds at most 107");
+  expect_error("runtime_directory: " + fits + "x\n", 1, 20, "runtime_directory",
+               "a Unix socket path holds at most 107");
 }
 
 // Issue 17: 100,000 entries under `devices:` took 30 s to check (a quadratic duplicate check).
@@ -296,7 +303,8 @@ TEST_CASE("config: canary is a probe id, memory has no dtypes, !!str is a string
   auto canary = parse_config("probes:\n  canary:\n    enabled: true\n    dtypes: [f32]\n", "test.yaml");
   REQUIRE(canary.ok());
   CHECK(canary->probes.at("canary").enabled);
-  expect_error("probes:\n  memory:\n    dtypes: [f32]\n", 3, 13, "probes.memory.dtypes", "has no dtypes to choose among");
+  expect_error("probes:\n  memory:\n    dtypes: [f32]\n", 3, 13, "probes.memory.dtypes",
+               "has no dtypes to choose among");
   CHECK(parse_config("probes:\n  memory:\n    dtypes: []\n", "test.yaml").ok());
   expect_error("probes:\n  gemm:\n    seed: !!str 5\n", 3, 11, "probes.gemm.seed", "expected an integer");
   expect_error("listen:\n  port: !!str 80\n", 2, 9, "listen.port", "expected an integer");

@@ -26,10 +26,10 @@ namespace {
 using namespace std::chrono_literals;
 using namespace substrate::testing;
 using nlohmann::json;
+using substrate::control_request;
 using substrate::ControlHandler;
 using substrate::ControlLimits;
 using substrate::ControlServer;
-using substrate::control_request;
 using substrate::ErrorKind;
 
 class TempDir {
@@ -56,8 +56,10 @@ class Fixture {
     std::unique_ptr<ControlServer> server;
     loop_.on_loop([&] {
       auto started = ControlServer::start(loop_.io(), path, std::move(handler), limits);
-      if (started) server = std::move(started.value());
-      else error_ = started.error().message;
+      if (started)
+        server = std::move(started.value());
+      else
+        error_ = started.error().message;
     });
     if (!server) FAIL("start: " << error_);
     server_ = std::move(server);
@@ -74,9 +76,7 @@ class Fixture {
 };
 
 ControlHandler echo_handler() {
-  return [](const json& request, std::function<void(json)> reply) {
-    reply(json{{"ok", true}, {"echo", request}});
-  };
+  return [](const json& request, std::function<void(json)> reply) { reply(json{{"ok", true}, {"echo", request}}); };
 }
 
 // Sends raw bytes, then returns everything the server says until it closes (5 s at most).
@@ -165,8 +165,10 @@ TEST_CASE("control: a reply after the client gave up is harmless", "[unit]") {
   std::promise<std::function<void(json)>> parked;
   std::atomic<bool> first{true};
   Fixture fixture(path, [&](const json& request, std::function<void(json)> reply) {
-    if (first.exchange(false)) parked.set_value(std::move(reply));
-    else reply(json{{"ok", true}, {"echo", request}});
+    if (first.exchange(false))
+      parked.set_value(std::move(reply));
+    else
+      reply(json{{"ok", true}, {"echo", request}});
   });
   auto reply = control_request(path, json{{"command", "probe"}}, 0.2);
   REQUIRE_FALSE(reply);

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include <filesystem>
 #include <unistd.h>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 

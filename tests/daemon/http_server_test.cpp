@@ -34,8 +34,10 @@ class Fixture {
     std::optional<substrate::Error> error;
     loop_.on_loop([&] {
       auto started = HttpServer::start(loop_.io(), "127.0.0.1", 0, std::move(handlers), limits);
-      if (started) server_ = std::move(started.value());
-      else error = started.error();
+      if (started)
+        server_ = std::move(started.value());
+      else
+        error = started.error();
     });
     if (error) FAIL("start: " << error->message);
   }
@@ -184,11 +186,13 @@ TEST_CASE("http: keep-alive serves several requests on one connection", "[unit]"
   Fixture fixture(simple_handlers());
   Client client(fixture.port());
   REQUIRE(client.connected());
-  REQUIRE(client.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
-                      "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(
+      client.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                  "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
   auto all = client.read_all();
   std::size_t count = 0;
-  for (auto at = all.find("HTTP/1.1 200 OK"); at != std::string::npos; at = all.find("HTTP/1.1 200 OK", at + 1)) ++count;
+  for (auto at = all.find("HTTP/1.1 200 OK"); at != std::string::npos; at = all.find("HTTP/1.1 200 OK", at + 1))
+    ++count;
   CHECK(count == 3);
   CHECK(all.find("substrate_up_test 1\n") != std::string::npos);
 }
@@ -206,7 +210,8 @@ TEST_CASE("http: an oversized header gets 431 and a body gets 413; the server ke
   HttpLimits limits;
   limits.max_header_bytes = 1024;
   Fixture fixture(simple_handlers(), limits);
-  auto big = http_exchange(fixture.port(), "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Filler: " + std::string(8192, 'a') + "\r\n\r\n");
+  auto big = http_exchange(fixture.port(),
+                           "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Filler: " + std::string(8192, 'a') + "\r\n\r\n");
   CHECK((big.status == 431 || big.status == 400));
   auto body = http_exchange(fixture.port(), "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
   CHECK(body.status == 413);
@@ -359,7 +364,7 @@ TEST_CASE("http: a handler that throws gives 500 and the server keeps working", 
     if (fail) throw std::runtime_error("registry exploded");
     return "fine 1\n";
   };
-  handlers.status = [] () -> std::string { throw 42; };
+  handlers.status = []() -> std::string { throw 42; };
   Fixture fixture(handlers);
   CHECK(get(fixture.port(), "/metrics").status == 500);
   CHECK(get(fixture.port(), "/status").status == 500);

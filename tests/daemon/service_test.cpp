@@ -11,8 +11,8 @@
 
 #include "daemon/control_socket.hpp"
 #include "daemon/state_store.hpp"
-#include "tests/support/run_command.hpp"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/run_command.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;
@@ -21,12 +21,15 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string k_fast_gemm =
-    "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n    dtypes: [f32]\n"
+    "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n    dtypes: "
+    "[f32]\n"
     "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
 
 std::string with_drill(const std::string& drill) {
   return "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n"
-         "    dtypes: [f32]\n    drill: \"" + drill + "\"\n"
+         "    dtypes: [f32]\n    drill: \"" +
+         drill +
+         "\"\n"
          "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
 }
 
@@ -65,12 +68,19 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   INFO(daemon.log());
   REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("vulkan0", "failed"), 1); }, 60s));
   const std::string scrape = daemon.metrics();
-  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >= 1.0);
+  CHECK(metric(scrape,
+               "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >= 1.0);
   CHECK(metric(scrape, "substrate_probe_drill{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
   CHECK(metric(scrape, "substrate_probe_mismatched_elements{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
   // The failing run's evidence is kept for `substrated compare`.
-  REQUIRE(wait_until([&] { return std::filesystem::exists(daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure" / "output.npy"); }, 20s));
-  auto compared = run_substrated("compare " + (daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure").string());
+  REQUIRE(wait_until(
+      [&] {
+        return std::filesystem::exists(daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure" /
+                                       "output.npy");
+      },
+      20s));
+  auto compared =
+      run_substrated("compare " + (daemon.dir() / "state" / "dumps" / "vulkan0" / "gemm-last-failure").string());
   CHECK(compared.exit_code == 1);
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   CHECK(status.at("devices").at(0).at("health") == "failed");
@@ -155,7 +165,8 @@ TEST_CASE("daemon: SIGHUP with a FIFO as the config keeps the loop answering", "
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
-  REQUIRE(wait_until([&] { return metric(daemon.metrics(), "substrate_config_last_reload_successful").has_value(); }, 20s));
+  REQUIRE(
+      wait_until([&] { return metric(daemon.metrics(), "substrate_config_last_reload_successful").has_value(); }, 20s));
   std::filesystem::remove(daemon.config_path());
   REQUIRE(::mkfifo(daemon.config_path().c_str(), 0600) == 0);
   daemon.signal(SIGHUP);
@@ -193,7 +204,8 @@ TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines"
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  CHECK(metric(daemon.metrics(), "substrate_baseline_resets_total{device=\"vulkan0\",reason=\"driver_change\"}") == 1.0);
+  CHECK(metric(daemon.metrics(), "substrate_baseline_resets_total{device=\"vulkan0\",reason=\"driver_change\"}") ==
+        1.0);
   CHECK(daemon.log().find("baselines reset") != std::string::npos);
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   CHECK(metric(daemon.metrics(), "substrate_fingerprint_changes_total{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
@@ -209,7 +221,8 @@ TEST_CASE("daemon: a kernel that never returns marks the device hung while scrap
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("hang0", "hung"), 1); }, 30s));
-  CHECK(metric(daemon.metrics(), "substrate_probe_failures_total{device=\"hang0\",probe=\"gemm\",reason=\"timeout\"}") == 1.0);
+  CHECK(metric(daemon.metrics(),
+               "substrate_probe_failures_total{device=\"hang0\",probe=\"gemm\",reason=\"timeout\"}") == 1.0);
   CHECK(http_get(daemon.port(), "/healthz").status == 200);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
@@ -228,7 +241,8 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
   const std::string scrape = daemon.metrics();
   CHECK(metric(scrape, "substrate_probe_failures_total{device=\"flaky0\",probe=\"gemm\",reason=\"golden_mismatch\"}") ==
         0.0);
-  CHECK((metric(scrape, health_series("flaky0", "degraded")) == 1.0 || metric(scrape, health_series("flaky0", "failed")) == 1.0));
+  CHECK((metric(scrape, health_series("flaky0", "degraded")) == 1.0 ||
+         metric(scrape, health_series("flaky0", "failed")) == 1.0));
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
@@ -249,9 +263,11 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
   ::unsetenv("SUBSTRATE_FAKE_CUDA");
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  const std::string skipped = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"canary\",reason=\"not_implemented\"}";
+  const std::string skipped =
+      "substrate_probe_skipped_total{device=\"cuda0\",probe=\"canary\",reason=\"not_implemented\"}";
   const std::string memory_runs = "substrate_probe_runs_total{device=\"cuda0\",probe=\"memory\"}";
-  REQUIRE(wait_until([&] { return metric_at_least(daemon, skipped, 4) && metric_at_least(daemon, memory_runs, 4); }, 60s));
+  REQUIRE(
+      wait_until([&] { return metric_at_least(daemon, skipped, 4) && metric_at_least(daemon, memory_runs, 4); }, 60s));
   const std::string scrape = daemon.metrics();
   INFO(scrape);
   CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
@@ -278,8 +294,8 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
 TEST_CASE("daemon: a CUDA device out of memory is skipped and stays healthy; ECC 214 fails it with the code", "[e2e]") {
   // The stand-in libcuda reads its injected errors from a file on every call, so they change
   // under the running daemon (each round's worker is a fresh process that inherits the variable).
-  const auto scenario = std::filesystem::temp_directory_path() /
-                        ("substrate-fake-cuda-fail-" + std::to_string(::getpid()));
+  const auto scenario =
+      std::filesystem::temp_directory_path() / ("substrate-fake-cuda-fail-" + std::to_string(::getpid()));
   std::ofstream(scenario) << "";
   ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
   ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);

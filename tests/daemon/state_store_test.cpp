@@ -167,46 +167,68 @@ TEST_CASE("state: unusable files are moved aside and an empty state returned", "
     const char* why;
   };
   const std::vector<Case> cases = {
-      {"checksum", [&](const std::string& p) {
+      {"checksum",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, good_body).ok());
          std::string raw = read_file(p);
          raw[raw.size() - 5] ^= 0x01;  // one flipped bit in the body
          write_raw(p, raw);
-       }, "checksum mismatch"},
-      {"truncated", [&](const std::string& p) {
+       },
+       "checksum mismatch"},
+      {"truncated",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, good_body).ok());
          const std::string raw = read_file(p);
          write_raw(p, raw.substr(0, raw.size() / 2));
-       }, "truncated"},
+       },
+       "truncated"},
       {"truncated header", [&](const std::string& p) { write_raw(p, "substrated-state v1 12"); }, "no header line"},
       {"empty", [&](const std::string& p) { write_raw(p, ""); }, "empty file"},
-      {"garbage", [&](const std::string& p) { write_raw(p, "\x7f" "ELF\x02\x01\x01\nrandom bytes"); },
+      {"garbage",
+       [&](const std::string& p) {
+         write_raw(p,
+                   "\x7f"
+                   "ELF\x02\x01\x01\nrandom bytes");
+       },
        "not a substrated state file"},
-      {"wrong version", [&](const std::string& p) {
+      {"wrong version",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, good_body).ok());
          std::string raw = read_file(p);
          raw.replace(raw.find(" v1 "), 4, " v9 ");
          write_raw(p, raw);
-       }, "unsupported format version 'v9'"},
+       },
+       "unsupported format version 'v9'"},
       {"bad json", [&](const std::string& p) { REQUIRE(write_checked_file(p, "{\"format\": 1, ").ok()); },
        "not valid JSON"},
-      {"wrong format", [&](const std::string& p) {
+      {"wrong format",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, R"({"format": 2, "baselines": [], "devices": {}})").ok());
-       }, "unsupported state format 2"},
-      {"wrong types", [&](const std::string& p) {
+       },
+       "unsupported state format 2"},
+      {"wrong types",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, R"({"format": 1, "baselines": [{"device_uuid": 3}], "devices": {}})").ok());
-       }, "'device_uuid' must be a string"},
+       },
+       "'device_uuid' must be a string"},
       // Issue 17: a valid checksum over 200,000 nested arrays crashed every start (stack overflow
       // while formatting the error message).
-      {"deep nesting", [&](const std::string& p) {
-         REQUIRE(write_checked_file(p, R"({"format": )" + std::string(200000, '[') + std::string(200000, ']') + "}").ok());
-       }, "JSON nested deeper than 32 levels"},
-      {"deep nesting, bare", [&](const std::string& p) {
+      {"deep nesting",
+       [&](const std::string& p) {
+         REQUIRE(
+             write_checked_file(p, R"({"format": )" + std::string(200000, '[') + std::string(200000, ']') + "}").ok());
+       },
+       "JSON nested deeper than 32 levels"},
+      {"deep nesting, bare",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, std::string(200000, '[') + std::string(200000, ']')).ok());
-       }, "JSON nested deeper than 32 levels"},
-      {"structured format", [&](const std::string& p) {
+       },
+       "JSON nested deeper than 32 levels"},
+      {"structured format",
+       [&](const std::string& p) {
          REQUIRE(write_checked_file(p, R"({"format": [[1]], "baselines": [], "devices": {}})").ok());
-       }, "unsupported state format an array"},
+       },
+       "unsupported state format an array"},
       {"a directory", [&](const std::string& p) { fs::create_directories(p); }, "not a regular file (a directory)"},
       // A FIFO would block every start on open(): refused at once and set aside.
       {"a FIFO", [&](const std::string& p) { REQUIRE(::mkfifo(p.c_str(), 0600) == 0); }, "not a regular file (a FIFO)"},
@@ -353,7 +375,8 @@ TEST_CASE("state: a writer killed at random points always leaves a loadable file
     posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
     const char* argv[] = {helper.c_str(), dir_path.c_str(), a_path.c_str(), b_path.c_str(), nullptr};
     pid_t child = -1;
-    const int spawned = ::posix_spawn(&child, helper.c_str(), &actions, nullptr, const_cast<char* const*>(argv), environ);
+    const int spawned =
+        ::posix_spawn(&child, helper.c_str(), &actions, nullptr, const_cast<char* const*>(argv), environ);
     posix_spawn_file_actions_destroy(&actions);
     ::close(pipe_fds[1]);
     REQUIRE(spawned == 0);
@@ -395,8 +418,8 @@ TEST_CASE("state: a writer killed at random points always leaves a loadable file
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   WARN("crash test: one save " << save_us << " us; " << iterations << " kills in " << seconds
-                                 << " s; loaded old/new state " << seen_a << "/"
-                      << seen_b << " times; " << killed_mid_write << " kills left a partial temp file");
+                               << " s; loaded old/new state " << seen_a << "/" << seen_b << " times; "
+                               << killed_mid_write << " kills left a partial temp file");
   CHECK(seen_a > 0);
   CHECK(seen_b > 0);
   CHECK(killed_mid_write > 0);

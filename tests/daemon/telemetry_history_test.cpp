@@ -81,7 +81,8 @@ TEST_CASE("telemetry history: XID 94 keeps the verdict degraded across reads unt
   for (int read = 0; read < 4; ++read) {
     const auto reading = snapshot({nvml(1, 0)});
     std::vector<TelemetryFinding> events, conditions;
-    for (auto& f : classify_telemetry(compute(), &history, reading)) (f.failed || f.event ? events : conditions).push_back(f);
+    for (auto& f : classify_telemetry(compute(), &history, reading))
+      (f.failed || f.event ? events : conditions).push_back(f);
     apply_telemetry_events(state, events);
     remember_telemetry(history, reading);
     CHECK(effective_verdict(state, conditions).health == Health::degraded);

@@ -83,7 +83,8 @@ TEST_CASE("verdict: the cross-device vote singles out only a strict minority", "
   CHECK(fingerprint_minority({{"a", "x"}, {"b", "y"}}).empty());
   CHECK(fingerprint_minority({{"a", "x"}}).empty());
   CHECK(fingerprint_minority({{"a", "x"}, {"b", "x"}, {"c", "y"}, {"d", "z"}}).empty());  // 2 of 4 is no majority
-  CHECK(fingerprint_minority({{"a", "x"}, {"b", "x"}, {"c", "x"}, {"d", "z"}, {"e", "y"}}) == std::set<std::string>{"d", "e"});
+  CHECK(fingerprint_minority({{"a", "x"}, {"b", "x"}, {"c", "x"}, {"d", "z"}, {"e", "y"}}) ==
+        std::set<std::string>{"d", "e"});
 }
 
 // Issue 17: one XID 94 made the device degraded for one telemetry read, then healthy again.
@@ -128,7 +129,8 @@ TEST_CASE("verdict: repeated telemetry events are one reason with a count; reaso
                                     true}});
   }
   REQUIRE(state.reasons.size() == 1);
-  CHECK(state.reasons[0] == "telemetry: uncorrectable ECC errors rose from 11 to 12 (volatile, total, nvml) (seen 12 times)");
+  CHECK(state.reasons[0] ==
+        "telemetry: uncorrectable ECC errors rose from 11 to 12 (volatile, total, nvml) (seen 12 times)");
   apply_telemetry_events(state, {{false, "XID 94 (contained ECC error) x2 since last reading", true}});
   apply_telemetry_events(state, {{false, "XID 92 (high single-bit ECC error rate) x1 since last reading", true}});
   CHECK(state.reasons.size() == 3);  // XIDs are kinds of their own

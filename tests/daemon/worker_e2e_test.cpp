@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/control_socket.hpp"
-#include "tests/support/run_command.hpp"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/run_command.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;
@@ -51,7 +51,8 @@ std::string all_probes(const std::string& gemm_extra) {
 }
 
 const std::string k_gemm_only =
-    "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n    dtypes: [f32]\n"
+    "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 20\n    size: \"16\"\n    modes: [exact]\n    dtypes: "
+    "[f32]\n"
     "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
 
 bool gone(pid_t pid) {
@@ -70,7 +71,8 @@ TEST_CASE("workers: a hang with every default probe enabled is detected every ti
   for (int trial = 0; trial < 4; ++trial) {
     const bool stand_in = trial % 2 == 1;
     const std::string device = stand_in ? "hang0" : "vulkan0";
-    DaemonProcess daemon(all_probes(stand_in ? "    timeout_seconds: 1\n" : "    timeout_seconds: 1\n    drill: hang\n"));
+    DaemonProcess daemon(
+        all_probes(stand_in ? "    timeout_seconds: 1\n" : "    timeout_seconds: 1\n    drill: hang\n"));
     if (stand_in) {
       daemon.start(SUBSTRATE_TEST_DAEMON, "hang");
     } else {
@@ -81,13 +83,15 @@ TEST_CASE("workers: a hang with every default probe enabled is detected every ti
     const std::string hung = "substrate_device_health{device=\"" + device + "\",state=\"hung\"}";
     REQUIRE(wait_until([&] { return metric_at_least(daemon, hung, 1); }, 30s));
     const std::string scrape = daemon.metrics();
-    CHECK(metric(scrape, "substrate_probe_failures_total{device=\"" + device + "\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
+    CHECK(metric(scrape,
+                 "substrate_probe_failures_total{device=\"" + device + "\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
     CHECK(metric(scrape, "substrate_worker_exits_total{device=\"" + device + "\",outcome=\"hung\"}") >= 1.0);
     CHECK(http_get(daemon.port(), "/healthz").status == 200);
     const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
     bool reported = false;
     for (const auto& r : status["devices"][0]["probes"]["gemm"]["results"]) {
-      reported = reported || (r["status"] == "hung" && r["error"].get<std::string>().find("killed") != std::string::npos);
+      reported =
+          reported || (r["status"] == "hung" && r["error"].get<std::string>().find("killed") != std::string::npos);
     }
     CHECK(reported);
     auto npd = run_substrated("probe --npd --socket " + daemon.socket_path());
@@ -120,9 +124,9 @@ TEST_CASE("workers: a worker that dies by SIGSEGV is a crashed run and the daemo
   REQUIRE(wait_until([&] { return metric_at_least(daemon, crashed, 2); }, 30s));
   CHECK(metric_at_least(daemon, "substrate_worker_exits_total{device=\"vulkan0\",outcome=\"crashed\"}", 2));
   // The other probes of the device still run in later rounds.
-  REQUIRE(wait_until([&] {
-    return metric_at_least(daemon, "substrate_probe_runs_total{device=\"vulkan0\",probe=\"memory\"}", 1);
-  }, 30s));
+  REQUIRE(wait_until(
+      [&] { return metric_at_least(daemon, "substrate_probe_runs_total{device=\"vulkan0\",probe=\"memory\"}", 1); },
+      30s));
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   const auto& gemm = status["devices"][0]["probes"]["gemm"]["results"][0];
   CHECK(gemm["status"] == "crashed");
@@ -160,7 +164,8 @@ TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout 
   const double before = metric(daemon.metrics(), runs).value_or(0);
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, before + 2); }, 30s));
   CHECK(metric(daemon.metrics(), health("healthy")) == 1.0);
-  CHECK(metric(daemon.metrics(), "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"timeout\"}") == 0.0);
+  CHECK(metric(daemon.metrics(),
+               "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"timeout\"}") == 0.0);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
 }
@@ -171,18 +176,22 @@ TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[e2e]") {
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   std::vector<pid_t> workers;
-  REQUIRE(wait_until([&] {
-    workers = daemon.children();
-    return !workers.empty();
-  }, 20s));
+  REQUIRE(wait_until(
+      [&] {
+        workers = daemon.children();
+        return !workers.empty();
+      },
+      20s));
   daemon.signal(SIGKILL);
   daemon.wait_exit(10s);
-  CHECK(wait_until([&] {
-    for (pid_t pid : workers) {
-      if (!gone(pid)) return false;
-    }
-    return true;
-  }, 5s));
+  CHECK(wait_until(
+      [&] {
+        for (pid_t pid : workers) {
+          if (!gone(pid)) return false;
+        }
+        return true;
+      },
+      5s));
 }
 
 TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs", "[e2e]") {
@@ -191,20 +200,24 @@ TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs",
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   std::vector<pid_t> workers;
-  REQUIRE(wait_until([&] {
-    workers = daemon.children();
-    return !workers.empty();
-  }, 20s));
+  REQUIRE(wait_until(
+      [&] {
+        workers = daemon.children();
+        return !workers.empty();
+      },
+      20s));
   const auto asked = std::chrono::steady_clock::now();
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
   CHECK(std::chrono::steady_clock::now() - asked < 6s);  // shutdown_grace_seconds: 5
-  CHECK(wait_until([&] {
-    for (pid_t pid : workers) {
-      if (!gone(pid)) return false;
-    }
-    return true;
-  }, 5s));
+  CHECK(wait_until(
+      [&] {
+        for (pid_t pid : workers) {
+          if (!gone(pid)) return false;
+        }
+        return true;
+      },
+      5s));
 }
 
 TEST_CASE("workers: a second daemon on the same state directory exits with a clear message", "[e2e]") {
@@ -288,7 +301,8 @@ TEST_CASE("control socket: connections beyond the session cap are refused, not q
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
-TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetry stays fresh, SIGTERM prompt", "[e2e]") {
+TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetry stays fresh, SIGTERM prompt",
+          "[e2e]") {
   const auto sysfs = std::filesystem::temp_directory_path() / ("substrated-fifo-" + std::to_string(::getpid()));
   std::filesystem::remove_all(sysfs);
   // The fixture tree with one GPU's PCI class file replaced by a FIFO nobody writes.
@@ -305,7 +319,8 @@ TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetr
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 30s));
   CHECK(http_get(daemon.port(), "/healthz").status == 200);
   // The FIFO is never opened for a blocking read (common/file_io refuses it), so reads go on.
-  REQUIRE(wait_until([&] { return metric(daemon.metrics(), "substrate_telemetry_last_read_timestamp_seconds") > 0; }, 30s));
+  REQUIRE(
+      wait_until([&] { return metric(daemon.metrics(), "substrate_telemetry_last_read_timestamp_seconds") > 0; }, 30s));
   const auto asked = std::chrono::steady_clock::now();
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);

@@ -44,7 +44,8 @@ TEST_CASE("worker protocol: oversized lengths, other versions and non-objects ar
   auto framed = [](const std::string& payload) {
     const auto n = static_cast<std::uint32_t>(payload.size());
     return std::string{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
-                       static_cast<char>(n)} + payload;
+                       static_cast<char>(n)} +
+           payload;
   };
   for (const std::string& payload : {std::string(R"({"v":2,"type":"done"})"), std::string("[1,2]"),
                                      std::string("not json"), std::string(R"({"v":1})")}) {
@@ -120,9 +121,9 @@ struct Outcome {
 Outcome run_worker(const json& request, double deadline_seconds) {
   boost::asio::io_context io;
   Outcome out;
-  auto worker = WorkerProcess::spawn(io, SUBSTRATE_BINARY, request,
-                                     {[&](const json& frame) { out.frames.push_back(frame); },
-                                      [&](const WorkerExit& exit) { out.exit = exit; }});
+  auto worker = WorkerProcess::spawn(
+      io, SUBSTRATE_BINARY, request,
+      {[&](const json& frame) { out.frames.push_back(frame); }, [&](const WorkerExit& exit) { out.exit = exit; }});
   REQUIRE(worker);
   (*worker)->set_deadline(deadline_seconds);
   io.run_for(std::chrono::seconds(60));

@@ -10,7 +10,8 @@ TEST_CASE("generator: Philox4x32-10 matches the Random123 known-answer vectors",
   CHECK(zero.v[1] == 0xe169c58du);
   CHECK(zero.v[2] == 0xbc57ac4cu);
   CHECK(zero.v[3] == 0x9b00dbd8u);
-  const auto ones = gen::philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu);
+  const auto ones =
+      gen::philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu);
   CHECK(ones.v[0] == 0x408f276du);
   CHECK(ones.v[1] == 0x41c83b0eu);
   CHECK(ones.v[2] == 0xa20bc7c6u);

@@ -65,7 +65,8 @@ class BackendOnly : public ComputeDevice {
   }
   const DeviceInfo& info() const override { return info_; }
   std::uint64_t free_memory_bytes() const override { return 1 << 20; }
-  Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t, std::uint32_t, std::uint64_t, std::uint32_t) override {
+  Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t, std::uint32_t, std::uint64_t,
+                                                    std::uint32_t) override {
     return touched();
   }
   Expected<KernelRun> run_gemm(const GemmLaunch&) override { return touched(); }
@@ -259,7 +260,8 @@ TEST_CASE("probes: request parsing takes every option and names the bad one", "[
   CHECK_THAT(error_of({"--seed"}), Catch::Contains("--seed needs a value"));
   CHECK_THAT(error_of({"gemm"}), Catch::Contains("unexpected argument 'gemm'"));
   CHECK_THAT(error_of({"--size", "64"}), Catch::Contains("--size needs exactly one --kernel"));
-  CHECK_THAT(error_of({"--kernel", "gemm,memory", "--size", "64"}), Catch::Contains("--size needs exactly one --kernel"));
+  CHECK_THAT(error_of({"--kernel", "gemm,memory", "--size", "64"}),
+             Catch::Contains("--size needs exactly one --kernel"));
 
   // A bad size or drill is found when the specs are built, with the probe's own message.
   request = parse_probe_request({"--kernel", "canary", "--size", "16x62x4x128x2x128"});
@@ -292,7 +294,8 @@ TEST_CASE("probes: a probe the device's backend lacks is skipped without touchin
 
   const std::string table = render_results({result});
   CHECK_THAT(table, Catch::Contains("skipped"));
-  CHECK_THAT(table, Catch::Contains("cuda0 canary/f32/16x64x4x128x2x128: skipped: not implemented on the cuda backend"));
+  CHECK_THAT(table,
+             Catch::Contains("cuda0 canary/f32/16x64x4x128x2x128: skipped: not implemented on the cuda backend"));
 
   // On a backend that has it, the probe does reach the device.
   const ProbeResult ran = run_probe(device, default_spec("gemm"), goldens);

@@ -87,8 +87,8 @@ CUresult injected(const char* call) {
   }
   return CUDA_SUCCESS;
 }
-#define FAKE_INJECT(call)                                 \
-  do {                                                    \
+#define FAKE_INJECT(call)                                               \
+  do {                                                                  \
     if (const CUresult r = injected(call); r != CUDA_SUCCESS) return r; \
   } while (false)
 
@@ -116,32 +116,76 @@ CUresult CUDAAPI fake_driver_get_version(int* version) {
 }
 CUresult CUDAAPI fake_get_error_name(CUresult error, const char** out) {
   switch (error) {
-    case CUDA_SUCCESS: *out = "CUDA_SUCCESS"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NO_DEVICE: *out = "CUDA_ERROR_NO_DEVICE"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NO_BINARY_FOR_GPU: *out = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NOT_FOUND: *out = "CUDA_ERROR_NOT_FOUND"; return CUDA_SUCCESS;
-    case CUDA_ERROR_INVALID_IMAGE: *out = "CUDA_ERROR_INVALID_IMAGE"; return CUDA_SUCCESS;
-    case CUDA_ERROR_OUT_OF_MEMORY: *out = "CUDA_ERROR_OUT_OF_MEMORY"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NOT_READY: *out = "CUDA_ERROR_NOT_READY"; return CUDA_SUCCESS;
-    case CUDA_ERROR_DEVICE_UNAVAILABLE: *out = "CUDA_ERROR_DEVICE_UNAVAILABLE"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NOT_PERMITTED: *out = "CUDA_ERROR_NOT_PERMITTED"; return CUDA_SUCCESS;
-    case CUDA_ERROR_MPS_CONNECTION_FAILED: *out = "CUDA_ERROR_MPS_CONNECTION_FAILED"; return CUDA_SUCCESS;
-    case CUDA_ERROR_ECC_UNCORRECTABLE: *out = "CUDA_ERROR_ECC_UNCORRECTABLE"; return CUDA_SUCCESS;
-    case CUDA_ERROR_CONTAINED: *out = "CUDA_ERROR_CONTAINED"; return CUDA_SUCCESS;
-    case CUDA_ERROR_ILLEGAL_ADDRESS: *out = "CUDA_ERROR_ILLEGAL_ADDRESS"; return CUDA_SUCCESS;
-    default: *out = nullptr; return CUDA_ERROR_INVALID_VALUE;
+    case CUDA_SUCCESS:
+      *out = "CUDA_SUCCESS";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_DEVICE:
+      *out = "CUDA_ERROR_NO_DEVICE";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_BINARY_FOR_GPU:
+      *out = "CUDA_ERROR_NO_BINARY_FOR_GPU";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_FOUND:
+      *out = "CUDA_ERROR_NOT_FOUND";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_INVALID_IMAGE:
+      *out = "CUDA_ERROR_INVALID_IMAGE";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      *out = "CUDA_ERROR_OUT_OF_MEMORY";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_READY:
+      *out = "CUDA_ERROR_NOT_READY";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_DEVICE_UNAVAILABLE:
+      *out = "CUDA_ERROR_DEVICE_UNAVAILABLE";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_PERMITTED:
+      *out = "CUDA_ERROR_NOT_PERMITTED";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_MPS_CONNECTION_FAILED:
+      *out = "CUDA_ERROR_MPS_CONNECTION_FAILED";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_ECC_UNCORRECTABLE:
+      *out = "CUDA_ERROR_ECC_UNCORRECTABLE";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_CONTAINED:
+      *out = "CUDA_ERROR_CONTAINED";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+      *out = "CUDA_ERROR_ILLEGAL_ADDRESS";
+      return CUDA_SUCCESS;
+    default:
+      *out = nullptr;
+      return CUDA_ERROR_INVALID_VALUE;
   }
 }
 CUresult CUDAAPI fake_get_error_string(CUresult error, const char** out) {
   switch (error) {
-    case CUDA_ERROR_NO_DEVICE: *out = "no CUDA-capable device is detected"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NO_BINARY_FOR_GPU: *out = "no kernel image is available for execution on the device"; return CUDA_SUCCESS;
-    case CUDA_ERROR_NOT_FOUND: *out = "named symbol not found"; return CUDA_SUCCESS;
-    case CUDA_ERROR_OUT_OF_MEMORY: *out = "out of memory"; return CUDA_SUCCESS;
-    case CUDA_ERROR_ECC_UNCORRECTABLE: *out = "uncorrectable ECC error encountered"; return CUDA_SUCCESS;
-    case CUDA_ERROR_CONTAINED: *out = "a contained error was encountered on the device"; return CUDA_SUCCESS;
-    case CUDA_ERROR_ILLEGAL_ADDRESS: *out = "an illegal memory access was encountered"; return CUDA_SUCCESS;
-    default: *out = "fake error"; return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_DEVICE:
+      *out = "no CUDA-capable device is detected";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NO_BINARY_FOR_GPU:
+      *out = "no kernel image is available for execution on the device";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_NOT_FOUND:
+      *out = "named symbol not found";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      *out = "out of memory";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_ECC_UNCORRECTABLE:
+      *out = "uncorrectable ECC error encountered";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_CONTAINED:
+      *out = "a contained error was encountered on the device";
+      return CUDA_SUCCESS;
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+      *out = "an illegal memory access was encountered";
+      return CUDA_SUCCESS;
+    default:
+      *out = "fake error";
+      return CUDA_SUCCESS;
   }
 }
 CUresult CUDAAPI fake_device_get_count(int* count) {
@@ -169,12 +213,23 @@ CUresult CUDAAPI fake_device_get_pci_bus_id(char* bus, int len, CUdevice) {
 }
 CUresult CUDAAPI fake_device_get_attribute(int* value, CUdevice_attribute attribute, CUdevice) {
   switch (attribute) {
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = 9; break;
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = 0; break;
-    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *value = 132; break;
-    case CU_DEVICE_ATTRIBUTE_INTEGRATED: *value = 0; break;
-    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *value = 232448; break;
-    default: return CUDA_ERROR_INVALID_VALUE;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+      *value = 9;
+      break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+      *value = 0;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+      *value = 132;
+      break;
+    case CU_DEVICE_ATTRIBUTE_INTEGRATED:
+      *value = 0;
+      break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
+      *value = 232448;
+      break;
+    default:
+      return CUDA_ERROR_INVALID_VALUE;
   }
   return CUDA_SUCCESS;
 }
@@ -239,11 +294,16 @@ CUresult CUDAAPI fake_launch_kernel(CUfunction f, unsigned gx, unsigned gy, unsi
   std::memcpy(record.dims, dims, sizeof dims);
   record.smem = smem;
   std::size_t size = 0;
-  if (record.name == ck::k_fn_fill) size = sizeof(ck::FillParams);
-  else if (record.name == ck::k_fn_generate_raw) size = sizeof(ck::RawParams);
-  else if (record.name == ck::k_fn_attention) size = sizeof(ck::AttentionParams);
-  else if (record.name == ck::k_fn_memory) size = sizeof(ck::MemoryParams);
-  else size = sizeof(ck::GemmParams);
+  if (record.name == ck::k_fn_fill)
+    size = sizeof(ck::FillParams);
+  else if (record.name == ck::k_fn_generate_raw)
+    size = sizeof(ck::RawParams);
+  else if (record.name == ck::k_fn_attention)
+    size = sizeof(ck::AttentionParams);
+  else if (record.name == ck::k_fn_memory)
+    size = sizeof(ck::MemoryParams);
+  else
+    size = sizeof(ck::GemmParams);
   std::memcpy(record.params, params[0], size);
   g_last = record;
   ++g_launches;
@@ -321,7 +381,8 @@ struct Entry {
   const char* name;
   void* function;
 };
-#define FAKE(name, fn) Entry{name, reinterpret_cast<void*>(&fn)}
+#define FAKE(name, fn) \
+  Entry { name, reinterpret_cast<void*>(&fn) }
 const Entry k_entries[] = {
     FAKE("cuInit", fake_init),
     FAKE("cuDriverGetVersion", fake_driver_get_version),
@@ -365,8 +426,8 @@ const Entry k_entries[] = {
 extern "C" {
 
 __attribute__((visibility("default"))) CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version,
-                                                                   cuuint64_t flags,
-                                                                   CUdriverProcAddressQueryResult* status) {
+                                                                    cuuint64_t flags,
+                                                                    CUdriverProcAddressQueryResult* status) {
   *pfn = nullptr;
   if (status) *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
   // The backend must ask with an explicit version and default flags.
@@ -393,8 +454,8 @@ __attribute__((visibility("default"))) int substrate_fake_cuda_launches() {
   return g_launches;
 }
 __attribute__((visibility("default"))) void substrate_fake_cuda_last_launch(char* name, std::size_t name_size,
-                                                                           unsigned* dims, unsigned* smem,
-                                                                           unsigned char* params) {
+                                                                            unsigned* dims, unsigned* smem,
+                                                                            unsigned char* params) {
   std::lock_guard lock(g_mutex);
   std::snprintf(name, name_size, "%s", g_last.name.c_str());
   std::memcpy(dims, g_last.dims, sizeof g_last.dims);

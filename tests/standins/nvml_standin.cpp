@@ -132,21 +132,32 @@ const char* const kKinds[] = {"corrected", "uncorrected"};
 const char* const kScopes[] = {"volatile", "aggregate"};
 const char* location_name(int location) {
   switch (location) {
-    case api::kLocationL1Cache: return "l1";
-    case api::kLocationL2Cache: return "l2";
-    case api::kLocationDeviceMemory: return "device_memory";
-    case api::kLocationRegisterFile: return "register_file";
-    case api::kLocationSram: return "sram";
-    default: return "other";
+    case api::kLocationL1Cache:
+      return "l1";
+    case api::kLocationL2Cache:
+      return "l2";
+    case api::kLocationDeviceMemory:
+      return "device_memory";
+    case api::kLocationRegisterFile:
+      return "register_file";
+    case api::kLocationSram:
+      return "sram";
+    default:
+      return "other";
   }
 }
 const char* threshold_name(int type) {
   switch (type) {
-    case api::kThresholdShutdown: return "shutdown";
-    case api::kThresholdSlowdown: return "slowdown";
-    case api::kThresholdMemMax: return "mem_max";
-    case api::kThresholdGpuMax: return "gpu_max";
-    default: return "other";
+    case api::kThresholdShutdown:
+      return "shutdown";
+    case api::kThresholdSlowdown:
+      return "slowdown";
+    case api::kThresholdMemMax:
+      return "mem_max";
+    case api::kThresholdGpuMax:
+      return "gpu_max";
+    default:
+      return "other";
   }
 }
 
@@ -271,12 +282,18 @@ api::Return nvmlShutdown() {
 
 const char* nvmlErrorString(api::Return code) {
   switch (code) {
-    case api::kSuccess: return "Success (stand-in)";
-    case api::kErrorNotSupported: return "Not Supported (stand-in)";
-    case api::kErrorNoPermission: return "Insufficient Permissions (stand-in)";
-    case api::kErrorGpuIsLost: return "GPU is lost (stand-in)";
-    case api::kErrorDriverNotLoaded: return "Driver Not Loaded (stand-in)";
-    default: return "Unknown Error (stand-in)";
+    case api::kSuccess:
+      return "Success (stand-in)";
+    case api::kErrorNotSupported:
+      return "Not Supported (stand-in)";
+    case api::kErrorNoPermission:
+      return "Insufficient Permissions (stand-in)";
+    case api::kErrorGpuIsLost:
+      return "GPU is lost (stand-in)";
+    case api::kErrorDriverNotLoaded:
+      return "Driver Not Loaded (stand-in)";
+    default:
+      return "Unknown Error (stand-in)";
   }
 }
 
@@ -301,16 +318,17 @@ api::Return nvmlDeviceGetMemoryErrorCounter(api::Device device, int kind, int sc
                                             unsigned long long* count) {
   std::lock_guard lock(state().mutex);
   log_call("nvmlDeviceGetMemoryErrorCounter");
-  return lookup_number(device, std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + "." + location_name(location),
-                       count);
+  return lookup_number(
+      device, std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + "." + location_name(location), count);
 }
 
-api::Return nvmlDeviceGetRetiredPages(api::Device device, int cause, unsigned int* count, unsigned long long* addresses) {
+api::Return nvmlDeviceGetRetiredPages(api::Device device, int cause, unsigned int* count,
+                                      unsigned long long* addresses) {
   std::lock_guard lock(state().mutex);
   log_call("nvmlDeviceGetRetiredPages");
   unsigned int pages = 0;
-  const api::Return rc =
-      lookup_number(device, cause == api::kRetirementDoubleBit ? "retired_pages.double_bit" : "retired_pages.single_bit", &pages);
+  const api::Return rc = lookup_number(
+      device, cause == api::kRetirementDoubleBit ? "retired_pages.double_bit" : "retired_pages.single_bit", &pages);
   if (rc != api::kSuccess) return rc;
   // Like NVML: the count always comes back; addresses only when the buffer is big enough.
   const unsigned int capacity = *count;
@@ -408,7 +426,8 @@ api::Return nvmlDeviceGetNvLinkState(api::Device device, unsigned int link, int*
   return rc == api::kErrorNotSupported && link > 0 ? api::kErrorInvalidArgument : rc;
 }
 
-api::Return nvmlDeviceGetNvLinkErrorCounter(api::Device device, unsigned int link, int counter, unsigned long long* count) {
+api::Return nvmlDeviceGetNvLinkErrorCounter(api::Device device, unsigned int link, int counter,
+                                            unsigned long long* count) {
   std::lock_guard lock(state().mutex);
   log_call("nvmlDeviceGetNvLinkErrorCounter");
   return lookup_number(device, "nvlink." + std::to_string(link) + "." + std::to_string(counter), count);

@@ -132,7 +132,8 @@ class DaemonProcess {
     }
   }
   bool wait_ready() {
-    return wait_until([&] { return http_get(port_, "/healthz").status == 200 || !alive(); }, std::chrono::seconds(30)) &&
+    return wait_until([&] { return http_get(port_, "/healthz").status == 200 || !alive(); },
+                      std::chrono::seconds(30)) &&
            alive();
   }
   bool alive() {

@@ -14,12 +14,12 @@
 #include <thread>
 
 #include "kernels/cuda/launch.hpp"
+#include "kernels/fingerprint.hpp"
 #include "kernels/generator.hpp"
 #include "probes/backends/cuda/cuda_backend.hpp"
 #include "probes/backends/cuda/driver_api.hpp"
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
-#include "kernels/fingerprint.hpp"
 
 namespace substrate::cuda {
 namespace {
@@ -96,9 +96,12 @@ std::string kernel_build_hash() {
 
 std::uint32_t dtype_code(Dtype dtype) {
   switch (dtype) {
-    case Dtype::f16: return ck::dtype_f16;
-    case Dtype::bf16: return ck::dtype_bf16;
-    default: return ck::dtype_f32;
+    case Dtype::f16:
+      return ck::dtype_f16;
+    case Dtype::bf16:
+      return ck::dtype_bf16;
+    default:
+      return ck::dtype_f32;
   }
 }
 
@@ -207,8 +210,7 @@ class CudaComputeDevice final : public CudaDevice {
                                                     std::string(to_string(request.dtype)) + " on sm_" +
                                                     std::to_string(cc_) + " (f16 needs sm_70, bf16 sm_80)"};
     }
-    const ck::GemmVariant variant =
-        (path == GemmPath::cuda_cores || !tensor_ok) ? ck::gemm_simt : ck::gemm_tensor_wmma;
+    const ck::GemmVariant variant = (path == GemmPath::cuda_cores || !tensor_ok) ? ck::gemm_simt : ck::gemm_tensor_wmma;
     return guarded([&](Scratch& scratch) {
       const std::uint64_t a_count = std::uint64_t{s.m} * s.k, b_count = std::uint64_t{s.k} * s.n;
       const std::uint64_t c_count = std::uint64_t{s.m} * s.n;
@@ -323,8 +325,8 @@ class CudaComputeDevice final : public CudaDevice {
         const std::uint64_t words = ck::memory_chunk_bytes(request.bytes, i) / 4;
         for (MemoryPattern pattern : request.patterns) {
           const auto code = static_cast<std::uint32_t>(pattern);
-          ck::MemoryParams params = memory_params(chunks[i], report, first_word, words, request.seed, code,
-                                                  max_reported, request.inject);
+          ck::MemoryParams params =
+              memory_params(chunks[i], report, first_word, words, request.seed, code, max_reported, request.inject);
           auto pass = [&](std::uint32_t op, std::uint32_t invert) {
             params.op = op;
             params.invert = invert;
@@ -505,7 +507,8 @@ class CudaComputeDevice final : public CudaDevice {
     p.seed = seed;
     p.inject_word = inject.element;
     p.pattern = pattern;
-    p.pass = (pattern == ck::pattern_walking_ones || pattern == ck::pattern_walking_zeros) ? ck::walking_pass(seed) : 0u;
+    p.pass =
+        (pattern == ck::pattern_walking_ones || pattern == ck::pattern_walking_zeros) ? ck::walking_pass(seed) : 0u;
     p.op = ck::op_write;
     p.invert = 0;
     p.max_reported = max_reported;
@@ -640,8 +643,8 @@ class CudaComputeDevice final : public CudaDevice {
   std::uint64_t staging_bytes_ = 0;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  bool ready_ = false;          // context, module, stream and events exist
-  std::string sticky_;          // the sticky error that ended this process's use of the device
+  bool ready_ = false;  // context, module, stream and events exist
+  std::string sticky_;  // the sticky error that ended this process's use of the device
   ErrorKind sticky_kind_ = ErrorKind::device_error;
   GemmPath path_ = GemmPath::automatic;
   std::unique_ptr<DeviceBuffer> retention_;

@@ -42,17 +42,21 @@ std::string DriverApi::describe(CUresult result) const {
 
 ResultClass classify_result(CUresult result) {
   switch (result) {
-    case CUDA_ERROR_OUT_OF_MEMORY: return {ErrorKind::out_of_memory, false};
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      return {ErrorKind::out_of_memory, false};
     case CUDA_ERROR_DEVICE_UNAVAILABLE:
     case CUDA_ERROR_NOT_PERMITTED:
     case CUDA_ERROR_MPS_CONNECTION_FAILED:
     case CUDA_ERROR_MPS_RPC_FAILURE:
     case CUDA_ERROR_MPS_SERVER_NOT_READY:
     case CUDA_ERROR_MPS_MAX_CLIENTS_REACHED:
-    case CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED: return {ErrorKind::busy, false};
-    case CUDA_ERROR_MPS_CLIENT_TERMINATED: return {ErrorKind::busy, true};
+    case CUDA_ERROR_MPS_MAX_CONNECTIONS_REACHED:
+      return {ErrorKind::busy, false};
+    case CUDA_ERROR_MPS_CLIENT_TERMINATED:
+      return {ErrorKind::busy, true};
     case CUDA_ERROR_ECC_UNCORRECTABLE:
-    case CUDA_ERROR_CONTAINED: return {ErrorKind::hardware_fault, true};
+    case CUDA_ERROR_CONTAINED:
+      return {ErrorKind::hardware_fault, true};
     case CUDA_ERROR_ILLEGAL_ADDRESS:
     case CUDA_ERROR_LAUNCH_TIMEOUT:
     case CUDA_ERROR_ASSERT:
@@ -62,7 +66,8 @@ ResultClass classify_result(CUresult result) {
     case CUDA_ERROR_INVALID_ADDRESS_SPACE:
     case CUDA_ERROR_INVALID_PC:
     case CUDA_ERROR_LAUNCH_FAILED:
-    case CUDA_ERROR_EXTERNAL_DEVICE: return {ErrorKind::device_error, true};
+    case CUDA_ERROR_EXTERNAL_DEVICE:
+      return {ErrorKind::device_error, true};
     default:
       // CUDA_ERROR_TENSOR_MEMORY_LEAK (721) is newer than some toolkits this builds with.
       return {ErrorKind::device_error, static_cast<int>(result) == 721};
@@ -100,7 +105,8 @@ Expected<std::shared_ptr<const DriverApi>> load_driver_api() {
     if (status != CUDA_SUCCESS || found != CU_GET_PROC_ADDRESS_SUCCESS || *slot == nullptr) {
       *slot = nullptr;
       if (missing.empty()) {
-        missing = std::string(symbol) + " unavailable (cuGetProcAddress status " + std::to_string(static_cast<int>(status)) +
+        missing = std::string(symbol) + " unavailable (cuGetProcAddress status " +
+                  std::to_string(static_cast<int>(status)) +
                   (found == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT ? ", version not sufficient"
                    : found == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND     ? ", symbol not found"
                                                                        : "") +

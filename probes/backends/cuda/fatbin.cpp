@@ -41,8 +41,7 @@ Expected<std::vector<FatbinEntry>> list_fatbin(std::span<const unsigned char> by
     const std::uint32_t entry_header = read_le<std::uint32_t>(bytes, at + 4);
     entry.payload_bytes = read_le<std::uint64_t>(bytes, at + 8);
     entry.arch = read_le<std::uint32_t>(bytes, at + 28);
-    if (entry_header < k_entry_min_header || entry_header > end - at ||
-        entry.payload_bytes > end - at - entry_header) {
+    if (entry_header < k_entry_min_header || entry_header > end - at || entry.payload_bytes > end - at - entry_header) {
       return corrupt("entry sizes exceed the data");
     }
     entries.push_back(entry);

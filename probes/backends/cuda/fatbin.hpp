@@ -19,9 +19,9 @@ std::span<const char* const> embedded_fatbin_targets();
 struct FatbinEntry {
   enum class Kind { ptx, elf, other };
   Kind kind = Kind::other;
-  std::uint32_t arch = 0;       // 75, 80, ..., 121
+  std::uint32_t arch = 0;  // 75, 80, ..., 121
   std::uint64_t payload_bytes = 0;
-  std::string target() const;   // "sm_90" for SASS (ELF), "compute_121" for PTX
+  std::string target() const;  // "sm_90" for SASS (ELF), "compute_121" for PTX
 };
 
 // Walks the container: a 16-byte header (magic 0xBA55ED50, version, header size, payload size)

@@ -1,7 +1,7 @@
 // The one place that knows which backends are compiled in.
-#include "probes/backends/vulkan/vulkan_device.hpp"
 #include "probes/backends/compute_device.hpp"
 #include "probes/backends/discovery/one_gpu.hpp"
+#include "probes/backends/vulkan/vulkan_device.hpp"
 #if SUBSTRATE_WITH_CUDA
 #include "probes/backends/cuda/cuda_backend.hpp"
 #endif

@@ -8,24 +8,42 @@ namespace substrate::vulkan {
 
 const char* result_name(VkResult result) {
   switch (result) {
-    case VK_SUCCESS: return "VK_SUCCESS";
-    case VK_NOT_READY: return "VK_NOT_READY";
-    case VK_TIMEOUT: return "VK_TIMEOUT";
-    case VK_INCOMPLETE: return "VK_INCOMPLETE";
-    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
-    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
-    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
-    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
-    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
-    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
-    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
-    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER (no Vulkan driver installed)";
-    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
-    case VK_ERROR_FORMAT_NOT_SUPPORTED: return "VK_ERROR_FORMAT_NOT_SUPPORTED";
-    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
-    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
-    default: return "VK_ERROR_UNKNOWN";
+    case VK_SUCCESS:
+      return "VK_SUCCESS";
+    case VK_NOT_READY:
+      return "VK_NOT_READY";
+    case VK_TIMEOUT:
+      return "VK_TIMEOUT";
+    case VK_INCOMPLETE:
+      return "VK_INCOMPLETE";
+    case VK_ERROR_OUT_OF_HOST_MEMORY:
+      return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY:
+      return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED:
+      return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST:
+      return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_MEMORY_MAP_FAILED:
+      return "VK_ERROR_MEMORY_MAP_FAILED";
+    case VK_ERROR_LAYER_NOT_PRESENT:
+      return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT:
+      return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT:
+      return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER:
+      return "VK_ERROR_INCOMPATIBLE_DRIVER (no Vulkan driver installed)";
+    case VK_ERROR_TOO_MANY_OBJECTS:
+      return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_FORMAT_NOT_SUPPORTED:
+      return "VK_ERROR_FORMAT_NOT_SUPPORTED";
+    case VK_ERROR_FRAGMENTED_POOL:
+      return "VK_ERROR_FRAGMENTED_POOL";
+    case VK_ERROR_OUT_OF_POOL_MEMORY:
+      return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    default:
+      return "VK_ERROR_UNKNOWN";
   }
 }
 
@@ -95,7 +113,8 @@ Device::Device(VkPhysicalDevice physical) : physical_(physical) {
   const char* float_controls = VK_KHR_SHADER_FLOAT_CONTROLS_EXTENSION_NAME;
   for (const VkExtensionProperties& extension : extensions) {
     if (std::string(extension.extensionName) != float_controls) continue;
-    VkPhysicalDeviceFloatControlsPropertiesKHR controls{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES_KHR};
+    VkPhysicalDeviceFloatControlsPropertiesKHR controls{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES_KHR};
     VkPhysicalDeviceProperties2 properties2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
     properties2.pNext = &controls;
     vkGetPhysicalDeviceProperties2(physical, &properties2);
@@ -128,12 +147,10 @@ std::uint32_t Device::memory_type(std::uint32_t allowed_types, VkMemoryPropertyF
   return static_cast<std::uint32_t>(fallback);
 }
 
-Buffer::Buffer(const Device& device, VkDeviceSize bytes, BufferKind kind)
-    : device_(device.handle()), bytes_(bytes) {
+Buffer::Buffer(const Device& device, VkDeviceSize bytes, BufferKind kind) : device_(device.handle()), bytes_(bytes) {
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   info.size = std::max<VkDeviceSize>(bytes, 4);
-  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   check(vkCreateBuffer(device_, &info, nullptr, &buffer_), "vkCreateBuffer");
   VkMemoryRequirements requirements;
@@ -163,7 +180,10 @@ Buffer::Buffer(const Device& device, VkDeviceSize bytes, BufferKind kind)
 }
 
 Buffer::Buffer(Buffer&& other) noexcept
-    : device_(other.device_), buffer_(other.buffer_), memory_(other.memory_), bytes_(other.bytes_),
+    : device_(other.device_),
+      buffer_(other.buffer_),
+      memory_(other.memory_),
+      bytes_(other.bytes_),
       mapped_(other.mapped_) {
   other.buffer_ = VK_NULL_HANDLE;
   other.memory_ = VK_NULL_HANDLE;
@@ -219,8 +239,7 @@ Pipeline::Pipeline(const Device& device, std::span<const std::uint32_t> spirv, s
                                             constants.size_bytes(), constants.data()};
   if (!constants.empty()) info.stage.pSpecializationInfo = &specialization;
   info.layout = layout_;
-  check(vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline_),
-        "vkCreateComputePipelines");
+  check(vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline_), "vkCreateComputePipelines");
 }
 
 Pipeline::~Pipeline() {
@@ -277,8 +296,8 @@ Sequence::~Sequence() {
   vkDestroyCommandPool(device, pool_, nullptr);
 }
 
-void Sequence::dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers,
-                        const void* push_constants, Groups groups) {
+void Sequence::dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers, const void* push_constants,
+                        Groups groups) {
   if (buffers.size() != pipeline.buffer_count()) {
     throw VulkanFailure(ErrorKind::invalid_argument, "dispatch: buffer count does not match the pipeline");
   }
@@ -313,13 +332,11 @@ void Sequence::barrier() {
   memory.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   memory.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT;
   vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &memory, 0,
-                       nullptr, 0, nullptr);
+                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &memory, 0, nullptr,
+                       0, nullptr);
 }
 
-void Sequence::fill_zero(const Buffer& buffer) {
-  vkCmdFillBuffer(commands_, buffer.handle(), 0, VK_WHOLE_SIZE, 0);
-}
+void Sequence::fill_zero(const Buffer& buffer) { vkCmdFillBuffer(commands_, buffer.handle(), 0, VK_WHOLE_SIZE, 0); }
 
 void Sequence::copy(const Buffer& from, const Buffer& to) {
   VkBufferCopy region{0, 0, std::min(from.bytes(), to.bytes())};
@@ -327,8 +344,8 @@ void Sequence::copy(const Buffer& from, const Buffer& to) {
   VkMemoryBarrier memory{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   memory.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
   memory.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &memory, 0,
-                       nullptr, 0, nullptr);
+  vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &memory, 0, nullptr,
+                       0, nullptr);
 }
 
 std::uint32_t Sequence::timestamp() {
@@ -347,8 +364,8 @@ void Sequence::submit_and_wait(double timeout_seconds) {
   const auto timeout_ns = static_cast<std::uint64_t>(std::max(0.0, timeout_seconds) * 1e9);
   const VkResult waited = vkWaitForFences(device_.handle(), 1, &fence_, VK_TRUE, timeout_ns);
   if (waited == VK_TIMEOUT) {
-    throw VulkanFailure(ErrorKind::timeout, "device did not finish within " + std::to_string(timeout_seconds) +
-                                                " s: marked hung");
+    throw VulkanFailure(ErrorKind::timeout,
+                        "device did not finish within " + std::to_string(timeout_seconds) + " s: marked hung");
   }
   check(waited, "vkWaitForFences");
   if (queries_ && timestamps_used_ > 0) {

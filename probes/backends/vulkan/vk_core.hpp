@@ -134,8 +134,8 @@ class Sequence {
   Sequence(const Sequence&) = delete;
   Sequence& operator=(const Sequence&) = delete;
 
-  void dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers,
-                const void* push_constants, Groups groups);
+  void dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers, const void* push_constants,
+                Groups groups);
   void barrier();  // compute writes visible to later compute reads and transfers
   void fill_zero(const Buffer& buffer);
   void copy(const Buffer& from, const Buffer& to);

@@ -9,11 +9,11 @@
 #include <memory>
 #include <mutex>
 
+#include "kernels/fingerprint.hpp"
 #include "kernels/generator.hpp"
+#include "kernels/golden/canary_golden.hpp"
 #include "probes/backends/launch_limits.hpp"
 #include "probes/backends/vulkan/vk_core.hpp"
-#include "kernels/fingerprint.hpp"
-#include "kernels/golden/canary_golden.hpp"
 #include "spirv/attention.hpp"
 #include "spirv/attention_rte.hpp"
 #include "spirv/canary.hpp"
@@ -63,9 +63,12 @@ constexpr std::uint64_t k_error_buffer_bytes = (k_error_header_words + 8 * k_max
 
 std::uint32_t dtype_code(Dtype dtype) {
   switch (dtype) {
-    case Dtype::f32: return 0;
-    case Dtype::f16: return 1;
-    case Dtype::bf16: return 2;
+    case Dtype::f32:
+      return 0;
+    case Dtype::f16:
+      return 1;
+    case Dtype::bf16:
+      return 2;
   }
   return 0;
 }
@@ -107,12 +110,18 @@ std::string format_uuid(const std::uint8_t* bytes) {
 
 std::string vendor_name(std::uint32_t vendor_id) {
   switch (vendor_id) {
-    case 0x10DE: return "nvidia";
-    case 0x1002: return "amd";
-    case 0x8086: return "intel";
-    case 0x10005: return "mesa";
-    case 0x13B5: return "arm";
-    case 0x5143: return "qualcomm";
+    case 0x10DE:
+      return "nvidia";
+    case 0x1002:
+      return "amd";
+    case 0x8086:
+      return "intel";
+    case 0x10005:
+      return "mesa";
+    case 0x13B5:
+      return "arm";
+    case 0x5143:
+      return "qualcomm";
     default: {
       char text[16];
       std::snprintf(text, sizeof text, "0x%x", vendor_id);
@@ -123,11 +132,16 @@ std::string vendor_name(std::uint32_t vendor_id) {
 
 std::string device_type_name(VkPhysicalDeviceType type) {
   switch (type) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete";
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return "integrated";
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return "virtual";
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return "cpu";
-    default: return "other";
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+      return "discrete";
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+      return "integrated";
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+      return "virtual";
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+      return "cpu";
+    default:
+      return "other";
   }
 }
 
@@ -154,8 +168,8 @@ std::string kernel_build_hash() {
 DeviceInfo describe(VkPhysicalDevice physical, std::size_t index) {
   VkPhysicalDeviceProperties basic;
   vkGetPhysicalDeviceProperties(physical, &basic);
-  const bool has_driver_properties = basic.apiVersion >= VK_API_VERSION_1_2 ||
-                                     has_extension(physical, VK_KHR_DRIVER_PROPERTIES_EXTENSION_NAME);
+  const bool has_driver_properties =
+      basic.apiVersion >= VK_API_VERSION_1_2 || has_extension(physical, VK_KHR_DRIVER_PROPERTIES_EXTENSION_NAME);
   const bool has_pci = has_extension(physical, VK_EXT_PCI_BUS_INFO_EXTENSION_NAME);
 
   VkPhysicalDeviceIDProperties id{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
@@ -212,7 +226,9 @@ struct Scratch {
 class VulkanComputeDevice final : public ComputeDevice {
  public:
   VulkanComputeDevice(std::shared_ptr<Instance> instance, VkPhysicalDevice physical, DeviceInfo info)
-      : instance_(std::move(instance)), device_(std::make_unique<Device>(physical)), info_(std::move(info)),
+      : instance_(std::move(instance)),
+        device_(std::make_unique<Device>(physical)),
+        info_(std::move(info)),
         has_budget_(has_extension(physical, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
     VkPhysicalDeviceProperties basic;
     vkGetPhysicalDeviceProperties(physical, &basic);
@@ -278,11 +294,15 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      GemmParams params{s.m, s.n, s.k, dtype_code(launch.dtype), launch.inject.enabled ? 1u : 0u,
-                        static_cast<std::uint32_t>(launch.inject.element), launch.inject.xor_mask};
+      GemmParams params{s.m,
+                        s.n,
+                        s.k,
+                        dtype_code(launch.dtype),
+                        launch.inject.enabled ? 1u : 0u,
+                        static_cast<std::uint32_t>(launch.inject.element),
+                        launch.inject.xor_mask};
       const Buffer* bindings[] = {&a, &b, &c};
-      sequence.dispatch(gemm_.get(*device_), bindings, &params,
-                        {(s.n + 15) / 16, (s.m + 15) / 16, 1});
+      sequence.dispatch(gemm_.get(*device_), bindings, &params, {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
       KernelRun run = read_output(sequence, c, host, "vulkan.gemm.tiled16", t0, t1, t2);
       run.accumulation_unit_roundoff = unit_roundoff();
@@ -308,13 +328,17 @@ class VulkanComputeDevice final : public ComputeDevice {
       record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
-      AttentionParams params{s.seq_len, s.heads, s.head_dim, dtype_code(launch.dtype), s.causal ? 1u : 0u,
+      AttentionParams params{s.seq_len,
+                             s.heads,
+                             s.head_dim,
+                             dtype_code(launch.dtype),
+                             s.causal ? 1u : 0u,
                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
-                             launch.inject.enabled ? 1u : 0u, static_cast<std::uint32_t>(launch.inject.element),
+                             launch.inject.enabled ? 1u : 0u,
+                             static_cast<std::uint32_t>(launch.inject.element),
                              launch.inject.xor_mask};
       const Buffer* bindings[] = {&q, &k, &v, &o};
-      sequence.dispatch(attention_.get(*device_), bindings, &params,
-                        {s.seq_len, s.heads, 1});
+      sequence.dispatch(attention_.get(*device_), bindings, &params, {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
       KernelRun run = read_output(sequence, o, host, "vulkan.attention.rowwise", t0, t1, t2);
       run.accumulation_unit_roundoff = unit_roundoff();
@@ -333,14 +357,16 @@ class VulkanComputeDevice final : public ComputeDevice {
       // Hold every chunk at once so the region really spans `bytes` of distinct memory.
       std::vector<Buffer*> chunks;
       for (std::uint64_t offset = 0; offset < launch.bytes; offset += max_chunk_bytes_) {
-        chunks.push_back(&add_buffer(scratch, std::min(max_chunk_bytes_, launch.bytes - offset), BufferKind::device_local));
+        chunks.push_back(
+            &add_buffer(scratch, std::min(max_chunk_bytes_, launch.bytes - offset), BufferKind::device_local));
       }
       Buffer& errors = add_buffer(scratch, k_error_buffer_bytes, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, k_error_buffer_bytes, BufferKind::readback);
       std::uint64_t first_word = 0;
       for (Buffer* chunk : chunks) {
         const std::uint64_t words = chunk->bytes() / 4;
-        scratch.sequence = std::make_unique<Sequence>(*device_, 4 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
+        scratch.sequence =
+            std::make_unique<Sequence>(*device_, 4 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
         Sequence& sequence = *scratch.sequence;
         sequence.fill_zero(errors);
         sequence.barrier();
@@ -362,8 +388,8 @@ class VulkanComputeDevice final : public ComputeDevice {
 
   Expected<RetentionRun> check_retention(std::uint64_t bytes, std::uint64_t seed) override {
     if (bytes < 4 || bytes % 4 != 0 || bytes > max_chunk_bytes_) {
-      return Error{ErrorKind::invalid_argument, "retention block must be a multiple of 4 bytes up to " +
-                                                    std::to_string(max_chunk_bytes_)};
+      return Error{ErrorKind::invalid_argument,
+                   "retention block must be a multiple of 4 bytes up to " + std::to_string(max_chunk_bytes_)};
     }
     return guarded([&](Scratch& scratch) {
       RetentionRun run;
@@ -380,11 +406,10 @@ class VulkanComputeDevice final : public ComputeDevice {
       sequence.fill_zero(errors);
       sequence.barrier();
       const std::uint32_t op = fresh ? op_write : op_verify;
-      MemoryParams params = memory_params(seed, 0, bytes / 4, op, MemoryPattern::random, gen::stream_memory_retention, 0,
-                                          false, {}, 16);
+      MemoryParams params =
+          memory_params(seed, 0, bytes / 4, op, MemoryPattern::random, gen::stream_memory_retention, 0, false, {}, 16);
       const Buffer* bindings[] = {retention_.get(), &errors, retention_.get()};
-      sequence.dispatch(memory_pipeline(op, MemoryPattern::random), bindings,
-                        &params, memory_groups(bytes / 4));
+      sequence.dispatch(memory_pipeline(op, MemoryPattern::random), bindings, &params, memory_groups(bytes / 4));
       sequence.barrier();
       sequence.copy(errors, host);
       sequence.submit_and_wait(timeout_seconds_);
@@ -427,10 +452,23 @@ class VulkanComputeDevice final : public ComputeDevice {
                     std::uint32_t res, std::uint32_t stream, float scale, std::uint32_t activation,
                     std::uint64_t invocations, bool is_checkpoint) {
         const bool inject = launch.inject.enabled && is_checkpoint && launch.inject.layer == checkpoint;
-        CanaryParams params{code, T, k, n, src, dst, res,
-                            static_cast<std::uint32_t>(launch.seed), static_cast<std::uint32_t>(launch.seed >> 32),
-                            stream, canary::k_token_stream, scale, activation, s.heads, s.vocab,
-                            inject ? 1u : 0u, inject ? static_cast<std::uint32_t>(launch.inject.element) : 0u,
+        CanaryParams params{code,
+                            T,
+                            k,
+                            n,
+                            src,
+                            dst,
+                            res,
+                            static_cast<std::uint32_t>(launch.seed),
+                            static_cast<std::uint32_t>(launch.seed >> 32),
+                            stream,
+                            canary::k_token_stream,
+                            scale,
+                            activation,
+                            s.heads,
+                            s.vocab,
+                            inject ? 1u : 0u,
+                            inject ? static_cast<std::uint32_t>(launch.inject.element) : 0u,
                             launch.inject.xor_mask};
         sequence.dispatch(kernel, bindings, &params, groups_1d(invocations, 64));
         sequence.barrier();
@@ -450,8 +488,8 @@ class VulkanComputeDevice final : public ComputeDevice {
         op(rmsnorm, D, D, after_attention, h, none, 0, 1.0f, 0, T, false);
         op(matmul, D, s.ffn, h, mlp, none, canary::block_stream(b, 2), canary::weight_scale(D), 1, T * s.ffn, false);
         x = offset[2 + 2 * b];
-        op(matmul, s.ffn, D, mlp, x, after_attention, canary::block_stream(b, 3), canary::weight_scale(s.ffn), 0,
-           T * D, true);
+        op(matmul, s.ffn, D, mlp, x, after_attention, canary::block_stream(b, 3), canary::weight_scale(s.ffn), 0, T * D,
+           true);
       }
       op(rmsnorm, D, D, x, h, none, 0, 1.0f, 0, T, false);
       op(matmul, D, s.vocab, h, offset.back(), none, canary::output_stream(s.layers), canary::weight_scale(D), 0,
@@ -507,9 +545,8 @@ class VulkanComputeDevice final : public ComputeDevice {
     const GemmShape& s = launch.shape;
     const std::string kernel = "gemm";
     const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
-    const BufferNeed buffers[] = {{"A", a, words_for(a, launch.dtype) * 4},
-                                  {"B", b, words_for(b, launch.dtype) * 4},
-                                  {"C", c, c * 4}};
+    const BufferNeed buffers[] = {
+        {"A", a, words_for(a, launch.dtype) * 4}, {"B", b, words_for(b, launch.dtype) * 4}, {"C", c, c * 4}};
     TRY(check_buffers(limits_, kernel, buffers, c * 4));
     TRY(check_groups(limits_, kernel, {(std::uint64_t{s.n} + 15) / 16, (std::uint64_t{s.m} + 15) / 16, 1}));
     TRY(check_groups(limits_, "gemm fill", groups_of(groups_1d(words_for(std::max(a, b), launch.dtype), 256))));
@@ -603,44 +640,54 @@ class VulkanComputeDevice final : public ComputeDevice {
 
   static Groups memory_groups(std::uint64_t words) {
     Groups groups = groups_1d((words + 3) / 4, 256);
-    groups.x = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{groups.x} * groups.y, k_memory_max_groups));
+    groups.x =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{groups.x} * groups.y, k_memory_max_groups));
     groups.y = 1;
     return groups;
   }
 
-  void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream,
-                   std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
+  void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream, std::uint64_t first,
+                   std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
     const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
-                      stream, mode, dtype_code(dtype), radius, static_cast<std::uint32_t>(elements),
+                      stream,
+                      mode,
+                      dtype_code(dtype),
+                      radius,
+                      static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
     const Buffer* bindings[] = {&out};
     sequence.dispatch(fill_.get(*device_), bindings, &params, groups_1d(words, 256));
   }
 
-  static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words,
-                                    std::uint32_t op, MemoryPattern pattern, std::uint32_t stream,
-                                    std::uint32_t invert, bool inject_here, const Injection& inject,
-                                    std::uint32_t max_records) {
+  static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words, std::uint32_t op,
+                                    MemoryPattern pattern, std::uint32_t stream, std::uint32_t invert, bool inject_here,
+                                    const Injection& inject, std::uint32_t max_records) {
     const bool walking = pattern == MemoryPattern::walking_ones || pattern == MemoryPattern::walking_zeros;
     const std::uint32_t complement = pattern == MemoryPattern::walking_zeros ? 1u : 0u;  // zeros: ones inverted
     return MemoryParams{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                         {static_cast<std::uint32_t>(first_word), static_cast<std::uint32_t>(first_word >> 32)},
-                        static_cast<std::uint32_t>(words), stream, walking ? 1u : 0u,
-                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u, invert ^ complement,
+                        static_cast<std::uint32_t>(words),
+                        stream,
+                        walking ? 1u : 0u,
+                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u,
+                        invert ^ complement,
                         op == op_verify_then_write_inverse ? 1u : 0u,
-                        std::min(max_records, k_max_records), inject_here ? 1u : 0u,
+                        std::min(max_records, k_max_records),
+                        inject_here ? 1u : 0u,
                         inject_here ? static_cast<std::uint32_t>(inject.element - first_word) : 0u,
-                        inject.xor_mask, inject.transient ? 1u : 0u, static_cast<std::uint32_t>(pattern)};
+                        inject.xor_mask,
+                        inject.transient ? 1u : 0u,
+                        static_cast<std::uint32_t>(pattern)};
   }
 
   // Records the passes of one pattern over one chunk; returns the bytes they read plus write.
   std::uint64_t record_memory_pattern(Sequence& sequence, const Buffer& chunk, const Buffer& errors,
                                       const MemoryLaunch& launch, MemoryPattern pattern, std::uint64_t first_word,
                                       std::uint64_t words) {
-    const bool inject_here = launch.inject.enabled && launch.inject.element >= first_word &&
-                             launch.inject.element < first_word + words;
+    const bool inject_here =
+        launch.inject.enabled && launch.inject.element >= first_word && launch.inject.element < first_word + words;
     const Buffer* bindings[] = {&chunk, &errors, &chunk};
     const Groups groups = memory_groups(words);
     const std::uint32_t stream = gen::stream_memory_random;
@@ -661,8 +708,8 @@ class VulkanComputeDevice final : public ComputeDevice {
     return words * 24;
   }
 
-  static void collect_errors(std::span<const std::uint32_t> words, std::uint64_t first_word,
-                             std::uint32_t max_reported, MemoryRun& run) {
+  static void collect_errors(std::span<const std::uint32_t> words, std::uint64_t first_word, std::uint32_t max_reported,
+                             MemoryRun& run) {
     run.bad_words += words[0];
     for (int bit = 0; bit < 32; ++bit) run.bit_histogram[bit] += words[1 + bit];
     const std::uint32_t records = std::min({words[33], k_max_records, max_reported});

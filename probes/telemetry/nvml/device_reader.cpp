@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <string>
 
-#include "probes/telemetry/nvml/session.hpp"
 #include "probes/telemetry/join.hpp"
+#include "probes/telemetry/nvml/session.hpp"
 
 namespace substrate::nvml {
 
@@ -14,7 +14,8 @@ struct Named {
   const char* name;
 };
 
-constexpr Named kEccKinds[] = {{api::kMemoryErrorCorrected, "corrected"}, {api::kMemoryErrorUncorrected, "uncorrected"}};
+constexpr Named kEccKinds[] = {{api::kMemoryErrorCorrected, "corrected"},
+                               {api::kMemoryErrorUncorrected, "uncorrected"}};
 constexpr Named kEccScopes[] = {{api::kVolatileEcc, "volatile"}, {api::kAggregateEcc, "aggregate"}};
 constexpr Named kEccLocations[] = {{api::kLocationL1Cache, "l1"},
                                    {api::kLocationL2Cache, "l2"},
@@ -97,14 +98,22 @@ std::string pci_bus_id(const api::PciInfo& pci) {
 
 double field_as_double(const api::FieldValue& field) {
   switch (field.value_type) {
-    case api::kValueDouble: return field.value.d;
-    case api::kValueUnsignedInt: return field.value.ui;
-    case api::kValueUnsignedLong: return static_cast<double>(field.value.ul);
-    case api::kValueUnsignedLongLong: return static_cast<double>(field.value.ull);
-    case api::kValueSignedLongLong: return static_cast<double>(field.value.sll);
-    case api::kValueSignedInt: return field.value.si;
-    case api::kValueUnsignedShort: return field.value.us;
-    default: return field.value.ui;
+    case api::kValueDouble:
+      return field.value.d;
+    case api::kValueUnsignedInt:
+      return field.value.ui;
+    case api::kValueUnsignedLong:
+      return static_cast<double>(field.value.ul);
+    case api::kValueUnsignedLongLong:
+      return static_cast<double>(field.value.ull);
+    case api::kValueSignedLongLong:
+      return static_cast<double>(field.value.sll);
+    case api::kValueSignedInt:
+      return field.value.si;
+    case api::kValueUnsignedShort:
+      return field.value.us;
+    default:
+      return field.value.ui;
   }
 }
 
@@ -126,7 +135,8 @@ void read_memory_errors(const Api& a, api::Device handle, Checker& check, teleme
     for (const Named& scope : kEccScopes) {
       unsigned long long count = 0;
       if (a.device_get_total_ecc_errors &&
-          check.ok(a.device_get_total_ecc_errors(handle, kind.value, scope.value, &count), "nvmlDeviceGetTotalEccErrors")) {
+          check.ok(a.device_get_total_ecc_errors(handle, kind.value, scope.value, &count),
+                   "nvmlDeviceGetTotalEccErrors")) {
         r.ecc.push_back({kind.name, scope.name, "total", count});
       }
       for (const Named& location : kEccLocations) {
@@ -143,7 +153,8 @@ void read_memory_errors(const Api& a, api::Device handle, Checker& check, teleme
       // A zero-sized query returns the page count, as SUCCESS or INSUFFICIENT_SIZE.
       unsigned int pages = 0;
       const api::Return rc = a.device_get_retired_pages(handle, cause.value, &pages, nullptr);
-      if (rc == api::kErrorInsufficientSize || check.ok(rc, "nvmlDeviceGetRetiredPages")) r.retired_pages[cause.name] = pages;
+      if (rc == api::kErrorInsufficientSize || check.ok(rc, "nvmlDeviceGetRetiredPages"))
+        r.retired_pages[cause.name] = pages;
     }
   }
   int pending = 0;
@@ -185,7 +196,8 @@ void read_thermal(const Api& a, api::Device handle, Checker& check, telemetry::R
   for (const Threshold& threshold : kThresholds) {
     unsigned int celsius = 0;
     if (a.device_get_temperature_threshold &&
-        check.ok(a.device_get_temperature_threshold(handle, threshold.type, &celsius), "nvmlDeviceGetTemperatureThreshold")) {
+        check.ok(a.device_get_temperature_threshold(handle, threshold.type, &celsius),
+                 "nvmlDeviceGetTemperatureThreshold")) {
       r.temperature_thresholds.push_back({threshold.sensor, threshold.threshold, static_cast<double>(celsius)});
     }
   }
@@ -214,7 +226,8 @@ void read_activity(const Api& a, api::Device handle, Checker& check, telemetry::
   }
   for (const Named& clock : kClocks) {
     unsigned int mhz = 0;
-    if (a.device_get_clock_info && check.ok(a.device_get_clock_info(handle, clock.value, &mhz), "nvmlDeviceGetClockInfo")) {
+    if (a.device_get_clock_info &&
+        check.ok(a.device_get_clock_info(handle, clock.value, &mhz), "nvmlDeviceGetClockInfo")) {
       r.clock_hertz[clock.name] = mhz * 1e6;
     }
   }
@@ -241,7 +254,8 @@ void read_nvlink(const Api& a, api::Device handle, Checker& check, telemetry::Re
     if (!check.ok(rc, "nvmlDeviceGetNvLinkState") || state != api::kEnableStateEnabled) continue;
     for (const Named& counter : kNvLinkCounters) {
       unsigned long long count = 0;
-      if (check.ok(a.device_get_nvlink_error_counter(handle, link, counter.value, &count), "nvmlDeviceGetNvLinkErrorCounter")) {
+      if (check.ok(a.device_get_nvlink_error_counter(handle, link, counter.value, &count),
+                   "nvmlDeviceGetNvLinkErrorCounter")) {
         r.nvlink_errors.push_back({link, counter.name, count});
       }
     }

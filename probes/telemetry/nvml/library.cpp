@@ -50,8 +50,7 @@ Library::Library(void* handle, std::string path) : handle_(handle), path_(std::m
   a.device_get_power_usage = resolve<api::DeviceGetUnsignedFn>(handle, {"nvmlDeviceGetPowerUsage"});
   a.device_get_enforced_power_limit = resolve<api::DeviceGetUnsignedFn>(handle, {"nvmlDeviceGetEnforcedPowerLimit"});
   a.device_get_clock_info = resolve<api::DeviceGetClockInfoFn>(handle, {"nvmlDeviceGetClockInfo"});
-  a.device_get_utilization_rates =
-      resolve<api::DeviceGetUtilizationRatesFn>(handle, {"nvmlDeviceGetUtilizationRates"});
+  a.device_get_utilization_rates = resolve<api::DeviceGetUtilizationRatesFn>(handle, {"nvmlDeviceGetUtilizationRates"});
   a.device_get_pcie_replay_counter = resolve<api::DeviceGetUnsignedFn>(handle, {"nvmlDeviceGetPcieReplayCounter"});
   a.device_get_nvlink_state = resolve<api::DeviceGetNvLinkStateFn>(handle, {"nvmlDeviceGetNvLinkState"});
   a.device_get_nvlink_error_counter =
@@ -89,26 +88,46 @@ std::string Library::describe(api::Return code) const {
 
 const char* error_cause(api::Return code) {
   switch (code) {
-    case api::kErrorUninitialized: return "uninitialized";
-    case api::kErrorInvalidArgument: return "invalid_argument";
-    case api::kErrorNoPermission: return "no_permission";
-    case api::kErrorNotFound: return "not_found";
-    case api::kErrorInsufficientSize: return "insufficient_size";
-    case api::kErrorInsufficientPower: return "insufficient_power";
-    case api::kErrorDriverNotLoaded: return "driver_not_loaded";
-    case api::kErrorTimeout: return "timeout";
-    case api::kErrorIrqIssue: return "irq_issue";
-    case api::kErrorLibraryNotFound: return "library_not_found";
-    case api::kErrorCorruptedInforom: return "corrupted_inforom";
-    case api::kErrorGpuIsLost: return "gpu_is_lost";
-    case api::kErrorResetRequired: return "reset_required";
-    case api::kErrorOperatingSystem: return "operating_system";
-    case api::kErrorLibRmVersionMismatch: return "lib_rm_version_mismatch";
-    case api::kErrorInUse: return "in_use";
-    case api::kErrorMemory: return "memory";
-    case api::kErrorNoData: return "no_data";
-    case api::kErrorUnknown: return "unknown";
-    default: return "other";
+    case api::kErrorUninitialized:
+      return "uninitialized";
+    case api::kErrorInvalidArgument:
+      return "invalid_argument";
+    case api::kErrorNoPermission:
+      return "no_permission";
+    case api::kErrorNotFound:
+      return "not_found";
+    case api::kErrorInsufficientSize:
+      return "insufficient_size";
+    case api::kErrorInsufficientPower:
+      return "insufficient_power";
+    case api::kErrorDriverNotLoaded:
+      return "driver_not_loaded";
+    case api::kErrorTimeout:
+      return "timeout";
+    case api::kErrorIrqIssue:
+      return "irq_issue";
+    case api::kErrorLibraryNotFound:
+      return "library_not_found";
+    case api::kErrorCorruptedInforom:
+      return "corrupted_inforom";
+    case api::kErrorGpuIsLost:
+      return "gpu_is_lost";
+    case api::kErrorResetRequired:
+      return "reset_required";
+    case api::kErrorOperatingSystem:
+      return "operating_system";
+    case api::kErrorLibRmVersionMismatch:
+      return "lib_rm_version_mismatch";
+    case api::kErrorInUse:
+      return "in_use";
+    case api::kErrorMemory:
+      return "memory";
+    case api::kErrorNoData:
+      return "no_data";
+    case api::kErrorUnknown:
+      return "unknown";
+    default:
+      return "other";
   }
 }
 

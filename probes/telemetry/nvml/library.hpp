@@ -17,12 +17,12 @@ inline constexpr const char* kDefaultLibrary = "libnvidia-ml.so.1";
 // Resolved entry points. The first four are required; any other may be null when this driver
 // predates it, and callers treat a null entry as "not supported".
 struct Api {
-  api::InitFn init = nullptr;                    // nvmlInit_v2, nvmlInit
+  api::InitFn init = nullptr;  // nvmlInit_v2, nvmlInit
   api::ShutdownFn shutdown = nullptr;
-  api::DeviceGetCountFn device_get_count = nullptr;            // _v2, plain
+  api::DeviceGetCountFn device_get_count = nullptr;                    // _v2, plain
   api::DeviceGetHandleByIndexFn device_get_handle_by_index = nullptr;  // _v2, plain
   api::ErrorStringFn error_string = nullptr;
-  api::DeviceGetPciInfoFn device_get_pci_info = nullptr;       // _v3, _v2, plain
+  api::DeviceGetPciInfoFn device_get_pci_info = nullptr;  // _v3, _v2, plain
   api::DeviceGetStringFn device_get_uuid = nullptr;
   api::DeviceGetStringFn device_get_name = nullptr;
   api::DeviceGetTotalEccErrorsFn device_get_total_ecc_errors = nullptr;

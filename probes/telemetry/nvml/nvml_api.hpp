@@ -190,8 +190,7 @@ using DeviceGetTotalEccErrorsFn = Return (*)(Device, int, int, unsigned long lon
 using DeviceGetMemoryErrorCounterFn = Return (*)(Device, int, int, int, unsigned long long*);
 using DeviceGetRetiredPagesFn = Return (*)(Device, int, unsigned int*, unsigned long long*);
 using DeviceGetEnableStateFn = Return (*)(Device, int*);  // retired pages pending, NvLink state
-using DeviceGetRemappedRowsFn = Return (*)(Device, unsigned int*, unsigned int*, unsigned int*,
-                                           unsigned int*);
+using DeviceGetRemappedRowsFn = Return (*)(Device, unsigned int*, unsigned int*, unsigned int*, unsigned int*);
 using DeviceGetTemperatureVFn = Return (*)(Device, TemperatureV1*);
 using DeviceGetTemperatureFn = Return (*)(Device, int, unsigned int*);
 using DeviceGetTemperatureThresholdFn = Return (*)(Device, int, unsigned int*);

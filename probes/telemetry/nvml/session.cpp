@@ -8,7 +8,8 @@ Expected<std::unique_ptr<Session>> Session::open(std::chrono::milliseconds xid_w
   TRY_ASSIGN(auto library, Library::open());
   const Api& a = library->api();
   if (const api::Return rc = a.init(); rc != api::kSuccess) {
-    return Error{ErrorKind::device_error, std::string("NVML init failed (") + error_cause(rc) + "): " + library->describe(rc)};
+    return Error{ErrorKind::device_error,
+                 std::string("NVML init failed (") + error_cause(rc) + "): " + library->describe(rc)};
   }
   std::vector<telemetry::ReadError> open_errors;
   std::vector<api::Device> devices;
@@ -27,7 +28,8 @@ Expected<std::unique_ptr<Session>> Session::open(std::chrono::milliseconds xid_w
     }
     devices.push_back(device);
   }
-  return std::unique_ptr<Session>(new Session(std::move(library), std::move(devices), std::move(open_errors), xid_wait));
+  return std::unique_ptr<Session>(
+      new Session(std::move(library), std::move(devices), std::move(open_errors), xid_wait));
 }
 
 Session::Session(std::shared_ptr<const Library> library, std::vector<api::Device> devices,

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "common/expected.hpp"
+#include "probes/telemetry/model.hpp"
 #include "probes/telemetry/nvml/library.hpp"
 #include "probes/telemetry/nvml/xid_watcher.hpp"
-#include "probes/telemetry/model.hpp"
 
 namespace substrate::nvml {
 

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "probes/telemetry/nvml/library.hpp"
 #include "probes/telemetry/model.hpp"
+#include "probes/telemetry/nvml/library.hpp"
 
 namespace substrate::nvml {
 
@@ -21,8 +21,7 @@ class XidWatcher {
   // and may hold null handles, which are skipped. A device that does not support
   // XID events is skipped silently; other failures are returned by take_errors(). The thread waits
   // at most `wait` per call, which bounds how long destruction takes.
-  XidWatcher(std::shared_ptr<const Library> library, std::vector<api::Device> devices,
-             std::chrono::milliseconds wait);
+  XidWatcher(std::shared_ptr<const Library> library, std::vector<api::Device> devices, std::chrono::milliseconds wait);
   ~XidWatcher();  // stops and joins the thread, then frees the event set
   XidWatcher(const XidWatcher&) = delete;
   XidWatcher& operator=(const XidWatcher&) = delete;

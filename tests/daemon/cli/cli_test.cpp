@@ -33,7 +33,8 @@ TEST_CASE("cli: an injected fault exits 1 and names element and bit as a drill",
 }
 
 TEST_CASE("cli: --json carries spec, seed, drill flag and mismatch evidence", "[e2e]") {
-  auto run = run_substrated("probe --kernel gemm --mode exact --dtype f16 --size 8 --seed 3 --inject bit=2,element=9 --json");
+  auto run =
+      run_substrated("probe --kernel gemm --mode exact --dtype f16 --size 8 --seed 3 --inject bit=2,element=9 --json");
   REQUIRE(run.exit_code == 1);
   const auto doc = nlohmann::json::parse(run.output);
   const auto& result = doc.at("results").at(0);
@@ -85,8 +86,8 @@ TEST_CASE("cli: devices lists lavapipe with its identity", "[e2e]") {
 }
 
 TEST_CASE("cli: devices joins telemetry from a sysfs root and says NVML is absent", "[e2e]") {
-  auto run = run_substrated(std::string("devices --json --path.sysfs ") + SUBSTRATE_SOURCE_DIR +
-                            "/tests/fixtures/sysfs");
+  auto run =
+      run_substrated(std::string("devices --json --path.sysfs ") + SUBSTRATE_SOURCE_DIR + "/tests/fixtures/sysfs");
   REQUIRE(run.exit_code == 0);
   // The fixture's malformed values are logged on stderr (merged here) before the JSON document.
   const auto start = run.output.find("\n{");
@@ -149,7 +150,8 @@ TEST_CASE("cli: repeated options behave as before: kernels add up, the last valu
   auto run = run_substrated("probe --local --kernel gemm --kernel memory --size 16 --seed 2 --seed 6 --json");
   CHECK(run.exit_code == 2);  // --size still needs exactly one kernel: both were taken
   CHECK_THAT(run.output, Catch::Contains("--size needs exactly one --kernel"));
-  auto seeds = run_substrated("probe --local --kernel gemm --size 16 --mode exact --dtype f32 --seed 2 --seed=6 --json");
+  auto seeds =
+      run_substrated("probe --local --kernel gemm --size 16 --mode exact --dtype f32 --seed 2 --seed=6 --json");
   INFO(seeds.output);
   REQUIRE(seeds.exit_code == 0);
   const auto results = nlohmann::json::parse(seeds.output).at("results");
@@ -177,9 +179,10 @@ TEST_CASE("cli: every command's --help lists each option it accepts", "[e2e]") {
     std::vector<const char*> options;
   };
   const std::vector<Help> helps = {
-      {"probe", {"--device SEL", "--kernel ID", "--mode M", "--dtype T", "--size SIZE", "--seed N", "--inject SPEC",
-                 "--timeout S", "--json", "--list", "--local", "--dump DIR", "--replay FILE", "--no-inject",
-                 "--socket PATH", "--npd", "--help", "exit: 0"}},
+      {"probe",
+       {"--device SEL", "--kernel ID", "--mode M", "--dtype T", "--size SIZE", "--seed N", "--inject SPEC",
+        "--timeout S", "--json", "--list", "--local", "--dump DIR", "--replay FILE", "--no-inject", "--socket PATH",
+        "--npd", "--help", "exit: 0"}},
       {"devices", {"--json", "--path.sysfs DIR", "--help"}},
       {"serve", {"--config FILE", "78", "SIGHUP", "--help"}},
       {"status", {"--socket PATH", "--json", "--help"}},
@@ -246,16 +249,18 @@ substrate::testing::CommandOutput npd_against(const nlohmann::json& status) {
 TEST_CASE("cli: probe --npd says in one line what is wrong with a malformed reply", "[e2e]") {
   auto run = npd_against({{"devices", {{{"device", {{"id", "vulkan0"}}}, {"health", "failed"}}}}});
   CHECK(run.exit_code == 2);
-  CHECK(run.output.find("malformed status reply from the daemon: device 0 has no 'reasons' list\n") != std::string::npos);
-  CHECK(run.output.find("json") == std::string::npos);  // no library exception text
+  CHECK(run.output.find("malformed status reply from the daemon: device 0 has no 'reasons' list\n") !=
+        std::string::npos);
+  CHECK(run.output.find("json") == std::string::npos);                 // no library exception text
   CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 2);  // one line each on stderr and stdout
 }
 
 TEST_CASE("cli: probe --npd keeps the newest reason when it shortens its message", "[e2e]") {
-  auto run = npd_against({{"devices",
-                           {{{"device", {{"id", "vulkan0"}}},
-                             {"health", "failed"},
-                             {"reasons", {"slowdown: " + std::string(200, 'o'), "telemetry: XID 48 (double-bit ECC error)"}}}}}});
+  auto run = npd_against(
+      {{"devices",
+        {{{"device", {{"id", "vulkan0"}}},
+          {"health", "failed"},
+          {"reasons", {"slowdown: " + std::string(200, 'o'), "telemetry: XID 48 (double-bit ECC error)"}}}}}});
   CHECK(run.exit_code == 1);
   CHECK(run.output == "vulkan0 failed: telemetry: XID 48 (double-bit ECC error)\n");
 }
@@ -302,9 +307,10 @@ TEST_CASE("cli: shapes past lavapipe's limits are refused, not run wrongly (issu
 }
 
 TEST_CASE("cli: random mode refuses shapes whose bound hides sign flips (issue 18, findings 1 and 3)", "[e2e]") {
-  expect_refused("probe --local --kernel gemm --mode random --dtype f32 --size 4x4x131072 --seed 1 "
-                 "--inject bit=31,element=0",
-                 "--mode exact");
+  expect_refused(
+      "probe --local --kernel gemm --mode random --dtype f32 --size 4x4x131072 --seed 1 "
+      "--inject bit=31,element=0",
+      "--mode exact");
   // lavapipe cannot run it at all (loop limit); a device that can is refused by the guarantee.
   auto wide = run_substrated("probe --local --kernel attention --dtype f32 --size 2x1x63488 --seed 1");
   INFO(wide.output);

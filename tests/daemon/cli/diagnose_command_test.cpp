@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -90,8 +90,10 @@ TEST_CASE("replay: a stored result re-runs exactly and reproduces its fingerprin
 
 TEST_CASE("replay: injection replays with the result, --no-inject drops it", "[e2e]") {
   const fs::path root = fresh_dir("replay-drill");
-  auto drill = run_substrated("probe --local --kernel gemm --mode exact --size 16 --dtype f32 --seed 2 "
-                              "--inject bit=27,row=1,col=2 --dump " + root.string());
+  auto drill = run_substrated(
+      "probe --local --kernel gemm --mode exact --size 16 --dtype f32 --seed 2 "
+      "--inject bit=27,row=1,col=2 --dump " +
+      root.string());
   INFO(drill.output);
   REQUIRE(drill.exit_code == 1);
   const auto results = results_under(root);

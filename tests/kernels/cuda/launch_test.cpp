@@ -135,7 +135,8 @@ TEST_CASE("cuda: memory patterns follow the definitions", "[cuda]") {
   CHECK(ck::pattern_word(ck::pattern_walking_zeros, 0, 1, 5) == ~(1u << 5));
   CHECK(ck::pattern_word(ck::pattern_own_address, 0, 1, 0x123456789ull) == (0x23456789u ^ 0x1u));
   CHECK(ck::pattern_word(ck::pattern_random, 0, 9, 77) == gen::random_bits(9, gen::stream_memory_random, 77));
-  CHECK(ck::pattern_word(ck::pattern_moving_inversions, 0, 9, 77) == gen::random_bits(9, gen::stream_memory_random, 77));
+  CHECK(ck::pattern_word(ck::pattern_moving_inversions, 0, 9, 77) ==
+        gen::random_bits(9, gen::stream_memory_random, 77));
   CHECK(ck::pattern_word(ck::pattern_retention, 0, 9, 77) == gen::random_bits(9, gen::stream_memory_retention, 77));
   CHECK(ck::walking_pass(33) == 1);
   CHECK(ck::memory_bytes_moved_per_word(ck::pattern_moving_inversions) == 24);

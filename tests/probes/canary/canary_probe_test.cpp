@@ -1,17 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <filesystem>
 #include <sstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/golden/canary_golden.hpp"
 #include "daemon/probe_command.hpp"
-#include "probes/diagnosis/compare.hpp"
-#include "probes/diagnosis/dump.hpp"
+#include "kernels/golden/canary_golden.hpp"
 #include "probes/core/probe_result.hpp"
 #include "probes/core/registry.hpp"
+#include "probes/diagnosis/compare.hpp"
+#include "probes/diagnosis/dump.hpp"
 #include "tests/support/run_command.hpp"
 #include "tests/support/test_device.hpp"
 

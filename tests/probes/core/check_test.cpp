@@ -68,16 +68,16 @@ TEST_CASE("check: in random mode the significant xor drops the bits a deviation 
   CHECK(outcome.flipped_bits[20] == 1);
   CHECK(outcome.flipped_bits[1] == 0);
 
-  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 0.0) == 0xFFFFFFFFu);           // exact mode keeps all
-  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 4.0) == 0xFF800000u);           // sign and exponent remain
-  CHECK(significant_bits(1u << 4, 1.0, 1e-6) == (1u << 4));                 // 2^-19 > 1e-6
-  CHECK(significant_bits(1u << 3, 1.0, 1e-6) == 0);                         // 2^-20 < 1e-6
-  CHECK(significant_bits(1u << 3, 1024.0, 1e-6) == (1u << 3));              // 2^-10 at 1024
+  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 0.0) == 0xFFFFFFFFu);  // exact mode keeps all
+  CHECK(significant_bits(0xFFFFFFFFu, 1.0, 4.0) == 0xFF800000u);  // sign and exponent remain
+  CHECK(significant_bits(1u << 4, 1.0, 1e-6) == (1u << 4));       // 2^-19 > 1e-6
+  CHECK(significant_bits(1u << 3, 1.0, 1e-6) == 0);               // 2^-20 < 1e-6
+  CHECK(significant_bits(1u << 3, 1024.0, 1e-6) == (1u << 3));    // 2^-10 at 1024
 }
 
 TEST_CASE("check: the guaranteed bit holds for every healthy value within the bound (issue 18)", "[unit]") {
-  CHECK(guaranteed_bit(0.0, 0.0) == 0);  // exact: every flip changes the word
-  CHECK(guaranteed_bit(1e-3, 1e-3) == 32);  // a value within its bound of zero: nothing guaranteed
+  CHECK(guaranteed_bit(0.0, 0.0) == 0);       // exact: every flip changes the word
+  CHECK(guaranteed_bit(1e-3, 1e-3) == 32);    // a value within its bound of zero: nothing guaranteed
   CHECK(guaranteed_bit(2.5e-3, 1e-3) == 31);  // sign only
   CHECK(guaranteed_bit(1.0, 0x1p-20) <= 23);
   // Property: for golden g and bound B, take healthy values x (fp32, |x - g| <= B) at both ends of
@@ -91,8 +91,9 @@ TEST_CASE("check: the guaranteed bit holds for every healthy value within the bo
   };
   int checked_pairs = 0;
   for (int trial = 0; trial < 4000; ++trial) {
-    const double g = std::ldexp(static_cast<double>(next() % 1000000) / 1e6 + 0.001, static_cast<int>(next() % 20) - 10) *
-                     ((next() & 1) ? -1.0 : 1.0);
+    const double g =
+        std::ldexp(static_cast<double>(next() % 1000000) / 1e6 + 0.001, static_cast<int>(next() % 20) - 10) *
+        ((next() & 1) ? -1.0 : 1.0);
     const double bound = std::fabs(g) * std::ldexp(1.0, -static_cast<int>(next() % 26));
     const int bit = guaranteed_bit(g, bound);
     if (bit > 31) continue;
@@ -118,8 +119,8 @@ TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee b
   std::vector<std::uint32_t> device{bits_of(1.0f), bits_of(-2.0f), bits_of(0.0f), bits_of(3.0f)};
   const CheckOutcome bounded = check_bounded(device, golden, bound, 2);
   CHECK(bounded.guaranteed_elements == 3);  // 1e-9 is within its bound of zero
-  CHECK(bounded.guaranteed_bit == std::max({guaranteed_bit(1.0, 1e-6), guaranteed_bit(-2.0, 1e-6),
-                                            guaranteed_bit(3.0, 1e-6)}));
+  CHECK(bounded.guaranteed_bit ==
+        std::max({guaranteed_bit(1.0, 1e-6), guaranteed_bit(-2.0, 1e-6), guaranteed_bit(3.0, 1e-6)}));
   CHECK_FALSE(require_guarantee(bounded, "gemm", "use --mode exact").ok());
   CHECK(require_guarantee(bounded, "gemm", "use --mode exact").error().message.find("use --mode exact") !=
         std::string::npos);

@@ -4,9 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "probes/core/registry.hpp"
 #include "probes/gemm/gemm_probe.hpp"
 #include "probes/memory/memory_probe.hpp"
-#include "probes/core/registry.hpp"
 
 using namespace substrate;
 

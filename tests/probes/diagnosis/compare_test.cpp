@@ -1,10 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <bit>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +25,8 @@ npy::Array reference(npy::ElementType type = npy::ElementType::f32) {
   a.shape = {R, C};
   a.values.resize(R * C);
   for (std::uint64_t i = 0; i < R * C; ++i) {
-    a.values[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 3.0 + 0.001 * static_cast<double>(i % 7));
+    a.values[i] =
+        static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * 3.0 + 0.001 * static_cast<double>(i % 7));
   }
   return a;
 }
@@ -243,7 +244,8 @@ TEST_CASE("compare: files and dump directories, with shape, dtype and broken-fil
   auto bytes = read_file((root / "a.npy").string());
   REQUIRE(bytes.ok());
   std::ofstream(root / "truncated.npy", std::ios::binary) << bytes->substr(0, bytes->size() / 2);
-  CHECK_THAT(error_of((root / "a.npy").string(), (root / "truncated.npy").string()), Catch::Contains("truncated payload"));
+  CHECK_THAT(error_of((root / "a.npy").string(), (root / "truncated.npy").string()),
+             Catch::Contains("truncated payload"));
   std::ofstream(root / "garbage.npy") << "this is not numpy";
   CHECK_THAT(error_of((root / "garbage.npy").string(), (root / "a.npy").string()), Catch::Contains("magic"));
   CHECK_THAT(error_of((root / "missing.npy").string(), (root / "a.npy").string()), Catch::Contains("no such file"));

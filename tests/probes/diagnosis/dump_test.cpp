@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
@@ -7,13 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "probes/core/registry.hpp"
 #include "probes/diagnosis/dump.hpp"
 #include "probes/diagnosis/npy.hpp"
-#include "probes/core/registry.hpp"
 #include "tests/support/test_device.hpp"
 
 using namespace substrate;
@@ -118,8 +118,8 @@ TEST_CASE("dump: a gemm dump reads back bit for bit with our reader and with num
       "    open(d + '/' + name + '.raw', 'wb').write(np.ascontiguousarray(x).tobytes())\n"
       "    print(name, x.dtype.str, x.shape)\n";
   std::ofstream(root / "check.py") << script;
-  const std::string command = python + " " + (root / "check.py").string() + " " + *dir + " > " +
-                              (root / "numpy.txt").string() + " 2>&1";
+  const std::string command =
+      python + " " + (root / "check.py").string() + " " + *dir + " > " + (root / "numpy.txt").string() + " 2>&1";
   REQUIRE(std::system(command.c_str()) == 0);
   const std::string listing = slurp(root / "numpy.txt");
   INFO(listing);

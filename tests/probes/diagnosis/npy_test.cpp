@@ -11,8 +11,8 @@
 using namespace substrate;
 
 TEST_CASE("dump: npy round trip keeps every bit, shape and dtype", "[unit]") {
-  const std::vector<float> f32{1.5f, -0.0f, std::numeric_limits<float>::denorm_min(), INFINITY,
-                               std::bit_cast<float>(0x7fc00001u), 3.0e38f};
+  const std::vector<float> f32{
+      1.5f, -0.0f, std::numeric_limits<float>::denorm_min(), INFINITY, std::bit_cast<float>(0x7fc00001u), 3.0e38f};
   auto bytes = npy::encode_f32({2, 3}, f32);
   REQUIRE(bytes.ok());
   // Format 1.0: magic, version 1.0, preamble padded to 64 bytes, newline-terminated header.

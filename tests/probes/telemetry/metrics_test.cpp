@@ -8,9 +8,9 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
-#include "daemon/telemetry_reader.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
 
 using namespace substrate;
@@ -56,10 +56,10 @@ TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[unit]")
   const std::string scrape = fixture_scrape();
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"amdgpu\"} 1"));
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"hwmon\"} 1"));
-  CHECK_THAT(scrape, Catch::Contains(
-      "substrate_ecc_errors_total{device=\"drm-card1\",kind=\"uncorrected\",scope=\"volatile\",location=\"umc\"} 2"));
-  CHECK_THAT(scrape, Catch::Contains(
-      "substrate_gpu_temperature_threshold_celsius{device=\"vulkan0\",sensor=\"junction\",threshold=\"emergency\"} 115"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_ecc_errors_total{device=\"drm-card1\",kind=\"uncorrected\",scope="
+                                     "\"volatile\",location=\"umc\"} 2"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_gpu_temperature_threshold_celsius{device=\"vulkan0\",sensor="
+                                     "\"junction\",threshold=\"emergency\"} 115"));
   CHECK_THAT(scrape, Catch::Contains("substrate_vram_bad_pages{device=\"vulkan0\"} 2"));
   CHECK_THAT(scrape, Catch::Contains("substrate_power_limit_watts{device=\"drm-card2\"} 35"));
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_errors_total{source=\"hwmon\",cause=\"malformed\"} 1"));

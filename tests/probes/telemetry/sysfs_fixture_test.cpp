@@ -4,11 +4,11 @@
 
 #include <algorithm>
 
+#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/accel.hpp"
 #include "probes/telemetry/amdgpu_ras.hpp"
 #include "probes/telemetry/collectors.hpp"
 #include "probes/telemetry/hwmon.hpp"
-#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/sysfs.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
 

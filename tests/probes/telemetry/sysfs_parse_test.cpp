@@ -44,10 +44,16 @@ TEST_CASE("telemetry: amdgpu bad pages count well-formed entries and skip the re
 
 TEST_CASE("telemetry: hwmon attributes become temperatures, thresholds and power in base units", "[unit]") {
   const auto parsed = parse_hwmon_attributes({
-      {"temp1_input", "45000"}, {"temp1_label", "edge"}, {"temp1_crit", "100000"}, {"temp1_emergency", "105000"},
-      {"temp2_input", "48000"}, {"temp2_label", "mem"},
+      {"temp1_input", "45000"},
+      {"temp1_label", "edge"},
+      {"temp1_crit", "100000"},
+      {"temp1_emergency", "105000"},
+      {"temp2_input", "48000"},
+      {"temp2_label", "mem"},
       {"temp3_input", "-2000"},  // no label: named after the file
-      {"power1_average", "85000000"}, {"power1_input", "90000000"}, {"power1_cap", "300000000"},
+      {"power1_average", "85000000"},
+      {"power1_input", "90000000"},
+      {"power1_cap", "300000000"},
   });
   CHECK(parsed.malformed.empty());
   const auto& r = parsed.readings;
@@ -67,7 +73,9 @@ TEST_CASE("telemetry: hwmon attributes become temperatures, thresholds and power
 
 TEST_CASE("telemetry: hwmon malformed values are skipped and named", "[unit]") {
   const auto parsed = parse_hwmon_attributes({
-      {"temp1_input", "abc"}, {"temp1_label", "Edge Sensor"}, {"temp1_crit", "100000"},
+      {"temp1_input", "abc"},
+      {"temp1_label", "Edge Sensor"},
+      {"temp1_crit", "100000"},
       {"power1_max", "35000000"},  // i915/xe spelling of the limit
   });
   REQUIRE(parsed.malformed == std::vector<std::string>{"temp1_input"});

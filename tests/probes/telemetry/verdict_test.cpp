@@ -15,7 +15,8 @@ TelemetryDevice healthy_nvml_device() {
   device.pci_bus_id = "0000:65:00.0";
   device.device = "cuda0";
   Readings& r = device.readings;
-  r.ecc = {{"corrected", "volatile", "total", 4}, {"uncorrected", "volatile", "total", 0},
+  r.ecc = {{"corrected", "volatile", "total", 4},
+           {"uncorrected", "volatile", "total", 0},
            {"uncorrected", "aggregate", "total", 1}};
   r.remapped_rows = {{"correctable", 1}, {"uncorrectable", 0}};
   r.remapped_rows_pending = false;
@@ -95,7 +96,7 @@ TEST_CASE("telemetry: critical XIDs since the last reading degrade or fail the d
   CHECK(has(findings, Severity::degraded, "XID 94"));
   CHECK_FALSE(has(findings, Severity::failed, "XID 13"));
   CHECK_FALSE(has(findings, Severity::degraded, "XID 13"));
-  CHECK(telemetry_findings(&after, after).empty());  // nothing new
+  CHECK(telemetry_findings(&after, after).empty());                             // nothing new
   CHECK(has(telemetry_findings(nullptr, before), Severity::failed, "XID 79"));  // counted since start
 
   for (std::uint32_t xid : {48u, 64u, 79u, 95u, 119u, 120u}) CHECK(xid_severity(xid) == Severity::failed);

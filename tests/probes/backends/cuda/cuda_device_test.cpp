@@ -36,12 +36,16 @@ class EnvGuard {
  public:
   EnvGuard(const char* name, std::optional<std::string> value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value) setenv(name, value->c_str(), 1);
-    else unsetenv(name);
+    if (value)
+      setenv(name, value->c_str(), 1);
+    else
+      unsetenv(name);
   }
   ~EnvGuard() {
-    if (old_) setenv(name_, old_->c_str(), 1);
-    else unsetenv(name_);
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
   }
 
  private:
@@ -200,7 +204,8 @@ TEST_CASE("cuda: stand-in driver reports no device or missing entry point or unl
     const auto found = discover_with(fake, "no_device");
     CHECK(found.devices.empty());
     REQUIRE(found.notes.size() == 1);
-    CHECK(found.notes[0] == "cuda: no CUDA devices (cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected))");
+    CHECK(found.notes[0] ==
+          "cuda: no CUDA devices (cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected))");
   }
   {
     const auto found = discover_with(fake, "missing_symbol");
@@ -212,8 +217,9 @@ TEST_CASE("cuda: stand-in driver reports no device or missing entry point or unl
     const auto found = discover_with(fake, "no_binary");
     CHECK(found.devices.empty());
     REQUIRE(found.notes.size() == 1);
-    CHECK(contains(found.notes[0], "cuda0 (Fake GPU 80GB) unusable: cuModuleLoadData (embedded fatbin): "
-                                   "CUDA_ERROR_NO_BINARY_FOR_GPU"));
+    CHECK(contains(found.notes[0],
+                   "cuda0 (Fake GPU 80GB) unusable: cuModuleLoadData (embedded fatbin): "
+                   "CUDA_ERROR_NO_BINARY_FOR_GPU"));
     CHECK(contains(found.notes[0], "this one supports 12.8"));
   }
 }
@@ -437,13 +443,14 @@ ProbeSpec small_memory_spec(const DeviceInfo& info) {
 
 }  // namespace
 
-TEST_CASE("cuda: OUT_OF_MEMORY, DEVICE_UNAVAILABLE, NOT_PERMITTED and MPS errors skip the run, never an error", "[cuda]") {
+TEST_CASE("cuda: OUT_OF_MEMORY, DEVICE_UNAVAILABLE, NOT_PERMITTED and MPS errors skip the run, never an error",
+          "[cuda]") {
   EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
   EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
   const int live_before = fake_live_allocations();
   struct Case {
-    const char* fail;       // $SUBSTRATE_FAKE_CUDA_FAIL
-    bool at_discovery;      // set before the device is opened (context creation)
+    const char* fail;   // $SUBSTRATE_FAKE_CUDA_FAIL
+    bool at_discovery;  // set before the device is opened (context creation)
     SkipKind kind;
     const char* named;
   };

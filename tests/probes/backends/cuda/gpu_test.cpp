@@ -14,8 +14,8 @@
 #include <cstdio>
 #include <map>
 
-#include "kernels/fingerprint.hpp"
 #include "kernels/cuda/launch.hpp"
+#include "kernels/fingerprint.hpp"
 #include "kernels/generator.hpp"
 #include "kernels/golden/golden.hpp"
 #include "probes/backends/cuda/cuda_backend.hpp"
@@ -111,7 +111,8 @@ TEST_CASE("cuda: generator parity on the GPU", "[.gpu]") {
 }
 
 TEST_CASE("cuda: GEMM exact mode is bit-exact on every path and dtype and shape", "[.gpu]") {
-  const GemmShape shapes[] = {{1, 1, 1}, {17, 33, 65}, {64, 64, 64}, {100, 70, 300}, {256, 256, 256}, {1024, 1024, 1024}};
+  const GemmShape shapes[] = {{1, 1, 1},      {17, 33, 65},    {64, 64, 64},
+                              {100, 70, 300}, {256, 256, 256}, {1024, 1024, 1024}};
   for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
     for (const PathCase& path : paths_for(dtype)) {
       for (const GemmShape& shape : shapes) {
@@ -162,7 +163,8 @@ TEST_CASE("cuda: GEMM injection of every fp32 bit is detected at the right eleme
     for (std::uint32_t bit = 0; bit < 32; ++bit) {
       INFO(path.name << " bit " << bit);
       const std::uint64_t element = 37ull * shape.n + 11;
-      const KernelRun run = gemm(Dtype::f16, Mode::exact, shape, 5, path.path, Injection{true, element, 1u << bit, false});
+      const KernelRun run =
+          gemm(Dtype::f16, Mode::exact, shape, 5, path.path, Injection{true, element, 1u << bit, false});
       const CheckOutcome outcome = check_exact(run.output_bits, reference.value, shape.n);
       REQUIRE_FALSE(outcome.pass);
       CHECK(outcome.mismatched == 1);
@@ -174,7 +176,8 @@ TEST_CASE("cuda: GEMM injection of every fp32 bit is detected at the right eleme
   // Random mode: exponent and top mantissa flips break the bound.
   const auto random_ref = golden::gemm(shape, Dtype::f32, Mode::random, 5, 0);
   for (std::uint32_t bit : {22u, 23u, 27u, 30u, 31u}) {
-    const KernelRun run = gemm(Dtype::f32, Mode::random, shape, 5, cuda::GemmPath::cuda_cores, Injection{true, 100, 1u << bit, false});
+    const KernelRun run =
+        gemm(Dtype::f32, Mode::random, shape, 5, cuda::GemmPath::cuda_cores, Injection{true, 100, 1u << bit, false});
     const CheckOutcome outcome = check_bounded(run.output_bits, random_ref.value, random_ref.bound, shape.n);
     INFO("bit " << bit);
     CHECK_FALSE(outcome.pass);

@@ -27,7 +27,8 @@ TEST_CASE("one GPU: the Vulkan and CUDA views of one GPU are one device, the pre
   std::vector<std::string> notes;
   CHECK(twins_to_drop(infos, {"cuda", "vulkan"}, notes) == std::vector<std::size_t>{0});
   REQUIRE(notes.size() == 1);
-  CHECK(notes[0] == "vulkan: vulkan0 (NVIDIA H100 80GB HBM3) is the GPU of cuda0: probed through cuda (backend_preference)");
+  CHECK(notes[0] ==
+        "vulkan: vulkan0 (NVIDIA H100 80GB HBM3) is the GPU of cuda0: probed through cuda (backend_preference)");
   notes.clear();
   CHECK(twins_to_drop(infos, {"vulkan", "cuda"}, notes) == std::vector<std::size_t>{2});
   notes.clear();

@@ -54,7 +54,8 @@ TEST_CASE("vulkan: device generator is bit-identical to the C++ generator", "[vu
 
 TEST_CASE("vulkan: exact-mode gemm is bit-exact for tile multiples and odd shapes", "[vulkan]") {
   for (Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
-    for (GemmShape shape : {GemmShape{64, 64, 64}, GemmShape{17, 33, 45}, GemmShape{1, 100, 7}, GemmShape{48, 5, 300}}) {
+    for (GemmShape shape :
+         {GemmShape{64, 64, 64}, GemmShape{17, 33, 45}, GemmShape{1, 100, 7}, GemmShape{48, 5, 300}}) {
       const ProbeResult result = run_probe(vulkan_device(), gemm_spec(dtype, Mode::exact, shape), goldens());
       INFO(spec_key(result.spec) << " " << result.error);
       REQUIRE(result.status == RunStatus::pass);
@@ -124,7 +125,8 @@ TEST_CASE("vulkan: attention passes within its derived bound across shapes and s
         INFO(spec_key(result.spec) << " seed " << seed << " " << result.error);
         REQUIRE(result.status == RunStatus::pass);
         CHECK(result.check.budget_used < 0.5);
-        CHECK(result.fingerprint == run_probe(vulkan_device(), attention_spec(dtype, shape, seed), goldens()).fingerprint);
+        CHECK(result.fingerprint ==
+              run_probe(vulkan_device(), attention_spec(dtype, shape, seed), goldens()).fingerprint);
       }
     }
   }
@@ -215,12 +217,12 @@ TEST_CASE("vulkan: the retention block is verified, not rewritten, on later call
 // element (the smallest |golden| relative to its bound) and at the first one: all are detected.
 TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every accepted shape class", "[vulkan]") {
   const std::vector<ProbeSpec> specs{
-      gemm_spec(Dtype::f32, Mode::exact, {16, 16, 16}),       gemm_spec(Dtype::f16, Mode::exact, {8, 24, 40}),
-      gemm_spec(Dtype::bf16, Mode::exact, {4, 4, 4096}),      gemm_spec(Dtype::f32, Mode::exact, {2, 2, 100000}),
-      gemm_spec(Dtype::f32, Mode::random, {16, 16, 1}),       gemm_spec(Dtype::f32, Mode::random, {16, 16, 3}),
-      gemm_spec(Dtype::f32, Mode::random, {16, 16, 256}),     gemm_spec(Dtype::f16, Mode::random, {8, 8, 1024}),
-      gemm_spec(Dtype::bf16, Mode::random, {8, 8, 2048}),     attention_spec(Dtype::f32, {64, 2, 64, true}, 1),
-      attention_spec(Dtype::f16, {32, 2, 128, false}, 2),     attention_spec(Dtype::f32, {16, 1, 1, true}, 3),
+      gemm_spec(Dtype::f32, Mode::exact, {16, 16, 16}),   gemm_spec(Dtype::f16, Mode::exact, {8, 24, 40}),
+      gemm_spec(Dtype::bf16, Mode::exact, {4, 4, 4096}),  gemm_spec(Dtype::f32, Mode::exact, {2, 2, 100000}),
+      gemm_spec(Dtype::f32, Mode::random, {16, 16, 1}),   gemm_spec(Dtype::f32, Mode::random, {16, 16, 3}),
+      gemm_spec(Dtype::f32, Mode::random, {16, 16, 256}), gemm_spec(Dtype::f16, Mode::random, {8, 8, 1024}),
+      gemm_spec(Dtype::bf16, Mode::random, {8, 8, 2048}), attention_spec(Dtype::f32, {64, 2, 64, true}, 1),
+      attention_spec(Dtype::f16, {32, 2, 128, false}, 2), attention_spec(Dtype::f32, {16, 1, 1, true}, 3),
       attention_spec(Dtype::f32, {8, 1, 512, false}, 4)};
   for (const ProbeSpec& spec : specs) {
     const ProbeResult clean = run_probe(vulkan_device(), spec, goldens(), true);

@@ -12,10 +12,10 @@
 
 #include <prometheus/text_serializer.h>
 
-#include "probes/telemetry/nvml/session.hpp"
+#include "daemon/telemetry_reader.hpp"
 #include "probes/telemetry/join.hpp"
 #include "probes/telemetry/metrics.hpp"
-#include "daemon/telemetry_reader.hpp"
+#include "probes/telemetry/nvml/session.hpp"
 #include "probes/telemetry/verdict.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
 
@@ -224,7 +224,8 @@ TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[unit]") {
   CHECK_THAT(scrape, Catch::Contains("substrate_xid_events_total{device=\"cuda0\",xid=\"79\"} 2"));
   CHECK_THAT(scrape, Catch::Contains("substrate_xid_last_timestamp_seconds{device=\"cuda0\",xid=\"79\"}"));
   CHECK_THAT(scrape, Catch::Contains("substrate_remapped_rows_pending{device=\"cuda0\"} 1"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_clock_event_reasons{device=\"cuda0\",reason=\"sw_thermal_slowdown\"} 1"));
+  CHECK_THAT(scrape,
+             Catch::Contains("substrate_clock_event_reasons{device=\"cuda0\",reason=\"sw_thermal_slowdown\"} 1"));
   CHECK_THAT(scrape, Catch::Contains("substrate_throttle_seconds_total{device=\"cuda0\",reason=\"power\"} 2.5"));
   CHECK_THAT(scrape, Catch::Contains("substrate_nvlink_errors_total{device=\"cuda0\",link=\"0\",kind=\"replay\"} 2"));
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"nvml1\",source=\"nvml\"} 1"));
@@ -266,8 +267,9 @@ TEST_CASE("telemetry: NVML loader falls back to unversioned entry points of olde
   CHECK(result.devices[0].readings.clock_event_reasons.at("sw_thermal_slowdown"));
   CHECK(result.devices[0].readings.xids.size() == 2);
   const std::string calls = environment.log_file.text();
-  for (const char* name : {"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo",
-                           "nvmlEventSetWait", "nvmlDeviceGetTemperature", "nvmlDeviceGetCurrentClocksThrottleReasons"}) {
+  for (const char* name :
+       {"nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo", "nvmlEventSetWait",
+        "nvmlDeviceGetTemperature", "nvmlDeviceGetCurrentClocksThrottleReasons"}) {
     CHECK_THAT(calls, Catch::Contains(std::string(name) + "\n"));
   }
 }
