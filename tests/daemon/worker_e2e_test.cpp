@@ -170,18 +170,29 @@ TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout 
   CHECK(daemon.wait_exit(10s) == 0);
 }
 
+namespace {
+
+// The daemon's worker processes once at least one runs (empty after 20 s without one).
+std::vector<pid_t> running_workers(DaemonProcess& daemon) {
+  std::vector<pid_t> workers;
+  wait_until(
+      [&] {
+        workers = daemon.children();
+        return !workers.empty();
+      },
+      20s);
+  return workers;
+}
+
+}  // namespace
+
 TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[e2e]") {
   DaemonProcess daemon(all_probes("    timeout_seconds: 60\n    drill: hang\n"));
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  std::vector<pid_t> workers;
-  REQUIRE(wait_until(
-      [&] {
-        workers = daemon.children();
-        return !workers.empty();
-      },
-      20s));
+  const std::vector<pid_t> workers = running_workers(daemon);
+  REQUIRE_FALSE(workers.empty());
   daemon.signal(SIGKILL);
   daemon.wait_exit(10s);
   CHECK(wait_until(
@@ -199,13 +210,8 @@ TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs",
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  std::vector<pid_t> workers;
-  REQUIRE(wait_until(
-      [&] {
-        workers = daemon.children();
-        return !workers.empty();
-      },
-      20s));
+  const std::vector<pid_t> workers = running_workers(daemon);
+  REQUIRE_FALSE(workers.empty());
   const auto asked = std::chrono::steady_clock::now();
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
