@@ -11,6 +11,7 @@ packages=(
   jsonnet prometheus-alertmanager  # deploy/mixin (generated rules, dashboard), tests/deploy/alertmanager_test.sh
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
+  patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
 )
 missing=()
 for p in "${packages[@]}"; do
