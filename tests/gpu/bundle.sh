@@ -85,7 +85,9 @@ commit=$(git -C "$source_dir" rev-parse HEAD 2>/dev/null || echo unknown)
   echo "commit $commit"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
   echo "fatbin_targets $targets"
-  echo "host_needs $(newest GLIBC) $(newest GLIBCXX) libsystemd.so.0"
+  echo "host_needs $(newest GLIBC) $(newest GLIBCXX)"
+  echo "host_libraries $(readelf -d "$out"/bin/* "$out"/lib/* | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u |
+    while read -r soname; do [[ -e "$out/lib/$soname" ]] || printf '%s ' "$soname"; done)"
   echo "bundled_libraries $(cd "$out/lib" && printf '%s ' *)"
   (cd "$out" && find bin lib run.sh substrated.service -type f | sort | xargs sha256sum | sed 's/^/sha256 /')
 } > "$out/MANIFEST"

@@ -37,7 +37,10 @@ IFS=, read -r -a fields <<<"$query"
 for field in "${fields[@]}"; do
   [[ "$known" == *" $field "* ]] || { echo "Field \"$field\" is not a valid field to query."; exit 2; }
 done
-if [[ "$header" -eq 1 ]]; then (IFS=,; echo "${fields[*]}" | sed 's/,/, /g'); fi
+if [[ "$header" -eq 1 ]]; then
+  line=$(IFS=,; echo "${fields[*]}")
+  echo "${line//,/, }"
+fi
 awk -v kind="$kind" -v query="$query" -v only="$only" '
   { sub(/#.*/, "") }
   NF < 3 { next }
