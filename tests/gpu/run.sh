@@ -15,9 +15,11 @@
 #   Per GPU (CUDA_VISIBLE_DEVICES=<its UUID>, so it is cuda0):
 #   3. gpu-test   each test case of the [gpu] group on its own (substrate_tests, hidden [.gpu]):
 #                 identity, generator parity, GEMM exact/random on both paths, injection,
-#                 attention, memory, retention, every registered probe, Vulkan-vs-CUDA, a run whose
-#                 memory the device cannot give (skipped, not failed), and the memory kernels'
-#                 bandwidth next to cuMemcpyDtoD ("bandwidth:" lines are copied to the results).
+#                 attention, memory, retention, every registered probe (the canary: skipped),
+#                 Vulkan-vs-CUDA, the adversarial exact GEMM (K=4096, same-sign inputs whose
+#                 partial sums reach 2^24, uploaded to the shipped kernels), a run whose memory the
+#                 device cannot give (skipped, not failed), and the memory kernels' bandwidth next
+#                 to cuMemcpyDtoDAsync ("bandwidth:" lines are copied to the results file).
 #   4. probe      `substrated probe --local --device cuda0`: every stable probe (exit 0).
 #   5. drill      an injected flip in an exact f16 GEMM must be reported (exit 1).
 #   6. gemm-k4096 exact GEMM at K=4096 (the longest K at the largest exact radius, R=64) in f32,

@@ -13,9 +13,11 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -25,6 +27,7 @@
 #include "kernels/golden/golden.hpp"
 #include "probes/backends/cuda/cuda_backend.hpp"
 #include "probes/backends/cuda/driver_api.hpp"
+#include "probes/backends/cuda/fatbin.hpp"
 #include "probes/core/check.hpp"
 #include "probes/core/registry.hpp"
 
@@ -299,6 +302,21 @@ struct DriverContext {
     REQUIRE(api->CtxSetCurrent(context) == CUDA_SUCCESS);
   }
   ~DriverContext() { api->DevicePrimaryCtxRelease(device); }
+  // An entry point the backend does not resolve, through the cuGetProcAddress it uses.
+  template <typename Fn>
+  Fn entry(const char* name) const {
+    void* library = dlopen(api->library.c_str(), RTLD_NOW | RTLD_NOLOAD);
+    REQUIRE(library != nullptr);
+    auto get_proc = reinterpret_cast<PFN_cuGetProcAddress_v12000>(dlsym(library, "cuGetProcAddress_v2"));
+    dlclose(library);  // the backend keeps the library loaded; drop the reference NOLOAD took
+    REQUIRE(get_proc != nullptr);
+    void* pfn = nullptr;
+    CUdriverProcAddressQueryResult found{};
+    INFO(name);
+    REQUIRE(get_proc(name, &pfn, cuda::k_driver_abi_version, CU_GET_PROC_ADDRESS_DEFAULT, &found) == CUDA_SUCCESS);
+    REQUIRE(found == CU_GET_PROC_ADDRESS_SUCCESS);
+    return reinterpret_cast<Fn>(pfn);
+  }
   std::uint64_t free_bytes() const {
     std::size_t free = 0, total = 0;
     return api->MemGetInfo(&free, &total) == CUDA_SUCCESS ? free : 0;
@@ -348,16 +366,7 @@ TEST_CASE("cuda: a run whose memory the device cannot give is skipped, not faile
 TEST_CASE("cuda: memory kernels' bandwidth next to cuMemcpyDtoD", "[.gpu][bandwidth]") {
   gpu();
   DriverContext driver;
-  void* library = dlopen(driver.api->library.c_str(), RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(library != nullptr);
-  auto get_proc = reinterpret_cast<PFN_cuGetProcAddress_v12000>(dlsym(library, "cuGetProcAddress_v2"));
-  REQUIRE(get_proc != nullptr);
-  void* pfn = nullptr;
-  CUdriverProcAddressQueryResult found{};
-  REQUIRE(get_proc("cuMemcpyDtoDAsync", &pfn, cuda::k_driver_abi_version, CU_GET_PROC_ADDRESS_DEFAULT, &found) ==
-          CUDA_SUCCESS);
-  REQUIRE(found == CU_GET_PROC_ADDRESS_SUCCESS);
-  const auto copy = reinterpret_cast<PFN_cuMemcpyDtoDAsync_v3020>(pfn);
+  const auto copy = driver.entry<PFN_cuMemcpyDtoDAsync_v3020>("cuMemcpyDtoDAsync");
   const auto& api = *driver.api;
 
   // 1 GiB, or a quarter of the free memory (two copies of it must fit), in whole MiB.
@@ -446,6 +455,93 @@ TEST_CASE("cuda: Vulkan and CUDA agree bit for bit in exact mode", "[.gpu]") {
       CHECK(on_cuda.output_bits == on_vulkan->output_bits);
     }
   }
+}
+
+// The adversarial exact case the probe's generator cannot make (its exact inputs have random
+// signs, so sums stay near sqrt(K)·R²): inputs of one sign at the radius's edge, values 61..64
+// (exact in f32, f16 and bf16) with row 0 of A and column 0 of B all 64, so every partial sum climbs
+// toward K·R² = 2^24 and C[0][0] is 2^24 itself, the last integer fp32 holds next to its
+// neighbours. Any lost or doubled term, any rounded partial sum shows. The inputs are uploaded and
+// the backend's own GEMM kernels from the embedded fatbin are launched on them directly (the
+// backend generates its inputs on the device and takes none). Same inputs as the CPU-executed
+// kernels' test (tests/kernels/cuda/host), checked bit for bit against the double product.
+TEST_CASE("cuda: adversarial exact GEMM, K=4096 with partial sums up to 2^24, is bit-exact on every path", "[.gpu]") {
+  gpu();
+  DriverContext driver;
+  const auto& api = *driver.api;
+  const auto upload = driver.entry<PFN_cuMemcpyHtoD_v3020>("cuMemcpyHtoD");
+  const auto download = driver.entry<PFN_cuMemcpyDtoH_v3020>("cuMemcpyDtoH");
+  CUmodule module = nullptr;
+  REQUIRE(api.ModuleLoadData(&module, cuda::embedded_fatbin().data()) == CUDA_SUCCESS);
+
+  constexpr std::uint32_t m = 80, n = 80, k = 4096;  // 2x2 SIMT tiles, with partial ones
+  std::vector<float> a(std::size_t{m} * k), b(std::size_t{k} * n);
+  for (std::uint32_t i = 0; i < a.size(); ++i)
+    a[i] = i < k ? 64.0f : 64.0f - static_cast<float>(gen::random_bits(3, 1, i) % 4);
+  for (std::uint32_t i = 0; i < b.size(); ++i)
+    b[i] = i % n == 0 ? 64.0f : 64.0f - static_cast<float>(gen::random_bits(3, 2, i) % 4);
+  std::vector<double> truth(std::size_t{m} * n, 0.0);
+  for (std::uint32_t i = 0; i < m; ++i)
+    for (std::uint32_t p = 0; p < k; ++p)
+      for (std::uint32_t j = 0; j < n; ++j) truth[i * n + j] += double{a[i * k + p]} * b[p * n + j];
+  REQUIRE(truth[0] == 16777216.0);
+
+  for (const Dtype dtype : {Dtype::f32, Dtype::f16, Dtype::bf16}) {
+    const std::uint32_t code = dtype == Dtype::f32   ? ck::dtype_f32
+                               : dtype == Dtype::f16 ? ck::dtype_f16
+                                                     : ck::dtype_bf16;
+    auto encode = [&](const std::vector<float>& values) {
+      std::vector<unsigned char> bytes(values.size() * ck::element_bytes(code));
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        if (dtype == Dtype::f32) {
+          std::memcpy(bytes.data() + 4 * i, &values[i], 4);
+        } else {
+          const std::uint16_t half =
+              dtype == Dtype::f16 ? gen::to_half_bits_exact(values[i]) : gen::to_bf16_bits_exact(values[i]);
+          std::memcpy(bytes.data() + 2 * i, &half, 2);
+        }
+      }
+      return bytes;
+    };
+    const std::vector<unsigned char> a_bytes = encode(a), b_bytes = encode(b);
+    std::vector<std::pair<ck::GemmVariant, const char*>> kernels{{ck::gemm_simt, ck::k_fn_gemm_simt}};
+    if (dtype != Dtype::f32 && ck::tensor_cores_support(code, gpu().compute_capability() / 10)) {
+      kernels.push_back({ck::gemm_tensor_wmma, dtype == Dtype::f16 ? ck::k_fn_gemm_wmma_f16 : ck::k_fn_gemm_wmma_bf16});
+    }
+    for (const auto& [variant, name] : kernels) {
+      INFO(to_string(dtype) << " " << ck::gemm_variant_name(variant));
+      CUfunction function = nullptr;
+      REQUIRE(api.ModuleGetFunction(&function, module, name) == CUDA_SUCCESS);
+      CUdeviceptr da = 0, db = 0, dc = 0;
+      REQUIRE(api.MemAlloc(&da, a_bytes.size()) == CUDA_SUCCESS);
+      REQUIRE(api.MemAlloc(&db, b_bytes.size()) == CUDA_SUCCESS);
+      REQUIRE(api.MemAlloc(&dc, truth.size() * 4) == CUDA_SUCCESS);
+      REQUIRE(upload(da, a_bytes.data(), a_bytes.size()) == CUDA_SUCCESS);
+      REQUIRE(upload(db, b_bytes.data(), b_bytes.size()) == CUDA_SUCCESS);
+      ck::GemmParams params{};
+      params.a = da;
+      params.b = db;
+      params.c = dc;
+      params.m = m;
+      params.n = n;
+      params.k = k;
+      params.dtype = code;
+      void* args[] = {&params};
+      const ck::Dim3 grid = ck::gemm_grid(m, n), block = ck::gemm_block(variant);
+      REQUIRE(api.LaunchKernel(function, grid.x, grid.y, grid.z, block.x, block.y, block.z, 0, nullptr, args,
+                               nullptr) == CUDA_SUCCESS);
+      std::vector<std::uint32_t> bits(truth.size());
+      REQUIRE(download(bits.data(), dc, bits.size() * 4) == CUDA_SUCCESS);  // waits for the kernel
+      api.MemFree(da);
+      api.MemFree(db);
+      api.MemFree(dc);
+      const CheckOutcome outcome = check_exact(bits, truth, n);
+      CHECK(outcome.pass);
+      CHECK(outcome.mismatched == 0);
+      CHECK(std::bit_cast<float>(bits[0]) == 16777216.0f);
+    }
+  }
+  api.ModuleUnload(module);
 }
 
 #endif  // SUBSTRATE_WITH_CUDA
