@@ -54,19 +54,24 @@ glibc=$(awk '/^host_needs / { print $2 }' "$bundle/MANIFEST")
 if [[ -n "$glibc" ]] && printf '%s\n' "$glibc" GLIBC_2.36 | sort -C -V; then pass "needs $glibc (Debian 12 has 2.36)"; else
   fail "needs '$glibc', newer than Debian 12's GLIBC_2.36"; fi
 
+# An empty environment, but for the sanitizers' settings in a sanitizer build (Mesa's suppressions).
+clean_env=(env -i)
+for var in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do
+  [[ -n "${!var:-}" ]] && clean_env+=("$var=${!var}")
+done
 mkdir -p "$work/elsewhere"
 tar -C "$work/elsewhere" -xzf "$tarball" || fail "cannot unpack $tarball"
 moved="$work/elsewhere/$(basename "$bundle")"
-version=$(cd / && env -i "$moved/bin/substrated" version 2>&1)
+version=$(cd / && "${clean_env[@]}" "$moved/bin/substrated" version 2>&1)
 [[ "$version" == "substrated "* ]] && pass "unpacked elsewhere, empty environment: $version" || fail "unpacked bundle does not start: $version"
-devices=$(cd / && env -i "$moved/bin/substrated" devices 2>&1)
+devices=$(cd / && "${clean_env[@]}" "$moved/bin/substrated" devices 2>&1)
 rc=$?
 if [[ $rc -eq 0 && "$devices" == *"libcuda.so.1 not found"* && "$devices" == *"libnvidia-ml.so.1 not found"* ]]; then
   pass "substrated devices without libcuda and NVML: exit 0, both named as absent"
 else
   fail "substrated devices without libcuda/NVML: rc=$rc: $devices"
 fi
-gpu_tests=$(env -i "$moved/bin/substrate_tests" --list-test-names-only "[gpu]" | grep -c '^cuda:')
+gpu_tests=$("${clean_env[@]}" "$moved/bin/substrate_tests" --list-test-names-only "[gpu]" | grep -c '^cuda:')
 ((gpu_tests >= 10)) && pass "the bundled test binary holds the [gpu] group ($gpu_tests tests)" || fail "[gpu] group: $gpu_tests tests"
 
 # ------------------------------------------------------------------------- B: runner
