@@ -152,6 +152,11 @@ if [[ -f "$bundle/MANIFEST" ]]; then
 fi
 record "bundle substrated=\"$("$bin" version 2>&1)\""
 
+if command -v systemctl >/dev/null && systemctl is-active --quiet substrated 2>/dev/null; then
+  # Its rounds would share the GPUs with this run (and its workers show as compute processes).
+  record "note: substrated.service is active on this host; stop it for a clean run (systemctl stop substrated)"
+fi
+
 declare -a run_uuids=()
 declare -A gpu_index=()
 if ! command -v nvidia-smi >/dev/null; then
