@@ -18,7 +18,7 @@
 // Access shape: each run of 32 consecutive invocations (a warp on NVIDIA, half a wave64 on AMD,
 // four 8-wide SIMD rows on llvmpipe) owns one contiguous block of uvec4s and walks it in steps of
 // 32 uvec4s, lane i taking the i-th: every step is one coalesced 512-byte access, and a block
-// (8 KiB at 16 uvec4s per invocation) is walked front to back, which a CPU driver's caches and
+// (32 KiB at 64 uvec4s per invocation) is walked front to back, which a CPU driver's caches and
 // prefetchers follow. A grid stride (each invocation hopping over the whole buffer in 1 MiB steps)
 // cost llvmpipe 2-4x at 64 MiB. The host sizes the dispatch; each invocation derives its block
 // from the group count, so any group count covers the chunk. Invocation 0 also takes the last

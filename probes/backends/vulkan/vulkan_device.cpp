@@ -63,9 +63,10 @@ struct MemoryStage {
   bool first = true;  // the pattern's first write, where a drill's stored flip goes in
 };
 constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_RECORDS
-// uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): enough that a CPU
-// driver's per-group cost is spread over 4 KiB per invocation, few enough that a GPU still gets
-// one invocation per 256 bytes (65536 per 16 MiB). Far below lavapipe's 65535 loop iterations.
+// uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): on llvmpipe an
+// invocation's fixed cost is several uvec4s' worth (one per invocation ran 4x slower than 16, 64
+// a further 15% faster: bench_bandwidth, issue 19); a GPU still gets one invocation per KiB
+// (262,144 for a 256 MiB chunk). 64 / BATCH = 8 loop iterations, far below lavapipe's 65535.
 constexpr std::uint64_t k_memory_quads_per_invocation = 64;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
