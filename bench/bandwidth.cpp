@@ -112,13 +112,20 @@ int main(int argc, char** argv) {
             << "- method: per size, " << repeats
             << " interleaved rounds; each round runs, back to back: " << memcpy_count
             << " host memcpys (one thread, each timed alone, the fastest kept), one vkCmdCopyBuffer, "
-            << "one vkCmdFillBuffer and one shader copy (one command buffer, timestamp queries), one memory probe "
-            << "run (run_probe at that size: all patterns, device time of its pattern kernels by timestamps), and "
-            << "each pattern alone (run_memory with that pattern). Figures: best round and the range over rounds, "
-            << "GB/s = 1e9 bytes/s, counting bytes read + bytes written. Ratios: best over best, with the range of "
-            << "the per-round ratios.\n"
+            << "one vkCmdFillBuffer and one shader copy (each its own submission, timed by timestamp queries around "
+            << "the command), one memory probe run (run_probe at that size: all patterns; its bandwidth is the bytes "
+            << "its pattern kernels move over their device time), and each pattern alone (run_memory with that "
+            << "pattern). Every measurement is timed twice: by device time (timestamps; on a CPU device that is wall "
+            << "time, so it counts the time other processes hold the cores) and by the CPU time of this whole "
+            << "process over the measurement (CLOCK_PROCESS_CPUTIME_ID: every driver thread, blind to other "
+            << "processes; for the probe run it also covers the retention block and host work, so it is a lower "
+            << "bound). Figures: best round and the range over rounds, GB/s = 1e9 bytes/s, counting bytes read + "
+            << "bytes written. Ratios: best over best, with the range of the per-round ratios.\n"
             << "- the Vulkan transfers run on their own VkDevice of the same physical device; host buffers are "
-            << "touched before timing; the device buffers by one unmeasured warm-up round\n\n";
+            << "touched before timing, the transfers' buffers by one unmeasured run of each, and one unmeasured "
+            << "probe run and pattern run per size compile every pipeline first. The probe allocates its region "
+            << "afresh in every run (as in the daemon), so its figures include first-touch page faults; the "
+            << "transfers reuse their buffers\n\n";
 
   bool met = true;
   for (const std::uint64_t bytes : sizes) {
@@ -138,6 +145,17 @@ int main(int argc, char** argv) {
     }
     std::vector<std::pair<double, double>> pattern_totals(k_patterns.size());  // bytes, seconds summed
     const ProbeSpec spec = bench::make_spec("memory", Dtype::f32, Mode::random, std::to_string(bytes), 1);
+    {  // warm-up, unmeasured: compiles every pipeline the rounds use (llvmpipe JITs on first use)
+      GoldenCache goldens;
+      (void)run_probe(*device, spec, goldens);
+      for (MemoryPattern pattern : k_patterns) {
+        MemoryLaunch launch;
+        launch.bytes = bytes;
+        launch.seed = 1;
+        launch.patterns = {pattern};
+        (void)device->run_memory(launch);
+      }
+    }
     for (int round = 0; round < repeats; ++round) {
       record_memcpy(memcpy_series, from, to, memcpy_count);
       for (auto [series, transfer, counted] :
