@@ -12,8 +12,8 @@
 // specialisation constants (a generator call left in a computed-pattern pass costs as much as a
 // random pass); the drill's injection is arithmetic, not a branch; and the error path (atomics,
 // records, a re-read) runs once per batch of BATCH uvec4s per invocation instead of once per
-// uvec4: on llvmpipe each atomic or store is a loop over the lanes, and four of them per uvec4
-// cost three times the load they guard (issue 19).
+// uvec4: on llvmpipe each atomic or store is a loop over the lanes, run with every lane off on a
+// healthy pass, and visited per uvec4 they cost more than the load they guard (issue 19).
 //
 // Access shape: each run of 32 consecutive invocations (a warp on NVIDIA, half a wave64 on AMD,
 // four 8-wide SIMD rows on llvmpipe) owns one contiguous block of uvec4s and walks it in steps of
