@@ -10,6 +10,7 @@ packages=(
   prometheus python3 python3-yaml python3-numpy curl
   jsonnet prometheus-alertmanager  # deploy/mixin (generated rules, dashboard), tests/deploy/alertmanager_test.sh
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
+  libopenblas-dev  # bench/gemm.cpp: the CPU's own sgemm beside the GEMM probe
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
   patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
 )

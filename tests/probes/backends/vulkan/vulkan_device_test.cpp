@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 
 #include "kernels/generator.hpp"
 #include "probes/core/check.hpp"
@@ -197,6 +198,61 @@ TEST_CASE("vulkan: memory probe checks the words past the last full uvec4 and co
     CHECK(result.memory->flipped_bits[2] == result.memory->bad_words);
     CHECK(result.memory->flipped_bits[31] == result.memory->bad_words);
     CHECK(result.memory->flipped_bits[3] == 0);
+  }
+}
+
+// Issue 19: each run of 32 invocations walks its own contiguous block (64 uvec4s per invocation:
+// 2048 per block here, four 256-invocation groups for 65,536 uvec4s), then invocation 0 takes the
+// three tail words. A stored flip at the first and last word of blocks, of groups, of the last
+// full uvec4 and of the tail is found at that word, so no word falls between two blocks.
+TEST_CASE("vulkan: memory passes visit every word at block, group and tail edges", "[vulkan]") {
+  constexpr std::uint64_t words = 4 * 65536 + 3;
+  constexpr std::uint64_t block = 4 * 2048;
+  for (std::uint64_t word : {std::uint64_t{0}, std::uint64_t{3}, block - 1, block, 2 * block + 5, 16 * block - 1,
+                             16 * block, 31 * block + 7, 32 * block - 4, words - 4, words - 3, words - 1}) {
+    MemoryLaunch launch;
+    launch.bytes = words * 4;
+    launch.seed = 7;
+    launch.patterns = {MemoryPattern::walking_ones};
+    launch.inject = {true, word, 1u << 9, false};
+    auto run = vulkan_device().run_memory(launch);
+    INFO("word " << word);
+    REQUIRE(run.ok());
+    CHECK(run->bad_words == 1);
+    REQUIRE(run->first_bad.size() == 1);
+    CHECK(run->first_bad[0].offset == word * 4);
+  }
+}
+
+// The passes are chained (verify one stage, write the next), and each stage must still be read
+// back on its own: a stored flip (put in as each pattern is first written) is reported once per
+// pattern, under that pattern; a transient one (put in on every read) once per stage, moving
+// inversions having three (P, ~P, P).
+TEST_CASE("vulkan: a chained memory run verifies every pattern's own stage", "[vulkan]") {
+  const std::vector<MemoryPattern> all{MemoryPattern::walking_ones, MemoryPattern::walking_zeros,
+                                       MemoryPattern::own_address, MemoryPattern::moving_inversions,
+                                       MemoryPattern::random};
+  for (const bool transient : {false, true}) {
+    MemoryLaunch launch;
+    launch.bytes = 1u << 16;
+    launch.seed = 3;
+    launch.patterns = all;
+    launch.inject = {true, 1234, 1u << 30, transient};
+    auto run = vulkan_device().run_memory(launch);
+    INFO("transient " << transient);
+    REQUIRE(run.ok());
+    CHECK(run->bad_words == (transient ? 7u : 5u));
+    CHECK(run->bit_histogram[30] == run->bad_words);
+    std::map<MemoryPattern, int> reports;
+    for (const BadWord& bad : run->first_bad) {
+      CHECK(bad.offset == 1234 * 4);
+      CHECK((bad.expected ^ bad.actual) == (1u << 30));
+      ++reports[bad.pattern];
+    }
+    for (MemoryPattern pattern : all) {
+      INFO(to_string(pattern));
+      CHECK(reports[pattern] == (transient && pattern == MemoryPattern::moving_inversions ? 3 : 1));
+    }
   }
 }
 
