@@ -78,13 +78,19 @@
     dashboardRefresh: '1m',
     // Optional label variables: each becomes a dashboard variable (All = any value, also none), so
     // a Prometheus without them still shows everything. `node` and `pod` come from the
-    // ServiceMonitor (deploy/kubernetes/servicemonitor.yaml) or your relabelling; `cluster`
+    // ServiceMonitor (deploy/kubernetes/base/servicemonitor.yaml) or your relabelling; `cluster`
     // usually from external labels.
     dashboardLabelVariables: [
       { name: 'cluster', label: 'Cluster' },
       { name: 'node', label: 'Node' },
       { name: 'pod', label: 'Pod' },
     ],
+
+    // Kubernetes (deploy/kubernetes/base/prometheusrule.yaml): the namespace, and the labels the
+    // Prometheus Operator's ruleSelector matches (kube-prometheus-stack's default selects
+    // release=<its Helm release name>; change it here or with a kustomize patch).
+    kubernetesNamespace: 'substrated',
+    prometheusRuleLabels: { release: 'kube-prometheus-stack' },
 
     // Alertmanager example: receivers for pages and for notifications that must not page (the
     // drill, warnings, info). Replace the URLs with your pager and chat webhooks.
