@@ -88,6 +88,10 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; sampled every 15 s.", kCounter);
   FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; sampled every 15 s.",
                        kCounter);
+  FamilyBuilder nvml_up("substrate_nvml_up",
+                        "1 when nvmlInit succeeded, 0 while it fails and is retried; absent without libnvidia-ml.",
+                        kGauge);
+  if (snapshot.nvml_up) nvml_up.add({}, *snapshot.nvml_up ? 1 : 0);
 
   for (const TelemetryDevice& device : snapshot.devices) {
     const std::string& id = device.device.empty() ? device.local_id : device.device;
@@ -136,7 +140,7 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
                                  &retired,     &retired_pending, &remapped,    &remapped_pending, &remapped_failure,
                                  &bad_pages,   &xid_events,      &xid_last,    &reasons,          &throttle,
                                  &power,       &power_limit,     &clock,       &utilization,      &pcie_replays,
-                                 &nvlink}) {
+                                 &nvlink,      &nvml_up}) {
     if (!builder->empty()) families.push_back(builder->take());
   }
   return families;

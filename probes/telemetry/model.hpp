@@ -96,6 +96,8 @@ struct SourceResult {
   std::vector<TelemetryDevice> devices;
   std::vector<ReadError> errors;
   std::vector<std::string> notes;  // e.g. "NVML absent: libnvidia-ml.so.1 not found"
+  // NVML only: whether nvmlInit has succeeded (false while it fails and is retried).
+  std::optional<bool> nvml_up;
 };
 
 struct ErrorTotal {
@@ -108,6 +110,8 @@ struct Snapshot {
   std::vector<TelemetryDevice> devices;
   std::vector<ErrorTotal> error_totals;
   std::vector<std::string> notes;
+  // Whether nvmlInit has succeeded; absent where libnvidia-ml is not installed or NVML is disabled.
+  std::optional<bool> nvml_up;
 };
 
 }  // namespace substrate::telemetry
