@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 namespace substrate::nvml {
 
 Expected<std::unique_ptr<Source>> Source::open(std::chrono::milliseconds xid_wait, InitBackoff backoff) {
@@ -19,6 +21,7 @@ void Source::try_init() {
   auto session = Session::open(library_, xid_wait_);
   if (session) {
     session_ = std::move(*session);
+    if (!failure_.empty()) spdlog::info("telemetry: NVML initialised after failing ({})", failure_);
     return;
   }
   failure_ = session.error().message;

@@ -39,12 +39,13 @@ bool should_run(const std::stop_token& stop, const Control& control) {
   return !stop.stop_requested() && !control.abandoned;
 }
 
-// Sleeps `duration` in short steps, returning early when the thread should end or a rebuild is asked.
+// Sleeps `duration` in steps of one wait (as long as one nvmlEventSetWait), returning early when the thread should end
+// or a rebuild is asked.
 void pause(const std::stop_token& stop, Control& control, const Shared& shared, std::chrono::milliseconds duration) {
   const auto until = std::chrono::steady_clock::now() + duration;
   while (should_run(stop, control) && !shared.rebuild && std::chrono::steady_clock::now() < until) {
     control.beat();
-    std::this_thread::sleep_for(std::min(duration, std::chrono::milliseconds(20)));
+    std::this_thread::sleep_for(std::min(duration, shared.wait));
   }
 }
 

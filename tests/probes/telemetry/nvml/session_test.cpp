@@ -403,3 +403,33 @@ TEST_CASE("telemetry: NVML makes no call on a device after its first GPU_IS_LOST
   // The other GPU is still read in full at each of the four reads.
   CHECK(environment.counter("substrate_standin_device_calls", 1) - other_before >= 4 * (healthy_calls - 1));
 }
+
+TEST_CASE("telemetry: per-call NVML errors of one device leave it readable and not lost", "[unit]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, kHealthyGpu);
+  auto session = open_session();
+  REQUIRE(session->read().errors.empty());
+
+  // Under the running session: device 0 refuses its power reads, device 1 times out on one ECC call.
+  environment.rewrite(std::string(kHealthyGpu) +
+                      "0 fail nvmlDeviceGetPowerUsage 4\n1 fail nvmlDeviceGetTotalEccErrors 10\n");
+  const SourceResult result = session->read();
+  REQUIRE(result.devices.size() == 2);
+  CHECK_FALSE(result.devices[0].readings.power_watts.has_value());
+  CHECK(result.devices[0].readings.temperatures.at(0).celsius == 50);
+  CHECK_FALSE(result.devices[0].readings.gpu_lost);
+  CHECK_FALSE(result.devices[1].readings.gpu_lost);
+  CHECK(result.devices[1].readings.temperatures.at(0).celsius == 41);
+  CHECK(std::count_if(result.errors.begin(), result.errors.end(), [](const ReadError& e) {
+          return e.cause == "no_permission" && e.detail.find("nvmlDeviceGetPowerUsage (device 0)") != std::string::npos;
+        }) == 1);
+  // Four total-ECC queries (2 kinds x 2 scopes), each timing out.
+  CHECK(std::count_if(result.errors.begin(), result.errors.end(), [](const ReadError& e) {
+          return e.cause == "timeout" && e.detail.find("nvmlDeviceGetTotalEccErrors (device 1)") != std::string::npos;
+        }) == 4);
+
+  // The failures end with the next scenario.
+  environment.rewrite(kHealthyGpu);
+  const SourceResult healed = session->read();
+  CHECK(healed.errors.empty());
+  CHECK(healed.devices[0].readings.power_watts == Approx(100.0));
+}
