@@ -26,7 +26,8 @@
 // temperature.memory, threshold.<shutdown|slowdown|mem_max|gpu_max>, clocks_event_reasons (hex),
 // violation.<policy number> (ns), power_usage (mW), power_limit (mW), clock.<sm|memory> (MHz),
 // utilization (2 numbers: gpu memory), pcie_replay, nvlink.<link>.state, nvlink.<link>.<counter>,
-// no_xid_events (any value: registration answers NOT_SUPPORTED).
+// no_xid_events (any value: registration answers NOT_SUPPORTED), mig.mode (1: MIG enabled, so
+// volatile ECC and remapped rows answer NOT_SUPPORTED as the driver does for a MIG parent).
 // Without a value a call returns NOT_SUPPORTED.
 //
 // $SUBSTRATE_NVML_STANDIN_LOG, when set, names a file that receives each entry point's name on
@@ -231,8 +232,17 @@ api::Return enter_device(const char* name, api::Device handle, StandinDevice** o
   return api::kSuccess;
 }
 
+// Under MIG the driver answers NOT_SUPPORTED on the parent for what only the instances have:
+// volatile ECC counters and row remapping (nvml.h).
+bool hidden_by_mig(const StandinDevice& device, const std::string& key) {
+  const auto mig = device.values.find("mig.mode");
+  if (mig == device.values.end() || mig->second != "1") return false;
+  return key == "remapped_rows" || (key.rfind("ecc.", 0) == 0 && key.find(".volatile.") != std::string::npos);
+}
+
 // The scripted value for `key`, or the code the call must return instead.
 api::Return lookup(const StandinDevice& device, const std::string& key, std::string& value) {
+  if (hidden_by_mig(device, key)) return api::kErrorNotSupported;
   const auto it = device.values.find(key);
   if (it == device.values.end() || it->second == "not_supported") return api::kErrorNotSupported;
   if (it->second.rfind("error:", 0) == 0) return std::atoi(it->second.c_str() + 6);

@@ -216,3 +216,42 @@ TEST_CASE("findings: XIDs 61, 62, 140 and 154 from NVML fail the device", "[unit
     CHECK_THAT(verdict.reasons.back(), Catch::Contains("XID " + std::to_string(xid)));
   }
 }
+
+// A MIG-enabled GPU: its parent answers NOT_SUPPORTED for volatile ECC and remapped rows, and its
+// MIG instances are compute devices of their own that share the parent's PCI bus id. An aggregate
+// uncorrectable ECC rise of the parent must still fail both instances.
+TEST_CASE("findings: under MIG an aggregate ECC rise of the parent fails every instance", "[unit]") {
+  const std::string gpu = R"(devices 1
+0 uuid GPU-8E8F1C2A-1B2C-3D4E-5F60-718293A4B5C6
+0 pci 0000:65:00.0
+0 mig.mode 1
+0 ecc.uncorrected.volatile.total 0
+0 remapped_rows 0 0 0 0
+)";
+  support::StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, gpu + "0 ecc.uncorrected.aggregate.total 3\n");
+  TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+  std::vector<DeviceInfo> instances(2);
+  instances[0].id = "cuda0";
+  instances[0].uuid = "MIG-11111111-2222-3333-4444-555555555555";
+  instances[1].id = "cuda1";
+  instances[1].uuid = "MIG-66666666-7777-8888-9999-000000000000";
+  for (DeviceInfo& instance : instances) instance.pci_bus_id = "00000000:65:00.0";
+
+  const Snapshot before = join_devices(reader.read(), instances);
+  REQUIRE(before.devices.size() == 1);
+  const Readings& r = before.devices[0].readings;
+  CHECK(r.remapped_rows.empty());  // NOT_SUPPORTED under MIG: absent, not an error
+  CHECK(std::none_of(r.ecc.begin(), r.ecc.end(), [](const EccCount& e) { return e.scope == "volatile"; }));
+  CHECK(std::any_of(r.ecc.begin(), r.ecc.end(), [](const EccCount& e) { return e.scope == "aggregate"; }));
+  for (const DeviceInfo& instance : instances) CHECK(findings_for(instance, nullptr, before).empty());
+
+  environment.rewrite(gpu + "0 ecc.uncorrected.aggregate.total 4\n");
+  const Snapshot after = join_devices(reader.read(), instances);
+  for (const DeviceInfo& instance : instances) {
+    INFO(instance.id);
+    const auto findings = findings_for(instance, &before, after);
+    REQUIRE(findings.size() == 1);
+    CHECK(findings[0].severity == Severity::failed);
+    CHECK_THAT(findings[0].reason, Catch::Contains("rose from 3 to 4 (aggregate"));
+  }
+}
