@@ -23,6 +23,10 @@ constexpr FindingKind kKinds[] = {
      "a thermal or hardware slowdown clock-event reason is active"},
     {Kind::temperature_threshold, "temperature_threshold", Effect::degraded, "SubstrateDeviceDegraded", "warning",
      "a temperature at or above its slowdown or crit threshold"},
+    {Kind::recovery_reset, "recovery_reset", Effect::failed, "SubstrateDeviceFailed", "critical",
+     "NVML's GPU recovery action asks for a GPU reset or a reboot (XID 154 announces it)"},
+    {Kind::recovery_drain, "recovery_drain", Effect::degraded, "SubstrateDeviceDegraded", "warning",
+     "NVML's GPU recovery action asks to drain peer-to-peer traffic"},
 };
 
 constexpr XidEntry kXids[] = {

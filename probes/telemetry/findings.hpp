@@ -20,7 +20,9 @@ enum class Kind {
   page_retirement_pending,
   xid,
   clock_slowdown,
-  temperature_threshold
+  temperature_threshold,
+  recovery_reset,
+  recovery_drain
 };
 
 struct FindingKind {

@@ -108,6 +108,10 @@ std::vector<Finding> telemetry_findings(const TelemetryDevice* previous, const T
   if (r.retired_pages_pending.value_or(false)) {
     findings.push_back({severity_of(Kind::page_retirement_pending), "page retirement pending: needs a GPU reset"});
   }
+  if (r.recovery_action && *r.recovery_action != "none") {
+    const Kind kind = *r.recovery_action == "drain_p2p" ? Kind::recovery_drain : Kind::recovery_reset;
+    findings.push_back({severity_of(kind), "the driver asks for a recovery action: " + *r.recovery_action});
+  }
   critical_xids(previous, current, findings);
   thermal(current, findings);
   return findings;

@@ -8,7 +8,8 @@
 //   that went down, e.g. volatile after a driver reload, is not a rise); row remapping failed; a
 //   row remap or a page retirement waits for a GPU reset; an XID with an effect arrived since the
 //   previous reading; a thermal or hardware slowdown clock-event reason is active, or a temperature
-//   is at or above its slowdown or crit threshold; NVML answered GPU_IS_LOST.
+//   is at or above its slowdown or crit threshold; NVML answered GPU_IS_LOST; NVML's GPU recovery
+//   action is not none.
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -26,6 +26,7 @@
 // temperature.memory, threshold.<shutdown|slowdown|mem_max|gpu_max>, clocks_event_reasons (hex),
 // violation.<policy number> (ns), power_usage (mW), power_limit (mW), clock.<sm|memory> (MHz),
 // utilization (2 numbers: gpu memory), pcie_replay, nvlink.<link>.state, nvlink.<link>.<counter>,
+// recovery_action (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, a number),
 // no_xid_events (any value: registration answers NOT_SUPPORTED), mig.mode (1: MIG enabled, so
 // volatile ECC and remapped rows answer NOT_SUPPORTED as the driver does for a MIG parent).
 // Without a value a call returns NOT_SUPPORTED.
@@ -533,12 +534,13 @@ api::Return nvmlDeviceGetFieldValues(api::Device handle, int count, api::FieldVa
   if (const api::Return rc = enter_device("nvmlDeviceGetFieldValues", handle, &device); rc != api::kSuccess) return rc;
   for (int i = 0; i < count; ++i) {
     api::FieldValue& field = values[i];
-    unsigned int celsius = 0;
-    field.nvml_return = field.field_id == api::kFieldMemoryTemperature
-                            ? lookup_number(*device, "temperature.memory", &celsius)
-                            : api::kErrorNotSupported;
+    unsigned int value = 0;
+    field.nvml_return =
+        field.field_id == api::kFieldMemoryTemperature   ? lookup_number(*device, "temperature.memory", &value)
+        : field.field_id == api::kFieldGpuRecoveryAction ? lookup_number(*device, "recovery_action", &value)
+                                                         : api::kErrorNotSupported;
     field.value_type = api::kValueUnsignedInt;
-    field.value.ui = celsius;
+    field.value.ui = value;
   }
   return api::kSuccess;
 }

@@ -1,5 +1,6 @@
 // Reads every NVML value docs/metrics.md names for one device.
 #include <cstdio>
+#include <iterator>
 #include <string>
 
 #include "probes/telemetry/join.hpp"
@@ -222,6 +223,23 @@ void read_thermal(const Api& a, api::Device handle, Checker& check, telemetry::R
   }
 }
 
+// nvmlDeviceGpuRecoveryAction_t values, in order.
+constexpr const char* kRecoveryActions[] = {"none",      "gpu_reset",       "node_reboot",
+                                            "drain_p2p", "drain_and_reset", "recover_imex_domain",
+                                            "bus_reset", "system_reboot"};
+
+void read_recovery_action(const Api& a, api::Device handle, Checker& check, telemetry::Readings& r) {
+  if (!a.device_get_field_values) return;
+  api::FieldValue field{};
+  field.field_id = api::kFieldGpuRecoveryAction;
+  if (!check.ok(a.device_get_field_values(handle, 1, &field), "nvmlDeviceGetFieldValues")) return;
+  // A driver that predates the field id may call it an invalid argument rather than unsupported.
+  if (field.nvml_return == api::kErrorInvalidArgument) return;
+  if (!check.ok(field.nvml_return, "nvmlDeviceGetFieldValues(NVML_FI_DEV_GET_GPU_RECOVERY_ACTION)")) return;
+  const auto action = static_cast<std::size_t>(field_as_double(field));
+  r.recovery_action = action < std::size(kRecoveryActions) ? kRecoveryActions[action] : "other";
+}
+
 void read_activity(const Api& a, api::Device handle, Checker& check, telemetry::Readings& r) {
   unsigned int milliwatts = 0;
   if (!check.lost() && a.device_get_power_usage &&
@@ -282,7 +300,7 @@ telemetry::TelemetryDevice read_device(const Library& library, api::Device handl
   const Api& a = library.api();
   read_identity(a, handle, check, device);
   // Each section is skipped once the GPU answered GPU_IS_LOST.
-  for (auto* section : {read_memory_errors, read_thermal, read_activity, read_nvlink}) {
+  for (auto* section : {read_memory_errors, read_thermal, read_activity, read_recovery_action, read_nvlink}) {
     if (!check.lost()) section(a, handle, check, device.readings);
   }
   return device;

@@ -4,6 +4,7 @@
 // in the rules and the runbook but left the verdict healthy.
 #include <catch2/catch.hpp>
 
+#include <prometheus/text_serializer.h>
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "probes/telemetry/findings.hpp"
+#include "probes/telemetry/metrics.hpp"
 #include "probes/telemetry/verdict.hpp"
 #include "tests/probes/telemetry/nvml/standin_support.hpp"
 
@@ -100,6 +102,12 @@ std::pair<TelemetryDevice, TelemetryDevice> trigger(Kind kind) {
     case Kind::temperature_threshold:
       r.temperatures = {{"gpu", 93}};
       r.temperature_thresholds = {{"gpu", "slowdown", 92}};
+      break;
+    case Kind::recovery_reset:
+      r.recovery_action = "node_reboot";
+      break;
+    case Kind::recovery_drain:
+      r.recovery_action = "drain_p2p";
       break;
   }
   return {before, now};
@@ -254,4 +262,35 @@ TEST_CASE("findings: under MIG an aggregate ECC rise of the parent fails every i
     CHECK(findings[0].severity == Severity::failed);
     CHECK_THAT(findings[0].reason, Catch::Contains("rose from 3 to 4 (aggregate"));
   }
+}
+
+// What XID 154 announces, read as NVML's recovery-action field: a reset or reboot the driver asks
+// for fails the device while it stands; the metric says which action.
+TEST_CASE("findings: NVML's GPU recovery action fails the device while the driver asks for it", "[unit]") {
+  const std::string gpu = "devices 1\n0 uuid GPU-8E8F1C2A-1B2C-3D4E-5F60-718293A4B5C6\n0 pci 0000:65:00.0\n";
+  support::StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, gpu + "0 recovery_action 0\n");
+  TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+  DeviceInfo cuda0;
+  cuda0.id = "cuda0";
+  cuda0.uuid = "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6";
+  const Snapshot none = join_devices(reader.read(), {cuda0});
+  CHECK(findings_for(cuda0, nullptr, none).empty());
+
+  environment.rewrite(gpu + "0 recovery_action 2\n");  // NODE_REBOOT
+  const Snapshot reboot = join_devices(reader.read(), {cuda0});
+  const auto findings = findings_for(cuda0, &none, reboot);
+  REQUIRE(findings.size() == 1);
+  CHECK(findings[0].severity == Severity::failed);
+  CHECK(findings[0].reason == "the driver asks for a recovery action: node_reboot");
+  std::ostringstream scrape;
+  prometheus::TextSerializer().Serialize(scrape, to_metric_families(reboot));
+  CHECK_THAT(scrape.str(), Catch::Contains("substrate_gpu_recovery_action{device=\"cuda0\",action=\"node_reboot\"} 1"));
+  const auto lint = support::promtool_check_metrics(scrape.str());
+  INFO(lint.output);
+  CHECK(lint.exit_code == 0);
+
+  environment.rewrite(gpu + "0 recovery_action 3\n");  // DRAIN_P2P
+  const Snapshot drain = join_devices(reader.read(), {cuda0});
+  REQUIRE(findings_for(cuda0, &reboot, drain).size() == 1);
+  CHECK(findings_for(cuda0, &reboot, drain)[0].severity == Severity::degraded);
 }
