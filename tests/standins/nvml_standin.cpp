@@ -148,12 +148,14 @@ void parse_scenario(StandinState& s, std::istream& in) {
       s.event_wait_code = value == "hang" ? kHang : std::atoi(value.c_str());
       continue;
     }
+    if (first.find_first_not_of("0123456789") != std::string::npos) continue;  // not a device line
     const std::size_t index = std::stoul(first);
     words >> key;
     std::string value;
     std::getline(words >> std::ws, value);
     if (index >= kMaxDevices) continue;
     if (key == "xid") {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) continue;
       xids.push_back({index, std::stoull(value)});
     } else if (key == "fail") {
       std::istringstream call(value);

@@ -236,8 +236,10 @@ void read_recovery_action(const Api& a, api::Device handle, Checker& check, tele
   // A driver that predates the field id may call it an invalid argument rather than unsupported.
   if (field.nvml_return == api::kErrorInvalidArgument) return;
   if (!check.ok(field.nvml_return, "nvmlDeviceGetFieldValues(NVML_FI_DEV_GET_GPU_RECOVERY_ACTION)")) return;
-  const auto action = static_cast<std::size_t>(field_as_double(field));
-  r.recovery_action = action < std::size(kRecoveryActions) ? kRecoveryActions[action] : "other";
+  const double action = field_as_double(field);  // compared as a double: no out-of-range conversion
+  r.recovery_action = action >= 0 && action < static_cast<double>(std::size(kRecoveryActions))
+                          ? kRecoveryActions[static_cast<std::size_t>(action)]
+                          : "other";
 }
 
 void read_activity(const Api& a, api::Device handle, Checker& check, telemetry::Readings& r) {
