@@ -204,6 +204,11 @@
             'substrated rejected its configuration.',
             'The last reload (SIGHUP) of /etc/substrated/substrated.yaml on {{ $labels.instance }} failed validation; the daemon keeps running with the previous configuration. The next restart would fail with exit code 78.'
           ),
+          alert(
+            'SubstrateNvmlInitFailed', 'warning', f('substrate_nvml_up{%(sel)s} == 0'),
+            'NVML does not initialise: NVIDIA telemetry is missing.',
+            'libnvidia-ml is installed on {{ $labels.instance }} but nvmlInit keeps failing (the daemon retries with a backoff up to 5 minutes; substrate_telemetry_errors_total{cause="init_failed"} counts the tries). No ECC, XID, temperature or throttling telemetry reaches the verdicts of its NVIDIA GPUs: an XID or ECC error there goes unseen. Check the driver (nvidia-smi, dmesg) and its version against libnvidia-ml.'
+          ),
 
           // ------------------------------------------------------------ drills (never page)
           // While a drill is configured, Alertmanager inhibits the device's correctness and

@@ -47,10 +47,12 @@
     slowdownRatio: 1.5,  // SubstrateProbeSlowdown: device time / baseline
     thermalActiveRatio: 0.5,  // SubstrateThermalSlowdown: share of 10 minutes throttled
     fleetMinDevices: 3,  // fleet fingerprint alerts: smallest group compared
-    // XIDs that point at the hardware (48 DBE, 61/62 microcontroller, 63/64 row remap/page
-    // retirement events, 74 NVLink, 79 fell off the bus, 92 high SBE rate, 94/95 contained/
-    // uncontained ECC, 119/120 GSP, 140 unrecovered ECC); the others are SubstrateXid (info).
-    criticalXids: ['48', '61', '62', '63', '64', '74', '79', '92', '94', '95', '119', '120', '140'],
+    // XIDs that degrade or fail the device verdict (48 DBE, 61/62 microcontroller, 63/64 row
+    // remap/page retirement events, 74 NVLink, 79 fell off the bus, 92 high SBE rate, 94/95
+    // contained/uncontained ECC, 119/120 GSP, 140 unrecovered ECC, 154 recovery action required);
+    // the others are SubstrateXid (info). The one table is probes/telemetry/findings.cpp (shown in
+    // docs/findings.md); tests/probes/telemetry/findings_test.cpp fails when this list differs.
+    criticalXids: ['48', '61', '62', '63', '64', '74', '79', '92', '94', '95', '119', '120', '140', '154'],
 
     // `for:` of each alert. An alert not listed fires on the first evaluation that finds it: it
     // reports a definite fault (a result outside a rigorous bound, changed bits for identical
@@ -70,6 +72,7 @@
       SubstrateProbeStale: '10m',
       SubstratedDown: '5m',
       SubstrateConfigReloadFailed: '5m',
+      SubstrateNvmlInitFailed: '10m',
     },
 
     // Grafana.
