@@ -138,12 +138,13 @@ static_assert(sizeof(RawParams) == 32, "RawParams layout");
 struct GemmParams {
   std::uint64_t a, b, c;  // device pointers: A MxK, B KxN (storage dtype), C MxN f32
   std::uint64_t inject_element;
+  std::uint64_t inject_stride, inject_count;  // the drill's pattern (kernels/spec.hpp Injection)
   std::uint32_t m, n, k;
   std::uint32_t dtype;
   std::uint32_t inject_enabled;
   std::uint32_t inject_mask;
 };
-static_assert(sizeof(GemmParams) == 56, "GemmParams layout");
+static_assert(sizeof(GemmParams) == 72, "GemmParams layout");
 
 // ---- attention ----------------------------------------------------------------------------
 constexpr std::uint32_t k_attention_threads = 128;
@@ -151,6 +152,7 @@ constexpr std::uint32_t k_attention_threads = 128;
 struct AttentionParams {
   std::uint64_t q, k, v, o;  // device pointers, [heads][seq_len][head_dim]
   std::uint64_t inject_element;
+  std::uint64_t inject_stride, inject_count;  // the drill's pattern (kernels/spec.hpp Injection)
   std::uint32_t seq_len, heads, head_dim;
   std::uint32_t dtype;
   std::uint32_t causal;
@@ -158,7 +160,7 @@ struct AttentionParams {
   std::uint32_t inject_enabled;
   std::uint32_t inject_mask;
 };
-static_assert(sizeof(AttentionParams) == 72, "AttentionParams layout");
+static_assert(sizeof(AttentionParams) == 88, "AttentionParams layout");
 
 // One block per (query, head): grid x = queries, y = heads.
 SUBSTRATE_HD Dim3 attention_grid(std::uint32_t seq_len, std::uint32_t heads) {

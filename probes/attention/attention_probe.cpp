@@ -100,10 +100,7 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     return Error{ErrorKind::invalid_argument, "attention: only random mode (exp has no exact mode)"};
   }
   const std::uint64_t elements = std::uint64_t{shape.seq_len} * shape.heads * shape.head_dim;
-  if (spec.inject.enabled && spec.inject.element >= elements) {
-    return Error{ErrorKind::invalid_argument, "attention: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" + std::to_string(elements) + " elements)"};
-  }
+  TRY(check_injection_range(spec.inject, elements, "attention"));
   // Shapes whose gamma_n would leave the derivation are refused before anything runs, at the
   // widest unit roundoff a kernel may report, so the run's own u cannot take it out again.
   TRY(golden::attention_bound_applies(shape, golden::k_widest_attention_unit_roundoff));

@@ -225,6 +225,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.b = b;
       params.c = c;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.m = s.m;
       params.n = s.n;
       params.k = s.k;
@@ -270,6 +272,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.v = v;
       params.o = o;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.seq_len = s.seq_len;
       params.heads = s.heads;
       params.head_dim = s.head_dim;

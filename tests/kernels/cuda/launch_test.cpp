@@ -33,9 +33,12 @@ TEST_CASE("cuda: parameter blocks have the layout the kernels expect", "[cuda]")
   // Same checks as the static_asserts, plus offsets of the 64-bit fields (kernel parameters are
   // copied byte for byte into the kernel's parameter space).
   CHECK(offsetof(ck::GemmParams, inject_element) == 24);
-  CHECK(offsetof(ck::GemmParams, m) == 32);
+  CHECK(offsetof(ck::GemmParams, inject_stride) == 32);
+  CHECK(offsetof(ck::GemmParams, inject_count) == 40);
+  CHECK(offsetof(ck::GemmParams, m) == 48);
   CHECK(offsetof(ck::AttentionParams, inject_element) == 32);
-  CHECK(offsetof(ck::AttentionParams, scale) == 60);
+  CHECK(offsetof(ck::AttentionParams, inject_count) == 48);
+  CHECK(offsetof(ck::AttentionParams, scale) == 76);
   CHECK(offsetof(ck::MemoryParams, pattern) == 48);
   CHECK(offsetof(ck::FillParams, stream) == 24);
   CHECK(offsetof(ck::RawParams, count) == 24);
