@@ -22,8 +22,10 @@ step() {
     status=1
   fi
 }
-step detection "$build/bench/bench_detection" --samples 1 --gemm-size 16 --attention-size 8x1x8 --memory-size 4K
+step detection "$build/bench/bench_detection" --samples 1 --gemm-size 16 --attention-size 8x1x8 --memory-size 4K \
+  --model-injections 2
 grep -q "Summary per configuration" "$out/detection.md" || { echo "smoke detection: no summary"; status=1; }
+grep -q "Fault models beyond single bits" "$out/detection.md" || { echo "smoke detection: no fault models"; status=1; }
 step soak "$build/bench/bench_soak" --runs 60
 grep -q "^total: " "$out/soak.md" || { echo "smoke soak: no total"; status=1; }
 step overhead "$build/bench/bench_overhead" --repeats 1

@@ -31,6 +31,7 @@
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
+#include "daemon/error_budget.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
@@ -95,6 +96,9 @@ struct ProbeStats {
   std::map<Reason, std::uint64_t> failures;
   std::uint64_t fingerprint_changes = 0;
   double budget = 0.0;
+  double budget_drift = 0.0;      // daemon/error_budget.hpp: max over specs, 0 without a reference
+  int guaranteed_bit = 32;        // worst (highest) stated guaranteed bit of the checked results
+  double guaranteed_share = 0.0;  // least share of guaranteed elements among them
   std::uint64_t mismatched = 0;
   double device_seconds = 0.0;
   double wall_seconds = 0.0;
@@ -628,6 +632,8 @@ class Service {
       baseline.device_seconds = baseline.runs == 0 ? cost : 0.8 * baseline.device_seconds + 0.2 * cost;
     }
     ++baseline.runs;
+    stats.budget_drift =
+        std::max(stats.budget_drift, budget_drift_ratio(baseline.budget_history, result.check.budget_used));
     baseline.budget_history.push_back(result.check.budget_used);
     while (baseline.budget_history.size() > 64) baseline.budget_history.pop_front();
     baseline.updated_at = unix_now();
@@ -670,6 +676,10 @@ class Service {
     ProbeStats& stats = slot.probes[probe];
     RunFindings findings;
     stats.budget = 0.0;
+    stats.budget_drift = 0.0;
+    stats.guaranteed_bit = 0;
+    stats.guaranteed_share = 1.0;
+    bool checked = false;
     stats.mismatched = 0;
     stats.device_seconds = 0.0;
     stats.wall_seconds = 0.0;
@@ -679,6 +689,13 @@ class Service {
     for (ProbeResult& result : results) {
       const std::set<Reason> reasons = assess(slot, result, stats);
       stats.budget = std::max(stats.budget, result.check.budget_used);
+      if ((result.status == RunStatus::pass || result.status == RunStatus::fail) && result.check.checked > 0) {
+        checked = true;
+        stats.guaranteed_bit = std::max(stats.guaranteed_bit, result.check.guaranteed_bit);
+        stats.guaranteed_share =
+            std::min(stats.guaranteed_share,
+                     static_cast<double>(result.check.guaranteed_elements) / static_cast<double>(result.check.checked));
+      }
       stats.mismatched += result.check.mismatched;
       stats.device_seconds += result.device_seconds;
       stats.wall_seconds += result.wall_seconds;
@@ -699,6 +716,10 @@ class Service {
         spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.info.id, spec_key(result.spec), result.spec.seed,
                      to_string(result.status), result.drill() ? " [drill]" : "", replay_command(result));
       }
+    }
+    if (!checked) {  // no result was checked (all errors): nothing is guaranteed
+      stats.guaranteed_bit = 32;
+      stats.guaranteed_share = 0.0;
     }
     const ProbeSchedule& schedule = config_.probes[probe];
     if (schedule.drill && worker::is_process_drill(*schedule.drill)) stats.drill = true;
@@ -1250,6 +1271,18 @@ std::string Service::metrics_text() const {
       }
       f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
               labels, s.budget);
+      f.gauge("substrate_probe_error_budget_drift_ratio",
+              "Error budget used divided by the median of the device's own history of the same spec (0: no "
+              "history yet)." +
+                  last,
+              labels, s.budget_drift);
+      f.gauge("substrate_probe_guaranteed_bit",
+              "Lowest output bit whose flip the check is guaranteed to detect at its guaranteed elements (32: none)." +
+                  last,
+              labels, s.guaranteed_bit);
+      f.gauge("substrate_probe_guaranteed_elements_ratio",
+              "Share of checked elements where that guarantee holds (the rest are left to the fingerprint)." + last,
+              labels, s.guaranteed_share);
       f.gauge("substrate_probe_mismatched_elements", "Elements outside the bound or not bit-exact." + last, labels,
               static_cast<double>(s.mismatched));
       f.gauge("substrate_probe_duration_seconds", "Device time of the checked kernels." + last, labels,

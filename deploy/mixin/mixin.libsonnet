@@ -41,7 +41,11 @@
     probeStaleBusySeconds: self.maxStalenessSeconds + self.probeStaleSeconds,
 
     // Thresholds.
-    errorBudgetHighRatio: 0.5,  // SubstrateErrorBudgetHigh: share of the rigorous bound used
+    // SubstrateErrorBudgetHigh: budget used / the median of the device's own history of the same
+    // spec (substrate_probe_error_budget_drift_ratio). A healthy device is at 1 at every shape (a
+    // fixed seed repeats its bits); a fixed share of the bound is not (an f32 GEMM with K = 1 uses
+    // 0.93 of it, healthy), so the threshold is relative.
+    errorBudgetHighFactor: 8,
     errorBudgetDriftFactor: 4,  // SubstrateErrorBudgetDrift: 1 h average / 7 d average above this...
     errorBudgetDriftMinRatio: 0.01,  // ...and the 1 h average above this
     slowdownRatio: 1.5,  // SubstrateProbeSlowdown: device time / baseline

@@ -32,13 +32,21 @@ struct FillParams {
   std::uint32_t stream, mode, dtype, radius, element_count, word_count;
 };
 struct GemmParams {
-  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask;
+  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
 };
 struct AttentionParams {
   std::uint32_t seq_len, heads, head_dim, dtype, causal;
   float scale;
-  std::uint32_t inject_enabled, inject_element, inject_mask;
+  std::uint32_t inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
 };
+// A drill's pattern as the shaders take it (32-bit indices: the output has fewer than 2^32
+// elements, so clipping the count to 32 bits changes nothing).
+std::uint32_t inject_stride(const Injection& inject) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(inject.stride, UINT32_MAX));
+}
+std::uint32_t inject_count(const Injection& inject) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(inject.count, UINT32_MAX));
+}
 struct CanaryParams {
   std::uint32_t op, rows, k, n, src, dst, res, seed_lo, seed_hi, stream, token_stream;
   float scale;
@@ -313,7 +321,9 @@ class VulkanComputeDevice final : public ComputeDevice {
                         dtype_code(launch.dtype),
                         launch.inject.enabled ? 1u : 0u,
                         static_cast<std::uint32_t>(launch.inject.element),
-                        launch.inject.xor_mask};
+                        launch.inject.xor_mask,
+                        inject_stride(launch.inject),
+                        inject_count(launch.inject)};
       const Buffer* bindings[] = {&a, &b, &c};
       sequence.dispatch(gemm_.get(*device_), bindings, &params, {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
@@ -349,7 +359,9 @@ class VulkanComputeDevice final : public ComputeDevice {
                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
                              launch.inject.enabled ? 1u : 0u,
                              static_cast<std::uint32_t>(launch.inject.element),
-                             launch.inject.xor_mask};
+                             launch.inject.xor_mask,
+                             inject_stride(launch.inject),
+                             inject_count(launch.inject)};
       const Buffer* bindings[] = {&q, &k, &v, &o};
       sequence.dispatch(attention_.get(*device_), bindings, &params, {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();

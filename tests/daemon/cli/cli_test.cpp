@@ -347,4 +347,10 @@ TEST_CASE("cli: every result states its guaranteed bit (issue 18)", "[e2e]") {
   const auto random_check = nlohmann::json::parse(random.output).at("results").at(0).at("check");
   CHECK(random_check.at("guaranteed_bit").get<int>() <= 23);
   CHECK(random_check.at("guaranteed_elements").get<std::uint64_t>() >= 4055);  // 99% of 4096
+  // The table states it too: the guaranteed bit and the share of elements where it holds.
+  auto table = run_substrated("probe --local --kernel gemm --mode exact --dtype f32 --size 16");
+  INFO(table.output);
+  REQUIRE(table.exit_code == 0);
+  CHECK_THAT(table.output, Catch::Contains("GUARANTEED"));
+  CHECK_THAT(table.output, Catch::Contains("bit 0, 100%"));
 }
