@@ -197,6 +197,7 @@ Scenario parse(std::istream& in) {
 std::mutex g_mutex;
 Scenario g_scenario;
 std::string g_scenario_stamp = "unread";
+std::string g_enumeration_key;   // scenario and environment the enumeration was made from
 std::vector<Visible> g_visible;  // fixed at cuInit
 std::map<std::string, int> g_calls;
 CUresult g_sticky = CUDA_SUCCESS;
@@ -347,12 +348,18 @@ CUresult CUDAAPI fake_init(unsigned int) {
   std::lock_guard lock(g_mutex);
   refresh_locked();
   if (g_scenario.init != 0) return static_cast<CUresult>(g_scenario.init);
-  // The driver enumerates once per process; here again whenever nothing is held, so one test
-  // process can try several scenarios one after the other.
-  if (g_live_contexts == 0 && g_live_allocations == 0) {
+  // The driver enumerates once per process. Here again whenever the scenario or the variables
+  // the driver reads at cuInit changed, so one test process can try scenarios one after the
+  // other; what an earlier enumeration still holds (a hung device's context) stays counted live.
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  const char* order = std::getenv("CUDA_DEVICE_ORDER");
+  const std::string key = g_scenario_stamp + "|" + (visible ? visible : "(unset)") + "|" + (order ? order : "");
+  if (key != g_enumeration_key) {
+    g_enumeration_key = key;
     g_visible = enumerate();
     g_used.assign(g_visible.size(), 0);
     g_retains.assign(g_visible.size(), 0);
+    g_current = 0;
   }
   return g_visible.empty() ? CUDA_ERROR_NO_DEVICE : CUDA_SUCCESS;
 }
@@ -680,7 +687,9 @@ CUresult CUDAAPI fake_mem_free(CUdeviceptr ptr) {
   std::lock_guard lock(g_mutex);
   const auto found = g_allocations.find(ptr);
   if (found == g_allocations.end()) return CUDA_ERROR_INVALID_VALUE;
-  g_used[found->second.first] -= found->second.second;
+  // An allocation of an earlier enumeration (see fake_init) no longer counts against a device.
+  const auto [device, bytes] = found->second;
+  if (device < g_used.size() && g_used[device] >= bytes) g_used[device] -= bytes;
   g_allocations.erase(found);
   std::free(reinterpret_cast<void*>(ptr));
   --g_live_allocations;

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -33,6 +34,8 @@ class FakeCuda {
     save("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA);
     save("SUBSTRATE_FAKE_CUDA_SCENARIO", path_.string());
     save("SUBSTRATE_FAKE_CUDA_LOG", log_.string());
+    contexts_before_ = std::max(live_contexts(), 0);
+    allocations_before_ = std::max(live_allocations(), 0);
   }
   ~FakeCuda() {
     for (const auto& [name, old] : saved_) {
@@ -55,6 +58,11 @@ class FakeCuda {
   }
   // Sets an extra environment variable for the object's life (e.g. CUDA_VISIBLE_DEVICES).
   void env(const std::string& name, const std::string& value) { save(name, value); }
+
+  // Contexts and device allocations live now that were not live when this object was made (an
+  // earlier test's hung device keeps its own on purpose).
+  int contexts_held() const { return live_contexts() - contexts_before_; }
+  int allocations_held() const { return live_allocations() - allocations_before_; }
 
   // In-process counters of the stand-in this process loaded.
   static int live_allocations() { return hook("substrate_fake_cuda_live_allocations"); }
@@ -94,6 +102,7 @@ class FakeCuda {
 
   std::filesystem::path path_, log_;
   int revision_ = 0;
+  int contexts_before_ = 0, allocations_before_ = 0;
   std::map<std::string, std::optional<std::string>> saved_;
 };
 

@@ -306,7 +306,7 @@ TEST_CASE("cuda: drivers before R580 refuse the fatbin and run the compute_75 PT
     Found found = discover_one();
     ComputeDevice& device = *found.devices[0];
     CHECK(device.info().kernel_image.empty());  // discovery opens nothing
-    CHECK(FakeCuda::live_contexts() == 0);
+    CHECK(fake.contexts_held() == 0);
     GoldenCache goldens;
     const ProbeResult memory = run_probe(device, small_memory_spec(device.info()), goldens);
     CHECK(memory.status == RunStatus::pass);
@@ -319,9 +319,47 @@ TEST_CASE("cuda: drivers before R580 refuse the fatbin and run the compute_75 PT
     const ProbeResult bf16 = run_probe(device, small_gemm_spec(device.info(), Dtype::bf16), goldens);
     CHECK(bf16.kernel == (std::string(c.image).rfind("ptx", 0) == 0 ? "cuda.gemm.simt64" : "cuda.gemm.wmma16"));
     found.devices.clear();
-    CHECK(FakeCuda::live_contexts() == 0);
-    CHECK(FakeCuda::live_allocations() == 0);
+    CHECK(fake.contexts_held() == 0);
+    CHECK(fake.allocations_held() == 0);
   }
+}
+
+TEST_CASE("cuda: ptxas accepts the embedded fallback PTX at ISA 8.0 and refuses it below what it uses", "[cuda]") {
+  // The build already ran ptxas on this text; this shows the check has teeth: ptxas judges the
+  // instructions against the declared .version, so the same code declared at 6.0 is refused.
+  std::string ptxas;
+  for (const char* candidate : {"/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas"}) {
+    if (std::filesystem::exists(candidate)) ptxas = candidate;
+  }
+  if (ptxas.empty()) {
+    WARN("ptxas not installed: the fallback PTX was checked only by the build");
+    return;
+  }
+  const std::string ptx(cuda::embedded_fallback_ptx());
+  const auto dir = std::filesystem::temp_directory_path();
+  auto assemble = [&](const std::string& text, const std::string& name) {
+    const auto path = dir / (name + "-" + std::to_string(::getpid()) + ".ptx");
+    std::ofstream(path) << text;
+    const std::string command = ptxas + " -arch=sm_75 " + path.string() + " -o /dev/null 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, pipe)) output += buffer;
+    const int status = pclose(pipe);
+    std::filesystem::remove(path);
+    return std::pair{status, output};
+  };
+  const auto [ok_status_code, ok_output] = assemble(ptx, "isa80");
+  INFO(ok_output);
+  CHECK(ok_status_code == 0);
+  std::string older = ptx;
+  const std::size_t at = older.find("\n.version 8.0\n");
+  REQUIRE(at != std::string::npos);
+  older.replace(at, 14, "\n.version 6.0\n");
+  const auto [old_status_code, old_output] = assemble(older, "isa60");
+  CHECK(old_status_code != 0);
+  CHECK(contains(old_output, "requires PTX ISA .version"));
 }
 
 TEST_CASE("cuda: a driver that takes neither image makes the kernels unavailable, naming both refusals", "[cuda]") {
@@ -335,7 +373,7 @@ TEST_CASE("cuda: a driver that takes neither image makes the kernels unavailable
   CHECK(contains(result.error, "compute_75 PTX at ISA 8.0 (CUDA_ERROR_UNSUPPORTED_PTX_VERSION"));
   CHECK(contains(result.error, "driver (CUDA 11.8)"));
   found.devices.clear();
-  CHECK(FakeCuda::live_contexts() == 0);
+  CHECK(fake.contexts_held() == 0);
 }
 
 TEST_CASE("cuda: stand-in driver gives device identity and kernels by name and launch geometry", "[cuda]") {
@@ -562,7 +600,7 @@ TEST_CASE("cuda: compute modes decide before any context: PROHIBITED and EXCLUSI
       CHECK(FakeCuda::contexts_created() == created_before);
     }
     found.devices.clear();
-    CHECK(FakeCuda::live_contexts() == 0);
+    CHECK(fake.contexts_held() == 0);
     CHECK(fake.events()["ctx+"] == (c.opens ? 1 : 0));
   }
 }
@@ -604,8 +642,8 @@ TEST_CASE("cuda: OUT_OF_MEMORY, DEVICE_UNAVAILABLE, NOT_PERMITTED and MPS errors
     CHECK(again.status == RunStatus::pass);
     found.devices.clear();
     // Nothing held once the device is closed, and every context opened was released.
-    CHECK(FakeCuda::live_allocations() == 0);
-    CHECK(FakeCuda::live_contexts() == 0);
+    CHECK(fake.allocations_held() == 0);
+    CHECK(fake.contexts_held() == 0);
     auto events = fake.events();
     CHECK(events["ctx+"] == events["ctx-"]);
     CHECK(events["alloc+"] == events["alloc-"]);
@@ -711,3 +749,5 @@ TEST_CASE("cuda: cudaN follows PCI bus order (nvidia-smi), CUDA_VISIBLE_DEVICES 
     CHECK(found.devices[1]->info().pci_bus_id == "0000:1a:00.0");
   }
 }
+
+#endif  // SUBSTRATE_WITH_CUDA
