@@ -368,7 +368,9 @@ TEST_CASE("daemon: a CUDA GPU in EXCLUSIVE_PROCESS mode with a workload is skipp
     REQUIRE(wait_until([&] { return metric_at_least(daemon, busy, 4); }, 60s));
     const std::string scrape = daemon.metrics();
     INFO(scrape);
-    CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
+    // Skips fold into no verdict: never degraded or failed (unknown, as nothing ran).
+    CHECK(metric(scrape, health_series("cuda0", "failed")) == 0.0);
+    CHECK(metric(scrape, health_series("cuda0", "degraded")) == 0.0);
     CHECK(metric(scrape, "substrate_probe_skipped_total{device=\"cuda0\",probe=\"gemm\",reason=\"device_busy\"}") >=
           1.0);
     // No process of the daemon's ever had a context on the GPU: discovery, listing and every
@@ -401,15 +403,17 @@ TEST_CASE("daemon: a GPU that Vulkan and CUDA both see is one device, and three 
     REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
     const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
     REQUIRE(status.at("devices").size() == 1);  // the Vulkan view is a note, not a second device
-    CHECK(status.at("devices").at(0).at("id") == "cuda0");
+    CHECK(status.at("devices").at(0).at("device").at("id") == "cuda0");
     CHECK(daemon.metrics().find("substrate_device_changes_total{device=\"cuda0\"") == std::string::npos);
     daemon.signal(SIGTERM);
     REQUIRE(daemon.wait_exit(20s) == 0);
     // The baseline carries on: its run count only grows (a reset would start it again).
-    const auto state = nlohmann::json::parse(std::ifstream(daemon.state_path()));
+    std::string note;
+    const State state = StateStore((daemon.dir() / "state").string()).load(&note);
+    INFO("load note: " << note);
     std::uint64_t runs_now = 0;
-    for (const auto& baseline : state.at("baselines")) {
-      if (baseline.at("device_uuid") == vulkan_uuid) runs_now = baseline.at("runs").get<std::uint64_t>();
+    for (const auto& [key, baseline] : state.baselines) {
+      if (key.device_uuid == vulkan_uuid) runs_now = std::max(runs_now, baseline.runs);
     }
     CHECK(runs_now > runs_before);
     runs_before = runs_now;
