@@ -170,7 +170,8 @@ class Parser {
         root, "",
         {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
          "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
-         "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "kubelet", "probes"},
+         "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "kubelet", "probes",
+         "probe_exclusive_gpus"},
         [&](const std::string& key, const YAML::Node& value, const std::string& path) {
           if (key == "listen") {
             parse_listen(value, path, config);
@@ -192,6 +193,8 @@ class Parser {
             parse_devices(value, path, config);
           } else if (key == "backend_preference") {
             parse_backend_preference(value, path, config);
+          } else if (key == "probe_exclusive_gpus") {
+            config.probe_exclusive_gpus = bool_value(value, path);
           } else if (key == "jitter_ratio") {
             config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
           } else if (key == "max_duty_cycle") {

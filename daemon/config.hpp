@@ -52,6 +52,9 @@ struct Config {
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
+  // Whether a GPU in EXCLUSIVE_PROCESS compute mode is probed while no other process is on it;
+  // off: even a brief probe context can make a workload's start fail (docs/cuda.md).
+  bool probe_exclusive_gpus = false;
   double jitter_ratio = 0.1;              // each interval is stretched or shrunk by up to this share
   double max_duty_cycle = 0.01;           // device time / wall time budget per device
   double busy_utilization = 0.5;          // defer probes while telemetry utilisation is above this

@@ -158,7 +158,7 @@ std::string render_devices(const std::vector<DeviceInfo>& devices,
         << "  uuid:        " << (d.uuid.empty() ? "-" : d.uuid) << "\n"
         << "  pci bus id:  " << (d.pci_bus_id.empty() ? "-" : d.pci_bus_id) << "\n"
         << "  memory:      " << d.memory_bytes << " bytes\n"
-        << "  kernels:     " << d.kernel_build << "\n";
+        << "  kernels:     " << d.kernel_build << (d.kernel_image.empty() ? "" : " (" + d.kernel_image + ")") << "\n";
     std::string sources;
     if (auto it = telemetry_sources.find(d.id); it != telemetry_sources.end()) {
       for (const std::string& source : it->second) sources += (sources.empty() ? "" : ", ") + source;

@@ -446,6 +446,7 @@ class Service {
                           {"uuid", slot.info.uuid},
                           {"log_level", config_.log_level},
                           {"backend_preference", config_.backend_preference},
+                          {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
                           {"golden_cache_max_bytes", config_.golden_cache_max_bytes},
                           {"dump_root", config_.state_directory + "/dumps"},
                           {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
@@ -1320,6 +1321,18 @@ std::string Service::metrics_text() const {
         bandwidth = r.memory->bandwidth_bytes_per_second;
         bad_words = static_cast<double>(r.memory->bad_words + r.memory->retention_bad_words);
       }
+    }
+    // Which embedded kernel image the driver took (CUDA: "sass sm_90", or "ptx-jit 8.0" on drivers
+    // before R580): from the newest run that opened the device, else from discovery.
+    std::string image = slot->info.kernel_image;
+    for (const auto& [probe, s] : slot->probes) {
+      for (const ProbeResult& r : s.last_results) {
+        if (!r.device.kernel_image.empty()) image = r.device.kernel_image;
+      }
+    }
+    if (!image.empty()) {
+      f.gauge("substrate_kernel_image_info", "1 for the kernel image the driver loaded for the device.",
+              {{"device", d}, {"image", image}}, 1);
     }
     if (bandwidth >= 0) {
       f.gauge("substrate_memory_bandwidth_bytes_per_second", "Achieved by the memory probe (read plus written)." + last,

@@ -64,6 +64,9 @@ struct AttentionShape {
 struct MemoryShape {
   double free_share = 0.0;      // share of the device's free memory to test
   std::uint64_t max_bytes = 0;  // cap on the bytes tested per run
+  // Floor: when the share comes to less, a workload holds the memory and the run is skipped
+  // (busy) rather than a token region tested.
+  std::uint64_t min_bytes = 4;
 };
 
 // The canary's tiny decoder stack (probes/canary/canary_probe.cpp).

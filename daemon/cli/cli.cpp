@@ -185,6 +185,7 @@ int devices_command(const std::vector<std::string>& args) {
   const std::string sysfs_root = line->last("path.sysfs").value_or("/sys");
   const bool json = line->has("json");
   Discovery found = discover_devices();
+  open_for_listing(found);
   std::vector<DeviceInfo> infos;
   for (const DevicePtr& device : found.devices) infos.push_back(device->info());
   telemetry::TelemetryOptions options;

@@ -201,6 +201,7 @@ void to_json(nlohmann::json& out, const DeviceInfo& info) {
          {"memory_bytes", info.memory_bytes},
          {"compute_units", info.compute_units},
          {"kernel_build", info.kernel_build}};
+  if (!info.kernel_image.empty()) out["kernel_image"] = info.kernel_image;
 }
 
 void to_json(nlohmann::json& out, const ProbeResult& result) {
@@ -308,6 +309,7 @@ void from_json(const nlohmann::json& in, DeviceInfo& info) {
   info.memory_bytes = in.at("memory_bytes").get<std::uint64_t>();
   info.compute_units = in.at("compute_units").get<std::uint32_t>();
   info.kernel_build = in.at("kernel_build").get<std::string>();
+  info.kernel_image = in.value("kernel_image", std::string());
 }
 
 void from_json(const nlohmann::json& in, ProbeResult& result) {

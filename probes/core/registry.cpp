@@ -185,6 +185,8 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   } else if (status.ok()) {
     try {
       status = device.open();
+      // Opening may have loaded the kernels: the result names the image that ran.
+      result.device.kernel_image = device.info().kernel_image;
       if (status.ok()) status = descriptor->run(device, spec, goldens, result);
     } catch (const std::exception& e) {
       status = Error{ErrorKind::device_error, std::string("probe threw: ") + e.what()};

@@ -88,6 +88,7 @@ shutdown_grace_seconds: 0
 log_level: debug
 failure_dump_max_bytes: 0
 golden_cache_max_bytes: 1048576
+probe_exclusive_gpus: true
 verdict:
   failures_to_degrade: 1
   failures_to_fail: 1
@@ -127,6 +128,7 @@ probes:
   CHECK(config->log_level == "debug");
   CHECK(config->failure_dump_max_bytes == 0);
   CHECK(config->golden_cache_max_bytes == 1048576);
+  CHECK(config->probe_exclusive_gpus);
   CHECK(config->verdict.failures_to_degrade == 1);
   CHECK(config->verdict.failures_to_fail == 1);
   CHECK(config->verdict.passes_to_recover == 5);
@@ -186,6 +188,7 @@ TEST_CASE("config: wrong types are errors at the value", "[unit]") {
   expect_error("state_directory: [a]\n", 1, 18, "state_directory", "expected a string");
   expect_error("state_directory:\nlog_level: info\n", 1, 1, "state_directory", "expected a string");
   expect_error("probes:\n  gemm:\n    enabled: yes\n", 3, 14, "probes.gemm.enabled", "expected true or false");
+  expect_error("probe_exclusive_gpus: maybe\n", 1, 23, "probe_exclusive_gpus", "expected true or false");
   expect_error("probes:\n  gemm:\n    seed: -1\n", 3, 11, "probes.gemm.seed", "non-negative integer");
   expect_error("probes:\n  gemm:\n    seed: 18446744073709551616\n", 3, 11, "probes.gemm.seed", "must be in");
   expect_error("probes:\n  gemm:\n    modes: exact\n", 3, 12, "probes.gemm.modes", "expected a sequence");

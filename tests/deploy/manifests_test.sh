@@ -120,14 +120,14 @@ def check_overlay(overlay, docs):
     res = main.get("resources") or {}
     lim, req = res.get("limits") or {}, res.get("requests") or {}
     try:
-        ok = (quantity(lim.get("memory")) == 256 * 2**20 and quantity(lim.get("cpu")) == 0.5
-              and quantity(req.get("memory")) == 160 * 2**20 and quantity(req.get("cpu")) == 0.05
+        ok = (quantity(lim.get("memory")) == 3 * 2**30 and quantity(lim.get("cpu")) == 0.5
+              and quantity(req.get("memory")) == 256 * 2**20 and quantity(req.get("cpu")) == 0.05
               and all(quantity(req[k]) <= quantity(lim[k]) for k in ("cpu", "memory")))
     except Exception as e:
         ok = False
     # Sized from the measured footprint (docs/operations.md#resources; tests/deploy/footprint_test.sh
     # checks them against a fresh measurement).
-    check(ok, "requests cpu 50m memory 160Mi, limits cpu 500m memory 256Mi (%s / %s)" % (req, lim))
+    check(ok, "requests cpu 50m memory 256Mi, limits cpu 500m memory 3Gi (%s / %s)" % (req, lim))
 
     sc = main.get("securityContext") or {}
     psc = pod.get("securityContext") or {}

@@ -114,6 +114,34 @@ TEST_CASE("probes: the size text of every probe reads back through apply_size", 
   CHECK(probe("canary").shape_text(default_spec("canary")) == "16x64x4x128x2x128");
 }
 
+TEST_CASE("probes: memory sizes: an exact size, or a share of free memory between a floor and a cap", "[unit]") {
+  ProbeSpec spec = default_spec("memory");
+  REQUIRE(probe("memory").apply_size("64M", spec).ok());
+  CHECK(spec.memory.free_share == 1.0);
+  CHECK(spec.memory.min_bytes == (64u << 20));  // that much, or skipped
+  CHECK(spec.memory.max_bytes == (64u << 20));
+  REQUIRE(probe("memory").apply_size("25%,64M,4G", spec).ok());
+  CHECK(spec.memory.free_share == 0.25);
+  CHECK(spec.memory.min_bytes == (64u << 20));
+  CHECK(spec.memory.max_bytes == (4ull << 30));
+  REQUIRE(probe("memory").apply_size("5%,1M", spec).ok());
+  CHECK(spec.memory.min_bytes == (1u << 20));
+  CHECK(spec.memory.max_bytes == (4ull << 30));  // the cap stays
+  REQUIRE(probe("memory").apply_size("10%", spec).ok());
+  CHECK(spec.memory.min_bytes == 4);
+  for (const char* bad : {"0%", "150%", "10%64M", "10%,64M,1M", "10%,x", "x%", "10%,64M,"}) {
+    INFO(bad);
+    const Status refused = probe("memory").apply_size(bad, spec);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().kind == ErrorKind::invalid_argument);
+  }
+  // The spec JSON carries the floor; older JSON without it reads as no floor.
+  nlohmann::json json = spec;
+  CHECK(json.at("memory").at("min_bytes") == 4);
+  json.at("memory").erase("min_bytes");
+  CHECK(json.get<ProbeSpec>().memory.min_bytes == 4);
+}
+
 TEST_CASE("probes: the drill geometry of every probe", "[unit]") {
   ProbeSpec gemm = default_spec("gemm");
   REQUIRE(probe("gemm").apply_size("8x16x32", gemm).ok());
@@ -164,7 +192,7 @@ TEST_CASE("probes: spec JSON carries the probe's own shape and reads back", "[un
   const nlohmann::json gemm = default_spec("gemm");
   CHECK(gemm.at("gemm") == nlohmann::json{{"m", 256}, {"n", 256}, {"k", 256}});
   const nlohmann::json memory = default_spec("memory");
-  CHECK(memory.at("memory") == nlohmann::json{{"free_share", 0.02}, {"max_bytes", 8388608}});
+  CHECK(memory.at("memory") == nlohmann::json{{"free_share", 0.02}, {"max_bytes", 8388608}, {"min_bytes", 4}});
 }
 
 // Issue 18: a drill pattern (count elements stride apart) travels in the spec JSON (to workers and

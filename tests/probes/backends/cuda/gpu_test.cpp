@@ -41,7 +41,13 @@ cuda::CudaDevice& gpu() {
   static std::vector<std::string> notes;
   static cuda::CudaDevice* device = [] {
     cuda::discover(devices, notes);
-    return devices.empty() ? nullptr : dynamic_cast<cuda::CudaDevice*>(devices.front().get());
+    if (devices.empty()) return static_cast<cuda::CudaDevice*>(nullptr);
+    // Discovery opens nothing: the context and kernels load here (as run_probe does first).
+    if (const Status opened = devices.front()->open(); !opened.ok()) {
+      notes.push_back("cuda0 could not be opened: " + opened.error().message);
+      return static_cast<cuda::CudaDevice*>(nullptr);
+    }
+    return dynamic_cast<cuda::CudaDevice*>(devices.front().get());
   }();
   if (device == nullptr) {
     std::string why;
