@@ -11,7 +11,8 @@
 //
 // In-process rounds: the same specs on a device this program opened once: the first round
 // creates the pipelines, later ones reuse them; goldens fresh every round (cold) as in a worker,
-// and once more with the goldens cached (warm: the old daemon's steady state).
+// and once more with the goldens cached (warm: the old daemon's steady state). Worker and
+// in-process rounds alternate, so the machine's load weighs on both alike.
 //
 //   build-bench/bench/bench_rounds --substrated build-bench/substrated [--rounds 5]
 #include <boost/asio/io_context.hpp>
@@ -48,39 +49,35 @@ struct WorkerRound {
   std::vector<ProbeResult> results;
 };
 
-// One exchange with one worker; exits 2 when the worker does not do what the daemon expects.
-json run_worker(const std::string& binary, const json& request, WorkerRound* round) {
+// One round in one worker; exits 2 when the worker does not do what the daemon expects.
+void run_worker(const std::string& binary, const json& request, WorkerRound* round) {
   boost::asio::io_context io;
-  json answer;
   std::string failure;
   pid_t pid = 0;
   const double t0 = bench::now_seconds();
-  auto worker = WorkerProcess::spawn(
-      io, binary, request,
-      {[&](const json& frame) {
-         const std::string type = frame.at("type").get<std::string>();
-         const double t = bench::now_seconds() - t0;
-         if (type == "devices") answer = frame;
-         if (type == "error") failure = frame.at("message").get<std::string>();
-         if (!round) return;
-         if (type == "opened") round->to_opened = t;
-         if (type == "result") {
-           round->to_last_result = t;
-           round->results.push_back(frame.at("result").get<ProbeResult>());
-         }
-         if (type == "done") round->peak_rss_kib = status_kib(pid, "VmHWM");
-       },
-       [&](const WorkerExit& exit) {
-         if (exit.exit_code != 0) failure += " (worker ended: code " + std::to_string(exit.exit_code) + ")";
-         if (round) round->total = bench::now_seconds() - t0;
-       }});
+  auto worker = WorkerProcess::spawn(io, binary, request,
+                                     {[&](const json& frame) {
+                                        const std::string type = frame.at("type").get<std::string>();
+                                        const double t = bench::now_seconds() - t0;
+                                        if (type == "error") failure = frame.at("message").get<std::string>();
+                                        if (type == "opened") round->to_opened = t;
+                                        if (type == "result") {
+                                          round->to_last_result = t;
+                                          round->results.push_back(frame.at("result").get<ProbeResult>());
+                                        }
+                                        if (type == "done") round->peak_rss_kib = status_kib(pid, "VmHWM");
+                                      },
+                                      [&](const WorkerExit& exit) {
+                                        if (exit.exit_code != 0)
+                                          failure += " (worker ended: code " + std::to_string(exit.exit_code) + ")";
+                                        round->total = bench::now_seconds() - t0;
+                                      }});
   if (!worker) bench::Args::die(worker.error().message);
   pid = (*worker)->pid();
   (*worker)->set_deadline(600);
   io.run();
   if (!failure.empty()) bench::Args::die("worker: " + failure);
-  if (round) round->to_exit = round->total - round->to_last_result;
-  return answer;
+  round->to_exit = round->total - round->to_last_result;
 }
 
 std::string ms(double seconds) { return bench::fixed(seconds * 1e3, 1); }
@@ -94,11 +91,10 @@ int main(int argc, char** argv) {
   const int rounds = static_cast<int>(args.get_int("--rounds", 5));
   const Config defaults = default_config();
 
-  // The device as a discovery worker sees it: this process holds no driver during worker rounds.
-  const json found = run_worker(binary, {{"type", "discover"}, {"log_level", "warn"}}, nullptr);
-  const auto devices = found.at("devices").get<std::vector<DeviceInfo>>();
-  if (devices.empty()) bench::Args::die("no compute device");
-  const DeviceInfo info = devices.front();
+  // This process opens the device for the in-process rounds; worker rounds and in-process rounds
+  // alternate, so the machine's load weighs on both alike.
+  DevicePtr device = bench::first_device();
+  const DeviceInfo info = device->info();
   std::vector<ProbeSpec> specs;
   for (const ProbeDescriptor& d : probe_registry().all()) {
     const auto schedule = defaults.probes.find(d.id);
@@ -118,34 +114,27 @@ int main(int argc, char** argv) {
                         {"dump_max_bytes", 0},
                         {"specs", request_specs}};
 
-  std::cerr << "bench_rounds: " << rounds << " worker rounds of " << specs.size() << " specs, load "
+  std::ostringstream header;  // with the load average at the start
+  bench::print_machine(header, info, bench::command_line(argc, argv));
+  std::cerr << "bench_rounds: " << rounds << " rounds of " << specs.size() << " specs each way, load "
             << bench::load_average() << "\n";
+  const auto in_process_round = [&](GoldenCache& goldens) {
+    const double t0 = bench::now_seconds();
+    for (const ProbeSpec& spec : specs) run_probe(*device, spec, goldens);
+    return bench::now_seconds() - t0;
+  };
+  GoldenCache kept;
+  const double first_round = in_process_round(kept);  // pipelines created here
   std::vector<WorkerRound> worker_rounds;
+  std::vector<double> in_process_cold, in_process_warm;
   for (int i = 0; i < rounds; ++i) {
     WorkerRound round;
     run_worker(binary, request, &round);
     if (round.results.size() != specs.size()) bench::Args::die("a worker round reported too few results");
     worker_rounds.push_back(std::move(round));
-  }
-
-  std::cerr << "bench_rounds: in-process rounds, load " << bench::load_average() << "\n";
-  DevicePtr device = bench::first_device();
-  std::vector<double> in_process_cold, in_process_warm;
-  double first_round = 0;
-  GoldenCache kept;
-  for (int i = 0; i <= rounds; ++i) {
     GoldenCache fresh;
-    const double t0 = bench::now_seconds();
-    for (const ProbeSpec& spec : specs) run_probe(*device, spec, fresh);
-    const double wall = bench::now_seconds() - t0;
-    if (i == 0) {
-      first_round = wall;  // pipelines created here
-    } else {
-      in_process_cold.push_back(wall);
-    }
-    const double w0 = bench::now_seconds();
-    for (const ProbeSpec& spec : specs) run_probe(*device, spec, kept);
-    if (i > 0) in_process_warm.push_back(bench::now_seconds() - w0);
+    in_process_cold.push_back(in_process_round(fresh));
+    in_process_warm.push_back(in_process_round(kept));
   }
 
   std::vector<double> opened, last_result, to_exit, total, rss;
@@ -157,16 +146,15 @@ int main(int argc, char** argv) {
     rss.push_back(r.peak_rss_kib / 1024.0);
   }
   const double cold = median(in_process_cold), warm = median(in_process_warm);
-  std::cout << "## Rounds in worker processes\n\n";
-  bench::print_machine(std::cout, device->info(), bench::command_line(argc, argv));
+  std::cout << "## Rounds in worker processes\n\n" << header.str();
   std::cout << "- one round: " << specs.size()
             << " specs (every default spec of the default schedule's probes at this device's sizes)\n"
             << "- medians of " << rounds << " rounds each\n\n";
   std::cout << "| figure | ms |\n|---|---|\n"
             << "| worker: spawn -> device open (process start, driver load, discovery, open) | " << ms(median(opened))
             << " |\n"
-            << "| worker: device open -> last result (pipelines, specs, goldens computed) | "
-            << ms(median(last_result)) << " |\n"
+            << "| worker: device open -> last result (pipelines, specs, goldens computed) | " << ms(median(last_result))
+            << " |\n"
             << "| worker: last result -> reaped (report, device close, exit) | " << ms(median(to_exit)) << " |\n"
             << "| worker: whole round | " << ms(median(total)) << " |\n"
             << "| in process: first round on a freshly opened device (pipelines created) | " << ms(first_round)
