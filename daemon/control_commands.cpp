@@ -43,7 +43,7 @@ std::optional<std::string> memory_refusal(const DeviceInfo& device, const std::v
     if (host > max_host_bytes) {
       return spec_key(spec) + " needs about " + human_bytes(host) + " of host memory" +
              (device.is_cpu() ? " (" + device.id + "'s memory is host memory)" : "") +
-             ", above on_demand_max_host_bytes (" + human_bytes(max_host_bytes) + ")";
+             ", above on_demand.max_host_bytes (" + human_bytes(max_host_bytes) + ")";
     }
   }
   return std::nullopt;

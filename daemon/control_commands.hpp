@@ -28,9 +28,9 @@ class ControlCommands {
     std::function<void(std::size_t device, std::vector<ProbeSpec> specs, double timeout_seconds, RunDone done)> run;
   };
 
-  // `max_host_bytes`: the config's on_demand_max_host_bytes.
+  // `max_host_bytes`: the config's on_demand.max_host_bytes.
   ControlCommands(std::vector<DeviceInfo> devices, Hooks hooks, std::uint64_t max_host_bytes);
-  // A reload's new on_demand_max_host_bytes, for the requests that follow.
+  // A reload's new on_demand.max_host_bytes, for the requests that follow.
   void set_max_host_bytes(std::uint64_t bytes) { max_host_bytes_ = bytes; }
 
   // Answers one request: {"ok":true,"status":{...}} for status; for probe, once every matching
@@ -50,7 +50,7 @@ class ControlCommands {
 
 // Why `specs` cannot run on `device` within its memory and `max_host_bytes` of host memory, in
 // one line naming the spec and the limit ("gemm/f32/exact/4096x4096x4096 needs about 320.0 MiB
-// of host memory, above on_demand_max_host_bytes (192.0 MiB)"); nullopt when every spec fits.
+// of host memory, above on_demand.max_host_bytes (192.0 MiB)"); nullopt when every spec fits.
 // Each spec is judged alone (a worker runs its specs one after another, and on-demand workers keep
 // no goldens between specs), by the probe's MemoryNeeds; on a CPU device its device bytes are
 // host memory too. The device's memory is checked only when the backend reports it.

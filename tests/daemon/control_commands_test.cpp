@@ -144,7 +144,7 @@ TEST_CASE("control commands: a spec too large for the device or the host budget 
   REQUIRE(h.reply);
   CHECK((*h.reply)["exit_code"] == 2);
   CHECK((*h.reply)["error"] ==
-        "gemm/f32/exact/4096x4096x4096 needs about 320.0 MiB of host memory, above on_demand_max_host_bytes "
+        "gemm/f32/exact/4096x4096x4096 needs about 320.0 MiB of host memory, above on_demand.max_host_bytes "
         "(192.0 MiB)");
   // Device memory is checked first: 16384^3 needs 3 GiB of buffers on a 1 GiB device.
   h.send(probe({"--device", "cuda0", "--kernel", "gemm", "--size", "16384", "--mode", "exact", "--dtype", "f32"}));
@@ -158,7 +158,7 @@ TEST_CASE("control commands: a spec too large for the device or the host budget 
   REQUIRE(small.reply);
   CHECK((*small.reply)["error"] ==
         "gemm/f32/exact/2048x2048x2048 needs about 144.0 MiB of host memory (vulkan0's memory is host memory), "
-        "above on_demand_max_host_bytes (100.0 MiB)");
+        "above on_demand.max_host_bytes (100.0 MiB)");
   CHECK(h.calls.empty());
   CHECK(small.calls.empty());
   // Within the budget it runs; a larger budget (a reload) admits what was refused.

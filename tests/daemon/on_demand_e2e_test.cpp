@@ -64,7 +64,7 @@ TEST_CASE("on-demand: a size above the device's memory or the host budget is ref
   CHECK(host.exit_code == 2);
   CHECK(lines_in(host.output) == 1);
   CHECK_THAT(host.output, Catch::Contains("gemm/f32/exact/4096x4096x4096 needs about") &&
-                              Catch::Contains("above on_demand_max_host_bytes (192.0 MiB)"));
+                              Catch::Contains("above on_demand.max_host_bytes (192.0 MiB)"));
   auto device = run_substrated("probe" + socket + " --kernel gemm --size 1000000x1000000x1 --mode exact --dtype f32");
   INFO(device.output);
   CHECK(device.exit_code == 2);
