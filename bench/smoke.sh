@@ -39,6 +39,8 @@ else
   echo "smoke gemm: FAILED (bench_gemm was not built: libopenblas-dev is needed, scripts/install-deps.sh installs it)"
   status=1
 fi
+step rounds "$build/bench/bench_rounds" --substrated "$build/substrated" --rounds 1
+grep -q "per-round overhead of a worker" "$out/rounds.md" || { echo "smoke rounds: no figure"; status=1; }
 step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
 grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
 if command -v prometheus-node-exporter >/dev/null && command -v wrk >/dev/null; then

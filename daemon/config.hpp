@@ -67,6 +67,11 @@ struct Config {
   // Memory bound for the CPU goldens kept between runs (shared by every device); 0 keeps none,
   // so every run computes its golden again.
   std::uint64_t golden_cache_max_bytes = 256ull << 20;
+  // on_demand.max_host_bytes: host memory one on-demand run (`substrated probe` through the
+  // control socket) may need in its worker, checked before the worker starts
+  // (daemon/control_commands.hpp). The default leaves the unit's MemoryMax=256M room for the
+  // daemon beside one such worker.
+  std::uint64_t on_demand_max_host_bytes = 192ull << 20;
   VerdictPolicy verdict;
   KubeletSettings kubelet;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present

@@ -47,6 +47,16 @@ struct AttentionProbe {
                       in.at("head_dim").get<std::uint32_t>(), in.at("causal").get<bool>()};
   }
   static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec);
+  // Device: Q, K and V at their element size, O and its readback copy as f32 (check_attention).
+  // Host: the golden's Q, K and V as float, O's values and bounds as double, the output read
+  // back, and three score rows of double per key.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo&) {
+    const AttentionShape& s = spec.attention;
+    const double elements = static_cast<double>(s.heads) * s.seq_len * s.head_dim;
+    const double element = spec.dtype == Dtype::f32 ? 4.0 : 2.0;
+    return {saturated_bytes(3.0 * elements * element + 8.0 * elements),
+            saturated_bytes(12.0 * elements + 20.0 * elements + 32.0 * s.seq_len)};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 

@@ -212,6 +212,12 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   return result;
 }
 
+std::uint64_t saturated_bytes(double bytes) {
+  // 2^64 itself does not fit; anything at or above it (or NaN) is "more than any memory".
+  if (!(bytes < 18446744073709551616.0)) return UINT64_MAX;
+  return bytes > 0 ? static_cast<std::uint64_t>(bytes) : 0;
+}
+
 Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count) {
   // Strict like --seed: decimal digits only (no sign, no space), no empty part, so "8x", "x8",
   // "8xx8", " 8" and "+8" are refused instead of read loosely.

@@ -49,6 +49,16 @@ struct MemoryProbe {
   }
   // Patterns are regenerated from the offset and seed: nothing to dump.
   static std::vector<DumpInput> dump_inputs(const ProbeSpec&) { return {}; }
+  // Device: the region (max_bytes, at most free_share of the device's memory, known only as its
+  // total here) and the retention block. Host: the retention block's re-read and the error
+  // readback, each at most k_retention_bytes.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo& device) {
+    double region = static_cast<double>(spec.memory.max_bytes);
+    if (device.memory_bytes > 0) {
+      region = std::min(region, static_cast<double>(device.memory_bytes) * spec.memory.free_share);
+    }
+    return {saturated_bytes(region + k_retention_bytes), 2 * k_retention_bytes};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 

@@ -89,6 +89,8 @@ log_level: debug
 failure_dump_max_bytes: 0
 golden_cache_max_bytes: 1048576
 probe_exclusive_gpus: true
+on_demand:
+  max_host_bytes: 1048576
 verdict:
   failures_to_degrade: 1
   failures_to_fail: 1
@@ -129,6 +131,7 @@ probes:
   CHECK(config->failure_dump_max_bytes == 0);
   CHECK(config->golden_cache_max_bytes == 1048576);
   CHECK(config->probe_exclusive_gpus);
+  CHECK(config->on_demand_max_host_bytes == 1048576);
   CHECK(config->verdict.failures_to_degrade == 1);
   CHECK(config->verdict.failures_to_fail == 1);
   CHECK(config->verdict.passes_to_recover == 5);
@@ -210,6 +213,9 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
   expect_error("golden_cache_max_bytes: -1\n", 1, 25, "golden_cache_max_bytes", "non-negative integer");
   expect_error("golden_cache_max_bytes: 2000000000000\n", 1, 25, "golden_cache_max_bytes",
                "must be in 0..1099511627776");
+  expect_error("on_demand:\n  max_host_bytes: 0\n", 2, 19, "on_demand.max_host_bytes",
+               "must be in 1048576..1099511627776");
+  expect_error("on_demand:\n  max_host: 1\n", 2, 3, "on_demand.max_host", "unknown key");
   expect_error("log_level: verbose\n", 1, 12, "log_level", "expected one of trace, debug, info, warn, error");
   expect_error("devices: []\n", 1, 10, "devices", "at least one");
   expect_error("devices: [all, all]\n", 1, 16, "devices[1]", "duplicate selector");

@@ -427,3 +427,44 @@ TEST_CASE("daemon: a GPU that Vulkan and CUDA both see is one device, and three 
   CHECK(daemon.log().find("device changed since the last run") == std::string::npos);
 }
 #endif
+
+TEST_CASE("daemon: SIGHUP re-arms only the probes whose schedule changed; a new drill shows within seconds", "[e2e]") {
+  // Hour-long intervals: after the start-up round nothing is due, so any run after a reload is
+  // one the reload caused.
+  const std::string attention =
+      "  attention:\n    interval_seconds: 3600\n    size: \"16x2x16\"\n"
+      "  memory:\n    enabled: false\n";
+  const std::string gemm =
+      "  gemm:\n    interval_seconds: 3600\n    size: \"16\"\n    modes: [exact]\n    dtypes: [f32]\n";
+  DaemonProcess daemon(gemm + attention);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string gemm_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string attention_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"attention\"}";
+  REQUIRE(wait_until(
+      [&] { return metric_at_least(daemon, gemm_runs, 1) && metric_at_least(daemon, attention_runs, 1); }, 60s));
+  const std::string reloaded_at = "substrate_config_last_reload_success_timestamp_seconds";
+  auto reload = [&] {
+    const double before = metric(daemon.metrics(), reloaded_at).value_or(0);
+    std::this_thread::sleep_for(50ms);  // the timestamp has a visible step
+    daemon.signal(SIGHUP);
+    REQUIRE(wait_until([&] { return metric(daemon.metrics(), reloaded_at).value_or(0) > before; }, 20s));
+  };
+
+  // The same file again (a fleet-wide push that changed nothing here): nothing runs early.
+  daemon.write_config(gemm + attention);
+  reload();
+  std::this_thread::sleep_for(4s);  // a re-armed probe would have run within 2 s
+  CHECK(metric(daemon.metrics(), gemm_runs) == 1.0);
+  CHECK(metric(daemon.metrics(), attention_runs) == 1.0);
+
+  // A drill on gemm: gemm runs again at once and fails the device; attention keeps its due time.
+  daemon.write_config(gemm + "    drill: \"bit=30,row=2,col=3\"\n" + attention);
+  reload();
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("vulkan0", "failed"), 1); }, 20s));
+  CHECK(metric(daemon.metrics(), gemm_runs) == 2.0);
+  CHECK(metric(daemon.metrics(), attention_runs) == 1.0);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
