@@ -166,59 +166,63 @@ class Parser {
     // Where to report failures_to_fail < failures_to_degrade: at whichever of the two the file set.
     YAML::Mark order_mark = root.Mark();
     std::string order_key = "verdict";
-    for_each_key(
-        root, "",
-        {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
-         "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
-         "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "probes"},
-        [&](const std::string& key, const YAML::Node& value, const std::string& path) {
-          if (key == "listen") {
-            parse_listen(value, path, config);
-          } else if (key == "state_directory") {
-            config.state_directory = string_value(value, path);
-          } else if (key == "runtime_directory") {
-            config.runtime_directory = string_value(value, path);
-            Config probe_path;
-            probe_path.runtime_directory = config.runtime_directory;
-            const std::string socket = control_socket_path(probe_path);
-            if (socket.size() > k_max_socket_path_bytes) {
-              fail(value, path,
-                   "the control socket path " + socket + " would be " + std::to_string(socket.size()) +
-                       " bytes; a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes));
-            }
-          } else if (key == "sysfs_root") {
-            config.sysfs_root = string_value(value, path);
-          } else if (key == "devices") {
-            parse_devices(value, path, config);
-          } else if (key == "backend_preference") {
-            parse_backend_preference(value, path, config);
-          } else if (key == "jitter_ratio") {
-            config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
-          } else if (key == "max_duty_cycle") {
-            config.max_duty_cycle = ranged(value, path, 0.0, true, 1.0, false);
-          } else if (key == "busy_utilization") {
-            config.busy_utilization = ranged(value, path, 0.0, true, 1.0, false);
-          } else if (key == "max_staleness_seconds") {
-            config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
-          } else if (key == "shutdown_grace_seconds") {
-            config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
-          } else if (key == "failure_dump_max_bytes") {
-            config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
-          } else if (key == "golden_cache_max_bytes") {
-            config.golden_cache_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
-          } else if (key == "log_level") {
-            const std::string level = string_value(value, path);
-            static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
-            if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
-              fail(value, path, "expected one of " + join(levels) + ", got '" + level + "'");
-            }
-            config.log_level = level;
-          } else if (key == "verdict") {
-            parse_verdict(value, path, config.verdict, order_mark, order_key);
-          } else if (key == "probes") {
-            parse_probes(value, path, config);
-          }
-        });
+    for_each_key(root, "",
+                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "expected_devices",
+                  "backend_preference", "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds",
+                  "shutdown_grace_seconds", "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict",
+                  "telemetry", "probes"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+                   if (key == "listen") {
+                     parse_listen(value, path, config);
+                   } else if (key == "state_directory") {
+                     config.state_directory = string_value(value, path);
+                   } else if (key == "runtime_directory") {
+                     config.runtime_directory = string_value(value, path);
+                     Config probe_path;
+                     probe_path.runtime_directory = config.runtime_directory;
+                     const std::string socket = control_socket_path(probe_path);
+                     if (socket.size() > k_max_socket_path_bytes) {
+                       fail(value, path,
+                            "the control socket path " + socket + " would be " + std::to_string(socket.size()) +
+                                " bytes; a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes));
+                     }
+                   } else if (key == "sysfs_root") {
+                     config.sysfs_root = string_value(value, path);
+                   } else if (key == "devices") {
+                     parse_devices(value, path, config);
+                   } else if (key == "expected_devices") {
+                     config.expected_devices = static_cast<std::uint32_t>(uint_value(value, path, 0, 4096));
+                   } else if (key == "backend_preference") {
+                     parse_backend_preference(value, path, config);
+                   } else if (key == "jitter_ratio") {
+                     config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
+                   } else if (key == "max_duty_cycle") {
+                     config.max_duty_cycle = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "busy_utilization") {
+                     config.busy_utilization = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "max_staleness_seconds") {
+                     config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
+                   } else if (key == "shutdown_grace_seconds") {
+                     config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
+                   } else if (key == "failure_dump_max_bytes") {
+                     config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
+                   } else if (key == "golden_cache_max_bytes") {
+                     config.golden_cache_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
+                   } else if (key == "log_level") {
+                     const std::string level = string_value(value, path);
+                     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+                     if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
+                       fail(value, path, "expected one of " + join(levels) + ", got '" + level + "'");
+                     }
+                     config.log_level = level;
+                   } else if (key == "verdict") {
+                     parse_verdict(value, path, config.verdict, order_mark, order_key);
+                   } else if (key == "telemetry") {
+                     parse_telemetry(value, path, config.telemetry);
+                   } else if (key == "probes") {
+                     parse_probes(value, path, config);
+                   }
+                 });
     if (config.verdict.failures_to_fail < config.verdict.failures_to_degrade) {
       fail(order_mark, order_key,
            "verdict.failures_to_fail (" + std::to_string(config.verdict.failures_to_fail) +
@@ -305,6 +309,23 @@ class Parser {
                      verdict.slowdown_ratio = ranged(value, p, 1.0, true, 100.0, false);
                    }
                  });
+  }
+
+  void parse_telemetry(const YAML::Node& node, const std::string& path, TelemetrySchedule& telemetry) {
+    for_each_key(node, path, {"interval_seconds", "timeout_seconds"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "interval_seconds") {
+                     telemetry.interval_seconds = ranged(value, p, 1.0, false, 3600.0, false);
+                   } else {
+                     telemetry.timeout_seconds = ranged(value, p, 0.0, true, 3600.0, false);
+                   }
+                 });
+    // A read still waiting for a late source when the next one is due would skip that snapshot.
+    if (!(telemetry.timeout_seconds < telemetry.interval_seconds)) {
+      fail(node, path,
+           "timeout_seconds (" + format_number(telemetry.timeout_seconds) + ") must be less than interval_seconds (" +
+               format_number(telemetry.interval_seconds) + ")");
+    }
   }
 
   void parse_probes(const YAML::Node& node, const std::string& path, Config& config) {

@@ -35,6 +35,14 @@ struct VerdictPolicy {
   bool operator==(const VerdictPolicy&) const = default;
 };
 
+// How telemetry is sampled: one snapshot of every source every interval_seconds, each source's
+// read given timeout_seconds (daemon/telemetry_reader.hpp); /metrics serves the last snapshot.
+struct TelemetrySchedule {
+  double interval_seconds = 15.0;
+  double timeout_seconds = 5.0;  // less than interval_seconds
+  bool operator==(const TelemetrySchedule&) const = default;
+};
+
 struct Config {
   std::string source = "<defaults>";  // file the config came from
   std::string listen_address = "0.0.0.0";
@@ -43,6 +51,9 @@ struct Config {
   std::string runtime_directory = "/run/substrated";
   std::string sysfs_root = "/sys";
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
+  // Compute devices this host should have (0: no expectation); exported so an alert fires when
+  // discovery finds fewer (a GPU fell off the bus, a driver is missing).
+  std::uint32_t expected_devices = 0;
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
   double jitter_ratio = 0.1;              // each interval is stretched or shrunk by up to this share
@@ -58,6 +69,7 @@ struct Config {
   // so every run computes its golden again.
   std::uint64_t golden_cache_max_bytes = 256ull << 20;
   VerdictPolicy verdict;
+  TelemetrySchedule telemetry;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too
 };
