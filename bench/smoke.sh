@@ -28,6 +28,8 @@ step soak "$build/bench/bench_soak" --runs 60
 grep -q "^total: " "$out/soak.md" || { echo "smoke soak: no total"; status=1; }
 step overhead "$build/bench/bench_overhead" --repeats 1 --memcpy-sizes 1024K
 grep -q "Duty cycle" "$out/overhead.md" || { echo "smoke overhead: no duty cycle"; status=1; }
+step hostile "$build/bench/bench_hostile" --substrated "$build/substrated" --scrapes 20 --connections 50 --settle 1
+grep -q "slowloris connections |" "$out/hostile.md" || { echo "smoke hostile: no figure"; status=1; }
 step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
 grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
 if command -v prometheus-node-exporter >/dev/null && command -v wrk >/dev/null; then
