@@ -170,7 +170,7 @@ class Parser {
                  {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "expected_devices",
                   "backend_preference", "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds",
                   "shutdown_grace_seconds", "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict",
-                  "telemetry", "probes"},
+                  "telemetry", "kubelet", "probes"},
                  [&](const std::string& key, const YAML::Node& value, const std::string& path) {
                    if (key == "listen") {
                      parse_listen(value, path, config);
@@ -217,6 +217,8 @@ class Parser {
                      config.log_level = level;
                    } else if (key == "verdict") {
                      parse_verdict(value, path, config.verdict, order_mark, order_key);
+                   } else if (key == "kubelet") {
+                     parse_kubelet(value, path, config.kubelet);
                    } else if (key == "telemetry") {
                      parse_telemetry(value, path, config.telemetry);
                    } else if (key == "probes") {
@@ -233,6 +235,22 @@ class Parser {
   }
 
  private:
+  void parse_kubelet(const YAML::Node& node, const std::string& path, KubeletSettings& kubelet) {
+    for_each_key(node, path, {"pod_resources_socket", "interval_seconds"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "pod_resources_socket") {
+                     kubelet.pod_resources_socket = string_value(value, p);
+                     if (kubelet.pod_resources_socket.size() > k_max_socket_path_bytes) {
+                       fail(value, p,
+                            "a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes) +
+                                " bytes, got " + std::to_string(kubelet.pod_resources_socket.size()));
+                     }
+                   } else {
+                     kubelet.interval_seconds = ranged(value, p, 1.0, false, 86400.0, false);
+                   }
+                 });
+  }
+
   void parse_listen(const YAML::Node& node, const std::string& path, Config& config) {
     for_each_key(
         node, path, {"address", "port"}, [&](const std::string& key, const YAML::Node& value, const std::string& p) {

@@ -43,6 +43,13 @@ struct TelemetrySchedule {
   bool operator==(const TelemetrySchedule&) const = default;
 };
 
+// Pod attribution (daemon/kubelet/pod_resources.hpp): off while the socket is empty.
+struct KubeletSettings {
+  std::string pod_resources_socket;  // e.g. /var/lib/kubelet/pod-resources/kubelet.sock
+  double interval_seconds = 30.0;    // how often the kubelet's List is asked
+  bool operator==(const KubeletSettings&) const = default;
+};
+
 struct Config {
   std::string source = "<defaults>";  // file the config came from
   std::string listen_address = "0.0.0.0";
@@ -70,6 +77,7 @@ struct Config {
   std::uint64_t golden_cache_max_bytes = 256ull << 20;
   VerdictPolicy verdict;
   TelemetrySchedule telemetry;
+  KubeletSettings kubelet;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too
 };

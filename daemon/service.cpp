@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -30,8 +31,10 @@
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
+#include "daemon/error_budget.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/kubelet/pod_resources.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/scheduler.hpp"
@@ -60,6 +63,14 @@ constexpr const char* k_worker_executable = "/proc/self/exe";
 // start (goldens are computed while the device runs, so this gap is short), "done" to exit.
 constexpr double k_open_seconds = 60.0;
 constexpr double k_exit_seconds = 10.0;
+// $NODE_NAME where Kubernetes sets it, else the host name: what substrate_node_info says.
+std::string node_name() {
+  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "unknown";
+  return host;
+}
+
 double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 std::chrono::nanoseconds seconds(double s) { return clamped_delay(s); }
@@ -85,6 +96,9 @@ struct ProbeStats {
   std::map<Reason, std::uint64_t> failures;
   std::uint64_t fingerprint_changes = 0;
   double budget = 0.0;
+  double budget_drift = 0.0;      // daemon/error_budget.hpp: max over specs, 0 without a reference
+  int guaranteed_bit = 32;        // worst (highest) stated guaranteed bit of the checked results
+  double guaranteed_share = 0.0;  // least share of guaranteed elements among them
   std::uint64_t mismatched = 0;
   double device_seconds = 0.0;
   double wall_seconds = 0.0;
@@ -268,6 +282,7 @@ class Service {
     telemetry::TelemetryOptions telemetry_options;
     telemetry_options.sysfs_root = config_.sysfs_root;
     telemetry_ = std::make_unique<telemetry::TelemetryReader>(telemetry_options);
+    apply_kubelet_settings();
     for (const std::string& n : backend_notes_) spdlog::info("devices: {}", n);
 
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) { on_signal(ec, signal); });
@@ -655,6 +670,8 @@ class Service {
       baseline.device_seconds = baseline.runs == 0 ? cost : 0.8 * baseline.device_seconds + 0.2 * cost;
     }
     ++baseline.runs;
+    stats.budget_drift =
+        std::max(stats.budget_drift, budget_drift_ratio(baseline.budget_history, result.check.budget_used));
     baseline.budget_history.push_back(result.check.budget_used);
     while (baseline.budget_history.size() > 64) baseline.budget_history.pop_front();
     baseline.updated_at = unix_now();
@@ -697,6 +714,10 @@ class Service {
     ProbeStats& stats = slot.probes[probe];
     RunFindings findings;
     stats.budget = 0.0;
+    stats.budget_drift = 0.0;
+    stats.guaranteed_bit = 0;
+    stats.guaranteed_share = 1.0;
+    bool checked = false;
     stats.mismatched = 0;
     stats.device_seconds = 0.0;
     stats.wall_seconds = 0.0;
@@ -706,6 +727,13 @@ class Service {
     for (ProbeResult& result : results) {
       const std::set<Reason> reasons = assess(slot, result, stats);
       stats.budget = std::max(stats.budget, result.check.budget_used);
+      if ((result.status == RunStatus::pass || result.status == RunStatus::fail) && result.check.checked > 0) {
+        checked = true;
+        stats.guaranteed_bit = std::max(stats.guaranteed_bit, result.check.guaranteed_bit);
+        stats.guaranteed_share =
+            std::min(stats.guaranteed_share,
+                     static_cast<double>(result.check.guaranteed_elements) / static_cast<double>(result.check.checked));
+      }
       stats.mismatched += result.check.mismatched;
       stats.device_seconds += result.device_seconds;
       stats.wall_seconds += result.wall_seconds;
@@ -726,6 +754,10 @@ class Service {
         spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.info.id, spec_key(result.spec), result.spec.seed,
                      to_string(result.status), result.drill() ? " [drill]" : "", replay_command(result));
       }
+    }
+    if (!checked) {  // no result was checked (all errors): nothing is guaranteed
+      stats.guaranteed_bit = 32;
+      stats.guaranteed_share = 0.0;
     }
     const ProbeSchedule& schedule = config_.probes[probe];
     if (schedule.drill && worker::is_process_drill(*schedule.drill)) stats.drill = true;
@@ -858,6 +890,7 @@ class Service {
     const std::map<std::string, ProbeSchedule> before = config_.probes;
     config_ = std::move(next);
     spdlog::set_level(spdlog::level::from_str(config_.log_level));
+    apply_kubelet_settings();
     reload_successful_ = true;
     reload_timestamp_ = unix_now();
     // Only probes whose schedule changed are re-armed (within 2 s, so a new drill shows at
@@ -878,6 +911,20 @@ class Service {
     }
     spdlog::info("reload: configuration from {} applied; {} probe schedule(s) changed", config_path_, changed);
     notify("READY=1\nSTATUS=" + status_line());
+  }
+
+  // Starts, restarts or stops the pod-resources watcher to match config_.kubelet.
+  void apply_kubelet_settings() {
+    const KubeletSettings& want = config_.kubelet;
+    if (want == kubelet_settings_ && (pods_ || want.pod_resources_socket.empty())) return;
+    kubelet_settings_ = want;
+    pods_.reset();
+    if (want.pod_resources_socket.empty()) return;
+    pods_ = std::make_unique<kubelet::PodResourcesWatcher>(
+        want.pod_resources_socket,
+        std::chrono::milliseconds(static_cast<std::int64_t>(want.interval_seconds * 1000.0)));
+    spdlog::info("pods: reading device assignments from the kubelet at {} every {} s", want.pod_resources_socket,
+                 want.interval_seconds);
   }
 
   // Is the probe waiting for a round or running in the device's worker?
@@ -1067,7 +1114,17 @@ class Service {
             {"config_last_reload_successful", reload_successful_},
             {"devices", devices},
             {"backend_notes", backend_notes_},
-            {"telemetry_notes", telemetry_snapshot_.notes}};
+            {"telemetry_notes", telemetry_snapshot_.notes},
+            {"pod_resources", pod_resources_json()}};
+  }
+
+  json pod_resources_json() const {
+    if (!pods_) return nullptr;
+    const auto snapshot = pods_->snapshot();
+    return json{{"socket", pods_->socket_path()},
+                {"up", snapshot.up},
+                {"assignments", snapshot.assignments.size()},
+                {"last_error", snapshot.last_error}};
   }
 
   std::string metrics_text() const;
@@ -1088,6 +1145,9 @@ class Service {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
+  const std::string node_name_ = node_name();
+  KubeletSettings kubelet_settings_;
+  std::unique_ptr<kubelet::PodResourcesWatcher> pods_;  // null: pod attribution off
   std::unique_ptr<DeviceWorker> telemetry_worker_ = std::make_unique<DeviceWorker>();
   telemetry::Snapshot telemetry_snapshot_;
   telemetry::Snapshot telemetry_history_;  // every telemetry device's newest counters: remember_telemetry
@@ -1161,6 +1221,9 @@ std::string Service::metrics_text() const {
             "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
             {{"backend", backend}}, static_cast<double>(count));
   }
+  f.gauge("substrate_node_info",
+          "The node this daemon runs on: $NODE_NAME (the DaemonSet sets it from spec.nodeName), else the host name.",
+          {{"node", node_name_}}, 1);
   f.gauge("substrate_config_last_reload_successful", "1 when the last configuration (re)load succeeded.", {},
           reload_successful_ ? 1 : 0);
   f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",
@@ -1190,6 +1253,14 @@ std::string Service::metrics_text() const {
            "Worker processes that ended, by outcome: ok, hung (killed at its deadline), crashed (died by a signal), "
            "error (could not start, or exited without its results).",
            prometheus::MetricType::Counter);
+  const kubelet::PodResourcesWatcher::Snapshot pod_snapshot =
+      pods_ ? pods_->snapshot() : kubelet::PodResourcesWatcher::Snapshot{};
+  if (pods_) {
+    f.gauge("substrate_pod_resources_up", "1 when the last List of the kubelet's pod-resources API succeeded.", {},
+            pod_snapshot.up ? 1 : 0);
+    f.counter("substrate_pod_resources_errors_total", "Failed Lists of the kubelet's pod-resources API.", {},
+              static_cast<double>(pod_snapshot.errors));
+  }
   for (const auto& slot : slots_) {
     const DeviceInfo& info = slot->info;
     const std::string& d = info.id;
@@ -1202,6 +1273,21 @@ std::string Service::metrics_text() const {
              {"backend", info.backend},
              {"pci_bus_id", info.pci_bus_id}},
             1);
+    if (pods_) {
+      // One series per (device, container): which workload is on the device that lies.
+      for (const kubelet::DeviceAssignment& a : pod_snapshot.assignments) {
+        if (!kubelet::names_device(a.device_id, info.uuid, info.pci_bus_id)) continue;
+        f.gauge("substrate_device_pod_info",
+                "Pod, namespace and container the kubelet assigned this device to (pod-resources API).",
+                {{"device", d},
+                 {"uuid", info.uuid},
+                 {"resource", a.resource_name},
+                 {"pod", a.pod},
+                 {"namespace", a.pod_namespace},
+                 {"container", a.container}},
+                1);
+      }
+    }
     const Health health = effective_verdict(slot->verdict, slot->telemetry_conditions).health;
     for (Health h : k_all_health) {
       f.gauge("substrate_device_health", "1 for the device's current verdict, 0 for the other states." + last,
@@ -1235,6 +1321,18 @@ std::string Service::metrics_text() const {
       }
       f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
               labels, s.budget);
+      f.gauge("substrate_probe_error_budget_drift_ratio",
+              "Error budget used divided by the median of the device's own history of the same spec (0: no "
+              "history yet)." +
+                  last,
+              labels, s.budget_drift);
+      f.gauge("substrate_probe_guaranteed_bit",
+              "Lowest output bit whose flip the check is guaranteed to detect at its guaranteed elements (32: none)." +
+                  last,
+              labels, s.guaranteed_bit);
+      f.gauge("substrate_probe_guaranteed_elements_ratio",
+              "Share of checked elements where that guarantee holds (the rest are left to the fingerprint)." + last,
+              labels, s.guaranteed_share);
       f.gauge("substrate_probe_mismatched_elements", "Elements outside the bound or not bit-exact." + last, labels,
               static_cast<double>(s.mismatched));
       f.gauge("substrate_probe_duration_seconds", "Device time of the checked kernels." + last, labels,

@@ -24,17 +24,13 @@ TelemetryReader::TelemetryReader(TelemetryOptions options) : options_(std::move(
     sources_.push_back(std::move(source));
   };
   if (options_.nvml) {
-    auto session = nvml::Session::open(options_.xid_wait);
-    if (session) {
-      std::shared_ptr<nvml::Session> nvml = std::move(*session);
+    auto source = nvml::Source::open(options_.xid_wait);
+    if (source) {
+      std::shared_ptr<nvml::Source> nvml = std::move(*source);
       add(kSourceNvml, [nvml] { return nvml->read(); });
     } else {
-      notes_.push_back(session.error().message);
-      if (session.error().kind == ErrorKind::unavailable) {
-        spdlog::info("telemetry: {}", session.error().message);
-      } else {
-        open_errors_.push_back({kSourceNvml, "init_failed", session.error().message});
-      }
+      notes_.push_back(source.error().message);
+      spdlog::info("telemetry: {}", source.error().message);
     }
   }
   for (const SysfsCollector& collector : sysfs_collectors()) {
@@ -101,7 +97,6 @@ Snapshot TelemetryReader::read(std::chrono::milliseconds deadline) {
 
   Snapshot snapshot;
   snapshot.notes = notes_;
-  count(std::exchange(open_errors_, {}));
   const double now = unix_now();
   for (std::size_t i = 0; i < sources_.size(); ++i) {
     Source& source = sources_[i];
@@ -123,6 +118,7 @@ Snapshot TelemetryReader::read(std::chrono::milliseconds deadline) {
       for (auto& device : it->second.devices) snapshot.devices.push_back(std::move(device));
       for (auto& note : it->second.notes) snapshot.notes.push_back(std::move(note));
       count(it->second.errors);
+      if (it->second.nvml_up) snapshot.nvml_up = it->second.nvml_up;
     }
     snapshot.sources.push_back(source.status);
   }

@@ -19,7 +19,7 @@
 
 #include "daemon/device_worker.hpp"
 #include "probes/telemetry/model.hpp"
-#include "probes/telemetry/nvml/session.hpp"
+#include "probes/telemetry/nvml/source.hpp"
 
 namespace substrate::telemetry {
 
@@ -36,7 +36,8 @@ struct TelemetryOptions {
 class TelemetryReader {
  public:
   // Opens NVML when enabled. Absent NVML becomes a note ("NVML absent: libnvidia-ml.so.1 not
-  // found"), not an error; a failed nvmlInit becomes a note and one counted error.
+  // found"), not an error; a failing nvmlInit is retried by nvml::Source (a note and a counted
+  // error per failed try, Snapshot::nvml_up false until it succeeds).
   explicit TelemetryReader(TelemetryOptions options = {});
   // Sources whose read never returned are abandoned (their threads detached), never joined.
   ~TelemetryReader();
@@ -79,8 +80,7 @@ class TelemetryReader {
   TelemetryOptions options_;
   std::vector<Source> sources_;
   std::vector<std::string> notes_;  // from opening the sources, copied into every snapshot
-  std::vector<ReadError> open_errors_;
-  std::mutex mutex_;  // serialises read()
+  std::mutex mutex_;                // serialises read()
   std::map<std::pair<std::string, std::string>, std::uint64_t> error_totals_;
   std::mutex round_mutex_;        // guards round_ and cancelled_
   std::shared_ptr<Round> round_;  // the read() in progress, for cancel()

@@ -117,6 +117,11 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   }
   const auto layers = canary::layers(shape);
   if (spec.inject.enabled) {
+    if (is_pattern(spec.inject)) {
+      return Error{ErrorKind::invalid_argument,
+                   "canary: --inject count/stride patterns apply to gemm and attention outputs; the canary injects "
+                   "one element"};
+    }
     if (spec.inject.layer >= layers.size()) {
       return Error{ErrorKind::invalid_argument, "canary: inject layer " + std::to_string(spec.inject.layer) +
                                                     " is outside 0.." + std::to_string(layers.size() - 1)};

@@ -152,6 +152,12 @@ void to_json(nlohmann::json& out, const ProbeSpec& spec) {
     out["inject"] = {
         {"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask}, {"transient", spec.inject.transient}};
     if (probe && probe->injects_by_layer) out["inject"]["layer"] = spec.inject.layer;
+    // A pattern only: single-element drills keep their shape. count "all": to the end of the output.
+    if (is_pattern(spec.inject)) {
+      out["inject"]["count"] =
+          spec.inject.count == k_inject_to_end ? nlohmann::json("all") : nlohmann::json(spec.inject.count);
+      out["inject"]["stride"] = spec.inject.stride;
+    }
   }
 }
 
@@ -170,6 +176,15 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec) {
     const auto& i = in.at("inject");
     spec.inject = {true, i.at("element").get<std::uint64_t>(), i.at("xor_mask").get<std::uint32_t>(),
                    i.at("transient").get<bool>(), i.value("layer", std::uint32_t{0})};
+    if (i.contains("count")) {
+      const auto& count = i.at("count");
+      spec.inject.count =
+          count.is_string() && count.get<std::string>() == "all" ? k_inject_to_end : count.get<std::uint64_t>();
+      spec.inject.stride = i.value("stride", std::uint64_t{1});
+      if (spec.inject.count == 0 || spec.inject.stride == 0) {
+        throw nlohmann::json::out_of_range::create(401, "inject count and stride must be at least 1", &i);
+      }
+    }
   }
 }
 

@@ -156,6 +156,11 @@ std::string replay_command(const ProbeResult& result) {
         if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
       }
       out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
+      if (is_pattern(spec.inject)) {
+        out << ",count="
+            << (spec.inject.count == k_inject_to_end ? std::string("all") : std::to_string(spec.inject.count))
+            << ",stride=" << spec.inject.stride;
+      }
       if (probe->injects_by_layer) out << ",layer=" << spec.inject.layer;
     }
   }

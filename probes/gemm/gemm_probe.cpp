@@ -116,11 +116,7 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   if (spec.mode == Mode::exact && radius == 0) {
     return Error{ErrorKind::invalid_argument, "gemm: K=" + std::to_string(shape.k) + " is too long for exact mode"};
   }
-  if (spec.inject.enabled && spec.inject.element >= std::uint64_t{shape.m} * shape.n) {
-    return Error{ErrorKind::invalid_argument, "gemm: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" +
-                                                  std::to_string(std::uint64_t{shape.m} * shape.n) + " elements)"};
-  }
+  TRY(check_injection_range(spec.inject, std::uint64_t{shape.m} * shape.n, "gemm"));
   // Refused before any work at the finest rounding any backend reports; again after the run
   // with the kernel's own unit roundoff (coarser on tensor cores).
   if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, golden::k_unit_roundoff_f32));

@@ -97,6 +97,11 @@ Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   }
   const auto share = static_cast<std::uint64_t>(static_cast<double>(free) * spec.memory.free_share);
   const std::uint64_t bytes = std::max<std::uint64_t>(4, std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3});
+  if (spec.inject.enabled && is_pattern(spec.inject)) {
+    return Error{ErrorKind::invalid_argument,
+                 "memory: --inject count/stride patterns apply to gemm and attention outputs; the memory probe "
+                 "injects one word"};
+  }
   if (spec.inject.enabled && spec.inject.element >= bytes / 4) {
     return Error{ErrorKind::invalid_argument, "memory: injected word " + std::to_string(spec.inject.element) +
                                                   " is outside the " + std::to_string(bytes) + "-byte region"};

@@ -97,6 +97,9 @@ verdict:
   failures_to_fail: 1
   passes_to_recover: 5
   slowdown_ratio: 2.5
+kubelet:
+  pod_resources_socket: /var/lib/kubelet/pod-resources/kubelet.sock
+  interval_seconds: 5
 probes:
   gemm:
     enabled: false
@@ -135,6 +138,8 @@ probes:
   CHECK(config->verdict.failures_to_fail == 1);
   CHECK(config->verdict.passes_to_recover == 5);
   CHECK(config->verdict.slowdown_ratio == 2.5);
+  CHECK(config->kubelet.pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock");
+  CHECK(config->kubelet.interval_seconds == 5.0);
   const ProbeSchedule& gemm = config->probes.at("gemm");
   CHECK_FALSE(gemm.enabled);
   CHECK(gemm.interval_seconds == 1.0);
@@ -231,6 +236,10 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
                "must be in [1,");
   expect_error("probes:\n  memory:\n    timeout_seconds: 0\n", 3, 22, "probes.memory.timeout_seconds",
                "must be in (0,");
+  expect_error("kubelet:\n  interval_seconds: 0\n", 2, 21, "kubelet.interval_seconds", "must be in [1,");
+  expect_error("kubelet:\n  pod_resources_socket: /" + std::string(120, 'x') + "\n", 2, 25,
+               "kubelet.pod_resources_socket", "at most 107 bytes");
+  expect_error("kubelet:\n  socket: /x\n", 2, 3, "kubelet.socket", "unknown key");
 }
 
 TEST_CASE("config: modes, dtypes, size and drill are checked against the probe", "[unit]") {

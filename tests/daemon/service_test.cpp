@@ -61,6 +61,12 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   CHECK(metric(daemon.metrics(), health_series("vulkan0", "healthy")) == 1.0);
+  // Every scheduled result states what its check can see (issue 18): exact mode sees bit 0 of every
+  // element; its budget is 0, so there is no drift reference.
+  const std::string healthy = daemon.metrics();
+  CHECK(metric(healthy, "substrate_probe_guaranteed_bit{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  CHECK(metric(healthy, "substrate_probe_guaranteed_elements_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  CHECK(metric(healthy, "substrate_probe_error_budget_drift_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
 
   // The operator's drill path: the config's drill key and SIGHUP.
   daemon.write_config(with_drill("bit=30,row=2,col=3"));

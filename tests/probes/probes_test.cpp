@@ -167,6 +167,36 @@ TEST_CASE("probes: spec JSON carries the probe's own shape and reads back", "[un
   CHECK(memory.at("memory") == nlohmann::json{{"free_share", 0.02}, {"max_bytes", 8388608}});
 }
 
+// Issue 18: a drill pattern (count elements stride apart) travels in the spec JSON (to workers and
+// in results) and in the replay command; a single-element drill keeps its former shape.
+TEST_CASE("probes: drill patterns read back from JSON and replay", "[unit]") {
+  ProbeResult result;
+  result.device = cpu_device();
+  result.spec = default_spec("gemm", Mode::exact, Dtype::f32);
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=30,element=5,stride=32,count=all", result.spec);
+  CHECK(replay_command(result) ==
+        "substrated probe --device vulkan0 --kernel gemm --mode exact --dtype f32 --size 256x256x256 --seed 1 "
+        "--inject bit=30,element=5,count=all,stride=32");
+  nlohmann::json json = result.spec;
+  CHECK(json.at("inject").at("count") == "all");
+  CHECK(json.at("inject").at("stride") == 32);
+  ProbeSpec back = json.get<ProbeSpec>();
+  CHECK(back.inject.count == k_inject_to_end);
+  CHECK(back.inject.stride == 32);
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=1,element=64,count=32", result.spec);
+  json = result.spec;
+  back = json.get<ProbeSpec>();
+  CHECK(back.inject.count == 32);
+  CHECK(back.inject.stride == 1);
+  // A worker message with a zero stride is malformed, never a division by zero.
+  json["inject"]["stride"] = 0;
+  CHECK_THROWS_AS(json.get<ProbeSpec>(), nlohmann::json::exception);
+  // Single-element drills: no count or stride in the JSON.
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=1,element=64", result.spec);
+  json = result.spec;
+  CHECK_FALSE(json.at("inject").contains("count"));
+}
+
 TEST_CASE("probes: the replay command of every probe asks for exactly its spec, seed and drill", "[unit]") {
   ProbeResult result;
   result.device = cpu_device();

@@ -20,6 +20,7 @@
 #include "probes/backends/cuda/driver_api.hpp"
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
+#include "probes/backends/launch_limits.hpp"
 
 namespace substrate::cuda {
 namespace {
@@ -190,11 +191,59 @@ class CudaComputeDevice final : public CudaDevice {
     });
   }
 
+  // Refusals before any work, as the Vulkan backend makes them (probes/backends/launch_limits.hpp):
+  // a shape the device cannot hold is an exit-2 message naming the limit, not a cuMemAlloc
+  // OUT_OF_MEMORY (which a run reports as skipped, as if a workload held the memory) or a launch
+  // error. Grid limits are architectural (kernels/cuda/launch.hpp); the kernels index elements
+  // with 64 bits; the buffers must fit the device's total memory (the readback goes through a
+  // pinned host buffer, not device memory).
+  LaunchLimits launch_limits() const {
+    LaunchLimits limits;
+    limits.device = info_.id;
+    limits.max_groups = {ck::k_max_grid_x, ck::k_max_grid_yz, ck::k_max_grid_yz};
+    limits.groups_limit = "maxGridDim";
+    limits.max_elements = UINT64_MAX;
+    limits.memory_bytes = info_.memory_bytes;
+    return limits;
+  }
+
+  Status check_gemm(const GemmLaunch& request) const override {
+    const GemmShape& s = request.shape;
+    if (s.m == 0 || s.n == 0 || s.k == 0) return Error{ErrorKind::invalid_argument, "gemm: empty shape"};
+    const std::uint32_t dtype = dtype_code(request.dtype);
+    const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
+    const BufferNeed buffers[] = {
+        {"A", a, ck::buffer_bytes(a, dtype)}, {"B", b, ck::buffer_bytes(b, dtype)}, {"C", c, c * 4}};
+    const LaunchLimits limits = launch_limits();
+    TRY(check_buffers(limits, "gemm", buffers));
+    return check_groups(limits, "gemm", {ck::ceil_div(s.n, ck::k_gemm_tile), ck::ceil_div(s.m, ck::k_gemm_tile), 1});
+  }
+
+  Status check_attention(const AttentionLaunch& request) const override {
+    const AttentionShape& s = request.shape;
+    if (s.seq_len == 0 || s.heads == 0 || s.head_dim == 0) {
+      return Error{ErrorKind::invalid_argument, "attention: empty shape"};
+    }
+    const std::uint64_t smem = ck::attention_smem_bytes(s.seq_len, s.head_dim);
+    if (smem > max_dynamic_smem_) {
+      return Error{ErrorKind::invalid_argument, "attention: seq_len + head_dim floats need " + std::to_string(smem) +
+                                                    " bytes of shared memory, above " + info_.id + "'s " +
+                                                    std::to_string(max_dynamic_smem_) +
+                                                    " per block; use a smaller size"};
+    }
+    const std::uint32_t dtype = dtype_code(request.dtype);
+    const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+    const std::uint64_t input_bytes = ck::buffer_bytes(count, dtype);
+    const BufferNeed buffers[] = {
+        {"Q", count, input_bytes}, {"K", count, input_bytes}, {"V", count, input_bytes}, {"O", count, count * 4}};
+    const LaunchLimits limits = launch_limits();
+    TRY(check_buffers(limits, "attention", buffers));
+    return check_groups(limits, "attention", {s.seq_len, s.heads, 1});
+  }
+
   Expected<KernelRun> run_gemm(const GemmLaunch& request) override {
     const GemmShape& s = request.shape;
-    if (!ck::gemm_shape_ok(s.m, s.n, s.k)) {
-      return Error{ErrorKind::invalid_argument, info_.id + ": gemm shape out of range"};
-    }
+    TRY(check_gemm(request));
     if (request.mode == Mode::exact && request.exact_radius == 0) {
       return Error{ErrorKind::invalid_argument, info_.id + ": exact mode needs an exact radius > 0"};
     }
@@ -225,6 +274,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.b = b;
       params.c = c;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.m = s.m;
       params.n = s.n;
       params.k = s.k;
@@ -252,11 +303,7 @@ class CudaComputeDevice final : public CudaDevice {
 
   Expected<KernelRun> run_attention(const AttentionLaunch& request) override {
     const AttentionShape& s = request.shape;
-    if (!ck::attention_shape_ok(s.seq_len, s.heads, s.head_dim, max_dynamic_smem_)) {
-      return Error{ErrorKind::invalid_argument,
-                   info_.id + ": attention shape out of range (seq_len + head_dim floats must fit in " +
-                       std::to_string(max_dynamic_smem_) + " bytes of shared memory)"};
-    }
+    TRY(check_attention(request));
     const std::uint32_t dtype = dtype_code(request.dtype);
     return guarded([&](Scratch& scratch) {
       const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
@@ -270,6 +317,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.v = v;
       params.o = o;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.seq_len = s.seq_len;
       params.heads = s.heads;
       params.head_dim = s.head_dim;

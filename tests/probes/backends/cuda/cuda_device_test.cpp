@@ -576,3 +576,50 @@ TEST_CASE("cuda: sticky errors: 214 and 226 fail with the code as hardware evide
 }
 
 #endif  // SUBSTRATE_WITH_CUDA
+
+// Issue 18: the CUDA backend refuses what the device cannot hold before any work, naming the limit,
+// as the Vulkan backend does (it had no check: an oversized GEMM reached cuMemAlloc, whose
+// OUT_OF_MEMORY reads as "a workload holds the memory" and skips the run).
+TEST_CASE("cuda: shapes past the device's memory, grid or shared memory are refused with the limit named", "[cuda]") {
+  const Found found = discover_with(std::string(SUBSTRATE_FAKE_LIBCUDA), "device");  // the default device
+  REQUIRE(found.devices.size() == 1);
+  ComputeDevice& device = *found.devices[0];
+  GoldenCache goldens;
+  struct Case {
+    const char* probe;
+    const char* mode;
+    const char* size;
+    const char* named;
+  };
+  const Case cases[] = {
+      // A: 150000 x 150000 f32 = 90 GB, above the stand-in's 80 GiB.
+      {"gemm", "exact", "150000x1x150000", "bytes of device memory"},
+      // 2048 + 60000 floats of shared memory per block, above the stand-in's opt-in 227 KiB.
+      {"attention", "random", "2048x1x60000", "bytes of shared memory"},
+      {"attention", "random", "1x70000x1", "maxGridDim[1] of 65535"},
+  };
+  for (const Case& c : cases) {
+    const ProbeDescriptor& probe = *probe_registry().find(c.probe);
+    ProbeSpec spec = probe.default_specs(device.info()).front();
+    spec.mode = std::string(c.mode) == "exact" ? Mode::exact : Mode::random;
+    spec.dtype = Dtype::f32;
+    REQUIRE(probe.apply_size(c.size, spec).ok());
+    const ProbeResult result = run_probe(device, spec, goldens);
+    INFO(c.probe << " " << c.size << ": " << to_string(result.status) << " " << result.error);
+    CHECK(result.status == RunStatus::error);
+    CHECK(result.error_kind == ErrorKind::invalid_argument);
+    CHECK(contains(result.error, c.named));
+  }
+  // 65,536 row tiles of 64, one more than grid y allows (the CLI's sizes stop at 2^20, so only
+  // another caller could ask).
+  GemmLaunch tall;
+  tall.shape = {4194241, 1, 1};
+  const auto refused = device.check_gemm(tall);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "maxGridDim[1] of 65535"));
+  // Within the limits the check says nothing.
+  GemmLaunch fits;
+  fits.shape = {4096, 4096, 4096};
+  fits.dtype = Dtype::f16;
+  CHECK(device.check_gemm(fits).ok());
+}
