@@ -30,6 +30,8 @@ step soak "$build/bench/bench_soak" --runs 60
 grep -q "^total: " "$out/soak.md" || { echo "smoke soak: no total"; status=1; }
 step overhead "$build/bench/bench_overhead" --repeats 1
 grep -q "Duty cycle" "$out/overhead.md" || { echo "smoke overhead: no duty cycle"; status=1; }
+step hostile "$build/bench/bench_hostile" --substrated "$build/substrated" --scrapes 20 --connections 50 --settle 1
+grep -q "slowloris connections |" "$out/hostile.md" || { echo "smoke hostile: no figure"; status=1; }
 step bandwidth "$build/bench/bench_bandwidth" --sizes 1M --repeats 1 --memcpy-per-round 1
 grep -q "memory probe / shader copy" "$out/bandwidth.md" || { echo "smoke bandwidth: no ratio"; status=1; }
 if [ -x "$build/bench/bench_gemm" ]; then

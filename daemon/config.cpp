@@ -167,10 +167,27 @@ class Parser {
     YAML::Mark order_mark = root.Mark();
     std::string order_key = "verdict";
     for_each_key(root, "",
-                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
-                  "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds",
-                  "shutdown_grace_seconds", "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes",
-                  "on_demand", "verdict", "kubelet", "probes", "probe_exclusive_gpus"},
+                 {"listen",
+                  "state_directory",
+                  "runtime_directory",
+                  "sysfs_root",
+                  "devices",
+                  "expected_devices",
+                  "backend_preference",
+                  "jitter_ratio",
+                  "max_duty_cycle",
+                  "busy_utilization",
+                  "max_staleness_seconds",
+                  "shutdown_grace_seconds",
+                  "log_level",
+                  "failure_dump_max_bytes",
+                  "golden_cache_max_bytes",
+                  "on_demand",
+                  "verdict",
+                  "telemetry",
+                  "kubelet",
+                  "probes",
+                  "probe_exclusive_gpus"},
                  [&](const std::string& key, const YAML::Node& value, const std::string& path) {
                    if (key == "listen") {
                      parse_listen(value, path, config);
@@ -190,6 +207,8 @@ class Parser {
                      config.sysfs_root = string_value(value, path);
                    } else if (key == "devices") {
                      parse_devices(value, path, config);
+                   } else if (key == "expected_devices") {
+                     config.expected_devices = static_cast<std::uint32_t>(uint_value(value, path, 0, 4096));
                    } else if (key == "backend_preference") {
                      parse_backend_preference(value, path, config);
                    } else if (key == "probe_exclusive_gpus") {
@@ -221,6 +240,8 @@ class Parser {
                      parse_verdict(value, path, config.verdict, order_mark, order_key);
                    } else if (key == "kubelet") {
                      parse_kubelet(value, path, config.kubelet);
+                   } else if (key == "telemetry") {
+                     parse_telemetry(value, path, config.telemetry);
                    } else if (key == "probes") {
                      parse_probes(value, path, config);
                    }
@@ -334,6 +355,23 @@ class Parser {
                      verdict.slowdown_ratio = ranged(value, p, 1.0, true, 100.0, false);
                    }
                  });
+  }
+
+  void parse_telemetry(const YAML::Node& node, const std::string& path, TelemetrySchedule& telemetry) {
+    for_each_key(node, path, {"interval_seconds", "timeout_seconds"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "interval_seconds") {
+                     telemetry.interval_seconds = ranged(value, p, 1.0, false, 3600.0, false);
+                   } else {
+                     telemetry.timeout_seconds = ranged(value, p, 0.0, true, 3600.0, false);
+                   }
+                 });
+    // A read still waiting for a late source when the next one is due would skip that snapshot.
+    if (!(telemetry.timeout_seconds < telemetry.interval_seconds)) {
+      fail(node, path,
+           "timeout_seconds (" + format_number(telemetry.timeout_seconds) + ") must be less than interval_seconds (" +
+               format_number(telemetry.interval_seconds) + ")");
+    }
   }
 
   void parse_probes(const YAML::Node& node, const std::string& path, Config& config) {

@@ -35,6 +35,14 @@ struct VerdictPolicy {
   bool operator==(const VerdictPolicy&) const = default;
 };
 
+// How telemetry is sampled: one snapshot of every source every interval_seconds, each source's
+// read given timeout_seconds (daemon/telemetry_reader.hpp); /metrics serves the last snapshot.
+struct TelemetrySchedule {
+  double interval_seconds = 15.0;
+  double timeout_seconds = 5.0;  // less than interval_seconds
+  bool operator==(const TelemetrySchedule&) const = default;
+};
+
 // Pod attribution (daemon/kubelet/pod_resources.hpp): off while the socket is empty.
 struct KubeletSettings {
   std::string pod_resources_socket;  // e.g. /var/lib/kubelet/pod-resources/kubelet.sock
@@ -50,6 +58,9 @@ struct Config {
   std::string runtime_directory = "/run/substrated";
   std::string sysfs_root = "/sys";
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
+  // Compute devices this host should have (0: no expectation); exported so an alert fires when
+  // discovery finds fewer (a GPU fell off the bus, a driver is missing).
+  std::uint32_t expected_devices = 0;
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
   // Whether a GPU in EXCLUSIVE_PROCESS compute mode is probed while no other process is on it;
@@ -73,6 +84,7 @@ struct Config {
   // daemon beside one such worker.
   std::uint64_t on_demand_max_host_bytes = 192ull << 20;
   VerdictPolicy verdict;
+  TelemetrySchedule telemetry;
   KubeletSettings kubelet;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too

@@ -69,6 +69,7 @@ struct DaemonView {
   const telemetry::Snapshot* telemetry = nullptr;           // the last joined telemetry snapshot
   double telemetry_read_at = 0.0;                           // unix time the last read completed; 0: none
   std::uint64_t telemetry_overruns = 0;                     // reads skipped: the previous one still ran
+  std::uint32_t expected_devices = 0;                       // config: devices this host should have; 0: none
   std::string node_name;                                    // $NODE_NAME, else the host name
   // Pod attribution (daemon/kubelet/pod_resources.hpp): null when it is off.
   const kubelet::PodResourcesWatcher::Snapshot* pod_resources = nullptr;

@@ -1,5 +1,7 @@
 #include "daemon/device_worker.hpp"
 
+#include <vector>
+
 namespace substrate {
 
 DeviceWorker::DeviceWorker() : thread_([this] { loop(); }) {}
@@ -46,7 +48,12 @@ bool DeviceWorker::stop(std::chrono::milliseconds grace) {
 
 void DeviceWorker::abandon(std::unique_ptr<DeviceWorker> worker) {
   if (worker->thread_.joinable()) worker->thread_.detach();
-  (void)worker.release();
+  // Kept where a global points at it, never freed: the detached thread still uses it, and a leak
+  // checker sees it reachable (the thread may end, a blocked read returning, before the process).
+  static std::mutex mutex;
+  static auto* kept = new std::vector<std::unique_ptr<DeviceWorker>>();
+  std::lock_guard lock(mutex);
+  kept->push_back(std::move(worker));
 }
 
 void DeviceWorker::loop() {

@@ -58,6 +58,9 @@ std::string render_metrics(const DaemonView& view) {
             "Compute devices this daemon checks (found at start and selected by `devices:`), by backend.",
             {{"backend", backend}}, static_cast<double>(count));
   }
+  f.gauge("substrate_devices_expected",
+          "Compute devices this host should have (expected_devices; 0: no expectation), for the no-devices alert.", {},
+          view.expected_devices);
   std::map<std::string, std::size_t> discovery_errors{{"cuda", 0}, {"vulkan", 0}, {"discovery", 0}};
   for (const std::string& note : *view.backend_notes) {
     const std::string prefix = note.substr(0, note.find(':'));
@@ -77,10 +80,11 @@ std::string render_metrics(const DaemonView& view) {
   f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",
           {}, view.reload_timestamp);
   f.gauge("substrate_telemetry_last_read_timestamp_seconds",
-          "End of the last completed telemetry read (0: none yet); stale while a read is blocked.", {},
-          view.telemetry_read_at);
+          "End of the last telemetry snapshot (0: none yet), one every telemetry.interval_seconds; a late source "
+          "shows in substrate_telemetry_source_last_success_timestamp_seconds.",
+          {}, view.telemetry_read_at);
   f.counter("substrate_telemetry_read_overruns_total",
-            "Telemetry reads skipped because the previous read had not returned.", {},
+            "Telemetry snapshots skipped because the previous one had not been taken yet.", {},
             static_cast<double>(view.telemetry_overruns));
   // Families a healthy host has no series for still appear (with their TYPE) so dashboards and
   // rules see every name.

@@ -222,6 +222,7 @@ class Service {
     std::string note;
     state_ = store_.load(&note);
     if (!note.empty()) spdlog::info("state: {}", note);
+    restore_telemetry_state();
     record_devices();
 
     // Replace, not throw, on invalid UTF-8 (a config path or device name is bytes, not text).
@@ -300,7 +301,44 @@ class Service {
     save_state();
   }
 
+  // The telemetry counters findings are judged against, and the verdicts telemetry events stand
+  // in, come back from the state, so a restart neither forgets an event nor counts it again.
+  void restore_telemetry_state() {
+    telemetry_history_ = restore_counters(state_.telemetry_counters);
+    have_telemetry_ = !telemetry_history_.devices.empty();
+    for (auto& slot : slots_) {
+      const auto it = state_.telemetry_verdicts.find(state_device_key(slot->info));
+      if (it == state_.telemetry_verdicts.end()) continue;
+      slot->verdict = restore_verdict(it->second);
+      spdlog::info("{}: {} from telemetry events before the restart", slot->info.id, to_string(slot->verdict.health));
+    }
+  }
+
+  // Copies the durable telemetry state into state_; true when it changed.
+  bool store_telemetry_state() {
+    bool changed = false;
+    auto counters = durable_counters(telemetry_history_);
+    if (counters != state_.telemetry_counters) {
+      state_.telemetry_counters = std::move(counters);
+      changed = true;
+    }
+    for (const auto& slot : slots_) {
+      const std::string key = state_device_key(slot->info);
+      const auto record = durable_verdict(slot->verdict);
+      const auto it = state_.telemetry_verdicts.find(key);
+      if (!record && it != state_.telemetry_verdicts.end()) {
+        state_.telemetry_verdicts.erase(it);
+        changed = true;
+      } else if (record && (it == state_.telemetry_verdicts.end() || it->second != *record)) {
+        state_.telemetry_verdicts[key] = *record;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
   void save_state() {
+    store_telemetry_state();
     Status saved = store_.save(state_);
     if (!saved) spdlog::error("state: {}", saved.error().message);
   }
@@ -649,25 +687,30 @@ class Service {
     if (!stopping_) arm(slot, probe, next_delay(slot, probe));
   }
 
-  // Telemetry is read on its own thread (a hung driver must not block the loop) every 15 s.
+  // One telemetry snapshot every telemetry.interval_seconds, taken off the loop (a hung driver
+  // must not block it); each source has telemetry.timeout_seconds (daemon/telemetry_reader.hpp).
   void schedule_telemetry(double delay) {
     telemetry_timer_.expires_after(seconds(delay));
     telemetry_timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping_) return;
+      const double interval = config_.telemetry.interval_seconds;
       if (!telemetry_worker_->idle()) {
-        // The previous read has not returned (a sysfs file that blocks, a stuck driver call):
-        // counted, and visible as a stale substrate_telemetry_last_read_timestamp_seconds.
+        // The previous snapshot has not been taken yet (reads are bounded by the timeout, so only
+        // a loaded host gets here): counted, and visible as a stale
+        // substrate_telemetry_last_read_timestamp_seconds.
         if (telemetry_overruns_++ == 0) spdlog::warn("telemetry: the previous read is still running; skipping reads");
-        schedule_telemetry(15.0);
+        schedule_telemetry(interval);
         return;
       }
       std::vector<DeviceInfo> infos;
       for (auto& slot : slots_) infos.push_back(slot->info);
-      telemetry_worker_->submit([this, infos] {
-        telemetry::Snapshot snapshot = telemetry::join_devices(telemetry_->read(), infos);
+      const auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::duration<double>(config_.telemetry.timeout_seconds));
+      telemetry_worker_->submit([this, infos, deadline] {
+        telemetry::Snapshot snapshot = telemetry::join_devices(telemetry_->read(deadline), infos);
         asio::post(io_, [this, snapshot = std::move(snapshot)]() mutable { on_telemetry(std::move(snapshot)); });
       });
-      schedule_telemetry(15.0);
+      schedule_telemetry(interval);
     });
   }
 
@@ -689,6 +732,7 @@ class Service {
     telemetry_snapshot_ = std::move(snapshot);
     have_telemetry_ = true;
     telemetry_read_at_ = unix_now();
+    if (store_telemetry_state()) save_state();
   }
 
   void arm_systemd_watchdog() {
@@ -834,7 +878,9 @@ class Service {
     if (finished_) return;
     finished_ = true;
     grace_timer_.cancel();
-    // A telemetry read blocked in the kernel (a FIFO, a dead sysfs file) must not hold the exit.
+    // A telemetry read blocked in the kernel (a dead sysfs file, a stuck driver) must not hold the
+    // exit: the snapshot in progress stops waiting for it, and the reader abandons its thread.
+    if (telemetry_) telemetry_->cancel();
     if (!telemetry_worker_->stop(std::chrono::milliseconds(100))) {
       spdlog::warn("telemetry read still running at shutdown; abandoned");
       DeviceWorker::abandon(std::move(telemetry_worker_));
@@ -893,6 +939,7 @@ class Service {
     v.telemetry = &telemetry_snapshot_;
     v.telemetry_read_at = telemetry_read_at_;
     v.telemetry_overruns = telemetry_overruns_;
+    v.expected_devices = config_.expected_devices;
     v.node_name = node_name_;
     if (pods_) {
       pod_snapshot_ = pods_->snapshot();

@@ -82,6 +82,14 @@ std::string string_field(const nlohmann::json& object, const char* name) {
   return value.get<std::string>();
 }
 
+std::uint64_t unsigned_field(const nlohmann::json& object, const char* name) {
+  const nlohmann::json& value = field(object, name);
+  if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<long long>() >= 0)) {
+    throw Malformed{std::string("'") + name + "' must be a non-negative integer"};
+  }
+  return value.get<std::uint64_t>();
+}
+
 // The deepest nesting of arrays and objects in JSON text (strings skipped), counted without
 // recursion; stops counting past `limit`. Our state nests 4 deep; a body nesting 200,000 arrays
 // must be refused before anything recursive (dump, a message naming the value) touches it.
@@ -197,8 +205,32 @@ std::string serialize_state(const State& state) {
   for (const auto& [id, record] : state.devices) {
     devices[id] = {{"fields", record.fields}, {"updated_at", number_to_json(record.updated_at)}};
   }
-  const nlohmann::json document = {
-      {"format", k_state_format}, {"baselines", std::move(baselines)}, {"devices", std::move(devices)}};
+  nlohmann::json counters = nlohmann::json::array();
+  for (const TelemetryCounterRecord& record : state.telemetry_counters) {
+    nlohmann::json ecc = nlohmann::json::array();
+    for (const auto& e : record.ecc) {
+      ecc.push_back({{"kind", e.kind}, {"scope", e.scope}, {"location", e.location}, {"count", e.count}});
+    }
+    counters.push_back({{"source", record.source},
+                        {"local_id", record.local_id},
+                        {"pci_bus_id", record.pci_bus_id},
+                        {"uuid", record.uuid},
+                        {"ecc", std::move(ecc)}});
+  }
+  nlohmann::json verdicts = nlohmann::json::object();
+  for (const auto& [id, record] : state.telemetry_verdicts) {
+    nlohmann::json events = nlohmann::json::object();
+    for (const auto& [kind, event] : record.events) events[kind] = {{"count", event.first}, {"reason", event.second}};
+    verdicts[id] = {{"health", record.health},
+                    {"reasons", record.reasons},
+                    {"consecutive_passes", record.consecutive_passes},
+                    {"events", std::move(events)}};
+  }
+  const nlohmann::json document = {{"format", k_state_format},
+                                   {"baselines", std::move(baselines)},
+                                   {"devices", std::move(devices)},
+                                   {"telemetry_counters", std::move(counters)},
+                                   {"telemetry_verdicts", std::move(verdicts)}};
   // Invalid UTF-8 in a string (a driver name from a device) is replaced, never thrown.
   return document.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -230,11 +262,7 @@ Expected<State> deserialize_state(const std::string& text) {
       Baseline baseline;
       baseline.fingerprint = string_field(entry, "fingerprint");
       baseline.device_seconds = json_to_number(field(entry, "device_seconds"), "device_seconds");
-      const nlohmann::json& runs = field(entry, "runs");
-      if (!runs.is_number_unsigned() && !(runs.is_number_integer() && runs.get<long long>() >= 0)) {
-        throw Malformed{"'runs' must be a non-negative integer"};
-      }
-      baseline.runs = runs.get<std::uint64_t>();
+      baseline.runs = unsigned_field(entry, "runs");
       const nlohmann::json& history = field(entry, "budget_history");
       if (!history.is_array()) throw Malformed{"'budget_history' must be an array"};
       for (const nlohmann::json& budget : history)
@@ -256,6 +284,51 @@ Expected<State> deserialize_state(const std::string& text) {
       }
       record.updated_at = json_to_number(field(entry, "updated_at"), "updated_at");
       state.devices[id] = std::move(record);
+    }
+    // Both telemetry sections are optional: a state file written before they existed has none.
+    if (document.contains("telemetry_counters")) {
+      const nlohmann::json& counters = document["telemetry_counters"];
+      if (!counters.is_array()) throw Malformed{"'telemetry_counters' must be an array"};
+      for (const nlohmann::json& entry : counters) {
+        if (!entry.is_object()) throw Malformed{"each telemetry counter record must be an object"};
+        TelemetryCounterRecord record{string_field(entry, "source"),
+                                      string_field(entry, "local_id"),
+                                      string_field(entry, "pci_bus_id"),
+                                      string_field(entry, "uuid"),
+                                      {}};
+        const nlohmann::json& ecc = field(entry, "ecc");
+        if (!ecc.is_array()) throw Malformed{"'ecc' must be an array"};
+        for (const nlohmann::json& e : ecc) {
+          if (!e.is_object()) throw Malformed{"each ecc count must be an object"};
+          record.ecc.push_back({string_field(e, "kind"), string_field(e, "scope"), string_field(e, "location"),
+                                unsigned_field(e, "count")});
+        }
+        state.telemetry_counters.push_back(std::move(record));
+      }
+    }
+    if (document.contains("telemetry_verdicts")) {
+      const nlohmann::json& verdicts = document["telemetry_verdicts"];
+      if (!verdicts.is_object()) throw Malformed{"'telemetry_verdicts' must be an object"};
+      for (const auto& [id, entry] : verdicts.items()) {
+        if (!entry.is_object()) throw Malformed{"each telemetry verdict must be an object"};
+        TelemetryVerdictRecord record;
+        record.health = string_field(entry, "health");
+        const nlohmann::json& reasons = field(entry, "reasons");
+        if (!reasons.is_array()) throw Malformed{"'reasons' must be an array"};
+        for (const nlohmann::json& reason : reasons) {
+          if (!reason.is_string()) throw Malformed{"each reason must be a string"};
+          record.reasons.push_back(reason.get<std::string>());
+        }
+        record.consecutive_passes = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(unsigned_field(entry, "consecutive_passes"), UINT32_MAX));
+        const nlohmann::json& events = field(entry, "events");
+        if (!events.is_object()) throw Malformed{"'events' must be an object"};
+        for (const auto& [kind, event] : events.items()) {
+          if (!event.is_object()) throw Malformed{"each event must be an object"};
+          record.events[kind] = {unsigned_field(event, "count"), string_field(event, "reason")};
+        }
+        state.telemetry_verdicts[id] = std::move(record);
+      }
     }
     return state;
   } catch (const Malformed& problem) {

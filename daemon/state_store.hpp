@@ -35,9 +35,38 @@ struct DeviceRecord {
   double updated_at = 0.0;
 };
 
+// The hardware counters of one telemetry device that findings are judged against
+// (daemon/telemetry_history.hpp), so a restart neither misses a rise that happened while the
+// daemon was down nor counts an old one again.
+struct TelemetryCounterRecord {
+  std::string source;    // nvml, amdgpu, ...
+  std::string local_id;  // nvml0, drm-card0, ...
+  std::string pci_bus_id;
+  std::string uuid;
+  struct Ecc {
+    std::string kind, scope, location;
+    std::uint64_t count = 0;
+    bool operator==(const Ecc&) const = default;
+  };
+  std::vector<Ecc> ecc;
+  bool operator==(const TelemetryCounterRecord&) const = default;
+};
+
+// The verdict of a compute device while telemetry events stand in it (daemon/verdict.hpp
+// VerdictState), so a restart does not forget them before their recovery rule says so.
+struct TelemetryVerdictRecord {
+  std::string health;  // to_string(Health)
+  std::vector<std::string> reasons;
+  std::uint32_t consecutive_passes = 0;
+  std::map<std::string, std::pair<std::uint64_t, std::string>> events;  // kind -> (count, reason)
+  bool operator==(const TelemetryVerdictRecord&) const = default;
+};
+
 struct State {
   std::map<BaselineKey, Baseline> baselines;
   std::map<std::string, DeviceRecord> devices;  // by device uuid (or id when no uuid)
+  std::vector<TelemetryCounterRecord> telemetry_counters;
+  std::map<std::string, TelemetryVerdictRecord> telemetry_verdicts;  // by device key, as `devices`
 };
 
 // Writes `contents` to `path` with a checksum header, atomically (common/file_io.hpp:

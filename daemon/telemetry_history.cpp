@@ -47,4 +47,49 @@ std::vector<TelemetryFinding> classify_telemetry(const DeviceInfo& compute, cons
   return out;
 }
 
+std::vector<TelemetryCounterRecord> durable_counters(const telemetry::Snapshot& history) {
+  std::vector<TelemetryCounterRecord> records;
+  for (const telemetry::TelemetryDevice& device : history.devices) {
+    if (device.readings.ecc.empty()) continue;
+    TelemetryCounterRecord record{device.source, device.local_id, device.pci_bus_id, device.uuid, {}};
+    for (const telemetry::EccCount& e : device.readings.ecc)
+      record.ecc.push_back({e.kind, e.scope, e.location, e.count});
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+telemetry::Snapshot restore_counters(const std::vector<TelemetryCounterRecord>& records) {
+  telemetry::Snapshot history;
+  for (const TelemetryCounterRecord& record : records) {
+    telemetry::TelemetryDevice device;
+    device.source = record.source;
+    device.local_id = record.local_id;
+    device.pci_bus_id = record.pci_bus_id;
+    device.uuid = record.uuid;
+    for (const auto& e : record.ecc) device.readings.ecc.push_back({e.kind, e.scope, e.location, e.count});
+    history.devices.push_back(std::move(device));
+  }
+  return history;
+}
+
+std::optional<TelemetryVerdictRecord> durable_verdict(const VerdictState& verdict) {
+  if (verdict.telemetry_events.empty()) return std::nullopt;
+  TelemetryVerdictRecord record{to_string(verdict.health), verdict.reasons, verdict.consecutive_passes, {}};
+  for (const auto& [kind, event] : verdict.telemetry_events) record.events[kind] = {event.count, event.reason};
+  return record;
+}
+
+VerdictState restore_verdict(const TelemetryVerdictRecord& record) {
+  VerdictState verdict;
+  for (Health h : k_all_health) {
+    if (record.health == to_string(h)) verdict.health = h;
+  }
+  verdict.reasons = record.reasons;
+  while (verdict.reasons.size() > k_max_reasons) verdict.reasons.erase(verdict.reasons.begin());
+  verdict.consecutive_passes = record.consecutive_passes;
+  for (const auto& [kind, event] : record.events) verdict.telemetry_events[kind] = {event.first, event.second};
+  return verdict;
+}
+
 }  // namespace substrate

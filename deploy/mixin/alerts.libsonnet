@@ -191,6 +191,26 @@
             'A probe has not passed on a GPU for longer than its schedule allows.',
             'Probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) last passed {{ $value | humanizeDuration }} ago: more than %(probeStaleSeconds)d s (3 intervals of %(probeIntervalSeconds)d s) on a device that was not busy, or more than %(probeStaleBusySeconds)d s (the %(maxStalenessSeconds)d s a busy device may defer, plus 3 intervals) on one that was. Either it fails, times out, or is not scheduled (duty-cycle budget, worker stuck). If you changed the probe interval or max_staleness_seconds, change _config in deploy/mixin and regenerate.' % c
           ),
+          // A telemetry source whose reads miss their deadline (telemetry.timeout_seconds): its
+          // series are left out, not repeated, so the temperature and ECC alerts are blind there.
+          alert(
+            'SubstrateTelemetrySourceLate', 'warning',
+            f('increase(substrate_telemetry_source_timeouts_total{%(sel)s}[10m]) > 0'),
+            'A telemetry source of substrated stopped answering in time.',
+            'Reads of telemetry source {{ $labels.source }} on {{ $labels.instance }} missed their deadline in the last 10 minutes, for %s. Its series (temperatures, ECC, throttling) are left out while it is late, so the alerts that use them cannot fire for its devices. A driver call or sysfs attribute that blocks is a sign of a wedged driver or device.' % human(c.alertFor.SubstrateTelemetrySourceLate)
+          ),
+          // A host whose configuration says how many devices it should have (expected_devices,
+          // exported as substrate_devices_expected; 0 = no expectation) and checks fewer. Zero
+          // devices is otherwise silent: every per-device alert needs a device to fire on.
+          alert(
+            'SubstrateDevicesMissing', 'warning', f(|||
+              sum by (job, instance) (substrate_devices{%(sel)s})
+              < on (job, instance)
+              (substrate_devices_expected{%(sel)s} > 0)
+            |||),
+            'substrated checks fewer GPUs than the host should have.',
+            'substrated on {{ $labels.instance }} checks {{ $value }} compute device(s), fewer than expected_devices in its configuration. A GPU fell off the bus, its driver did not load, or discovery failed: substrate_device_discovery_errors and `substrated status` (backend_notes) say which. Nothing checks the missing GPUs.'
+          ),
           alert(
             'SubstratedDown', 'warning', f('up{%(sel)s} == 0 or absent(up{%(sel)s})'),
             'substrated is down or has no scrape target.',

@@ -74,6 +74,7 @@
       SubstrateThermalSlowdown: '5m',
       SubstrateDeviceDegraded: '30m',
       SubstrateProbeStale: '10m',
+      SubstrateTelemetrySourceLate: '10m',
       SubstratedDown: '5m',
       SubstrateConfigReloadFailed: '5m',
       SubstrateNvmlInitFailed: '10m',

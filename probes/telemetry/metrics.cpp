@@ -50,25 +50,49 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   FamilyBuilder errors("substrate_telemetry_errors_total",
                        "Telemetry read errors other than \"not supported\", by source and cause, since start.",
                        kCounter);
-  FamilyBuilder temperature("substrate_gpu_temperature_celsius", "Device temperature per sensor; sampled every 15 s.",
-                            kGauge);
-  FamilyBuilder threshold(
-      "substrate_gpu_temperature_threshold_celsius",
-      "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); sampled every 15 s.", kGauge);
-  FamilyBuilder ecc(
-      "substrate_ecc_errors_total",
-      "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); sampled every 15 s.",
-      kCounter);
-  FamilyBuilder retired("substrate_retired_pages", "Retired device memory pages by cause; sampled every 15 s.", kGauge);
-  FamilyBuilder retired_pending("substrate_retired_pages_pending",
-                                "1 when a page retirement waits for a reset; sampled every 15 s.", kGauge);
-  FamilyBuilder remapped("substrate_remapped_rows", "Remapped memory rows by kind; sampled every 15 s.", kGauge);
-  FamilyBuilder remapped_pending("substrate_remapped_rows_pending",
-                                 "1 when a row remap waits for a reset; sampled every 15 s.", kGauge);
-  FamilyBuilder remapped_failure("substrate_remapped_rows_failure", "1 when a row remap failed; sampled every 15 s.",
-                                 kGauge);
-  FamilyBuilder bad_pages("substrate_vram_bad_pages", "Entries of amdgpu gpu_vram_bad_pages; sampled every 15 s.",
+  FamilyBuilder source_success(
+      "substrate_telemetry_source_last_success_timestamp_seconds",
+      "End of the last read of the source that returned within telemetry.timeout_seconds (0: none yet); its age is "
+      "how stale that source's series are (a late source's series are left out, not repeated).",
+      kGauge);
+  FamilyBuilder source_timeouts("substrate_telemetry_source_timeouts_total",
+                                "Telemetry reads of the source that did not return within telemetry.timeout_seconds "
+                                "(a read still blocked counts once per snapshot it misses).",
+                                kCounter);
+  FamilyBuilder temperature(
+      "substrate_gpu_temperature_celsius",
+      "Device temperature per sensor; from the last telemetry snapshot (one every telemetry.interval_seconds).",
+      kGauge);
+  FamilyBuilder threshold("substrate_gpu_temperature_threshold_celsius",
+                          "Temperature thresholds per sensor (slowdown, shutdown, max, crit, emergency); from the last "
+                          "telemetry snapshot (one every telemetry.interval_seconds).",
                           kGauge);
+  FamilyBuilder ecc("substrate_ecc_errors_total",
+                    "ECC errors by kind, scope and location (NVML memory locations or amdgpu RAS blocks); from the "
+                    "last telemetry snapshot (one every telemetry.interval_seconds).",
+                    kCounter);
+  FamilyBuilder retired(
+      "substrate_retired_pages",
+      "Retired device memory pages by cause; from the last telemetry snapshot (one every telemetry.interval_seconds).",
+      kGauge);
+  FamilyBuilder retired_pending("substrate_retired_pages_pending",
+                                "1 when a page retirement waits for a reset; from the last telemetry snapshot (one "
+                                "every telemetry.interval_seconds).",
+                                kGauge);
+  FamilyBuilder remapped(
+      "substrate_remapped_rows",
+      "Remapped memory rows by kind; from the last telemetry snapshot (one every telemetry.interval_seconds).", kGauge);
+  FamilyBuilder remapped_pending(
+      "substrate_remapped_rows_pending",
+      "1 when a row remap waits for a reset; from the last telemetry snapshot (one every telemetry.interval_seconds).",
+      kGauge);
+  FamilyBuilder remapped_failure(
+      "substrate_remapped_rows_failure",
+      "1 when a row remap failed; from the last telemetry snapshot (one every telemetry.interval_seconds).", kGauge);
+  FamilyBuilder bad_pages(
+      "substrate_vram_bad_pages",
+      "Entries of amdgpu gpu_vram_bad_pages; from the last telemetry snapshot (one every telemetry.interval_seconds).",
+      kGauge);
   FamilyBuilder xid_events("substrate_xid_events_total",
                            "XID critical-error events per XID since start, counted by a background NVML event thread.",
                            kCounter);
@@ -76,17 +100,32 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
                          "Unix time of the last event of that XID, recorded by a background NVML event thread.",
                          kGauge);
   FamilyBuilder reasons("substrate_clock_event_reasons",
-                        "1 when the clock-event (throttle) reason is active; sampled every 15 s.", kGauge);
+                        "1 when the clock-event (throttle) reason is active; from the last telemetry snapshot (one "
+                        "every telemetry.interval_seconds).",
+                        kGauge);
   FamilyBuilder throttle("substrate_throttle_seconds_total",
-                         "Cumulative time clocks were held below target per reason; sampled every 15 s.", kCounter);
-  FamilyBuilder power("substrate_power_watts", "Power draw; sampled every 15 s.", kGauge);
-  FamilyBuilder power_limit("substrate_power_limit_watts", "Enforced power limit; sampled every 15 s.", kGauge);
-  FamilyBuilder clock("substrate_clock_hertz", "Current clock per domain (sm, memory); sampled every 15 s.", kGauge);
+                         "Cumulative time clocks were held below target per reason; from the last telemetry snapshot "
+                         "(one every telemetry.interval_seconds).",
+                         kCounter);
+  FamilyBuilder power("substrate_power_watts",
+                      "Power draw; from the last telemetry snapshot (one every telemetry.interval_seconds).", kGauge);
+  FamilyBuilder power_limit(
+      "substrate_power_limit_watts",
+      "Enforced power limit; from the last telemetry snapshot (one every telemetry.interval_seconds).", kGauge);
+  FamilyBuilder clock(
+      "substrate_clock_hertz",
+      "Current clock per domain (sm, memory); from the last telemetry snapshot (one every telemetry.interval_seconds).",
+      kGauge);
   FamilyBuilder utilization("substrate_utilization_ratio",
-                            "Fraction of the last sample period the unit was busy (gpu, memory); sampled every 15 s.",
+                            "Fraction of the last sample period the unit was busy (gpu, memory); from the last "
+                            "telemetry snapshot (one every telemetry.interval_seconds).",
                             kGauge);
-  FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; sampled every 15 s.", kCounter);
-  FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; sampled every 15 s.",
+  FamilyBuilder pcie_replays(
+      "substrate_pcie_replays_total",
+      "PCIe replay counter; from the last telemetry snapshot (one every telemetry.interval_seconds).", kCounter);
+  FamilyBuilder nvlink("substrate_nvlink_errors_total",
+                       "NVLink error counters per link and kind; from the last telemetry snapshot (one every "
+                       "telemetry.interval_seconds).",
                        kCounter);
   FamilyBuilder recovery("substrate_gpu_recovery_action",
                          "1 for the recovery action NVML's driver asks for (none, gpu_reset, node_reboot, drain_p2p, "
@@ -140,12 +179,18 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
     errors.add({{"source", total.source}, {"cause", total.cause}}, static_cast<double>(total.count));
   }
 
+  for (const SourceStatus& status : snapshot.sources) {
+    source_success.add({{"source", status.source}}, status.last_success_seconds);
+    source_timeouts.add({{"source", status.source}}, static_cast<double>(status.timeouts));
+  }
+
   std::vector<prometheus::MetricFamily> families;
-  for (FamilyBuilder* builder : {&source_info, &errors,          &temperature, &threshold,        &ecc,
-                                 &retired,     &retired_pending, &remapped,    &remapped_pending, &remapped_failure,
-                                 &bad_pages,   &xid_events,      &xid_last,    &reasons,          &throttle,
-                                 &power,       &power_limit,     &clock,       &utilization,      &pcie_replays,
-                                 &nvlink,      &recovery,        &nvml_up}) {
+  for (FamilyBuilder* builder :
+       {&source_info, &errors,     &source_success,  &source_timeouts, &temperature,      &threshold,
+        &ecc,         &retired,    &retired_pending, &remapped,        &remapped_pending, &remapped_failure,
+        &bad_pages,   &xid_events, &xid_last,        &reasons,         &throttle,         &power,
+        &power_limit, &clock,      &utilization,     &pcie_replays,    &nvlink,           &recovery,
+        &nvml_up}) {
     if (!builder->empty()) families.push_back(builder->take());
   }
   return families;

@@ -109,10 +109,21 @@ struct ErrorTotal {
   std::uint64_t count = 0;  // since start
 };
 
+// How one source fared across reads. A read must return within the reader's deadline; one that
+// does not is a timeout, and the source's devices are left out of the snapshot (never its old
+// values shown as current) until a read of it returns in time again.
+struct SourceStatus {
+  std::string source;                 // kSource*
+  double last_success_seconds = 0.0;  // Unix time the last read that returned in time ended; 0: none yet
+  std::uint64_t timeouts = 0;         // reads that did not return in time, since start
+  bool timed_out = false;             // this snapshot's read did not return in time
+};
+
 struct Snapshot {
   std::vector<TelemetryDevice> devices;
   std::vector<ErrorTotal> error_totals;
   std::vector<std::string> notes;
+  std::vector<SourceStatus> sources;  // every enabled source, in read order
   // Whether nvmlInit has succeeded; absent where libnvidia-ml is not installed or NVML is disabled.
   std::optional<bool> nvml_up;
 };

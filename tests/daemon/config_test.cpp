@@ -85,6 +85,10 @@ max_duty_cycle: 1
 busy_utilization: 0.25
 max_staleness_seconds: 60
 shutdown_grace_seconds: 0
+expected_devices: 8
+telemetry:
+  interval_seconds: 30
+  timeout_seconds: 2.5
 log_level: debug
 failure_dump_max_bytes: 0
 golden_cache_max_bytes: 1048576
@@ -127,6 +131,9 @@ probes:
   CHECK(config->busy_utilization == 0.25);
   CHECK(config->max_staleness_seconds == 60.0);
   CHECK(config->shutdown_grace_seconds == 0.0);
+  CHECK(config->expected_devices == 8);
+  CHECK(config->telemetry.interval_seconds == 30.0);
+  CHECK(config->telemetry.timeout_seconds == 2.5);
   CHECK(config->log_level == "debug");
   CHECK(config->failure_dump_max_bytes == 0);
   CHECK(config->golden_cache_max_bytes == 1048576);
@@ -216,6 +223,15 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
   expect_error("on_demand:\n  max_host_bytes: 0\n", 2, 19, "on_demand.max_host_bytes",
                "must be in 1048576..1099511627776");
   expect_error("on_demand:\n  max_host: 1\n", 2, 3, "on_demand.max_host", "unknown key");
+  expect_error("expected_devices: 5000\n", 1, 19, "expected_devices", "must be in 0..4096");
+  expect_error("telemetry:\n  interval_seconds: 0.5\n", 2, 21, "telemetry.interval_seconds", "must be in [1,");
+  expect_error("telemetry:\n  timeout_seconds: 0\n", 2, 20, "telemetry.timeout_seconds", "must be in (0,");
+  // The timeout must leave room before the next snapshot (defaults: 15 s interval).
+  expect_error("telemetry:\n  timeout_seconds: 20\n", 2, 3, "telemetry",
+               "timeout_seconds (20) must be less than interval_seconds (15)");
+  expect_error("telemetry:\n  interval_seconds: 2\n  timeout_seconds: 2\n", 2, 3, "telemetry",
+               "must be less than interval_seconds (2)");
+  expect_error("telemetry: 15\n", 1, 12, "telemetry", "mapping");
   expect_error("log_level: verbose\n", 1, 12, "log_level", "expected one of trace, debug, info, warn, error");
   expect_error("devices: []\n", 1, 10, "devices", "at least one");
   expect_error("devices: [all, all]\n", 1, 16, "devices[1]", "duplicate selector");

@@ -139,7 +139,7 @@ TEST_CASE("daemon: an invalid config at start exits 78 naming line, column and k
 
 // Issue 17: a config path with invalid UTF-8 made /status answer 500 forever (json type_error 316).
 TEST_CASE("daemon: a config path with invalid UTF-8 does not make /status answer 500", "[e2e]") {
-  DaemonProcess daemon(k_fast_gemm);
+  DaemonProcess daemon(k_fast_gemm, "expected_devices: 4\n");
   daemon.use_config_name("conf\xff\xfe.yaml");
   daemon.write_config(k_fast_gemm);
   daemon.start();
@@ -153,6 +153,8 @@ TEST_CASE("daemon: a config path with invalid UTF-8 does not make /status answer
   CHECK(metric(scrape, "substrate_devices{backend=\"vulkan\"}") >= 1.0);
   CHECK(metric(scrape, "substrate_devices{backend=\"cuda\"}").has_value());
   CHECK(metric(scrape, "substrate_device_discovery_errors{backend=\"discovery\"}") == 0.0);
+  // ...and what the host should have, for SubstrateDevicesMissing (deploy/prometheus/tests).
+  CHECK(metric(scrape, "substrate_devices_expected") == 4.0);
 }
 
 // Issue 17: a runtime_directory whose socket path exceeds 107 bytes made `serve` exit 2, which

@@ -424,3 +424,40 @@ TEST_CASE("state: a writer killed at random points always leaves a loadable file
   CHECK(seen_b > 0);
   CHECK(killed_mid_write > 0);
 }
+
+TEST_CASE("state: telemetry counters and verdicts round-trip, are optional, and are checked", "[unit]") {
+  State state;
+  state.telemetry_counters.push_back({"nvml",
+                                      "nvml0",
+                                      "0000:65:00.0",
+                                      "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6",
+                                      {{"uncorrected", "volatile", "total", 2}}});
+  state.telemetry_verdicts["8e8f1c2a"] = {
+      "failed", {"telemetry: uncorrectable ECC errors rose from 0 to 2"}, 1, {{"uncorrectable ECC", {1, "r"}}}};
+  const auto loaded = deserialize_state(serialize_state(state));
+  REQUIRE(loaded.ok());
+  CHECK(loaded->telemetry_counters == state.telemetry_counters);
+  CHECK(loaded->telemetry_verdicts == state.telemetry_verdicts);
+
+  // A file from before the telemetry sections loads with none.
+  const auto old = deserialize_state(R"({"format": 1, "baselines": [], "devices": {}})");
+  REQUIRE(old.ok());
+  CHECK(old->telemetry_counters.empty());
+  CHECK(old->telemetry_verdicts.empty());
+
+  auto error_of = [](const std::string& body) {
+    const auto parsed = deserialize_state(body);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().kind == ErrorKind::corrupt);
+    return parsed.error().message;
+  };
+  const std::string head = R"({"format": 1, "baselines": [], "devices": {}, )";
+  CHECK(error_of(head + R"("telemetry_counters": {}})").find("'telemetry_counters' must be an array") !=
+        std::string::npos);
+  CHECK(error_of(head + R"("telemetry_counters": [{"source": "nvml", "local_id": "nvml0", "pci_bus_id": "",
+      "uuid": "", "ecc": [{"kind": "uncorrected", "scope": "volatile", "location": "total", "count": -1}]}]})")
+            .find("'count' must be a non-negative integer") != std::string::npos);
+  CHECK(error_of(head + R"("telemetry_verdicts": {"x": {"health": "failed", "reasons": [3],
+      "consecutive_passes": 0, "events": {}}}})")
+            .find("each reason must be a string") != std::string::npos);
+}

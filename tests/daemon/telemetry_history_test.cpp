@@ -2,7 +2,16 @@
 // for one read, then it was healthy again; a missing read in between hid or replayed events).
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
 #include "daemon/telemetry_history.hpp"
+#include "tests/support/daemon_process.hpp"
+#include "tests/support/run_command.hpp"
 
 using namespace substrate;
 
@@ -89,4 +98,124 @@ TEST_CASE("telemetry history: XID 94 keeps the verdict degraded across reads unt
   }
   for (std::uint32_t i = 0; i < policy.passes_to_recover; ++i) apply_run(state, {}, policy);
   CHECK(state.health == Health::healthy);
+}
+
+TEST_CASE("telemetry history: the durable part round-trips, XID counts left out", "[unit]") {
+  telemetry::Snapshot history = snapshot({nvml(2, 7)});
+  const auto records = durable_counters(history);
+  REQUIRE(records.size() == 1);
+  const telemetry::Snapshot restored = restore_counters(records);
+  REQUIRE(restored.devices.size() == 1);
+  CHECK(restored.devices[0].local_id == "nvml0");
+  CHECK(restored.devices[0].readings.xids.empty());  // each process counts XIDs from zero
+  REQUIRE(restored.devices[0].readings.ecc.size() == 1);
+  CHECK(restored.devices[0].readings.ecc[0].count == 7);
+  // Judged against the restored history, the same count is no event and a higher one is.
+  CHECK(classify_telemetry(compute(), &restored, snapshot({nvml(0, 7)})).empty());
+  CHECK(classify_telemetry(compute(), &restored, snapshot({nvml(0, 8)})).size() == 1);
+  // An XID after the restart counts from zero, and is seen.
+  CHECK(classify_telemetry(compute(), &restored, snapshot({nvml(1, 7)})).size() == 1);
+
+  VerdictState verdict;
+  CHECK_FALSE(durable_verdict(verdict));  // nothing standing: nothing kept
+  apply_telemetry_events(verdict, {{true, "uncorrectable ECC errors rose from 7 to 8", true}});
+  const auto kept = durable_verdict(verdict);
+  REQUIRE(kept);
+  const VerdictState back = restore_verdict(*kept);
+  CHECK(back.health == Health::failed);
+  CHECK(back.reasons == verdict.reasons);
+  CHECK(back.telemetry_events.size() == 1);
+}
+
+namespace {
+
+using namespace substrate::testing;
+using namespace std::chrono_literals;
+
+// nvml::kLibraryEnv (probes/telemetry/nvml/library.hpp): where the loader finds libnvidia-ml.
+constexpr const char* k_nvml_library_env = "SUBSTRATE_NVML_LIBRARY";
+
+std::optional<double> series(const std::string& text, const std::string& name) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return std::nullopt;
+}
+
+// The reasons /status gives for vulkan0.
+std::vector<std::string> reasons(DaemonProcess& daemon) {
+  const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body, nullptr, false);
+  if (status.is_discarded()) return {};
+  for (const auto& device : status["devices"]) {
+    if (device["device"]["id"] == "vulkan0") return device["reasons"].get<std::vector<std::string>>();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("telemetry history: kill -9 and restart neither forget an ECC event nor count it again", "[e2e]") {
+  // lavapipe's UUID, so the NVML stand-in's GPU joins vulkan0 (join_devices matches UUIDs).
+  const auto devices = nlohmann::json::parse(run_substrated("devices --json").output, nullptr, false);
+  REQUIRE_FALSE(devices.is_discarded());
+  std::string uuid;
+  for (const auto& d : devices["devices"]) {
+    if (d["id"] == "vulkan0") uuid = d["uuid"].get<std::string>();
+  }
+  REQUIRE_FALSE(uuid.empty());
+  const auto script = std::filesystem::temp_directory_path() / ("substrate-nvml-" + std::to_string(::getpid()));
+  auto write_script = [&](int uncorrected) {
+    std::ofstream(script) << "devices 1\n0 uuid GPU-" << uuid << "\n0 ecc.uncorrected.volatile.total " << uncorrected
+                          << "\n";
+  };
+  ::setenv(k_nvml_library_env, SUBSTRATE_NVML_STANDIN_DIR "/libnvidia-ml.so.1", 1);
+  ::setenv("SUBSTRATE_NVML_STANDIN_SCRIPT", script.c_str(), 1);
+  // No probe runs, so nothing recovers the device: what the verdict shows is telemetry's.
+  DaemonProcess daemon(
+      "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n  memory:\n    enabled: false\n"
+      "  canary:\n    enabled: false\n",
+      "telemetry:\n  interval_seconds: 1\n  timeout_seconds: 0.5\n");
+  const std::string ecc =
+      "substrate_ecc_errors_total{device=\"vulkan0\",kind=\"uncorrected\",scope=\"volatile\",location=\"total\"}";
+  const std::string failed = "substrate_device_health{device=\"vulkan0\",state=\"failed\"}";
+  auto restart = [&] {
+    daemon.signal(SIGKILL);
+    REQUIRE(daemon.wait_exit(10s) == 128 + SIGKILL);
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+  };
+
+  write_script(0);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  REQUIRE(wait_until([&] { return series(daemon.metrics(), ecc) == 0.0; }, 30s));
+  // Written when the counters first arrive; give the write its moment before the kill.
+  std::this_thread::sleep_for(1500ms);
+
+  // Two uncorrectable errors while the daemon is down: the first reading after the restart is
+  // judged against the counters from before it.
+  write_script(2);
+  restart();
+  REQUIRE(wait_until([&] { return series(daemon.metrics(), failed) == 1.0; }, 30s));
+  auto now = reasons(daemon);
+  REQUIRE(now.size() == 1);
+  CHECK(now[0].find("uncorrectable ECC errors rose from 0 to 2") != std::string::npos);
+  std::this_thread::sleep_for(1500ms);
+
+  // Killed again, same counters: the event is still there and counted once.
+  restart();
+  REQUIRE(wait_until([&] { return series(daemon.metrics(), ecc) == 2.0; }, 30s));
+  std::this_thread::sleep_for(2500ms);  // a few more readings
+  CHECK(series(daemon.metrics(), failed) == 1.0);
+  now = reasons(daemon);
+  REQUIRE(now.size() == 1);
+  CHECK(now[0].find("rose from 0 to 2") != std::string::npos);
+  CHECK(now[0].find("seen") == std::string::npos);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(10s) == 0);
+  ::unsetenv(k_nvml_library_env);
+  ::unsetenv("SUBSTRATE_NVML_STANDIN_SCRIPT");
+  std::filesystem::remove(script);
 }
