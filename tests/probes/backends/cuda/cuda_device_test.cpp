@@ -750,14 +750,12 @@ TEST_CASE("cuda: cudaN follows PCI bus order (nvidia-smi), CUDA_VISIBLE_DEVICES 
   }
 }
 
-#endif  // SUBSTRATE_WITH_CUDA
-
 // Issue 18: the CUDA backend refuses what the device cannot hold before any work, naming the limit,
 // as the Vulkan backend does (it had no check: an oversized GEMM reached cuMemAlloc, whose
 // OUT_OF_MEMORY reads as "a workload holds the memory" and skips the run).
 TEST_CASE("cuda: shapes past the device's memory, grid or shared memory are refused with the limit named", "[cuda]") {
-  const Found found = discover_with(std::string(SUBSTRATE_FAKE_LIBCUDA), "device");  // the default device
-  REQUIRE(found.devices.size() == 1);
+  FakeCuda fake;  // the stand-in's default device
+  const Found found = discover_one();
   ComputeDevice& device = *found.devices[0];
   GoldenCache goldens;
   struct Case {
@@ -798,3 +796,5 @@ TEST_CASE("cuda: shapes past the device's memory, grid or shared memory are refu
   fits.dtype = Dtype::f16;
   CHECK(device.check_gemm(fits).ok());
 }
+
+#endif  // SUBSTRATE_WITH_CUDA
