@@ -23,7 +23,6 @@
 
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -31,8 +30,11 @@
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
 #include "daemon/exit_code.hpp"
+#include "daemon/git_revision.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/probe_command.hpp"
+#include "daemon/process_metrics.hpp"
 #include "daemon/report.hpp"
 #include "daemon/scheduler.hpp"
 #include "daemon/state_store.hpp"
@@ -238,16 +240,25 @@ class Service {
     }
   }
 
+  // The web configuration checked at start, and the flags that override the YAML at each reload.
+  void set_web(WebFlags flags, std::shared_ptr<WebSecurity> security) {
+    web_flags_ = std::move(flags);
+    web_security_ = std::move(security);
+  }
+
   int run() {
     std::string note;
     state_ = store_.load(&note);
     if (!note.empty()) spdlog::info("state: {}", note);
     record_devices();
+    std::map<std::string, std::string> log_devices;
+    for (const auto& slot : slots_) log_devices[slot->info.id] = slot->info.uuid;
+    set_log_devices(std::move(log_devices));
 
     // Replace, not throw, on invalid UTF-8 (a config path or device name is bytes, not text).
     HttpHandlers handlers{[this] { return metrics_text(); },
                           [this] { return status_json().dump(2, ' ', false, json::error_handler_t::replace); }};
-    auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers);
+    auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers, {}, web_security_);
     if (!http) {
       spdlog::error("cannot serve HTTP: {}", http.error().message);
       return cli::k_exit_cannot_run;
@@ -794,6 +805,15 @@ class Service {
   void reload() {
     notify("RELOADING=1");
     auto loaded = load_config(config_path_);
+    std::shared_ptr<WebSecurity> security;
+    if (loaded) {
+      // A bad web config fails the whole reload, so the endpoint keeps its old TLS and users.
+      auto web = load_web_security(web_flags_, *loaded);
+      if (web)
+        security = std::move(web.value());
+      else
+        loaded = web.error();
+    }
     if (!loaded) {
       spdlog::error("reload: {}; keeping the previous configuration", loaded.error().message);
       reload_successful_ = false;
@@ -814,6 +834,8 @@ class Service {
     const std::map<std::string, ProbeSchedule> before = config_.probes;
     config_ = std::move(next);
     spdlog::set_level(spdlog::level::from_str(config_.log_level));
+    web_security_ = security;
+    if (http_) http_->set_security(std::move(security));
     reload_successful_ = true;
     reload_timestamp_ = unix_now();
     // Only probes whose schedule changed are re-armed (within 2 s, so a new drill shows at
@@ -1040,6 +1062,8 @@ class Service {
   std::vector<std::string> backend_notes_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
+  WebFlags web_flags_;
+  std::shared_ptr<WebSecurity> web_security_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
   std::unique_ptr<DeviceWorker> telemetry_worker_ = std::make_unique<DeviceWorker>();
@@ -1087,12 +1111,15 @@ class Families {
 };
 
 std::string Service::metrics_text() const {
+  const auto scrape_started = std::chrono::steady_clock::now();
   Families f;
   const std::string last = " From the last scheduled run, not computed at scrape time.";
   std::string kernel_build;
   for (const auto& slot : slots_) kernel_build = slot->info.kernel_build;
-  f.gauge("substrate_build_info", "Build of substrated; kernel_build hashes the embedded kernel binaries.",
-          {{"version", SUBSTRATE_VERSION}, {"kernel_build", kernel_build}}, 1);
+  f.gauge("substrate_build_info",
+          "Build of substrated; revision is the git commit it was built from, kernel_build hashes the embedded kernel "
+          "binaries.",
+          {{"version", SUBSTRATE_VERSION}, {"revision", git_revision()}, {"kernel_build", kernel_build}}, 1);
   // Zero devices is not silent: a count per backend (0 included) and the discovery problems.
   std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}};
   for (const auto& slot : slots_) ++devices_by_backend[slot->info.backend];
@@ -1232,6 +1259,7 @@ std::string Service::metrics_text() const {
   }
   std::vector<prometheus::MetricFamily> families = std::move(f.all());
   for (auto& family : telemetry::to_metric_families(telemetry_snapshot_)) families.push_back(std::move(family));
+  for (auto& family : process_metric_families(scrape_started)) families.push_back(std::move(family));
   return prometheus::TextSerializer().Serialize(families);
 }
 
@@ -1262,16 +1290,6 @@ Expected<int> lock_state_directory(const std::string& directory) {
   return fd;
 }
 
-void configure_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("substrated");
-  if (!isatty(STDERR_FILENO)) {
-    // journald adds time and unit; one line per event, no colour.
-    logger->set_pattern("%l: %v");
-  }
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 }  // namespace
 
 int serve(ServeOptions options) {
@@ -1280,7 +1298,12 @@ int serve(ServeOptions options) {
     std::fprintf(stderr, "substrated: %s\n", config.error().message.c_str());
     return cli::k_exit_config;
   }
-  if (!spdlog::get("substrated")) configure_logging(config->log_level);
+  auto web = load_web_security(options.web, *config);
+  if (!web) {
+    std::fprintf(stderr, "substrated: %s\n", web.error().message.c_str());
+    return cli::k_exit_config;
+  }
+  if (!spdlog::get("substrated")) configure_logging(config->log_level, options.log_format);
   // A closed stderr pipe (`serve 2>&1 | head`) or a stray user signal must not end the daemon;
   // workers get SIGUSR1/SIGUSR2 back at their defaults (daemon/supervisor.cpp).
   std::signal(SIGPIPE, SIG_IGN);
@@ -1293,6 +1316,7 @@ int serve(ServeOptions options) {
   }
   FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
   Service service(std::move(config.value()), options.config_path, std::move(found));
+  service.set_web(std::move(options.web), std::move(web.value()));
   const int code = service.run();
   ::close(*lock);
   return code;
