@@ -3,6 +3,8 @@
 
 #include <sys/stat.h>
 #include <sys/uio.h>
+// Without this, sd_journal_sendv adds CODE_FILE/CODE_LINE/CODE_FUNC of the sink itself: noise.
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
