@@ -22,6 +22,9 @@
 namespace substrate {
 namespace {
 
+// Where journald receives native entries (and where libsystemd's sd_journal_send writes).
+constexpr const char* k_journal_socket = "/run/systemd/journal/socket";
+
 std::mutex g_devices_mutex;
 std::map<std::string, std::string> g_devices;  // id -> UUID
 
@@ -132,7 +135,11 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
     for (const auto& [key, value] : log_fields(text, devices_now())) entries.push_back(key + "=" + value);
     std::vector<iovec> vectors;
     for (std::string& entry : entries) vectors.push_back({entry.data(), entry.size()});
-    if (sd_journal_sendv(vectors.data(), static_cast<int>(vectors.size())) >= 0) return;
+    // sd_journal_sendv reports success when the socket is missing (it drops the entry quietly),
+    // so look for journald's socket first.
+    if (::access(k_journal_socket, W_OK) == 0 &&
+        sd_journal_sendv(vectors.data(), static_cast<int>(vectors.size())) >= 0)
+      return;
     const std::string line = "<" + std::to_string(priority) + ">" + std::string(text) + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
   }

@@ -82,10 +82,8 @@ Expected<std::shared_ptr<WebSecurity>> WebSecurity::create(const WebConfig& conf
   TRY(readable("cert_file", tls.cert_file));
   TRY(readable("key_file", tls.key_file));
   if (context->use_certificate_chain_file(tls.cert_file, ec)) return fail("cert_file " + tls.cert_file);
+  // OpenSSL checks the key against the certificate loaded above ("key values mismatch").
   if (context->use_private_key_file(tls.key_file, ssl::context::pem, ec)) return fail("key_file " + tls.key_file);
-  if (SSL_CTX_check_private_key(native) != 1)
-    return Error{ErrorKind::invalid_argument,
-                 config.source + ": key_file " + tls.key_file + " does not match cert_file " + tls.cert_file};
   if (!tls.client_ca_file.empty()) {
     TRY(readable("client_ca_file", tls.client_ca_file));
     if (context->load_verify_file(tls.client_ca_file, ec)) return fail("client_ca_file " + tls.client_ca_file);

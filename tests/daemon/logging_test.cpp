@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -168,6 +169,11 @@ TEST_CASE("logging: a real daemon writes json lines with the device, probe, spec
 
 TEST_CASE("logging: with stderr as the journal stream and no journal socket, lines carry <N> priorities",
           "[e2e][vulkan]") {
+  if (std::filesystem::exists("/run/systemd/journal/socket")) {
+    // A running journald would take the lines; tests/deploy/journald_test.sh covers that path.
+    WARN("a journal socket exists on this host; the <N> fallback is not reachable here");
+    return;
+  }
   substrate::testing::DaemonProcess daemon(k_failing_gemm);
   const std::string log = (daemon.dir() / "daemon.log").string();
   std::ofstream(log).flush();

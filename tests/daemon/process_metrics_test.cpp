@@ -88,7 +88,7 @@ TEST_CASE("process metrics: a real daemon's scrape has them, build_info has the 
   const auto info = scrape.find("substrate_build_info{");
   REQUIRE(info != std::string::npos);
   const std::string line = scrape.substr(info, scrape.find('\n', info) - info);
-  CHECK_THAT(line, Catch::Matches(R"(.*revision="([0-9a-f]{12}|unknown)".*)"));
+  CHECK_THAT(line, Catch::Matches(R"re(.*revision="([0-9a-f]{12}|unknown)".*)re"));
 
   const std::string file = (daemon.dir() / "scrape.prom").string();
   std::ofstream(file) << scrape;

@@ -111,7 +111,7 @@ TEST_CASE("web config: certificates that are missing or do not match their key a
   CHECK(missing.error().message == "tls_server_config.cert_file " + pki + "/nope.crt: No such file or directory");
   auto mismatch = WebSecurity::create(config("server.crt", "client.key"));
   REQUIRE_FALSE(mismatch);
-  CHECK_THAT(mismatch.error().message, Catch::Contains("key_file " + pki + "/client.key does not match cert_file"));
+  CHECK_THAT(mismatch.error().message, Catch::EndsWith("key_file " + pki + "/client.key: key values mismatch"));
   auto not_a_cert = WebSecurity::create(config("server.key", "server.key"));
   REQUIRE_FALSE(not_a_cert);
   CHECK_THAT(not_a_cert.error().message, Catch::Contains("cert_file " + pki + "/server.key"));
