@@ -78,7 +78,7 @@ import json, sys
 entries = [json.loads(l) for l in open(sys.argv[1])]
 def show(e): return " ".join("%s=%s" % (k, e[k]) for k in sorted(e) if k != "MESSAGE") + " | " + e.get("MESSAGE", "")[:80]
 print("count", len(entries))
-print("ident", all(e.get("SYSLOG_IDENTIFIER") == "substrated" for e in entries))
+print("ident", bool(entries) and all(e.get("SYSLOG_IDENTIFIER") == "substrated" for e in entries))
 for p in "3467":
     hit = [e for e in entries if e.get("PRIORITY") == p]
     print("priority%s" % p, show(hit[0]) if hit else "-")
