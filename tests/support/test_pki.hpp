@@ -23,9 +23,11 @@ inline const std::string& test_pki_dir() {
     const std::string command =
         "bash " + std::string(SUBSTRATE_SOURCE_DIR) + "/tests/support/make_test_certs.sh " + d + " >/dev/null";
     if (std::system(command.c_str()) != 0) throw std::runtime_error("make_test_certs.sh failed: " + command);
-    std::atexit([] { std::filesystem::remove_all(test_pki_dir()); });
     return d;
   }();
+  // Registered after `dir` is built, so it runs before `dir` is destroyed.
+  static const bool cleanup = [] { return std::atexit([] { std::filesystem::remove_all(test_pki_dir()); }) == 0; }();
+  (void)cleanup;
   return dir;
 }
 
