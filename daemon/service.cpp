@@ -997,7 +997,7 @@ int serve(ServeOptions options) {
   auto web = load_web_security(options.web, *config);
   if (!web) {
     std::fprintf(stderr, "substrated: %s\n", web.error().message.c_str());
-    return cli::k_exit_config;
+    return k_exit_config;
   }
   if (!spdlog::get("substrated")) configure_logging(config->log_level, options.log_format);
   // A closed stderr pipe (`serve 2>&1 | head`) or a stray user signal must not end the daemon;
