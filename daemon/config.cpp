@@ -2,6 +2,7 @@
 // "FILE:LINE:COLUMN: key 'a.b.c': what is wrong" with 1-based line and column, taken from the
 // yaml-cpp node marks. The layout and every key are documented in docs/configuration.md.
 #include "daemon/config.hpp"
+#include "daemon/web_config.hpp"
 #include "daemon/worker_protocol.hpp"
 
 #include <arpa/inet.h>
@@ -274,8 +275,11 @@ class Parser {
 
   void parse_listen(const YAML::Node& node, const std::string& path, Config& config) {
     for_each_key(
-        node, path, {"address", "port"}, [&](const std::string& key, const YAML::Node& value, const std::string& p) {
-          if (key == "address") {
+        node, path, {"address", "port", "web_config_file"},
+        [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+          if (key == "web_config_file") {
+            config.web_config_file = string_value(value, p);
+          } else if (key == "address") {
             const std::string address = string_value(value, p);
             unsigned char buffer[sizeof(struct in6_addr)];
             if (inet_pton(AF_INET, address.c_str(), buffer) != 1 && inet_pton(AF_INET6, address.c_str(), buffer) != 1) {
@@ -477,6 +481,87 @@ class Parser {
     }
   }
 
+ public:
+  // The exporter-toolkit web configuration (daemon/web_config.hpp); file names relative to
+  // `directory`.
+  WebConfig parse_web(const YAML::Node& root, const std::string& directory) {
+    WebConfig web;
+    web.source = source_;
+    if (root.IsNull()) return web;
+    if (!root.IsMap()) fail(root, "", "the top level must be a mapping of keys, got " + describe(root));
+    auto file = [&](const YAML::Node& value, const std::string& p) {
+      std::string name = string_value(value, p);
+      return name.front() == '/' || directory.empty() ? name : directory + "/" + name;
+    };
+    auto version = [&](const YAML::Node& value, const std::string& p) {
+      const std::string v = string_value(value, p);
+      if (v != "TLS10" && v != "TLS11" && v != "TLS12" && v != "TLS13")
+        fail(value, p, "expected TLS10, TLS11, TLS12 or TLS13, got '" + v + "'");
+      return v;
+    };
+    YAML::Node tls_node;
+    for_each_key(
+        root, "", {"tls_server_config", "basic_auth_users", "http_server_config"},
+        [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+          if (key == "http_server_config") {
+            fail(value, path, "not supported by substrated (HTTP/1.1 only, no custom headers)");
+          } else if (key == "basic_auth_users") {
+            for_each_key(value, path, {}, [&](const std::string& user, const YAML::Node& hash, const std::string& p) {
+              if (user.find(':') != std::string::npos) fail(hash, p, "a user name cannot contain ':'");
+              const std::string h = string_value(hash, p);
+              if (h.size() != 60 || h[0] != '$' || h[1] != '2' || (h[2] != 'a' && h[2] != 'b' && h[2] != 'y'))
+                fail(hash, p, "expected a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)");
+              web.basic_auth_users[user] = h;
+            });
+          } else {
+            tls_node = value;
+            WebTlsConfig tls;
+            for_each_key(
+                value, path,
+                {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version", "cert",
+                 "key", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "client_allowed_sans"},
+                [&](const std::string& k, const YAML::Node& v, const std::string& p) {
+                  if (k == "cert_file") {
+                    tls.cert_file = file(v, p);
+                  } else if (k == "key_file") {
+                    tls.key_file = file(v, p);
+                  } else if (k == "client_ca_file") {
+                    tls.client_ca_file = file(v, p);
+                  } else if (k == "client_auth_type") {
+                    tls.client_auth_type = string_value(v, p);
+                    static const std::vector<std::string> types = {"NoClientCert", "RequestClientCert",
+                                                                   "RequireAnyClientCert", "VerifyClientCertIfGiven",
+                                                                   "RequireAndVerifyClientCert"};
+                    if (std::find(types.begin(), types.end(), tls.client_auth_type) == types.end())
+                      fail(v, p, "expected one of: " + join(types) + ", got '" + tls.client_auth_type + "'");
+                  } else if (k == "min_version") {
+                    tls.min_version = version(v, p);
+                  } else if (k == "max_version") {
+                    tls.max_version = version(v, p);
+                  } else {
+                    fail(v, p, "not supported by substrated (use cert_file, key_file, client_ca_file)");
+                  }
+                });
+            web.tls = tls;
+          }
+        });
+    if (web.tls) {
+      const WebTlsConfig& tls = *web.tls;
+      const std::string p = "tls_server_config";
+      if (tls.cert_file.empty() || tls.key_file.empty()) fail(tls_node, p, "needs both cert_file and key_file");
+      const bool verifies =
+          tls.client_auth_type == "VerifyClientCertIfGiven" || tls.client_auth_type == "RequireAndVerifyClientCert";
+      if (verifies && tls.client_ca_file.empty())
+        fail(tls_node, p + ".client_auth_type", tls.client_auth_type + " needs client_ca_file");
+      if (!tls.client_ca_file.empty() && tls.client_auth_type == "NoClientCert")
+        fail(tls_node, p + ".client_ca_file", "a client CA without a client_auth_type that checks client certificates");
+      if (!tls.max_version.empty() && tls.max_version < tls.min_version)
+        fail(tls_node, p + ".max_version", "is older than min_version " + tls.min_version);
+    }
+    return web;
+  }
+
+ private:
   std::string source_;
   YAML::Mark null_key_mark_ = YAML::Mark::null_mark();
 };
@@ -498,7 +583,11 @@ Config default_config() {
   return config;
 }
 
-Expected<Config> parse_config(const std::string& text, const std::string& source) {
+namespace {
+
+// One YAML document through `parse` (a Parser member), every problem as invalid_argument.
+template <typename T, typename Parse>
+Expected<T> parse_document(const std::string& text, const std::string& source, Parse parse) {
   Parser parser(source);
   try {
     std::vector<YAML::Node> documents;
@@ -508,7 +597,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& source
       parser.fail(e.mark, "", "YAML syntax error: " + e.msg);
     }
     if (documents.size() > 1) parser.fail(documents[1], "", "only one YAML document is allowed");
-    return parser.parse(documents.empty() ? YAML::Node() : documents.front());
+    return parse(parser, documents.empty() ? YAML::Node() : documents.front());
   } catch (const ConfigProblem& problem) {
     return Error{ErrorKind::invalid_argument, problem.message};
   } catch (const YAML::Exception& e) {
@@ -517,7 +606,8 @@ Expected<Config> parse_config(const std::string& text, const std::string& source
   }
 }
 
-Expected<Config> load_config(const std::string& path) {
+// The file's text (at most k_max_config_bytes); `what` names the file's role in errors.
+Expected<std::string> read_config_text(const std::string& path, const std::string& what) {
   auto text = read_file(path, k_max_config_bytes);
   if (!text) {
     const ReadFileError& failure = text.error();
@@ -528,10 +618,34 @@ Expected<Config> load_config(const std::string& path) {
     // Not a regular file (a FIFO would block `config check` and the loop on SIGHUP): refused
     // at once, saying what the path is.
     if (failure.step == ReadFileError::Step::not_regular)
-      return Error{ErrorKind::io_error, "cannot read config " + failure.message};
-    return Error{ErrorKind::io_error, "cannot read config " + path + ": " + std::strerror(failure.error_number)};
+      return Error{ErrorKind::io_error, "cannot read " + what + " " + failure.message};
+    return Error{ErrorKind::io_error, "cannot read " + what + " " + path + ": " + std::strerror(failure.error_number)};
   }
-  return parse_config(*text, path);
+  return std::move(text.value());
+}
+
+}  // namespace
+
+Expected<Config> parse_config(const std::string& text, const std::string& source) {
+  return parse_document<Config>(text, source,
+                                [](Parser& parser, const YAML::Node& root) { return parser.parse(root); });
+}
+
+Expected<Config> load_config(const std::string& path) {
+  TRY_ASSIGN(auto text, read_config_text(path, "config"));
+  return parse_config(text, path);
+}
+
+Expected<WebConfig> parse_web_config(const std::string& text, const std::string& source, const std::string& directory) {
+  return parse_document<WebConfig>(
+      text, source, [&](Parser& parser, const YAML::Node& root) { return parser.parse_web(root, directory); });
+}
+
+Expected<WebConfig> load_web_config(const std::string& path) {
+  TRY_ASSIGN(auto text, read_config_text(path, "web config"));
+  const auto slash = path.rfind('/');
+  return parse_web_config(text, path,
+                          slash == std::string::npos ? "." : path.substr(0, std::max<std::size_t>(slash, 1)));
 }
 
 }  // namespace substrate

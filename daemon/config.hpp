@@ -54,6 +54,9 @@ struct Config {
   std::string source = "<defaults>";  // file the config came from
   std::string listen_address = "0.0.0.0";
   std::uint16_t listen_port = 19400;
+  // exporter-toolkit web configuration (TLS, basic auth; daemon/web_config.hpp); empty: plain
+  // HTTP without auth. `serve --web.config.file` overrides it.
+  std::string web_config_file;
   std::string state_directory = "/var/lib/substrated";
   std::string runtime_directory = "/run/substrated";
   std::string sysfs_root = "/sys";

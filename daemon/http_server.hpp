@@ -6,7 +6,9 @@
 // all and per peer. Idle clients cannot starve scrapes: at a limit, the oldest connection still
 // waiting for its request head (of that peer, else of anyone) is closed to make room, so
 // /metrics and /healthz keep answering under hundreds of idle or slowloris connections.
-// Nothing here starts device work.
+// With a web configuration (daemon/web_config.hpp): TLS, whose detection and handshake fall
+// under the same head deadline (plain HTTP to the TLS port gets a plain 400), and basic auth on
+// every path but /healthz (401 with WWW-Authenticate). Nothing here starts device work.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,6 +19,8 @@
 #include "common/expected.hpp"
 
 namespace substrate {
+
+class WebSecurity;
 
 struct HttpHandlers {
   std::function<std::string()> metrics;  // Prometheus text format
@@ -38,13 +42,18 @@ struct HttpLimits {
 class HttpServer {
  public:
   // Binds and listens; invalid_argument / io_error naming the address on failure (e.g. in use).
+  // `security` null: plain HTTP without auth.
   static Expected<std::unique_ptr<HttpServer>> start(boost::asio::io_context& io, const std::string& address,
-                                                     std::uint16_t port, HttpHandlers handlers, HttpLimits limits = {});
+                                                     std::uint16_t port, HttpHandlers handlers, HttpLimits limits = {},
+                                                     std::shared_ptr<WebSecurity> security = nullptr);
   virtual ~HttpServer() = default;
   virtual std::uint16_t port() const = 0;  // the bound port (useful with port 0)
   // Closes the listener and live connections. Call stop() (and destroy the server) on the loop
   // thread or while the loop is not running.
   virtual void stop() = 0;
+  // A reloaded web configuration: new connections use it (TLS or not, its users); live ones keep
+  // the TLS context they began with. Call on the loop thread.
+  virtual void set_security(std::shared_ptr<WebSecurity> security) = 0;
 };
 
 }  // namespace substrate

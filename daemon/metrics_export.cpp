@@ -3,8 +3,11 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <chrono>
 #include <map>
 
+#include "daemon/git_revision.hpp"
+#include "daemon/process_metrics.hpp"
 #include "probes/core/registry.hpp"
 #include "probes/telemetry/metrics.hpp"
 
@@ -44,12 +47,15 @@ class Families {
 }  // namespace
 
 std::string render_metrics(const DaemonView& view) {
+  const auto scrape_started = std::chrono::steady_clock::now();
   Families f;
   const std::string last = " From the last scheduled run, not computed at scrape time.";
   std::string kernel_build;
   for (const DeviceView& d : view.devices) kernel_build = d.stats->info.kernel_build;
-  f.gauge("substrate_build_info", "Build of substrated; kernel_build hashes the embedded kernel binaries.",
-          {{"version", SUBSTRATE_VERSION}, {"kernel_build", kernel_build}}, 1);
+  f.gauge("substrate_build_info",
+          "Build of substrated; revision is the git commit it was built from, kernel_build hashes the embedded kernel "
+          "binaries.",
+          {{"version", SUBSTRATE_VERSION}, {"revision", git_revision()}, {"kernel_build", kernel_build}}, 1);
   // Zero devices is not silent: a count per backend (0 included) and the discovery problems.
   std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}};
   for (const DeviceView& d : view.devices) ++devices_by_backend[d.stats->info.backend];
@@ -243,6 +249,7 @@ std::string render_metrics(const DaemonView& view) {
   }
   std::vector<prometheus::MetricFamily> families = std::move(f.all());
   for (auto& family : telemetry::to_metric_families(*view.telemetry)) families.push_back(std::move(family));
+  for (auto& family : process_metric_families(scrape_started)) families.push_back(std::move(family));
   return prometheus::TextSerializer().Serialize(families);
 }
 

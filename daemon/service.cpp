@@ -22,7 +22,6 @@
 #include <random>
 #include <set>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +34,7 @@
 #include "daemon/exit_code.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/metrics_export.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/scheduler.hpp"
@@ -218,17 +218,26 @@ class Service {
     }
   }
 
+  // The web configuration checked at start, and the flags that override the YAML at each reload.
+  void set_web(WebFlags flags, std::shared_ptr<WebSecurity> security) {
+    web_flags_ = std::move(flags);
+    web_security_ = std::move(security);
+  }
+
   int run() {
     std::string note;
     state_ = store_.load(&note);
     if (!note.empty()) spdlog::info("state: {}", note);
     restore_telemetry_state();
     record_devices();
+    std::map<std::string, std::string> log_devices;
+    for (const auto& slot : slots_) log_devices[slot->info.id] = slot->info.uuid;
+    set_log_devices(std::move(log_devices));
 
     // Replace, not throw, on invalid UTF-8 (a config path or device name is bytes, not text).
     HttpHandlers handlers{[this] { return render_metrics(view()); },
                           [this] { return status_json(view()).dump(2, ' ', false, json::error_handler_t::replace); }};
-    auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers);
+    auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers, {}, web_security_);
     if (!http) {
       spdlog::error("cannot serve HTTP: {}", http.error().message);
       return k_exit_cannot_run;
@@ -764,6 +773,15 @@ class Service {
   void reload() {
     notify("RELOADING=1");
     auto loaded = load_config(config_path_);
+    std::shared_ptr<WebSecurity> security;
+    if (loaded) {
+      // A bad web config fails the whole reload, so the endpoint keeps its old TLS and users.
+      auto web = load_web_security(web_flags_, *loaded);
+      if (web)
+        security = std::move(web.value());
+      else
+        loaded = web.error();
+    }
     if (!loaded) {
       spdlog::error("reload: {}; keeping the previous configuration", loaded.error().message);
       reload_successful_ = false;
@@ -784,6 +802,8 @@ class Service {
     const std::map<std::string, ProbeSchedule> before = config_.probes;
     config_ = std::move(next);
     spdlog::set_level(spdlog::level::from_str(config_.log_level));
+    web_security_ = security;
+    if (http_) http_->set_security(std::move(security));
     apply_kubelet_settings();
     if (commands_) commands_->set_max_host_bytes(config_.on_demand_max_host_bytes);
     reload_successful_ = true;
@@ -965,6 +985,8 @@ class Service {
   std::vector<std::string> backend_notes_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
+  WebFlags web_flags_;
+  std::shared_ptr<WebSecurity> web_security_;
   std::unique_ptr<ControlCommands> commands_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
@@ -1011,16 +1033,6 @@ Expected<int> lock_state_directory(const std::string& directory) {
   return fd;
 }
 
-void configure_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("substrated");
-  if (!isatty(STDERR_FILENO)) {
-    // journald adds time and unit; one line per event, no colour.
-    logger->set_pattern("%l: %v");
-  }
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 }  // namespace
 
 int serve(ServeOptions options) {
@@ -1029,7 +1041,12 @@ int serve(ServeOptions options) {
     std::fprintf(stderr, "substrated: %s\n", config.error().message.c_str());
     return k_exit_config;
   }
-  if (!spdlog::get("substrated")) configure_logging(config->log_level);
+  auto web = load_web_security(options.web, *config);
+  if (!web) {
+    std::fprintf(stderr, "substrated: %s\n", web.error().message.c_str());
+    return k_exit_config;
+  }
+  if (!spdlog::get("substrated")) configure_logging(config->log_level, options.log_format);
   // A closed stderr pipe (`serve 2>&1 | head`) or a stray user signal must not end the daemon;
   // workers get SIGUSR1/SIGUSR2 back at their defaults (daemon/supervisor.cpp).
   std::signal(SIGPIPE, SIG_IGN);
@@ -1042,6 +1059,7 @@ int serve(ServeOptions options) {
   }
   FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
   Service service(std::move(config.value()), options.config_path, std::move(found));
+  service.set_web(std::move(options.web), std::move(web.value()));
   const int code = service.run();
   ::close(*lock);
   return code;

@@ -6,15 +6,19 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/web_config.hpp"
 
 namespace substrate {
 
 struct ServeOptions {
   std::string config_path;
+  WebFlags web;                             // --web.config.file, --web.listen-address
+  LogFormat log_format = LogFormat::human;  // --log.format
 };
 
 // Runs until SIGTERM/SIGINT; returns the process exit code (0 after a clean stop, 78 on an invalid
-// configuration, 2 when the daemon cannot start, e.g. another daemon holds the state directory's
+// configuration or web configuration, 2 when the daemon cannot start, e.g. another daemon holds the state directory's
 // lock). Workers are started from /proc/self/exe, so a binary embedding serve() must dispatch
 // `__worker` to worker::worker_main.
 int serve(ServeOptions options);

@@ -7,6 +7,7 @@ packages=(
   libboost-dev libboost-program-options-dev libspdlog-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev catch2
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libsystemd-dev systemd
+  libssl-dev libcrypt-dev zlib1g-dev  # gzip, TLS and bcrypt basic auth on the HTTP endpoint (daemon/web_config.cpp)
   prometheus python3 python3-yaml python3-numpy curl
   jsonnet prometheus-alertmanager  # deploy/mixin (generated rules, dashboard), tests/deploy/alertmanager_test.sh
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter

@@ -107,7 +107,12 @@ std::string devices_usage() {
 const po::options_description& serve_options() {
   static const po::options_description options = [] {
     po::options_description d;
-    d.add_options()("config", takes("FILE"), "the configuration (default /etc/substrated/substrated.yaml)");
+    d.add_options()("config", takes("FILE"), "the configuration (default /etc/substrated/substrated.yaml)")(
+        "web.config.file", takes("FILE"),
+        "TLS and basic auth in the exporter-toolkit format (overrides listen.web_config_file)")(
+        "web.listen-address", takes("HOST:PORT"), "address to serve /metrics on (overrides listen.address and port)")(
+        "log.format", takes("FORMAT"),
+        "human (default; the journal with priorities and fields under systemd), logfmt or json, with timestamps");
     d.add(help_option());
     return d;
   }();
@@ -115,11 +120,12 @@ const po::options_description& serve_options() {
 }
 
 std::string serve_usage() {
-  return "usage: substrated serve [--config FILE]\n"
+  return "usage: substrated serve [--config FILE] [--web.config.file FILE] [--web.listen-address HOST:PORT]\n"
+         "                       [--log.format human|logfmt|json]\n"
          "  FILE defaults to /etc/substrated/substrated.yaml; an invalid file exits 78 (EX_CONFIG).\n"
          "  SIGHUP reloads the file; SIGTERM/SIGINT stop after the running probe (bounded) and save state.\n"
          "\n" +
-         render_options(serve_options(), 17);
+         render_options(serve_options(), 33);
 }
 
 const po::options_description& status_options() {
@@ -380,6 +386,11 @@ int serve_command(const std::vector<std::string>& args) {
   }
   ServeOptions options;
   options.config_path = line->last("config").value_or(k_default_config);
+  options.web.config_file = line->last("web.config.file").value_or("");
+  options.web.listen_address = line->last("web.listen-address").value_or("");
+  auto format = parse_log_format(line->last("log.format").value_or("human"));
+  if (!format) return fail(format.error().message);
+  options.log_format = *format;
   return serve(std::move(options));
 }
 

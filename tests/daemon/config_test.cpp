@@ -344,3 +344,11 @@ TEST_CASE("config: canary is a probe id, memory has no dtypes, !!str is a string
   expect_error("listen:\n  port: !!str 80\n", 2, 9, "listen.port", "expected an integer");
   CHECK(parse_config("probes:\n  gemm:\n    seed: !!int 5\n", "test.yaml")->probes.at("gemm").seed == 5);
 }
+
+TEST_CASE("config: listen.web_config_file names the exporter-toolkit web config", "[unit]") {
+  auto config = parse_config("listen:\n  web_config_file: /etc/substrated/web.yml\n", "test.yaml");
+  REQUIRE(config);
+  CHECK(config->web_config_file == "/etc/substrated/web.yml");
+  CHECK(default_config().web_config_file.empty());
+  expect_error("listen:\n  web_config_file: \"\"\n", 2, 20, "listen.web_config_file", "must not be empty");
+}

@@ -4,20 +4,26 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 
 #include "daemon/http_server.hpp"
+#include "daemon/web_config.hpp"
 #include "tests/support/server_test_support.hpp"
+#include "tests/support/test_pki.hpp"
 
 namespace {
 
@@ -30,10 +36,11 @@ using substrate::HttpServer;
 // A server on its own loop thread; stopped and destroyed on the loop, before the loop's io_context.
 class Fixture {
  public:
-  explicit Fixture(HttpHandlers handlers, HttpLimits limits = {}) {
+  explicit Fixture(HttpHandlers handlers, HttpLimits limits = {},
+                   std::shared_ptr<substrate::WebSecurity> security = nullptr) {
     std::optional<substrate::Error> error;
     loop_.on_loop([&] {
-      auto started = HttpServer::start(loop_.io(), "127.0.0.1", 0, std::move(handlers), limits);
+      auto started = HttpServer::start(loop_.io(), "127.0.0.1", 0, std::move(handlers), limits, std::move(security));
       if (started)
         server_ = std::move(started.value());
       else
@@ -50,6 +57,9 @@ class Fixture {
   std::uint16_t port() const { return server_->port(); }
   void stop() {
     loop_.on_loop([this] { server_->stop(); });
+  }
+  void set_security(std::shared_ptr<substrate::WebSecurity> security) {
+    loop_.on_loop([&] { server_->set_security(std::move(security)); });
   }
 
  private:
@@ -402,4 +412,191 @@ TEST_CASE("http: stop closes the listener and live connections", "[unit]") {
   CHECK(idle.closed_within(2000ms));
   Client late(port);
   CHECK_FALSE(late.connected());
+}
+
+// ---- TLS and basic auth (web configuration), with curl as the client --------------------------
+
+namespace {
+
+struct CurlResult {
+  int exit_code = -1;
+  Reply reply;
+  std::string raw;
+};
+
+// `curl -sS -i` against https://localhost:PORT with the test PKI's CA; `args` adds credentials,
+// client certificates or TLS version limits.
+CurlResult curl(std::uint16_t port, const std::string& path, const std::string& args = "") {
+  const std::string& pki = test_pki_dir();
+  const std::string command = "curl -sS -i --max-time 5 --cacert " + pki + "/ca.crt " + args +
+                              " https://localhost:" + std::to_string(port) + path + " 2>&1";
+  CurlResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe);
+  char buffer[4096];
+  std::size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) result.raw.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.reply = parse(result.raw);
+  return result;
+}
+
+std::string tls_yaml(const std::string& extra = "") {
+  return "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n" + extra;
+}
+
+}  // namespace
+
+TEST_CASE("http tls: basic auth: right password 200, wrong or none 401 with WWW-Authenticate, /healthz open", "[e2e]") {
+  const std::string hash = bcrypt_hash("s3cret");
+  Fixture fixture(simple_handlers(), {},
+                  web_security("auth.yml", tls_yaml() + "basic_auth_users:\n  prometheus: " + hash + "\n"));
+  const auto port = fixture.port();
+
+  auto good = curl(port, "/metrics", "-u prometheus:s3cret");
+  CHECK(good.exit_code == 0);
+  CHECK(good.reply.status == 200);
+  CHECK(good.reply.body == "substrate_up_test 1\n");
+  CHECK(curl(port, "/status", "-u prometheus:s3cret").reply.status == 200);
+
+  for (std::string credentials : {"-u prometheus:wrong", "-u nobody:s3cret", "-u prometheus:", ""}) {
+    INFO(credentials);
+    auto denied = curl(port, "/metrics", credentials);
+    CHECK(denied.reply.status == 401);
+    CHECK_THAT(denied.reply.header("WWW-Authenticate").value_or(""), Catch::StartsWith("Basic realm="));
+    CHECK(denied.reply.body.find("substrate_up_test") == std::string::npos);
+    CHECK(curl(port, "/status", credentials).reply.status == 401);
+    CHECK(curl(port, "/nowhere", credentials).reply.status == 401);  // no path probing without credentials
+  }
+  // Malformed Authorization values are a 401, never a crash.
+  for (std::string header : {"Basic", "Basic !!!!", "Basic cHJvbWV0aGV1cw==", "Bearer abc", "basic "}) {
+    INFO(header);
+    CHECK(curl(port, "/metrics", "-H 'Authorization: " + header + "'").reply.status == 401);
+  }
+  auto health = curl(port, "/healthz");
+  CHECK(health.reply.status == 200);
+  CHECK(health.reply.body == "ok\n");
+  CHECK(curl(port, "/metrics", "-u prometheus:s3cret").reply.status == 200);  // the cached check still holds
+}
+
+TEST_CASE("http tls: plain HTTP to the TLS port gets a plain 400; TLS keeps working", "[e2e]") {
+  Fixture fixture(simple_handlers(), {}, web_security("tls.yml", tls_yaml()));
+  const auto port = fixture.port();
+  auto plain = get(port, "/metrics");
+  CHECK(plain.status == 400);
+  CHECK_THAT(plain.body, Catch::Contains("HTTP request to an HTTPS server"));
+  CHECK(get(port, "/healthz").status == 400);
+  auto tls = curl(port, "/metrics");
+  CHECK(tls.exit_code == 0);
+  CHECK(tls.reply.status == 200);
+  // A TLS record that is no valid ClientHello: the handshake fails, the connection is closed at
+  // once (before the 5 s receive timeout) without an HTTP answer, and the loop still serves.
+  {
+    Client garbage(port);
+    REQUIRE(garbage.connected());
+    // A 64-byte handshake record holding a 60-byte ClientHello (what Beast's sniffing checks) of junk.
+    REQUIRE(garbage.send(std::string("\x16\x03\x01\x00\x40\x01\x00\x00\x3c", 9) + std::string(60, '\xff')));
+    const auto start = std::chrono::steady_clock::now();
+    const std::string answer = garbage.read_all();
+    CHECK(std::chrono::steady_clock::now() - start < 4s);
+    CHECK(answer.find("HTTP/") == std::string::npos);
+  }
+  CHECK(curl(port, "/healthz").reply.status == 200);
+}
+
+TEST_CASE("http tls: client certificates required: the CA's client is served, none or a foreign one refused", "[e2e]") {
+  Fixture fixture(simple_handlers(), {},
+                  web_security("mtls.yml", tls_yaml("  client_ca_file: ca.crt\n"
+                                                    "  client_auth_type: RequireAndVerifyClientCert\n")));
+  const auto port = fixture.port();
+  const std::string& pki = test_pki_dir();
+  auto with_cert = curl(port, "/metrics", "--cert " + pki + "/client.crt --key " + pki + "/client.key");
+  CHECK(with_cert.exit_code == 0);
+  CHECK(with_cert.reply.status == 200);
+  auto without = curl(port, "/metrics");
+  CHECK(without.exit_code != 0);
+  CHECK(without.reply.status == 0);
+  auto foreign = curl(port, "/metrics", "--cert " + pki + "/other-client.crt --key " + pki + "/other-client.key");
+  CHECK(foreign.exit_code != 0);
+  CHECK(foreign.reply.status == 0);
+  CHECK(curl(port, "/healthz", "--cert " + pki + "/client.crt --key " + pki + "/client.key").reply.status == 200);
+}
+
+TEST_CASE("http tls: min_version TLS13 refuses a TLS 1.2 client", "[e2e]") {
+  Fixture fixture(simple_handlers(), {}, web_security("tls13.yml", tls_yaml("  min_version: TLS13\n")));
+  auto old_client = curl(fixture.port(), "/metrics", "--tls-max 1.2");
+  CHECK(old_client.exit_code != 0);
+  CHECK(old_client.reply.status == 0);
+  auto current = curl(fixture.port(), "/metrics", "--tlsv1.3");
+  CHECK(current.exit_code == 0);
+  CHECK(current.reply.status == 200);
+}
+
+TEST_CASE("http tls: a client that stalls before or in the handshake is cut off at the head deadline", "[e2e]") {
+  HttpLimits limits;
+  limits.head_timeout_seconds = 0.5;
+  Fixture fixture(simple_handlers(), limits, web_security("tls.yml", tls_yaml()));
+  const auto port = fixture.port();
+  Client silent(port);
+  Client half_hello(port);
+  REQUIRE(silent.connected());
+  REQUIRE(half_hello.connected());
+  REQUIRE(half_hello.send(std::string("\x16\x03\x01\x02\x00\x01\x00", 7)));  // a ClientHello that never ends
+  CHECK(silent.closed_within(3000ms));
+  CHECK(half_hello.closed_within(3000ms));
+  CHECK(curl(port, "/healthz").reply.status == 200);
+}
+
+TEST_CASE("http tls: set_security moves new connections to TLS with auth; a plain endpoint before", "[e2e]") {
+  Fixture fixture(simple_handlers());
+  const auto port = fixture.port();
+  CHECK(get(port, "/metrics").status == 200);
+  fixture.set_security(
+      web_security("reload.yml", tls_yaml() + "basic_auth_users:\n  scraper: " + bcrypt_hash("pw") + "\n"));
+  CHECK(get(port, "/metrics").status == 400);  // plain HTTP now meets TLS
+  CHECK(curl(port, "/metrics").reply.status == 401);
+  CHECK(curl(port, "/metrics", "-u scraper:pw").reply.status == 200);
+  fixture.set_security(nullptr);
+  CHECK(get(port, "/metrics").status == 200);
+}
+
+TEST_CASE("http: gzip when the scraper accepts it (RFC 9110 12.5.3), plain otherwise", "[unit]") {
+  HttpHandlers handlers = simple_handlers();
+  handlers.metrics = [] { return big_metrics(); };
+  Fixture fixture(handlers);
+  auto request = [&](const std::string& accept) {
+    return http_exchange(fixture.port(),
+                         "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n" + accept + "\r\n");
+  };
+  auto gunzip = [](const std::string& body) {
+    z_stream zs{};
+    REQUIRE(inflateInit2(&zs, 15 + 16) == Z_OK);
+    std::string out(4 << 20, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+    zs.avail_in = static_cast<uInt>(body.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    CHECK(inflate(&zs, Z_FINISH) == Z_STREAM_END);
+    out.resize(zs.total_out);
+    inflateEnd(&zs);
+    return out;
+  };
+  for (std::string accept :
+       {"Accept-Encoding: gzip\r\n", "Accept-Encoding: deflate, GZIP;q=0.5\r\n", "Accept-Encoding: *\r\n"}) {
+    INFO(accept);
+    auto zipped = request(accept);
+    CHECK(zipped.status == 200);
+    CHECK(zipped.header("Content-Encoding") == "gzip");
+    CHECK(zipped.header("Vary") == "Accept-Encoding");
+    CHECK(zipped.body.size() * 5 < big_metrics().size());
+    CHECK(gunzip(zipped.body) == big_metrics());
+  }
+  for (std::string accept : {"", "Accept-Encoding: gzip;q=0\r\n", "Accept-Encoding: br, identity\r\n"}) {
+    INFO(accept);
+    auto plain = request(accept);
+    CHECK(plain.status == 200);
+    CHECK_FALSE(plain.header("Content-Encoding"));
+    CHECK(plain.body == big_metrics());
+  }
 }

@@ -114,7 +114,9 @@ class DaemonProcess {
 
   // Starts `binary serve --config <config>` (or `binary <mode> --config <config>` for the test daemon).
   // With `output_fd` >= 0 the daemon's stdout and stderr go there instead of daemon.log.
-  void start(const std::string& binary = SUBSTRATE_BINARY, const std::string& command = "serve", int output_fd = -1) {
+  // `extra` arguments follow the config (e.g. {"--log.format", "json"}).
+  void start(const std::string& binary = SUBSTRATE_BINARY, const std::string& command = "serve", int output_fd = -1,
+             const std::vector<std::string>& extra = {}) {
     std::fflush(nullptr);  // or the child repeats the parent's buffered output
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -126,8 +128,11 @@ class DaemonProcess {
         std::freopen(log.c_str(), "a", stderr);
         std::freopen(log.c_str(), "a", stdout);
       }
-      ::execl(binary.c_str(), binary.c_str(), command.c_str(), "--config", config_path().c_str(),
-              static_cast<char*>(nullptr));
+      const std::string config = config_path();
+      std::vector<const char*> argv{binary.c_str(), command.c_str(), "--config", config.c_str()};
+      for (const std::string& arg : extra) argv.push_back(arg.c_str());
+      argv.push_back(nullptr);
+      ::execv(binary.c_str(), const_cast<char* const*>(argv.data()));
       std::_Exit(127);
     }
   }
