@@ -150,68 +150,60 @@ void set_fault(BlockRun& run, std::string message) {
   if (run.fault.empty()) run.fault = std::move(message);
 }
 
-// After every runnable fiber has run to its next wait: releases a complete barrier or warp
-// collective, or records why none can complete (a divergent barrier or collective). Returns
-// whether any fiber became runnable.
-bool release(BlockRun& run) {
+// Releases the warp of fiber `index` when all its lanes wait at one collective with the same
+// operands; records a fault when they wait at different ones or the warp is partial.
+void release_warp(BlockRun& run, std::size_t index) {
   std::vector<Fiber>& fibers = run.fibers;
-  const auto at_barrier =
-      std::count_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == State::at_barrier; });
-  const auto exited =
-      std::count_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == State::exited; });
-  if (at_barrier > 0 && at_barrier + exited == static_cast<long>(fibers.size())) {
-    const Fiber& first =
-        *std::find_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == State::at_barrier; });
-    for (const Fiber& f : fibers) {
-      if (f.state == State::exited) {
-        set_fault(run, describe_thread(run, f) + " exited while others wait at __syncthreads (" +
-                           describe(first.wait.site) + "): divergent barrier");
-        return false;
-      }
-      if (!f.wait.same(first.wait)) {
-        set_fault(run, "divergent __syncthreads: " + describe_thread(run, first) + " waits at " +
-                           describe(first.wait.site) + ", " + describe_thread(run, f) + " at " + describe(f.wait.site));
-        return false;
-      }
-    }
-    for (Fiber& f : fibers) f.state = State::runnable;
-    return true;
+  const std::size_t begin = index - index % k_warp, end = std::min(fibers.size(), begin + k_warp);
+  for (std::size_t i = begin; i < end; ++i)
+    if (fibers[i].state != State::at_collective) return;
+  const Fiber& lane0 = fibers[begin];
+  if (end - begin != k_warp) {
+    set_fault(run, std::string(lane0.wait.operation) + " at " + describe(lane0.wait.site) +
+                       " in a partial warp: wmma needs all 32 lanes");
+    return;
   }
-  bool released = false;
-  for (std::size_t w = 0; w * k_warp < fibers.size(); ++w) {
-    const std::size_t begin = w * k_warp, end = std::min(fibers.size(), begin + k_warp);
-    const bool all_waiting =
-        std::all_of(fibers.begin() + static_cast<long>(begin), fibers.begin() + static_cast<long>(end),
-                    [](const Fiber& f) { return f.state == State::at_collective; });
-    if (!all_waiting) continue;
-    const Fiber& lane0 = fibers[begin];
-    if (end - begin != k_warp) {
-      set_fault(run, std::string(lane0.wait.operation) + " at " + describe(lane0.wait.site) +
-                         " in a partial warp: wmma needs all 32 lanes");
-      return false;
+  for (std::size_t i = begin; i < end; ++i) {
+    if (!fibers[i].wait.same(lane0.wait)) {
+      set_fault(run, "warp collective diverges: " + describe_thread(run, lane0) + " at " + lane0.wait.operation + " (" +
+                         describe(lane0.wait.site) + "), " + describe_thread(run, fibers[i]) + " at " +
+                         fibers[i].wait.operation + " (" + describe(fibers[i].wait.site) +
+                         ") with the same operands required");
+      return;
     }
-    for (std::size_t i = begin; i < end; ++i) {
-      if (!fibers[i].wait.same(lane0.wait)) {
-        set_fault(run, "warp collective diverges: " + describe_thread(run, lane0) + " at " + lane0.wait.operation +
-                           " (" + describe(lane0.wait.site) + "), " + describe_thread(run, fibers[i]) + " at " +
-                           fibers[i].wait.operation + " (" + describe(fibers[i].wait.site) +
-                           ") with the same operands required");
-        return false;
-      }
-      run.published[i] = fibers[i].wait.publish;
+    run.published[i] = fibers[i].wait.publish;
+  }
+  for (std::size_t i = begin; i < end; ++i) fibers[i].state = State::runnable;
+}
+
+// When no fiber can run: releases the block barrier if every thread waits at it, or records why
+// the block cannot go on (a thread exited or waits elsewhere: a divergent barrier or collective).
+void release_barrier(BlockRun& run) {
+  std::vector<Fiber>& fibers = run.fibers;
+  const auto waiting =
+      std::find_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == State::at_barrier; });
+  const auto stuck =
+      std::find_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == State::at_collective; });
+  if (waiting == fibers.end() || stuck != fibers.end()) {
+    const Fiber& f = stuck != fibers.end() ? *stuck : *waiting;
+    set_fault(run, "deadlock: " + describe_thread(run, f) + " waits at " + f.wait.operation + " (" +
+                       describe(f.wait.site) + ") and its warp or block never joins it (divergent control flow)");
+    return;
+  }
+  for (const Fiber& f : fibers) {
+    if (f.state == State::exited) {
+      set_fault(run, describe_thread(run, f) + " exited while others wait at __syncthreads (" +
+                         describe(waiting->wait.site) + "): divergent barrier");
+      return;
     }
-    for (std::size_t i = begin; i < end; ++i) fibers[i].state = State::runnable;
-    released = true;
+    if (!f.wait.same(waiting->wait)) {
+      set_fault(run, "divergent __syncthreads: " + describe_thread(run, *waiting) + " waits at " +
+                         describe(waiting->wait.site) + ", " + describe_thread(run, f) + " at " +
+                         describe(f.wait.site));
+      return;
+    }
   }
-  if (!released) {
-    const Fiber& stuck =
-        *std::find_if(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state != State::exited; });
-    set_fault(run, "deadlock: " + describe_thread(run, stuck) + " waits at " +
-                       (stuck.state == State::at_barrier ? std::string("__syncthreads") : stuck.wait.operation) + " (" +
-                       describe(stuck.wait.site) +
-                       ") and no barrier or warp collective can complete (divergent control flow)");
-  }
-  return released;
+  for (Fiber& f : fibers) f.state = State::runnable;
 }
 
 // Runs one block to completion on this host thread; the fault, if any, is in run.fault.
@@ -231,14 +223,23 @@ void run_block(BlockRun& run) {
     makecontext(&f.context, fiber_main, 0);
   }
   t_run = &run;
+  // Greedy: always the lowest-numbered runnable thread, and a warp goes on as soon as its
+  // collective completes, so warp 0 runs ahead to the next __syncthreads before warp 1 starts.
+  // A shared-memory write that a missing barrier leaves unordered then lands before the other
+  // warps' reads of the previous data, and their results show it.
   for (;;) {
-    bool any_live = false;
-    for (Fiber& f : run.fibers) {
-      if (f.state == State::runnable) to_fiber(run, f);
-      if (!run.fault.empty()) break;
-      any_live = any_live || f.state != State::exited;
+    const auto next =
+        std::find_if(run.fibers.begin(), run.fibers.end(), [](const Fiber& f) { return f.state == State::runnable; });
+    if (next != run.fibers.end()) {
+      to_fiber(run, *next);
+      if (next->state == State::at_collective) release_warp(run, static_cast<std::size_t>(next - run.fibers.begin()));
+    } else if (std::all_of(run.fibers.begin(), run.fibers.end(),
+                           [](const Fiber& f) { return f.state == State::exited; })) {
+      break;
+    } else {
+      release_barrier(run);
     }
-    if (!run.fault.empty() || !any_live || !release(run)) break;
+    if (!run.fault.empty()) break;
   }
   t_run = nullptr;
 }

@@ -2,12 +2,14 @@
 // The execution shim that lets g++ compile and run the device code of kernels/cuda/kernels.cu on
 // the CPU: the kernels' logic executed on a CPU, not the hardware. Included by
 // kernels_on_cpu.cpp right before kernels.cu itself (the same source file nvcc compiles; nothing
-// is copied). docs/cuda.md, "The kernels executed on the CPU", says what is emulated and where
+// is copied). docs/cuda.md, "The kernels executed on a CPU", says what is emulated and where
 // the emulation and a GPU may differ.
 //
 // Execution model (device_runtime.cpp): one block at a time per host thread; the CUDA threads of
-// a block are fibers (ucontext) on that host thread, run in thread-index order from one barrier
-// to the next (one of the interleavings a GPU may choose). Hence:
+// a block are fibers (ucontext) on that host thread. The lowest-numbered runnable thread always
+// runs next and a warp goes on as soon as its collective completes, so warp 0 runs ahead to the
+// next barrier before warp 1 starts: one of the interleavings a GPU may choose, and one that
+// exposes a missing barrier after a warp's last read of shared memory. Hence:
 // - `__shared__` is `thread_local`: a block-scope thread_local is one object per host thread,
 //   which is one object per running block, shared by its fibers like shared memory by a block's
 //   threads; `extern __shared__` (dynamic shared memory) is the host thread's `smem` array below.
@@ -216,6 +218,9 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix
     float rounded = static_cast<float>(sum);
     if (toward_zero && std::fabs(static_cast<double>(rounded)) > std::fabs(sum))
       rounded = std::nextafter(rounded, 0.0f);
+    // The sign of an exact zero sum is undocumented; toward_zero answers -0 so the kernels are
+    // tested not to depend on it.
+    if (toward_zero && sum == 0.0) rounded = -0.0f;
     result[e] = rounded;
   }
   warp_collective("mma_sync(done)", nullptr, 0, nullptr, site);

@@ -13,7 +13,8 @@ namespace substrate::cuda_on_cpu {
 
 // How an emulated wmma::mma_sync rounds (docs/cuda.md): once per mma to nearest (the correctly
 // rounded mma for the generator's inputs), or once per mma toward zero (the direction the tensor
-// cores round their sums; Fasi, Higham, Mikaitis, Pranesh 2021), which is coarser.
+// cores round their sums; Fasi, Higham, Mikaitis, Pranesh 2021), which is coarser, with -0 for an
+// exact zero sum (the hardware's sign of zero is undocumented).
 enum class MmaRounding { nearest, toward_zero };
 
 // Bytes of dynamic shared memory a block may have (96 KiB, what an sm_86 GPU grants on opt-in).

@@ -309,6 +309,24 @@ TEST_CASE("cuda kernels on a CPU (not the hardware): the generator kernel matche
   }
 }
 
+TEST_CASE("cuda kernels on a CPU (not the hardware): grid-stride loops cover counts beyond the grid", "[cuda_on_cpu]") {
+  // On a GPU the grid is capped at 65535 blocks (launch.hpp); a smaller grid here walks the same
+  // grid-stride loop of generate_raw, fill and memory without 16M-element buffers.
+  constexpr std::uint32_t count = 5000;
+  std::vector<std::uint32_t> raw(count);
+  REQUIRE(cpu::launch(ck::k_fn_generate_raw, {3, 1, 1}, {ck::k_linear_threads, 1, 1}, 0,
+                      ck::RawParams{cpu::device_pointer(raw.data()), 77, 10, count, gen::stream_attention_v})
+              .ok());
+  for (std::uint32_t i = 0; i < count; ++i) REQUIRE(raw[i] == gen::random_bits(77, gen::stream_attention_v, 10 + i));
+  std::vector<float> filled(count);
+  REQUIRE(cpu::launch(ck::k_fn_fill, {2, 1, 1}, {ck::k_linear_threads, 1, 1}, 0,
+                      ck::FillParams{cpu::device_pointer(filled.data()), count, 77, gen::stream_gemm_a, ck::dtype_f32,
+                                     ck::mode_random, 0})
+              .ok());
+  const std::vector<float> golden = golden::generate(77, gen::stream_gemm_a, count, Dtype::f32, Mode::random, 0);
+  CHECK(filled == golden);
+}
+
 TEST_CASE("cuda kernels on a CPU (not the hardware): GEMM on CUDA cores, every dtype and mode, tile edges",
           "[cuda_on_cpu]") {
   CudaOnCpuDevice device(false);
@@ -384,6 +402,24 @@ TEST_CASE("cuda kernels on a CPU (not the hardware): adversarial exact GEMM, K=4
       }
     }
   }
+}
+
+TEST_CASE("cuda kernels on a CPU (not the hardware): an exact zero sum on tensor cores comes out +0", "[cuda_on_cpu]") {
+  // Row i of A is (+1, -1, +1, -1, ...) and B is all ones, so every output is an exact zero sum.
+  // The emulated mma answers -0 for it (toward_zero); the kernel's epilogue must store +0, the
+  // golden's bits, as the CUDA-core path does.
+  constexpr std::uint32_t m = 20, n = 20, k = 32;
+  std::vector<std::uint16_t> a(m * k), b(k * n, gen::to_half_bits_exact(1.0f));
+  for (std::uint32_t i = 0; i < a.size(); ++i) a[i] = gen::to_half_bits_exact(i % 2 == 0 ? 1.0f : -1.0f);
+  GemmLaunch request;
+  request.shape = {m, n, k};
+  request.dtype = Dtype::f16;
+  CudaOnCpuDevice device(true, cpu::MmaRounding::toward_zero);
+  auto out = device.gemm_on(a.data(), b.data(), request, ck::gemm_tensor_wmma);
+  REQUIRE(out.ok());
+  const CheckOutcome check = check_exact(*out, std::vector<double>(m * n, 0.0), n);
+  CHECK(check.pass);
+  CHECK(std::all_of(out->begin(), out->end(), [](std::uint32_t bits) { return bits == 0u; }));
 }
 
 TEST_CASE("cuda kernels on a CPU (not the hardware): attention, every dtype, causal and full, odd shapes",
