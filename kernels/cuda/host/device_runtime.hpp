@@ -23,6 +23,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -183,12 +184,12 @@ void store_matrix_sync(float* pointer, const fragment<accumulator, 16, 16, 16, T
   }
 }
 
-// D = A*B + C for the warp's 16x16x16 tile. Each output is C plus the 16 products, summed in
-// double and rounded once to float (mma_rounding()). Products of fp16 or bf16 values are exact in
-// float and double; for the generator's inputs (|values| in [1/4, 2) or small integers) the
-// double sum is exact as well, so `nearest` is the correctly rounded mma. The hardware sums in
-// blocks with alignment and truncation (docs/cuda.md): it may differ in the last bits in random
-// mode, never in exact mode (every partial sum is an integer below 2^24).
+// D = A*B + C for the warp's 16x16x16 tile: each output is C plus the 16 products (exact in
+// double: fp16 and bf16 products are exact in float), summed as mma_rounding() says.
+// `nearest` sums in double and rounds once; for the generator's inputs (|values| in [1/4, 2) or
+// small integers) the double sum is exact. In exact mode every model gives the same bits (every
+// partial sum is an integer of at most 2^24); in random mode the hardware may differ from both in
+// the last bits (docs/cuda.md).
 template <class T>
 void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, row_major>& a,
               const fragment<matrix_b, 16, 16, 16, T, row_major>& b, const fragment<accumulator, 16, 16, 16, float>& c,
@@ -209,18 +210,30 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix
                      static_cast<const std::remove_reference_t<decltype(b)>*>(fragment_pointer)->x[e % per_lane]);
   };
   const unsigned first = substrate::cuda_on_cpu::lane_id() * per_lane;
-  const bool toward_zero = substrate::cuda_on_cpu::mma_rounding() == substrate::cuda_on_cpu::MmaRounding::toward_zero;
+  const bool truncating = substrate::cuda_on_cpu::mma_rounding() == substrate::cuda_on_cpu::MmaRounding::truncating;
   float result[per_lane];
   for (int e = 0; e < per_lane; ++e) {
     const unsigned row = (first + e) / 16, col = (first + e) % 16;
-    double sum = c.x[e];
-    for (unsigned k = 0; k < 16; ++k) sum += static_cast<double>(element(0, row, k)) * element(1, k, col);
+    double addends[17] = {c.x[e]};
+    double largest = std::fabs(addends[0]);
+    for (unsigned k = 0; k < 16; ++k) {
+      addends[k + 1] = static_cast<double>(element(0, row, k)) * element(1, k, col);
+      largest = std::max(largest, std::fabs(addends[k + 1]));
+    }
+    double sum = 0.0;
+    if (truncating && largest != 0.0) {
+      // Quantum: the last of 24 bits below the largest addend's leading bit. Each truncated
+      // addend is a multiple of it below 2^(e+1), so the double sum of 17 is exact.
+      int exponent = 0;
+      std::frexp(largest, &exponent);
+      const double quantum = std::ldexp(1.0, exponent - 24);
+      for (double addend : addends) sum += std::trunc(addend / quantum) * quantum;
+    } else {
+      for (double addend : addends) sum += addend;
+    }
     float rounded = static_cast<float>(sum);
-    if (toward_zero && std::fabs(static_cast<double>(rounded)) > std::fabs(sum))
-      rounded = std::nextafter(rounded, 0.0f);
-    // The sign of an exact zero sum is undocumented; toward_zero answers -0 so the kernels are
-    // tested not to depend on it.
-    if (toward_zero && sum == 0.0) rounded = -0.0f;
+    if (truncating && std::fabs(static_cast<double>(rounded)) > std::fabs(sum)) rounded = std::nextafter(rounded, 0.0f);
+    if (truncating && sum == 0.0) rounded = -0.0f;
     result[e] = rounded;
   }
   warp_collective("mma_sync(done)", nullptr, 0, nullptr, site);

@@ -11,11 +11,14 @@
 
 namespace substrate::cuda_on_cpu {
 
-// How an emulated wmma::mma_sync rounds (docs/cuda.md): once per mma to nearest (the correctly
-// rounded mma for the generator's inputs), or once per mma toward zero (the direction the tensor
-// cores round their sums; Fasi, Higham, Mikaitis, Pranesh 2021), which is coarser, with -0 for an
-// exact zero sum (the hardware's sign of zero is undocumented).
-enum class MmaRounding { nearest, toward_zero };
+// How an emulated wmma::mma_sync sums C and its 16 products (docs/cuda.md):
+// - nearest: exactly, rounded once to nearest fp32 (the correctly rounded mma for the
+//   generator's inputs);
+// - truncating: the coarsest tensor-core model of docs/cuda.md's bound (Fasi, Higham, Mikaitis,
+//   Pranesh 2021): every addend aligned to the largest one's exponent and truncated to fp32's 24
+//   bits there (no extra bits), the sum rounded toward zero, and an exact zero sum given the sign
+//   -0 (the hardware's sign of zero is undocumented; the kernels must not depend on it).
+enum class MmaRounding { nearest, truncating };
 
 // Bytes of dynamic shared memory a block may have (96 KiB, what an sm_86 GPU grants on opt-in).
 inline constexpr std::uint32_t k_dynamic_smem_bytes = 96 * 1024;
