@@ -370,8 +370,7 @@ TEST_CASE("cuda kernels on a CPU (not the hardware): GEMM on emulated tensor cor
 TEST_CASE("cuda kernels on a CPU (not the hardware): adversarial exact GEMM, K=4096, partial sums up to 2^24",
           "[cuda_on_cpu]") {
   // The probe's own exact mode at K=4096 (radius 64) ...
-  CudaOnCpuDevice simt(false), wmma(true);
-  require_pass(simt, gemm_spec({64, 64, 4096}, Dtype::f32, Mode::exact));
+  CudaOnCpuDevice wmma(true);
   require_pass(wmma, gemm_spec({64, 64, 4096}, Dtype::f16, Mode::exact));
   // ... and inputs of one sign at the radius's edge, so every partial sum climbs to K*R^2 = 2^24,
   // the last integer fp32 holds next to its neighbours: any lost or doubled term, any rounding
@@ -398,17 +397,17 @@ TEST_CASE("cuda kernels on a CPU (not the hardware): adversarial exact GEMM, K=4
     GemmLaunch request;
     request.shape = {m, n, k};
     request.dtype = dtype;
+    // Tensor cores under the truncating model, the one that could drop bits (it does not: every
+    // addend is an integer below 2^24, so the quantum at the largest exponent is at most 1).
     for (const auto variant : {ck::gemm_simt, ck::gemm_tensor_wmma}) {
       if (variant == ck::gemm_tensor_wmma && dtype == Dtype::f32) continue;
-      for (const auto rounding : {cpu::MmaRounding::nearest, cpu::MmaRounding::truncating}) {
-        CudaOnCpuDevice device(variant == ck::gemm_tensor_wmma, rounding);
-        auto out = device.gemm_on(pa, pb, request, variant);
-        REQUIRE(out.ok());
-        const CheckOutcome check = check_exact(*out, truth, n);
-        INFO(to_string(dtype) << " " << ck::gemm_variant_name(variant));
-        CHECK(check.pass);
-        CHECK(check.mismatched == 0);
-      }
+      CudaOnCpuDevice device(variant == ck::gemm_tensor_wmma, cpu::MmaRounding::truncating);
+      auto out = device.gemm_on(pa, pb, request, variant);
+      REQUIRE(out.ok());
+      const CheckOutcome check = check_exact(*out, truth, n);
+      INFO(to_string(dtype) << " " << ck::gemm_variant_name(variant));
+      CHECK(check.pass);
+      CHECK(check.mismatched == 0);
     }
   }
 }
