@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Footprint of `substrated serve` beside prometheus-node-exporter, same machine, same run:
-# RSS after warm-up, idle CPU over a quiet window, /metrics scrape latency under concurrent
-# scrapes (wrk, both exporters one after the other), then RSS after a compressed schedule
-# (every probe every second, duty-cycle cap lifted) of many probe cycles.
+# the daemon's RSS between rounds (sampled while no worker process runs) after warm-up, idle CPU
+# over a quiet window, /metrics scrape latency under concurrent scrapes (wrk, both exporters one
+# after the other), then a compressed schedule (every probe every second, duty-cycle cap
+# lifted): scrape latency while rounds run, and the daemon's RSS between rounds after many probe
+# cycles. Device work happens in worker processes; bench_rounds measures those.
 #
 #   bash bench/footprint.sh [BUILD_DIR] [--idle S] [--scrape S] [--compressed S] [--connections N] [--quick]
 #
@@ -59,7 +61,7 @@ wait_until 10 url_ok "http://127.0.0.1:$nport/metrics" || bench_die "node_export
 curl -sf "http://127.0.0.1:$sport/metrics" >/dev/null
 curl -sf "http://127.0.0.1:$nport/metrics" >/dev/null
 sleep 1
-read -r s_rss s_anon s_file < <(bench_rss "$spid")
+read -r s_rss s_anon s_file < <(bench_rss_between_rounds "$spid")
 read -r n_rss n_anon n_file < <(bench_rss "$npid")
 s_bytes=$(curl -sf "http://127.0.0.1:$sport/metrics" | wc -c)
 n_bytes=$(curl -sf "http://127.0.0.1:$nport/metrics" | wc -c)
@@ -91,12 +93,21 @@ read -r n_rss2 _ _ < <(bench_rss "$npid")
 
 # Compressed schedule: every probe every second at default sizes, duty-cycle cap lifted.
 runs0=$(bench_metrics "$sport" | awk '/^substrate_probe_runs_total\{/ {s += $NF} END {print s + 0}')
+cp "$config" "$bench_tmp/before-compressed.yaml"
 sed -i -e 's/^max_duty_cycle: .*/max_duty_cycle: 1/' -e 's/^    interval_seconds: .*/    interval_seconds: 1/' "$config"
 kill -HUP "$spid"
+# Scrapes while rounds run: workers start every second or so from here on.
+sleep 2
+scrape_run "$sport" "$bench_tmp/wrk-s-rounds.txt"
+rounds_load=$(cut -d' ' -f1-3 /proc/loadavg)
 sleep "$compressed"
 runs1=$(bench_metrics "$sport" | awk '/^substrate_probe_runs_total\{/ {s += $NF} END {print s + 0}')
 per_probe=$(bench_metrics "$sport" | awk '/^substrate_probe_runs_total\{/ {match($0, /probe="[a-z]*"/); printf "%s=%s ", substr($0, RSTART + 7, RLENGTH - 8), $NF}')
-read -r s_rss3 s_anon3 s_file3 < <(bench_rss "$spid")
+# Back to the shipped schedule, so rounds stop and the daemon can be sampled between them.
+cp "$bench_tmp/before-compressed.yaml" "$config"
+kill -HUP "$spid"
+sleep 3
+read -r s_rss3 s_anon3 s_file3 < <(bench_rss_between_rounds "$spid" 300)
 read -r n_rss3 _ _ < <(bench_rss "$npid")
 compressed_load=$(cut -d' ' -f1-3 /proc/loadavg)
 kill -0 "$spid" || bench_die "substrated died during the compressed schedule"
@@ -117,18 +128,20 @@ read -r b_rss b_anon b_file < <(bench_rss "$bare_pid")
 mib() { bench_calc "$1 / 1024"; }
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b ? "met" : "missed") }'; }
 s_p50=$(wrk_ms "$bench_tmp/wrk-s.txt" 50%); s_p99=$(wrk_ms "$bench_tmp/wrk-s.txt" 99%)
+r_p50=$(wrk_ms "$bench_tmp/wrk-s-rounds.txt" 50%); r_p99=$(wrk_ms "$bench_tmp/wrk-s-rounds.txt" 99%)
 n_p50=$(wrk_ms "$bench_tmp/wrk-n.txt" 50%); n_p99=$(wrk_ms "$bench_tmp/wrk-n.txt" 99%)
 echo
 echo "| figure | substrated | node_exporter | target | load (1/5/15 min) |"
 echo "|---|---|---|---|---|"
-echo "| RSS after warm-up (anon + file) | $(mib "$s_rss") MiB ($(mib "$s_anon") + $(mib "$s_file")) | $(mib "$n_rss") MiB ($(mib "$n_anon") + $(mib "$n_file")) | substrated <= node_exporter: $(verdict "$s_rss" "$n_rss") | |"
+echo "| daemon RSS between rounds after warm-up (anon + file) | $(mib "$s_rss") MiB ($(mib "$s_anon") + $(mib "$s_file")) | $(mib "$n_rss") MiB ($(mib "$n_anon") + $(mib "$n_file")) | substrated <= node_exporter: $(verdict "$s_rss" "$n_rss") | |"
 echo "| /metrics body | $s_bytes bytes | $n_bytes bytes | | |"
 echo "| idle CPU over ${idle} s | ${s_idle}% | ${n_idle}% | | $idle_load |"
 echo "| scrape p50 ($connections concurrent) | ${s_p50} ms | ${n_p50} ms | | |"
 echo "| scrape p99 ($connections concurrent) | ${s_p99} ms | ${n_p99} ms | substrated <= node_exporter: $(verdict "$s_p99" "$n_p99") | $s_load / $n_load |"
 echo "| scrapes/s | $(rps "$bench_tmp/wrk-s.txt") | $(rps "$bench_tmp/wrk-n.txt") | | |"
+echo "| scrape p50 / p99 while rounds run (compressed schedule, $connections concurrent) | ${r_p50} / ${r_p99} ms | ${n_p50} / ${n_p99} ms (idle host) | substrated p99 <= node_exporter: $(verdict "$r_p99" "$n_p99") | $rounds_load |"
 echo "| RSS after the scrapes | $(mib "$s_rss2") MiB | $(mib "$n_rss2") MiB | | |"
-echo "| RSS after compressed schedule (${compressed} s, $((runs1 - runs0)) probe runs: $per_probe) | $(mib "$s_rss3") MiB ($(mib "$s_anon3") + $(mib "$s_file3")) | $(mib "$n_rss3") MiB | substrated <= node_exporter: $(verdict "$s_rss3" "$n_rss3") | $compressed_load |"
+echo "| daemon RSS between rounds after compressed schedule (${compressed} s, $((runs1 - runs0)) probe runs: $per_probe) | $(mib "$s_rss3") MiB ($(mib "$s_anon3") + $(mib "$s_file3")) | $(mib "$n_rss3") MiB | substrated <= node_exporter: $(verdict "$s_rss3" "$n_rss3") | $compressed_load |"
 echo "| RSS without a device (no Vulkan driver; after 100 scrapes) | $(mib "$b_rss") MiB ($(mib "$b_anon") + $(mib "$b_file")) | $(mib "$n_rss") MiB (after warm-up) | substrated <= node_exporter: $(verdict "$b_rss" "$n_rss") | |"
 echo
-echo "wrk socket errors / non-2xx: substrated: $(errors "$bench_tmp/wrk-s.txt"); node_exporter: $(errors "$bench_tmp/wrk-n.txt")"
+echo "wrk socket errors / non-2xx: substrated: $(errors "$bench_tmp/wrk-s.txt"), during rounds: $(errors "$bench_tmp/wrk-s-rounds.txt"); node_exporter: $(errors "$bench_tmp/wrk-n.txt")"

@@ -86,6 +86,23 @@ bench_rss() {
   awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print r, a, f}' "/proc/$1/status"
 }
 
+# Whether a PID has no live child (the daemon between rounds: no worker process running).
+bench_no_children() {
+  local pid=$1 child
+  for child in /proc/[0-9]*/stat; do
+    awk -v p="$pid" '{sub(/.*\) /, ""); if ($2 == p && $1 != "Z") found = 1} END {exit found ? 0 : 1}' "$child" 2>/dev/null &&
+      return 1
+  done
+  return 0
+}
+
+# RSS of a PID sampled when it has no live child ("rss anon file", KiB), within `limit` seconds.
+bench_rss_between_rounds() {
+  local pid=$1 limit=${2:-60}
+  wait_until "$limit" bench_no_children "$pid" || bench_die "PID $pid always had a worker running"
+  bench_rss "$pid"
+}
+
 # CPU seconds (user + system) a PID has used.
 bench_cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat"

@@ -1,25 +1,21 @@
 // Overhead at the device-class default sizes: probe wall time / kernel device time (timestamp
 // queries) with a cold golden (computed) and a warm one (GoldenCache hit), the duty cycle of the
-// default schedule, memory probe bandwidth against host memcpy measured in the same process, and
-// the CPU golden's cost (computed and cached).
+// default schedule, and the CPU golden's cost (computed and cached). The memory probe's bandwidth
+// against the device's own copies and host memcpy is bench/bandwidth.cpp's.
 //
-//   build-bench/bench/bench_overhead [--repeats 3] [--memcpy-sizes 8M,64M]
-#include <cstring>
-#include <thread>
+//   build-bench/bench/bench_overhead [--repeats 3]
 
 #include "bench/common.hpp"
 #include "daemon/config.hpp"
 #include "kernels/generator.hpp"
-#include "probes/memory/memory_probe.hpp"
 
 using namespace substrate;
 
 namespace {
 
 constexpr const char* k_usage =
-    "usage: bench_overhead [--repeats N] [--memcpy-sizes LIST]\n"
-    "  --repeats N        runs per default spec and measurement (default 3; the median is reported)\n"
-    "  --memcpy-sizes L   extra region sizes for the bandwidth comparison (default 64M)\n";
+    "usage: bench_overhead [--repeats N]\n"
+    "  --repeats N        runs per default spec and measurement (default 3; the median is reported)\n";
 
 // Default schedule of the daemon (config/substrated.yaml, docs/configuration.md).
 const Config& defaults() {
@@ -34,35 +30,11 @@ bool scheduled_by_default(const std::string& probe) {
 
 double median(std::vector<double> v) { return bench::percentile(std::move(v), 50); }
 
-// Host memcpy bandwidth over `bytes`, counted as bytes read plus bytes written (the memory
-// probe's convention); best of `repeats` passes after one warm-up pass.
-double memcpy_bandwidth(std::uint64_t bytes, int repeats) {
-  std::vector<char> a(bytes, 1), b(bytes, 2);
-  std::memcpy(b.data(), a.data(), bytes);
-  double best = 0.0;
-  for (int i = 0; i < repeats; ++i) {
-    const double t0 = bench::now_seconds();
-    int copies = 0;
-    do {
-      std::memcpy(copies % 2 ? a.data() : b.data(), copies % 2 ? b.data() : a.data(), bytes);
-      ++copies;
-    } while (bench::now_seconds() - t0 < 0.2);
-    const double elapsed = bench::now_seconds() - t0;
-    best = std::max(best, 2.0 * static_cast<double>(bytes) * copies / elapsed);
-  }
-  volatile char sink = a[bytes / 2] + b[bytes / 3];
-  (void)sink;
-  return best;
-}
-
-std::string gbps(double bytes_per_second) { return bench::fixed(bytes_per_second / 1e9, 2) + " GB/s"; }
-
 }  // namespace
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, {}, k_usage);
   const int repeats = std::max<int>(1, static_cast<int>(args.get_int("--repeats", 3)));
-  const std::string extra_sizes = args.get("--memcpy-sizes", "64M");
   DevicePtr device = bench::first_device();
   const DeviceInfo& info = device->info();
 
@@ -77,13 +49,13 @@ int main(int argc, char** argv) {
   struct Row {
     std::string probe, key;
     double device = 0, gen = 0, wall_cold = 0, wall_warm = 0, golden_cold = 0, golden_warm = 0;
-    double bandwidth = 0, ratio_cold = 0, ratio_warm = 0;
+    double ratio_cold = 0, ratio_warm = 0;
   };
   std::vector<Row> rows;
   for (const ProbeDescriptor& d : probe_registry().all()) {
     if (!scheduled_by_default(d.id)) continue;
     for (const ProbeSpec& spec : d.default_specs(info)) {
-      std::vector<double> dev, gen, cold, warm, gcold, gwarm, bw, rcold, rwarm;
+      std::vector<double> dev, gen, cold, warm, gcold, gwarm, rcold, rwarm;
       for (int i = 0; i < repeats; ++i) {
         GoldenCache goldens;
         ProbeResult first = run_probe(*device, spec, goldens);
@@ -99,12 +71,9 @@ int main(int argc, char** argv) {
         gwarm.push_back(second.golden_seconds);
         rcold.push_back(first.wall_seconds / first.device_seconds);
         rwarm.push_back(second.wall_seconds / second.device_seconds);
-        if (second.memory) bw.push_back(second.memory->bandwidth_bytes_per_second);
       }
-      Row row{d.id,          spec_key(spec), median(dev),
-              median(gen),   median(cold),   median(warm),
-              median(gcold), median(gwarm),  bw.empty() ? 0.0 : median(bw),
-              median(rcold), median(rwarm)};
+      Row row{d.id,         spec_key(spec), median(dev),   median(gen),   median(cold),
+              median(warm), median(gcold),  median(gwarm), median(rcold), median(rwarm)};
       rows.push_back(row);
       std::cerr << "  " << row.key << " done (load " << bench::load_average() << ")\n";
     }
@@ -146,61 +115,6 @@ int main(int argc, char** argv) {
   std::cout << "| **device total** | | | | " << bench::fixed(100 * duty_kernel, 4) << "% | "
             << bench::fixed(100 * duty_cost, 4)
             << "% |\n\nduty-cycle target (<= 1%, kernel + gen): " << (duty_cost <= 0.01 ? "met" : "missed") << "\n";
-
-  // Memory bandwidth against memcpy of the same size, same process, back to back.
-  std::cout << "\n### Memory probe bandwidth vs host memcpy (target ratio >= 0.5)\n\n"
-               "| region | memory probe | host memcpy | ratio | target |\n|---|---|---|---|---|\n";
-  std::vector<std::pair<std::uint64_t, double>> regions;
-  for (const Row& r : rows) {
-    if (r.bandwidth > 0) {  // the memory probe's rows
-      ProbeSpec spec = memory_probe().default_specs(info).front();
-      const auto share =
-          static_cast<std::uint64_t>(static_cast<double>(device->free_memory_bytes()) * spec.memory.free_share);
-      regions.push_back({std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3}, r.bandwidth});
-    }
-  }
-  std::stringstream list(extra_sizes);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    if (item.empty()) continue;
-    ProbeSpec spec = bench::make_spec("memory", Dtype::f32, Mode::random, item, 1);
-    std::vector<double> bw;
-    GoldenCache goldens;
-    for (int i = 0; i < repeats; ++i) {
-      ProbeResult r = run_probe(*device, spec, goldens);
-      if (r.status != RunStatus::pass || !r.memory) bench::Args::die("memory " + item + ": " + r.error);
-      bw.push_back(r.memory->bandwidth_bytes_per_second);
-    }
-    regions.push_back({spec.memory.max_bytes, median(bw)});
-  }
-  bool bandwidth_met = true;
-  for (const auto& [bytes, probe_bw] : regions) {
-    const double host = memcpy_bandwidth(bytes, repeats);
-    const double ratio = probe_bw / host;
-    bandwidth_met = bandwidth_met && ratio >= 0.5;
-    std::cout << "| " << bench::fixed(bytes / 1048576.0, 1) << " MiB | " << gbps(probe_bw) << " | " << gbps(host)
-              << " | " << bench::fixed(ratio, 2) << " | " << (ratio >= 0.5 ? "met" : "missed") << " |\n";
-  }
-  // Which pattern costs the time: each pattern alone over the default region.
-  if (!regions.empty()) {
-    std::cout << "\nPer pattern over " << bench::fixed(regions.front().first / 1048576.0, 1)
-              << " MiB (device.run_memory with one pattern):\n\n| pattern | device ms | bytes moved MiB | bandwidth "
-                 "|\n|---|---|---|---|\n";
-    for (MemoryPattern pattern : {MemoryPattern::walking_ones, MemoryPattern::walking_zeros, MemoryPattern::own_address,
-                                  MemoryPattern::moving_inversions, MemoryPattern::random}) {
-      MemoryLaunch launch;
-      launch.bytes = regions.front().first;
-      launch.seed = 1;
-      launch.patterns = {pattern};
-      auto run = device->run_memory(launch);
-      if (!run) bench::Args::die(run.error().message);
-      std::cout << "| " << to_string(pattern) << " | " << bench::fixed(run->device_seconds * 1e3, 1) << " | "
-                << bench::fixed(run->bytes_moved / 1048576.0, 1) << " | "
-                << gbps(run->bytes_moved / run->device_seconds) << " |\n";
-    }
-  }
-  std::cout << "\n(both counted as bytes read + bytes written; memcpy single-threaded, best of " << repeats
-            << " 0.2 s bursts; the probe's figure is bytes moved by its kernels / their device time)\n";
 
   // CPU golden: computed directly, and a cached load through GoldenCache.
   std::cout

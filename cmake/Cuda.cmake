@@ -13,8 +13,13 @@
 #   SUBSTRATE_CUDA_INCLUDE_DIR  directory of cuda.h (types only; nothing is linked)
 #   SUBSTRATE_CUDA_SASS_ARCHS   e.g. 75;80;86;...;121 (SASS for each)
 #   SUBSTRATE_CUDA_PTX_ARCH     newest arch, also embedded as PTX for forward compatibility
-# Function:
+#   SUBSTRATE_CUDA_PTXAS        path of ptxas (checks the fallback PTX at its declared ISA)
+#   SUBSTRATE_CUDA_FALLBACK_ARCH, SUBSTRATE_CUDA_FALLBACK_ISA
+#                               the uncompressed fallback PTX: compute_75 at PTX ISA 8.0 (CUDA 12.0,
+#                               so R525 and newer drivers JIT it)
+# Functions:
 #   substrate_cuda_fatbin(OUTPUT <file> SOURCE <kernels.cu> INCLUDE_DIR <dir>)
+#   substrate_cuda_fallback_ptx(OUTPUT <file> SOURCE <kernels.cu> INCLUDE_DIR <dir>)
 
 set(SUBSTRATE_CUDA AUTO CACHE STRING "CUDA backend: AUTO (on when nvcc is found), ON (required), OFF")
 set_property(CACHE SUBSTRATE_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -71,6 +76,19 @@ endif()
 execute_process(COMMAND "${SUBSTRATE_CUDA_NVCC}" --version OUTPUT_VARIABLE _substrate_cuda_version_text ERROR_QUIET)
 string(REGEX MATCH "release ([0-9]+\\.[0-9]+)" _ "${_substrate_cuda_version_text}")
 set(SUBSTRATE_CUDA_TOOLKIT_VERSION "${CMAKE_MATCH_1}")
+# CUDA 12.0 is the oldest toolkit whose PTX can be declared at ISA 8.0 and whose nvcc knows every
+# target used here (docs/cuda.md, "Driver matrix"); older toolkits are refused, never half-used.
+if(NOT SUBSTRATE_CUDA_TOOLKIT_VERSION OR SUBSTRATE_CUDA_TOOLKIT_VERSION VERSION_LESS 12.0)
+  _substrate_cuda_off("nvcc ${SUBSTRATE_CUDA_TOOLKIT_VERSION} at ${SUBSTRATE_CUDA_NVCC} is older than CUDA 12.0 (or its version could not be read)")
+  return()
+endif()
+find_program(SUBSTRATE_CUDA_PTXAS ptxas HINTS "${_substrate_cuda_bin}" NO_DEFAULT_PATH DOC "ptxas next to nvcc")
+if(NOT SUBSTRATE_CUDA_PTXAS)
+  _substrate_cuda_off("ptxas not found next to ${SUBSTRATE_CUDA_NVCC}")
+  return()
+endif()
+set(SUBSTRATE_CUDA_FALLBACK_ARCH 75)
+set(SUBSTRATE_CUDA_FALLBACK_ISA 8.0)
 
 set(_substrate_cuda_available "")
 string(REGEX MATCHALL "sm_[0-9]+" _substrate_cuda_sm "${_substrate_cuda_codes}")
@@ -130,5 +148,35 @@ function(substrate_cuda_fatbin)
     DEPENDS ${abs}
     DEPFILE ${ARG_OUTPUT}.d
     COMMENT "nvcc: kernels/cuda fatbin (sm ${_substrate_cuda_arch_text}, PTX ${SUBSTRATE_CUDA_PTX_ARCH})"
+    VERBATIM)
+endfunction()
+
+# Compiles one .cu file into uncompressed PTX for compute_${SUBSTRATE_CUDA_FALLBACK_ARCH} and
+# declares it at PTX ISA ${SUBSTRATE_CUDA_FALLBACK_ISA}: nvcc writes the ISA of its own release
+# (9.0 for CUDA 13), which drivers before R580 refuse; cmake/CudaPtxIsa.cmake rewrites the
+# .version line, and ptxas then assembles the result for sm_${SUBSTRATE_CUDA_FALLBACK_ARCH}, which
+# fails the build if the code uses anything that ISA lacks (ptxas checks each instruction against
+# the declared .version). The file is the image the CUDA backend loads when a driver refuses the
+# fatbin (docs/cuda.md).
+function(substrate_cuda_fallback_ptx)
+  cmake_parse_arguments(ARG "" "OUTPUT;SOURCE;INCLUDE_DIR" "" ${ARGN})
+  get_filename_component(abs "${ARG_SOURCE}" ABSOLUTE)
+  set(warn "")
+  if(SUBSTRATE_WERROR)
+    set(warn -Werror all-warnings)
+  endif()
+  add_custom_command(
+    OUTPUT ${ARG_OUTPUT}
+    COMMAND "${SUBSTRATE_CUDA_NVCC}" -ptx -std=c++20 -O3 -ccbin "${CMAKE_CXX_COMPILER}" ${warn}
+            -I "${ARG_INCLUDE_DIR}" -arch=compute_${SUBSTRATE_CUDA_FALLBACK_ARCH}
+            -MD -MF ${ARG_OUTPUT}.d -MT ${ARG_OUTPUT} -o ${ARG_OUTPUT}.native ${abs}
+    COMMAND ${CMAKE_COMMAND} -DIN=${ARG_OUTPUT}.native -DOUT=${ARG_OUTPUT}.unchecked
+            -DISA=${SUBSTRATE_CUDA_FALLBACK_ISA} -P ${CMAKE_SOURCE_DIR}/cmake/CudaPtxIsa.cmake
+    COMMAND "${SUBSTRATE_CUDA_PTXAS}" -arch=sm_${SUBSTRATE_CUDA_FALLBACK_ARCH} ${ARG_OUTPUT}.unchecked
+            -o ${ARG_OUTPUT}.cubin
+    COMMAND ${CMAKE_COMMAND} -E rename ${ARG_OUTPUT}.unchecked ${ARG_OUTPUT}
+    DEPENDS ${abs} ${CMAKE_SOURCE_DIR}/cmake/CudaPtxIsa.cmake
+    DEPFILE ${ARG_OUTPUT}.d
+    COMMENT "nvcc + ptxas: kernels/cuda PTX compute_${SUBSTRATE_CUDA_FALLBACK_ARCH} at ISA ${SUBSTRATE_CUDA_FALLBACK_ISA}"
     VERBATIM)
 endfunction()

@@ -166,59 +166,65 @@ class Parser {
     // Where to report failures_to_fail < failures_to_degrade: at whichever of the two the file set.
     YAML::Mark order_mark = root.Mark();
     std::string order_key = "verdict";
-    for_each_key(
-        root, "",
-        {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
-         "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds", "shutdown_grace_seconds",
-         "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes", "verdict", "probes"},
-        [&](const std::string& key, const YAML::Node& value, const std::string& path) {
-          if (key == "listen") {
-            parse_listen(value, path, config);
-          } else if (key == "state_directory") {
-            config.state_directory = string_value(value, path);
-          } else if (key == "runtime_directory") {
-            config.runtime_directory = string_value(value, path);
-            Config probe_path;
-            probe_path.runtime_directory = config.runtime_directory;
-            const std::string socket = control_socket_path(probe_path);
-            if (socket.size() > k_max_socket_path_bytes) {
-              fail(value, path,
-                   "the control socket path " + socket + " would be " + std::to_string(socket.size()) +
-                       " bytes; a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes));
-            }
-          } else if (key == "sysfs_root") {
-            config.sysfs_root = string_value(value, path);
-          } else if (key == "devices") {
-            parse_devices(value, path, config);
-          } else if (key == "backend_preference") {
-            parse_backend_preference(value, path, config);
-          } else if (key == "jitter_ratio") {
-            config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
-          } else if (key == "max_duty_cycle") {
-            config.max_duty_cycle = ranged(value, path, 0.0, true, 1.0, false);
-          } else if (key == "busy_utilization") {
-            config.busy_utilization = ranged(value, path, 0.0, true, 1.0, false);
-          } else if (key == "max_staleness_seconds") {
-            config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
-          } else if (key == "shutdown_grace_seconds") {
-            config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
-          } else if (key == "failure_dump_max_bytes") {
-            config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
-          } else if (key == "golden_cache_max_bytes") {
-            config.golden_cache_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
-          } else if (key == "log_level") {
-            const std::string level = string_value(value, path);
-            static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
-            if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
-              fail(value, path, "expected one of " + join(levels) + ", got '" + level + "'");
-            }
-            config.log_level = level;
-          } else if (key == "verdict") {
-            parse_verdict(value, path, config.verdict, order_mark, order_key);
-          } else if (key == "probes") {
-            parse_probes(value, path, config);
-          }
-        });
+    for_each_key(root, "",
+                 {"listen", "state_directory", "runtime_directory", "sysfs_root", "devices", "backend_preference",
+                  "jitter_ratio", "max_duty_cycle", "busy_utilization", "max_staleness_seconds",
+                  "shutdown_grace_seconds", "log_level", "failure_dump_max_bytes", "golden_cache_max_bytes",
+                  "on_demand", "verdict", "kubelet", "probes", "probe_exclusive_gpus"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& path) {
+                   if (key == "listen") {
+                     parse_listen(value, path, config);
+                   } else if (key == "state_directory") {
+                     config.state_directory = string_value(value, path);
+                   } else if (key == "runtime_directory") {
+                     config.runtime_directory = string_value(value, path);
+                     Config probe_path;
+                     probe_path.runtime_directory = config.runtime_directory;
+                     const std::string socket = control_socket_path(probe_path);
+                     if (socket.size() > k_max_socket_path_bytes) {
+                       fail(value, path,
+                            "the control socket path " + socket + " would be " + std::to_string(socket.size()) +
+                                " bytes; a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes));
+                     }
+                   } else if (key == "sysfs_root") {
+                     config.sysfs_root = string_value(value, path);
+                   } else if (key == "devices") {
+                     parse_devices(value, path, config);
+                   } else if (key == "backend_preference") {
+                     parse_backend_preference(value, path, config);
+                   } else if (key == "probe_exclusive_gpus") {
+                     config.probe_exclusive_gpus = bool_value(value, path);
+                   } else if (key == "jitter_ratio") {
+                     config.jitter_ratio = ranged(value, path, 0.0, false, 1.0, true);
+                   } else if (key == "max_duty_cycle") {
+                     config.max_duty_cycle = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "busy_utilization") {
+                     config.busy_utilization = ranged(value, path, 0.0, true, 1.0, false);
+                   } else if (key == "max_staleness_seconds") {
+                     config.max_staleness_seconds = ranged(value, path, 1.0, false, 604800.0, false);
+                   } else if (key == "shutdown_grace_seconds") {
+                     config.shutdown_grace_seconds = ranged(value, path, 0.0, false, 3600.0, false);
+                   } else if (key == "failure_dump_max_bytes") {
+                     config.failure_dump_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
+                   } else if (key == "golden_cache_max_bytes") {
+                     config.golden_cache_max_bytes = uint_value(value, path, 0, std::uint64_t{1} << 40);
+                   } else if (key == "on_demand") {
+                     parse_on_demand(value, path, config);
+                   } else if (key == "log_level") {
+                     const std::string level = string_value(value, path);
+                     static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+                     if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
+                       fail(value, path, "expected one of " + join(levels) + ", got '" + level + "'");
+                     }
+                     config.log_level = level;
+                   } else if (key == "verdict") {
+                     parse_verdict(value, path, config.verdict, order_mark, order_key);
+                   } else if (key == "kubelet") {
+                     parse_kubelet(value, path, config.kubelet);
+                   } else if (key == "probes") {
+                     parse_probes(value, path, config);
+                   }
+                 });
     if (config.verdict.failures_to_fail < config.verdict.failures_to_degrade) {
       fail(order_mark, order_key,
            "verdict.failures_to_fail (" + std::to_string(config.verdict.failures_to_fail) +
@@ -229,6 +235,22 @@ class Parser {
   }
 
  private:
+  void parse_kubelet(const YAML::Node& node, const std::string& path, KubeletSettings& kubelet) {
+    for_each_key(node, path, {"pod_resources_socket", "interval_seconds"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "pod_resources_socket") {
+                     kubelet.pod_resources_socket = string_value(value, p);
+                     if (kubelet.pod_resources_socket.size() > k_max_socket_path_bytes) {
+                       fail(value, p,
+                            "a Unix socket path holds at most " + std::to_string(k_max_socket_path_bytes) +
+                                " bytes, got " + std::to_string(kubelet.pod_resources_socket.size()));
+                     }
+                   } else {
+                     kubelet.interval_seconds = ranged(value, p, 1.0, false, 86400.0, false);
+                   }
+                 });
+  }
+
   void parse_listen(const YAML::Node& node, const std::string& path, Config& config) {
     for_each_key(
         node, path, {"address", "port"}, [&](const std::string& key, const YAML::Node& value, const std::string& p) {
@@ -243,6 +265,13 @@ class Parser {
           } else {
             config.listen_port = static_cast<std::uint16_t>(uint_value(value, p, 1, 65535));
           }
+        });
+  }
+
+  void parse_on_demand(const YAML::Node& node, const std::string& path, Config& config) {
+    for_each_key(
+        node, path, {"max_host_bytes"}, [&](const std::string&, const YAML::Node& value, const std::string& p) {
+          config.on_demand_max_host_bytes = uint_value(value, p, std::uint64_t{1} << 20, std::uint64_t{1} << 40);
         });
   }
 

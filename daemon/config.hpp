@@ -35,6 +35,13 @@ struct VerdictPolicy {
   bool operator==(const VerdictPolicy&) const = default;
 };
 
+// Pod attribution (daemon/kubelet/pod_resources.hpp): off while the socket is empty.
+struct KubeletSettings {
+  std::string pod_resources_socket;  // e.g. /var/lib/kubelet/pod-resources/kubelet.sock
+  double interval_seconds = 30.0;    // how often the kubelet's List is asked
+  bool operator==(const KubeletSettings&) const = default;
+};
+
 struct Config {
   std::string source = "<defaults>";  // file the config came from
   std::string listen_address = "0.0.0.0";
@@ -45,6 +52,9 @@ struct Config {
   std::vector<std::string> devices = {"all"};  // selectors as `--device`
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
+  // Whether a GPU in EXCLUSIVE_PROCESS compute mode is probed while no other process is on it;
+  // off: even a brief probe context can make a workload's start fail (docs/cuda.md).
+  bool probe_exclusive_gpus = false;
   double jitter_ratio = 0.1;              // each interval is stretched or shrunk by up to this share
   double max_duty_cycle = 0.01;           // device time / wall time budget per device
   double busy_utilization = 0.5;          // defer probes while telemetry utilisation is above this
@@ -57,7 +67,13 @@ struct Config {
   // Memory bound for the CPU goldens kept between runs (shared by every device); 0 keeps none,
   // so every run computes its golden again.
   std::uint64_t golden_cache_max_bytes = 256ull << 20;
+  // on_demand.max_host_bytes: host memory one on-demand run (`substrated probe` through the
+  // control socket) may need in its worker, checked before the worker starts
+  // (daemon/control_commands.hpp). The default leaves the unit's MemoryMax=256M room for the
+  // daemon beside one such worker.
+  std::uint64_t on_demand_max_host_bytes = 192ull << 20;
   VerdictPolicy verdict;
+  KubeletSettings kubelet;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present
   bool operator==(const Config&) const = default;  // compares `source` too
 };

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace substrate::cli {
+namespace substrate {
 
 Outcome outcome_of(RunStatus status) {
   switch (status) {
@@ -34,4 +34,4 @@ int fold_exit_code(const std::vector<ProbeResult>& results) {
   return fold_exit_code(outcomes);
 }
 
-}  // namespace substrate::cli
+}  // namespace substrate

@@ -4,7 +4,7 @@
 
 #include "probes/core/probe_result.hpp"
 
-namespace substrate::cli {
+namespace substrate {
 
 inline constexpr int k_exit_ok = 0;          // every check passed
 inline constexpr int k_exit_fault = 1;       // a check found a fault
@@ -26,4 +26,4 @@ int fold_exit_code(const std::vector<Outcome>& outcomes);
 // fold_exit_code over the outcomes of `results`.
 int fold_exit_code(const std::vector<ProbeResult>& results);
 
-}  // namespace substrate::cli
+}  // namespace substrate

@@ -25,8 +25,9 @@ const cli::po::options_description& probe_request_options() {
         "gemm MxNxK or N; attention SEQxHEADSxDIM; memory bytes (64M, 1G); needs one --kernel")(
         "seed", cli::takes("N"), "generator seed (default 1); printed with every result so it replays")(
         "inject", cli::takes("SPEC"),
-        "drill: the kernel flips bits of one output element before writing it:\n"
-        "bit=B[,bit=B2][,row=R,col=C | ,element=N][,transient]")(
+        "drill: the kernel flips bits of one output element before writing it (gemm, attention:\n"
+        "count elements stride apart; count=all to the end of the output):\n"
+        "bit=B[,bit=B2][,row=R,col=C | ,element=N][,count=N|all][,stride=S][,transient]")(
         "timeout", cli::takes("S"), "seconds before a kernel counts as hung (default 120)");
     return d;
   }();

@@ -1,5 +1,6 @@
 #include "daemon/report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -34,6 +35,18 @@ bool has_error_budget(const ProbeSpec& spec) {
   return probe && !probe->modes.empty() && spec.mode == Mode::random;
 }
 
+// What the golden check can see (docs/error-bounds.md): "bit B, S%" when a flip of bit B or higher
+// is guaranteed detected at share S of the elements, "none" when nowhere, "-" when nothing was checked.
+std::string guarantee(const ProbeResult& r) {
+  if ((r.status != RunStatus::pass && r.status != RunStatus::fail) || r.check.checked == 0) return "-";
+  if (r.check.guaranteed_bit > 31 || r.check.guaranteed_elements == 0) return "none";
+  const double share = 100.0 * static_cast<double>(r.check.guaranteed_elements) / static_cast<double>(r.check.checked);
+  // Never round a partial share up to 100%.
+  const std::string percent =
+      r.check.guaranteed_elements == r.check.checked ? "100" : format("%.1f", std::min(share, 99.9));
+  return "bit " + std::to_string(r.check.guaranteed_bit) + ", " + percent + "%";
+}
+
 std::string pad(const std::string& text, std::size_t width) {
   return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
 }
@@ -43,13 +56,13 @@ std::string pad(const std::string& text, std::size_t width) {
 std::string render_results(const std::vector<ProbeResult>& results) {
   std::ostringstream out;
   out << pad("DEVICE", 10) << pad("SPEC", 34) << pad("SEED", 6) << pad("STATUS", 7) << pad("MISMATCH", 9)
-      << pad("BUDGET", 10) << pad("FINGERPRINT", 17) << pad("DEVICE_MS", 10) << "WALL_MS\n";
+      << pad("BUDGET", 10) << pad("GUARANTEED", 15) << pad("FINGERPRINT", 17) << pad("DEVICE_MS", 10) << "WALL_MS\n";
   for (const ProbeResult& r : results) {
     std::string status = to_string(r.status);
     if (r.drill()) status += "*";
     out << pad(r.device.id, 10) << pad(spec_key(r.spec), 34) << pad(std::to_string(r.spec.seed), 6) << pad(status, 7)
         << pad(std::to_string(r.check.mismatched), 9)
-        << pad(has_error_budget(r.spec) ? format("%.2e", r.check.budget_used) : "-", 10)
+        << pad(has_error_budget(r.spec) ? format("%.2e", r.check.budget_used) : "-", 10) << pad(guarantee(r), 15)
         << pad(r.fingerprint.empty() ? "-" : r.fingerprint, 17) << pad(format("%.2f", r.device_seconds * 1e3), 10)
         << format("%.1f", r.wall_seconds * 1e3) << "\n";
   }
@@ -145,7 +158,7 @@ std::string render_devices(const std::vector<DeviceInfo>& devices,
         << "  uuid:        " << (d.uuid.empty() ? "-" : d.uuid) << "\n"
         << "  pci bus id:  " << (d.pci_bus_id.empty() ? "-" : d.pci_bus_id) << "\n"
         << "  memory:      " << d.memory_bytes << " bytes\n"
-        << "  kernels:     " << d.kernel_build << "\n";
+        << "  kernels:     " << d.kernel_build << (d.kernel_image.empty() ? "" : " (" + d.kernel_image + ")") << "\n";
     std::string sources;
     if (auto it = telemetry_sources.find(d.id); it != telemetry_sources.end()) {
       for (const std::string& source : it->second) sources += (sources.empty() ? "" : ", ") + source;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -21,21 +22,24 @@
 #include <random>
 #include <set>
 
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/baselines.hpp"
+#include "daemon/control_commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
 #include "daemon/device_worker.hpp"
+#include "daemon/error_budget.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/kubelet/pod_resources.hpp"
+#include "daemon/metrics_export.hpp"
 #include "daemon/probe_command.hpp"
-#include "daemon/report.hpp"
 #include "daemon/scheduler.hpp"
 #include "daemon/state_store.hpp"
+#include "daemon/status.hpp"
 #include "daemon/supervisor.hpp"
 #include "daemon/telemetry_history.hpp"
 #include "daemon/telemetry_reader.hpp"
@@ -43,7 +47,6 @@
 #include "daemon/worker_protocol.hpp"
 #include "probes/core/registry.hpp"
 #include "probes/telemetry/join.hpp"
-#include "probes/telemetry/metrics.hpp"
 #include "probes/telemetry/verdict.hpp"
 
 namespace substrate {
@@ -60,6 +63,14 @@ constexpr const char* k_worker_executable = "/proc/self/exe";
 // start (goldens are computed while the device runs, so this gap is short), "done" to exit.
 constexpr double k_open_seconds = 60.0;
 constexpr double k_exit_seconds = 10.0;
+// $NODE_NAME where Kubernetes sets it, else the host name: what substrate_node_info says.
+std::string node_name() {
+  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "unknown";
+  return host;
+}
+
 double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 std::chrono::nanoseconds seconds(double s) { return clamped_delay(s); }
@@ -79,23 +90,6 @@ double hung_backoff(unsigned hangs, double interval) {
 
 void notify(const std::string& message) { sd_notify(0, message.c_str()); }
 
-// Metrics of one probe on one device, from its last scheduled run.
-struct ProbeStats {
-  std::uint64_t runs = 0;
-  std::map<Reason, std::uint64_t> failures;
-  std::uint64_t fingerprint_changes = 0;
-  double budget = 0.0;
-  std::uint64_t mismatched = 0;
-  double device_seconds = 0.0;
-  double wall_seconds = 0.0;
-  double slowdown_ratio = 0.0;
-  double last_run = 0.0;
-  double last_success = 0.0;
-  bool drill = false;
-  bool cross_device = false;
-  std::vector<ProbeResult> last_results;
-};
-
 // One spec as a worker runs it.
 struct PlannedSpec {
   std::string probe;
@@ -109,7 +103,7 @@ struct PlannedSpec {
 struct Job {
   bool on_demand = false;
   std::vector<PlannedSpec> specs;
-  std::function<void(std::vector<ProbeResult>)> done;  // on-demand: a result for every spec
+  ControlCommands::RunDone done;  // on-demand: a result for every spec, or why it was refused
 };
 
 // The job a device's worker is running.
@@ -123,27 +117,17 @@ struct Running {
   std::string ended_early;  // from "done": why the worker stopped before its last spec (a sticky error)
 };
 
-struct Slot {
-  DeviceInfo info;
-  VerdictState verdict;
-  std::vector<TelemetryFinding> telemetry_conditions;
-  std::map<std::string, ProbeStats> probes;  // probes that ran on the device (not only skipped)
-  std::map<std::pair<std::string, SkipKind>, std::uint64_t> skipped;  // scheduled rounds, by probe and kind
+// A device: what the daemon reports of it (DeviceStats) and its schedule and worker.
+struct Slot : DeviceStats {
   std::map<std::string, std::unique_ptr<asio::steady_timer>> timers;
   std::map<std::string, double> last_cost;  // device seconds of the probe's last run
   DutyCycleBudget budget;
-  std::deque<Job> on_demand;                             // served before the next scheduled round
-  std::vector<std::string> due;                          // scheduled probes waiting for the next round
-  std::unique_ptr<Running> running;                      // at most one worker per device at a time
-  unsigned hangs = 0;                                    // consecutive hung rounds (for the backoff)
-  Clock::time_point retry_at;                            // while hung: no scheduled run before this
-  std::map<std::string, std::uint64_t> worker_exits;     // by outcome: ok, hung, crashed, error
-  std::map<std::string, std::uint64_t> baseline_resets;  // by reason label
-  std::map<std::string, std::uint64_t> device_changes;   // by changed field ("what"); new_device
-  json recorded_changes = json::array();                 // for /status (daemon/device_changes.hpp)
+  std::deque<Job> on_demand;         // served before the next scheduled round
+  std::vector<std::string> due;      // scheduled probes waiting for the next round
+  std::unique_ptr<Running> running;  // at most one worker per device at a time
+  unsigned hangs = 0;                // consecutive hung rounds (for the backoff)
+  Clock::time_point retry_at;        // while hung: no scheduled run before this
 };
-
-std::string state_device_key(const DeviceInfo& info) { return info.uuid.empty() ? info.id : info.uuid; }
 
 // A result for a spec whose worker gave none.
 ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus status, ErrorKind kind, std::string why,
@@ -158,10 +142,6 @@ ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus 
   result.wall_seconds = wall_seconds;
   result.finished_at = unix_now();
   return result;
-}
-
-bool is_error_status(RunStatus status) {
-  return status == RunStatus::error || status == RunStatus::hung || status == RunStatus::crashed;
 }
 
 std::string describe(const WorkerExit& exit, pid_t pid) {
@@ -245,28 +225,38 @@ class Service {
     record_devices();
 
     // Replace, not throw, on invalid UTF-8 (a config path or device name is bytes, not text).
-    HttpHandlers handlers{[this] { return metrics_text(); },
-                          [this] { return status_json().dump(2, ' ', false, json::error_handler_t::replace); }};
+    HttpHandlers handlers{[this] { return render_metrics(view()); },
+                          [this] { return status_json(view()).dump(2, ' ', false, json::error_handler_t::replace); }};
     auto http = HttpServer::start(io_, config_.listen_address, config_.listen_port, handlers);
     if (!http) {
       spdlog::error("cannot serve HTTP: {}", http.error().message);
-      return cli::k_exit_cannot_run;
+      return k_exit_cannot_run;
     }
     http_ = std::move(http.value());
     std::error_code ignored;
     std::filesystem::create_directories(config_.runtime_directory, ignored);
+    std::vector<DeviceInfo> infos;
+    for (const auto& slot : slots_) infos.push_back(slot->info);
+    ControlCommands::Hooks hooks;
+    hooks.status = [this] { return status_json(view()); };
+    hooks.run = [this](std::size_t device, std::vector<ProbeSpec> specs, double timeout,
+                       ControlCommands::RunDone done) {
+      run_on_demand(device, std::move(specs), timeout, std::move(done));
+    };
+    commands_ = std::make_unique<ControlCommands>(std::move(infos), std::move(hooks), config_.on_demand_max_host_bytes);
     auto control = ControlServer::start(
         io_, control_socket_path(),
-        [this](const json& request, std::function<void(json)> reply) { handle_control(request, std::move(reply)); });
+        [this](const json& request, std::function<void(json)> reply) { commands_->handle(request, std::move(reply)); });
     if (!control) {
       spdlog::error("cannot open the control socket: {}", control.error().message);
-      return cli::k_exit_cannot_run;
+      return k_exit_cannot_run;
     }
     control_ = std::move(control.value());
 
     telemetry::TelemetryOptions telemetry_options;
     telemetry_options.sysfs_root = config_.sysfs_root;
     telemetry_ = std::make_unique<telemetry::TelemetryReader>(telemetry_options);
+    apply_kubelet_settings();
     for (const std::string& n : backend_notes_) spdlog::info("devices: {}", n);
 
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) { on_signal(ec, signal); });
@@ -277,7 +267,7 @@ class Service {
                  slots_.size(), control_socket_path());
     notify("READY=1\nSTATUS=" + status_line());
     io_.run();
-    return cli::k_exit_ok;
+    return k_exit_ok;
   }
 
  private:
@@ -399,9 +389,14 @@ class Service {
   // every scheduled probe that is due.
   void pump(Slot& slot) {
     if (stopping_ || slot.running) return;
-    if (!slot.on_demand.empty()) {
+    while (!slot.on_demand.empty()) {
       Job job = std::move(slot.on_demand.front());
       slot.on_demand.pop_front();
+      // Checked again at its turn: the runs queued before it may have spent the budget.
+      if (auto over = over_duty_cycle(slot)) {
+        job.done(Error{ErrorKind::unavailable, *over});
+        continue;
+      }
       start_job(slot, std::move(job));
       return;
     }
@@ -431,7 +426,10 @@ class Service {
                           {"uuid", slot.info.uuid},
                           {"log_level", config_.log_level},
                           {"backend_preference", config_.backend_preference},
-                          {"golden_cache_max_bytes", config_.golden_cache_max_bytes},
+                          {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
+                          // An on-demand worker runs each spec once: a cache would only hold memory
+                          // the request's admission (memory_refusal) did not count.
+                          {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
                           {"dump_root", config_.state_directory + "/dumps"},
                           {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
                           {"specs", specs}};
@@ -548,6 +546,10 @@ class Service {
                                  : unfinished(slot.info, specs[i].spec, RunStatus::error, ErrorKind::device_error,
                                               "not run: the worker ended at an earlier spec", 0.0));
       }
+      // On-demand device time counts against the device's duty cycle like a scheduled run's.
+      double cost = 0.0;
+      for (const ProbeResult& r : all) cost += r.device_seconds + r.generate_seconds;
+      slot.budget.spend(cost);
       running->job.done(std::move(all));
     } else {
       std::vector<std::string> order;
@@ -581,71 +583,6 @@ class Service {
     return delay;
   }
 
-  // Compares one result with the device's baseline (fingerprint, duration) and its peers.
-  std::set<Reason> assess(Slot& slot, ProbeResult& result, ProbeStats& stats) {
-    std::set<Reason> reasons;
-    if (result.status == RunStatus::hung) return {Reason::timeout};
-    if (result.status == RunStatus::crashed) return {Reason::crashed};
-    if (result.status == RunStatus::error) {
-      reasons.insert(result.error_kind == ErrorKind::timeout ? Reason::timeout : Reason::error);
-      return reasons;
-    }
-    if (result.status == RunStatus::fail) {
-      // A fail with an error is the device's own report of an uncorrectable fault (no check ran).
-      reasons.insert(result.error_kind == ErrorKind::hardware_fault && !result.error.empty() ? Reason::hardware_error
-                                                                                             : Reason::golden_mismatch);
-    }
-    if (result.drill() || result.status != RunStatus::pass) return reasons;
-    const DeviceInfo& info = slot.info;
-    const BaselineKey key{state_device_key(info), info.driver, info.kernel_build,
-                          spec_key(result.spec) + "#" + std::to_string(result.spec.seed)};
-    Baseline& baseline = state_.baselines[key];
-    if (!result.fingerprint.empty() && !baseline.fingerprint.empty() && baseline.fingerprint != result.fingerprint) {
-      reasons.insert(Reason::fingerprint_change);
-      ++stats.fingerprint_changes;
-      spdlog::warn("{} {} seed {}: fingerprint changed from {} to {} without a baseline reset", info.id,
-                   spec_key(result.spec), result.spec.seed, baseline.fingerprint, result.fingerprint);
-    }
-    if (!result.fingerprint.empty()) baseline.fingerprint = result.fingerprint;
-    const double cost = result.device_seconds;
-    if (baseline.runs >= 5 && baseline.device_seconds > 0) {
-      const double ratio = cost / baseline.device_seconds;
-      stats.slowdown_ratio = std::max(stats.slowdown_ratio, ratio);
-      if (ratio > config_.verdict.slowdown_ratio) reasons.insert(Reason::slowdown);
-    }
-    if (!reasons.count(Reason::slowdown)) {
-      baseline.device_seconds = baseline.runs == 0 ? cost : 0.8 * baseline.device_seconds + 0.2 * cost;
-    }
-    ++baseline.runs;
-    baseline.budget_history.push_back(result.check.budget_used);
-    while (baseline.budget_history.size() > 64) baseline.budget_history.pop_front();
-    baseline.updated_at = unix_now();
-    return reasons;
-  }
-
-  // Cross-device vote among same-model peers on this host for each spec of the probe.
-  void vote(const std::string& probe) {
-    std::map<std::string, std::map<std::string, std::string>> groups;  // peer group + spec -> device -> print
-    for (auto& slot : slots_) {
-      const DeviceInfo& info = slot->info;
-      const auto ran = slot->probes.find(probe);
-      if (ran == slot->probes.end()) continue;
-      for (const ProbeResult& r : ran->second.last_results) {
-        if (r.status != RunStatus::pass || r.drill() || r.fingerprint.empty()) continue;
-        groups[info.name + "|" + info.driver + "|" + info.kernel_build + "|" + spec_key(r.spec) + "#" +
-               std::to_string(r.spec.seed)][info.id] = r.fingerprint;
-      }
-    }
-    std::set<std::string> minority;
-    for (const auto& [group, prints] : groups) {
-      for (const std::string& device : fingerprint_minority(prints)) minority.insert(device);
-    }
-    for (auto& slot : slots_) {
-      const auto ran = slot->probes.find(probe);
-      if (ran != slot->probes.end()) ran->second.cross_device = minority.count(slot->info.id) > 0;
-    }
-  }
-
   void on_scheduled_done(Slot& slot, const std::string& probe, std::vector<ProbeResult> results) {
     // A probe the device's backend does not implement is counted as skipped and nothing else: it
     // neither fails nor recovers the verdict, and gets no run series (no stale last success).
@@ -657,33 +594,12 @@ class Service {
       return;
     }
     ProbeStats& stats = slot.probes[probe];
-    RunFindings findings;
-    stats.budget = 0.0;
-    stats.mismatched = 0;
-    stats.device_seconds = 0.0;
-    stats.wall_seconds = 0.0;
-    stats.slowdown_ratio = 0.0;
-    stats.drill = false;
-    double cost = 0.0;
-    for (ProbeResult& result : results) {
-      const std::set<Reason> reasons = assess(slot, result, stats);
-      stats.budget = std::max(stats.budget, result.check.budget_used);
-      stats.mismatched += result.check.mismatched;
-      stats.device_seconds += result.device_seconds;
-      stats.wall_seconds += result.wall_seconds;
-      stats.drill = stats.drill || result.drill();
-      cost += result.device_seconds + result.generate_seconds;
-      for (Reason r : reasons) {
-        ++stats.failures[r];
-        findings.reasons.insert(r);
-      }
-      if (!reasons.empty() && findings.detail.empty()) {
-        findings.detail = spec_key(result.spec) + " seed " + std::to_string(result.spec.seed) +
-                          (result.drill() ? " (drill)" : "") +
-                          (is_error_status(result.status) || !result.error.empty()
-                               ? ": " + result.error
-                               : ": " + std::to_string(result.check.mismatched) + " element(s) wrong");
-      }
+    RoundAssessment round =
+        assess_round(results, slot.info, state_.baselines, config_.verdict.slowdown_ratio, unix_now(), stats);
+    RunFindings& findings = round.findings;
+    const double cost = round.cost;
+    for (const std::string& change : round.fingerprint_changes) spdlog::warn("{} {}", slot.info.id, change);
+    for (const ProbeResult& result : results) {
       if (result.status != RunStatus::pass && result.status != RunStatus::skipped) {
         spdlog::warn("{} {} seed {}: {}{} (replay: {})", slot.info.id, spec_key(result.spec), result.spec.seed,
                      to_string(result.status), result.drill() ? " [drill]" : "", replay_command(result));
@@ -692,7 +608,17 @@ class Service {
     const ProbeSchedule& schedule = config_.probes[probe];
     if (schedule.drill && worker::is_process_drill(*schedule.drill)) stats.drill = true;
     stats.last_results = std::move(results);
-    vote(probe);
+    // Cross-device vote among same-model peers on this host, for each spec of the probe.
+    std::vector<Ballot> ballots;
+    for (const auto& peer : slots_) {
+      const auto ran = peer->probes.find(probe);
+      if (ran != peer->probes.end()) ballots.push_back({&peer->info, &ran->second.last_results});
+    }
+    const std::set<std::string> minority = cross_device_minority(ballots);
+    for (auto& peer : slots_) {
+      const auto ran = peer->probes.find(probe);
+      if (ran != peer->probes.end()) ran->second.cross_device = minority.count(peer->info.id) > 0;
+    }
     if (stats.cross_device) {
       findings.reasons.insert(Reason::cross_device);
       ++stats.failures[Reason::cross_device];
@@ -814,6 +740,8 @@ class Service {
     const std::map<std::string, ProbeSchedule> before = config_.probes;
     config_ = std::move(next);
     spdlog::set_level(spdlog::level::from_str(config_.log_level));
+    apply_kubelet_settings();
+    if (commands_) commands_->set_max_host_bytes(config_.on_demand_max_host_bytes);
     reload_successful_ = true;
     reload_timestamp_ = unix_now();
     // Only probes whose schedule changed are re-armed (within 2 s, so a new drill shows at
@@ -834,6 +762,20 @@ class Service {
     }
     spdlog::info("reload: configuration from {} applied; {} probe schedule(s) changed", config_path_, changed);
     notify("READY=1\nSTATUS=" + status_line());
+  }
+
+  // Starts, restarts or stops the pod-resources watcher to match config_.kubelet.
+  void apply_kubelet_settings() {
+    const KubeletSettings& want = config_.kubelet;
+    if (want == kubelet_settings_ && (pods_ || want.pod_resources_socket.empty())) return;
+    kubelet_settings_ = want;
+    pods_.reset();
+    if (want.pod_resources_socket.empty()) return;
+    pods_ = std::make_unique<kubelet::PodResourcesWatcher>(
+        want.pod_resources_socket,
+        std::chrono::milliseconds(static_cast<std::int64_t>(want.interval_seconds * 1000.0)));
+    spdlog::info("pods: reading device assignments from the kubelet at {} every {} s", want.pod_resources_socket,
+                 want.interval_seconds);
   }
 
   // Is the probe waiting for a round or running in the device's worker?
@@ -902,129 +844,65 @@ class Service {
     io_.stop();
   }
 
-  void handle_control(const json& request, std::function<void(json)> reply) {
-    const std::string command = request.at("command").get<std::string>();
-    if (command == "status") {
-      reply({{"ok", true}, {"status", status_json()}});
-      return;
-    }
-    if (command != "probe") {
-      reply({{"ok", false}, {"error", "unknown command '" + command + "' (use probe or status)"}});
-      return;
-    }
-    if (!request.contains("args") || !request["args"].is_array()) {
-      reply({{"ok", false}, {"error", "probe needs \"args\": an array of strings"}});
-      return;
-    }
-    std::vector<std::string> args;
-    for (const auto& a : request["args"]) {
-      if (!a.is_string()) {
-        reply({{"ok", false}, {"error", "probe args must be strings"}});
-        return;
-      }
-      args.push_back(a.get<std::string>());
-    }
-    auto parsed = parse_probe_request(args);
-    if (!parsed) {
-      reply({{"ok", false}, {"error", parsed.error().message}, {"exit_code", cli::k_exit_cannot_run}});
-      return;
-    }
-    struct Pending {
-      std::size_t remaining = 0;
-      std::vector<ProbeResult> results;
-      std::function<void(json)> reply;
-    };
-    auto pending = std::make_shared<Pending>();
-    pending->reply = std::move(reply);
-    std::vector<std::pair<Slot*, std::vector<ProbeSpec>>> work;
-    for (auto& slot : slots_) {
-      if (!device_matches(slot->info, parsed->device)) continue;
-      auto specs = specs_for(*parsed, slot->info);
-      if (!specs) {
-        pending->reply({{"ok", false}, {"error", specs.error().message}, {"exit_code", cli::k_exit_cannot_run}});
-        return;
-      }
-      work.emplace_back(slot.get(), std::move(specs.value()));
-    }
-    if (work.empty()) {
-      pending->reply({{"ok", false},
-                      {"error", "no device matches '" + parsed->device + "'"},
-                      {"exit_code", cli::k_exit_cannot_run}});
-      return;
-    }
-    pending->remaining = work.size();
-    // Each device runs the request in a worker of its own, with the request's timeout: what
-    // happens there (even a hang) is the client's answer and never the scheduled verdict.
-    for (auto& [slot, specs] : work) {
-      Job job;
-      job.on_demand = true;
-      for (const ProbeSpec& spec : specs) job.specs.push_back({spec.probe, spec, "", parsed->timeout_seconds});
-      job.done = [pending](std::vector<ProbeResult> results) {
-        for (auto& r : results) pending->results.push_back(std::move(r));
-        if (--pending->remaining > 0) return;
-        pending->reply({{"ok", true},
-                        {"exit_code", cli::fold_exit_code(pending->results)},
-                        {"text", render_results(pending->results)},
-                        {"results", pending->results}});
-      };
-      slot->on_demand.push_back(std::move(job));
-      pump(*slot);
-    }
+  // Why an on-demand run may not start on the device now, or nullopt: it starts only while the
+  // device's duty-cycle budget (the one scheduled rounds draw on) holds device time. Its cost is
+  // unknown until it ran, so any time left admits it; what it used is then taken from the
+  // budget (on_worker_exit), which may go into debt as after a scheduled round.
+  std::optional<std::string> over_duty_cycle(Slot& slot) {
+    double round = 0.0;
+    for (const auto& [name, seconds] : slot.last_cost) round += seconds;
+    constexpr double k_any_time = 1e-6;  // device seconds: "anything left"
+    const double wait = slot.budget.defer(k_any_time, round, config_.max_duty_cycle, Clock::now());
+    if (wait <= 0.0) return std::nullopt;
+    char why[200];
+    std::snprintf(why, sizeof why,
+                  "over the duty cycle: the device-time budget (max_duty_cycle %g, on-demand runs included) is "
+                  "spent; try again in %.0f s",
+                  config_.max_duty_cycle, std::ceil(wait));
+    return std::string(why);
   }
 
-  std::string status_line() const {
-    std::map<Health, int> counts;
-    for (const auto& slot : slots_) ++counts[effective_verdict(slot->verdict, slot->telemetry_conditions).health];
-    std::string line;
-    for (Health h : k_all_health) {
-      if (counts[h]) line += (line.empty() ? "" : ", ") + std::to_string(counts[h]) + " " + to_string(h);
+  // An on-demand request for one device: queued ahead of its next scheduled round
+  // (daemon/control_commands.hpp says what the client gets).
+  void run_on_demand(std::size_t device, std::vector<ProbeSpec> specs, double timeout_seconds,
+                     ControlCommands::RunDone done) {
+    Slot& slot = *slots_[device];
+    if (auto over = over_duty_cycle(slot)) {
+      done(Error{ErrorKind::unavailable, *over});
+      return;
     }
-    return line.empty() ? "no devices" : line;
+    Job job;
+    job.on_demand = true;
+    for (const ProbeSpec& spec : specs) job.specs.push_back({spec.probe, spec, "", timeout_seconds});
+    job.done = std::move(done);
+    slot.on_demand.push_back(std::move(job));
+    pump(slot);
   }
 
-  json status_json() const {
-    json devices = json::array();
+  // The daemon as /metrics and /status show it, valid until the loop changes it.
+  DaemonView view() const {
+    DaemonView v;
     for (const auto& slot : slots_) {
-      const EffectiveVerdict verdict = effective_verdict(slot->verdict, slot->telemetry_conditions);
-      json probes = json::object();
-      for (const auto& [probe, stats] : slot->probes) {
-        json results = json::array();
-        for (const ProbeResult& r : stats.last_results) {
-          results.push_back({{"spec", spec_key(r.spec)},
-                             {"seed", r.spec.seed},
-                             {"status", to_string(r.status)},
-                             {"fingerprint", r.fingerprint},
-                             {"error_budget_used", r.check.budget_used},
-                             {"mismatched_elements", r.check.mismatched},
-                             {"drill", r.drill()},
-                             {"error", r.error}});
-        }
-        probes[probe] = {{"runs", stats.runs},
-                         {"last_run", stats.last_run},
-                         {"last_success", stats.last_success},
-                         {"drill", stats.drill},
-                         {"cross_device_mismatch", stats.cross_device},
-                         {"results", results}};
-      }
-      json worker = {{"running", slot->running != nullptr}, {"exits", slot->worker_exits}};
-      if (slot->running && slot->running->worker) worker["pid"] = slot->running->worker->pid();
-      devices.push_back({{"device", slot->info},
-                         {"health", to_string(verdict.health)},
-                         {"reasons", verdict.reasons},
-                         {"telemetry_sources", telemetry::telemetry_sources(telemetry_snapshot_, slot->info.id)},
-                         {"device_changes", slot->recorded_changes},
-                         {"worker", worker},
-                         {"probes", probes}});
+      const WorkerProcess* worker = slot->running ? slot->running->worker.get() : nullptr;
+      v.devices.push_back({slot.get(), slot->running != nullptr, worker ? static_cast<int>(worker->pid()) : 0});
     }
-    return {{"version", SUBSTRATE_VERSION},
-            {"config", config_.source},
-            {"config_last_reload_successful", reload_successful_},
-            {"devices", devices},
-            {"backend_notes", backend_notes_},
-            {"telemetry_notes", telemetry_snapshot_.notes}};
+    v.config_source = config_.source;
+    v.reload_successful = reload_successful_;
+    v.reload_timestamp = reload_timestamp_;
+    v.backend_notes = &backend_notes_;
+    v.telemetry = &telemetry_snapshot_;
+    v.telemetry_read_at = telemetry_read_at_;
+    v.telemetry_overruns = telemetry_overruns_;
+    v.node_name = node_name_;
+    if (pods_) {
+      pod_snapshot_ = pods_->snapshot();
+      v.pod_resources = &pod_snapshot_;
+      v.pod_resources_socket = pods_->socket_path();
+    }
+    return v;
   }
 
-  std::string metrics_text() const;
+  std::string status_line() const { return substrate::status_line(view()); }
 
   asio::io_context io_;
   asio::signal_set signals_;
@@ -1040,8 +918,13 @@ class Service {
   std::vector<std::string> backend_notes_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<ControlCommands> commands_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
+  const std::string node_name_ = node_name();
+  KubeletSettings kubelet_settings_;
+  std::unique_ptr<kubelet::PodResourcesWatcher> pods_;           // null: pod attribution off
+  mutable kubelet::PodResourcesWatcher::Snapshot pod_snapshot_;  // what view() last lent the renderers
   std::unique_ptr<DeviceWorker> telemetry_worker_ = std::make_unique<DeviceWorker>();
   telemetry::Snapshot telemetry_snapshot_;
   telemetry::Snapshot telemetry_history_;  // every telemetry device's newest counters: remember_telemetry
@@ -1053,187 +936,6 @@ class Service {
   bool stopping_ = false;
   bool finished_ = false;
 };
-
-// --- /metrics -------------------------------------------------------------------------------
-
-class Families {
- public:
-  prometheus::MetricFamily& family(const std::string& name, const std::string& help, prometheus::MetricType type) {
-    auto it = index_.find(name);
-    if (it != index_.end()) return families_[it->second];
-    index_[name] = families_.size();
-    families_.push_back(prometheus::MetricFamily{name, help, type, {}});
-    return families_.back();
-  }
-  void gauge(const std::string& name, const std::string& help, std::vector<prometheus::ClientMetric::Label> labels,
-             double value) {
-    prometheus::ClientMetric metric;
-    metric.label = std::move(labels);
-    metric.gauge.value = value;
-    family(name, help, prometheus::MetricType::Gauge).metric.push_back(std::move(metric));
-  }
-  void counter(const std::string& name, const std::string& help, std::vector<prometheus::ClientMetric::Label> labels,
-               double value) {
-    prometheus::ClientMetric metric;
-    metric.label = std::move(labels);
-    metric.counter.value = value;
-    family(name, help, prometheus::MetricType::Counter).metric.push_back(std::move(metric));
-  }
-  std::vector<prometheus::MetricFamily>& all() { return families_; }
-
- private:
-  std::vector<prometheus::MetricFamily> families_;
-  std::map<std::string, std::size_t> index_;
-};
-
-std::string Service::metrics_text() const {
-  Families f;
-  const std::string last = " From the last scheduled run, not computed at scrape time.";
-  std::string kernel_build;
-  for (const auto& slot : slots_) kernel_build = slot->info.kernel_build;
-  f.gauge("substrate_build_info", "Build of substrated; kernel_build hashes the embedded kernel binaries.",
-          {{"version", SUBSTRATE_VERSION}, {"kernel_build", kernel_build}}, 1);
-  // Zero devices is not silent: a count per backend (0 included) and the discovery problems.
-  std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}};
-  for (const auto& slot : slots_) ++devices_by_backend[slot->info.backend];
-  for (const auto& [backend, count] : devices_by_backend) {
-    f.gauge("substrate_devices",
-            "Compute devices this daemon checks (found at start and selected by `devices:`), by backend.",
-            {{"backend", backend}}, static_cast<double>(count));
-  }
-  std::map<std::string, std::size_t> discovery_errors{{"cuda", 0}, {"vulkan", 0}, {"discovery", 0}};
-  for (const std::string& note : backend_notes_) {
-    const std::string prefix = note.substr(0, note.find(':'));
-    ++discovery_errors[prefix == "cuda" || prefix == "vulkan" ? prefix : std::string("discovery")];
-  }
-  for (const auto& [backend, count] : discovery_errors) {
-    f.gauge("substrate_device_discovery_errors",
-            "Problems device discovery reported at start, by backend (discovery: the discovery worker itself "
-            "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
-            {{"backend", backend}}, static_cast<double>(count));
-  }
-  f.gauge("substrate_config_last_reload_successful", "1 when the last configuration (re)load succeeded.", {},
-          reload_successful_ ? 1 : 0);
-  f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",
-          {}, reload_timestamp_);
-  f.gauge("substrate_telemetry_last_read_timestamp_seconds",
-          "End of the last completed telemetry read (0: none yet); stale while a read is blocked.", {},
-          telemetry_read_at_);
-  f.counter("substrate_telemetry_read_overruns_total",
-            "Telemetry reads skipped because the previous read had not returned.", {},
-            static_cast<double>(telemetry_overruns_));
-  // Families a healthy host has no series for still appear (with their TYPE) so dashboards and
-  // rules see every name.
-  f.family("substrate_probe_failures_total", "Failed scheduled probe runs by reason." + last,
-           prometheus::MetricType::Counter);
-  f.family("substrate_probe_skipped_total",
-           "Scheduled probe runs skipped by reason (not_implemented: the device's backend lacks the probe; "
-           "out_of_memory: too little free device memory; device_busy: the device refused this process).",
-           prometheus::MetricType::Counter);
-  f.family("substrate_baseline_resets_total", "Baselines reset because the driver or kernel build changed.",
-           prometheus::MetricType::Counter);
-  f.family("substrate_device_changes_total",
-           "Recorded device identity/environment fields that changed since the last run (new_device: another GPU in "
-           "the slot).",
-           prometheus::MetricType::Counter);
-  f.family("substrate_worker_exits_total",
-           "Worker processes that ended, by outcome: ok, hung (killed at its deadline), crashed (died by a signal), "
-           "error (could not start, or exited without its results).",
-           prometheus::MetricType::Counter);
-  for (const auto& slot : slots_) {
-    const DeviceInfo& info = slot->info;
-    const std::string& d = info.id;
-    f.gauge("substrate_device_info", "Compute device identity.",
-            {{"device", d},
-             {"uuid", info.uuid},
-             {"name", info.name},
-             {"vendor", info.vendor},
-             {"driver", info.driver},
-             {"backend", info.backend},
-             {"pci_bus_id", info.pci_bus_id}},
-            1);
-    const Health health = effective_verdict(slot->verdict, slot->telemetry_conditions).health;
-    for (Health h : k_all_health) {
-      f.gauge("substrate_device_health", "1 for the device's current verdict, 0 for the other states." + last,
-              {{"device", d}, {"state", to_string(h)}}, h == health ? 1 : 0);
-    }
-    for (const auto& [reason, count] : slot->baseline_resets) {
-      f.counter("substrate_baseline_resets_total", "", {{"device", d}, {"reason", reason}}, static_cast<double>(count));
-    }
-    for (const char* outcome : {"ok", "hung", "crashed", "error"}) {
-      const auto it = slot->worker_exits.find(outcome);
-      f.counter("substrate_worker_exits_total", "", {{"device", d}, {"outcome", outcome}},
-                it == slot->worker_exits.end() ? 0.0 : static_cast<double>(it->second));
-    }
-    for (const auto& [what, count] : slot->device_changes) {
-      f.counter("substrate_device_changes_total", "", {{"device", d}, {"what", what}}, static_cast<double>(count));
-    }
-    for (const auto& [skip, count] : slot->skipped) {
-      f.counter("substrate_probe_skipped_total", "",
-                {{"device", d}, {"probe", skip.first}, {"reason", to_string(skip.second)}}, static_cast<double>(count));
-    }
-    double bandwidth = -1, bad_words = -1;
-    for (const auto& [probe, s] : slot->probes) {
-      const std::vector<prometheus::ClientMetric::Label> labels{{"device", d}, {"probe", probe}};
-      f.counter("substrate_probe_runs_total", "Completed scheduled probe runs.", labels, static_cast<double>(s.runs));
-      // Every reason from the first run on, zeros included, so increase() sees the first failure.
-      for (Reason reason : k_all_reasons) {
-        const auto it = s.failures.find(reason);
-        f.counter("substrate_probe_failures_total", "",
-                  {{"device", d}, {"probe", probe}, {"reason", to_string(reason)}},
-                  it == s.failures.end() ? 0.0 : static_cast<double>(it->second));
-      }
-      f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
-              labels, s.budget);
-      f.gauge("substrate_probe_mismatched_elements", "Elements outside the bound or not bit-exact." + last, labels,
-              static_cast<double>(s.mismatched));
-      f.gauge("substrate_probe_duration_seconds", "Device time of the checked kernels." + last, labels,
-              s.device_seconds);
-      f.gauge("substrate_probe_wall_seconds", "Wall time of the run including generation, golden and check." + last,
-              labels, s.wall_seconds);
-      f.gauge("substrate_probe_slowdown_ratio",
-              "Device time divided by the device's baseline (0: no baseline yet)." + last, labels, s.slowdown_ratio);
-      f.gauge("substrate_probe_last_run_timestamp_seconds", "End of the last scheduled run.", labels, s.last_run);
-      f.gauge("substrate_probe_last_success_timestamp_seconds", "End of the last scheduled run that passed.", labels,
-              s.last_success);
-      f.gauge("substrate_probe_drill", "1 while a fault-injection drill is configured for the probe.", labels,
-              s.drill ? 1 : 0);
-      f.counter("substrate_fingerprint_changes_total",
-                "Output fingerprint differed from the previous run of the same key without a baseline reset.", labels,
-                static_cast<double>(s.fingerprint_changes));
-      f.gauge("substrate_cross_device_mismatch", "1 when the device is in the minority of its same-model peers." + last,
-              labels, s.cross_device ? 1 : 0);
-      for (const ProbeResult& r : s.last_results) {
-        if (r.fingerprint.empty() || r.drill()) continue;
-        f.gauge(
-            "substrate_kernel_fingerprint_info",
-            "Hash of the output bits of a probe spec; equal model, driver, kernel build and spec must agree." + last,
-            {{"device", d},
-             {"probe", probe},
-             {"spec", spec_key(r.spec) + "#" + std::to_string(r.spec.seed)},
-             {"fingerprint", r.fingerprint},
-             {"model", info.name},
-             {"driver", info.driver},
-             {"kernel_build", info.kernel_build}},
-            1);
-      }
-      for (const ProbeResult& r : s.last_results) {
-        if (!r.memory) continue;
-        bandwidth = r.memory->bandwidth_bytes_per_second;
-        bad_words = static_cast<double>(r.memory->bad_words + r.memory->retention_bad_words);
-      }
-    }
-    if (bandwidth >= 0) {
-      f.gauge("substrate_memory_bandwidth_bytes_per_second", "Achieved by the memory probe (read plus written)." + last,
-              {{"device", d}}, bandwidth);
-      f.gauge("substrate_memory_bad_words", "Bad words in the last memory probe run, retention block included." + last,
-              {{"device", d}}, bad_words);
-    }
-  }
-  std::vector<prometheus::MetricFamily> families = std::move(f.all());
-  for (auto& family : telemetry::to_metric_families(telemetry_snapshot_)) families.push_back(std::move(family));
-  return prometheus::TextSerializer().Serialize(families);
-}
 
 // Holds an exclusive flock on <state_directory>/substrated.lock for the daemon's life (the fd
 // is returned; the lock goes with the process). unavailable, naming the holder's pid, when
@@ -1278,7 +980,7 @@ int serve(ServeOptions options) {
   auto config = load_config(options.config_path);
   if (!config) {
     std::fprintf(stderr, "substrated: %s\n", config.error().message.c_str());
-    return cli::k_exit_config;
+    return k_exit_config;
   }
   if (!spdlog::get("substrated")) configure_logging(config->log_level);
   // A closed stderr pipe (`serve 2>&1 | head`) or a stray user signal must not end the daemon;
@@ -1289,7 +991,7 @@ int serve(ServeOptions options) {
   auto lock = lock_state_directory(config->state_directory);
   if (!lock) {
     spdlog::error("{}", lock.error().message);
-    return cli::k_exit_cannot_run;
+    return k_exit_cannot_run;
   }
   FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
   Service service(std::move(config.value()), options.config_path, std::move(found));

@@ -27,6 +27,7 @@
 #include <system_error>
 
 #include "common/file_io.hpp"
+#include "kernels/fingerprint.hpp"
 
 namespace substrate {
 namespace {
@@ -36,15 +37,6 @@ constexpr const char* k_version = "v1";
 constexpr std::size_t k_max_file_bytes = 256u << 20;  // far above any real state; guards memory
 constexpr std::size_t k_budget_history_max = 64;
 constexpr int k_state_format = 1;
-
-std::uint64_t fnv1a64(const std::string& data) {
-  std::uint64_t hash = 0xcbf29ce484222325ull;
-  for (unsigned char c : data) {
-    hash ^= c;
-    hash *= 0x100000001b3ull;
-  }
-  return hash;
-}
 
 std::string hex64(std::uint64_t value) {
   static const char digits[] = "0123456789abcdef";

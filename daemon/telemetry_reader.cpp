@@ -10,17 +10,13 @@ namespace substrate::telemetry {
 
 TelemetryReader::TelemetryReader(TelemetryOptions options) : options_(std::move(options)) {
   if (!options_.nvml) return;
-  auto session = nvml::Session::open(options_.xid_wait);
-  if (session) {
-    nvml_ = std::move(*session);
+  auto source = nvml::Source::open(options_.xid_wait);
+  if (source) {
+    nvml_ = std::move(*source);
     return;
   }
-  notes_.push_back(session.error().message);
-  if (session.error().kind == ErrorKind::unavailable) {
-    spdlog::info("telemetry: {}", session.error().message);
-  } else {
-    open_errors_.push_back({kSourceNvml, "init_failed", session.error().message});
-  }
+  notes_.push_back(source.error().message);
+  spdlog::info("telemetry: {}", source.error().message);
 }
 
 TelemetryReader::~TelemetryReader() = default;
@@ -29,11 +25,11 @@ Snapshot TelemetryReader::read() {
   std::lock_guard lock(mutex_);
   Snapshot snapshot;
   snapshot.notes = notes_;
-  count(std::exchange(open_errors_, {}));
   auto take = [&](SourceResult result) {
     for (auto& device : result.devices) snapshot.devices.push_back(std::move(device));
     for (auto& note : result.notes) snapshot.notes.push_back(std::move(note));
     count(result.errors);
+    if (result.nvml_up) snapshot.nvml_up = result.nvml_up;
   };
   if (nvml_) take(nvml_->read());
   for (const SysfsCollector& collector : sysfs_collectors()) {

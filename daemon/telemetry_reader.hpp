@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "probes/telemetry/model.hpp"
-#include "probes/telemetry/nvml/session.hpp"
+#include "probes/telemetry/nvml/source.hpp"
 
 namespace substrate::telemetry {
 
@@ -26,7 +26,8 @@ struct TelemetryOptions {
 class TelemetryReader {
  public:
   // Opens NVML when enabled. Absent NVML becomes a note ("NVML absent: libnvidia-ml.so.1 not
-  // found"), not an error; a failed nvmlInit becomes a note and one counted error.
+  // found"), not an error; a failing nvmlInit is retried by nvml::Source (a note and a counted
+  // error per failed try, Snapshot::nvml_up false until it succeeds).
   explicit TelemetryReader(TelemetryOptions options = {});
   ~TelemetryReader();
 
@@ -38,9 +39,8 @@ class TelemetryReader {
   void count(const std::vector<ReadError>& errors);
 
   TelemetryOptions options_;
-  std::unique_ptr<nvml::Session> nvml_;
+  std::unique_ptr<nvml::Source> nvml_;
   std::vector<std::string> notes_;  // from opening the sources, copied into every snapshot
-  std::vector<ReadError> open_errors_;
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> error_totals_;
 };

@@ -40,6 +40,7 @@ int fail(const std::string& message) {
 
 int discover(const WorkerHooks& hooks) {
   Discovery found = hooks.discover();
+  open_for_listing(found);
   json devices = json::array();
   for (const DevicePtr& device : found.devices) devices.push_back(device->info());
   Status sent = write_frame(k_worker_fd, {{"type", "devices"}, {"devices", devices}, {"notes", found.backend_notes}});
@@ -61,6 +62,7 @@ int run(const json& request, const WorkerHooks& hooks) {
   if (!uuid.empty() && device->info().uuid != uuid) {
     return fail("device " + id + " has uuid " + device->info().uuid + ", expected " + uuid);
   }
+  device->allow_exclusive_compute(request.value("probe_exclusive_gpus", false));
   if (!write_frame(k_worker_fd, {{"type", "opened"}, {"device", device->info()}})) return 2;
   GoldenCache goldens(request.value("golden_cache_max_bytes", GoldenCache::k_default_max_bytes));
   const json& specs = request.at("specs");

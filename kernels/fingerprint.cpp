@@ -4,13 +4,16 @@
 
 namespace substrate {
 
+std::uint64_t fnv1a64(std::string_view bytes) {
+  std::uint64_t hash = k_fnv1a64_basis;
+  for (unsigned char c : bytes) hash = fnv1a64_byte(hash, c);
+  return hash;
+}
+
 std::string fingerprint(std::span<const std::uint32_t> words) {
-  std::uint64_t hash = 0xcbf29ce484222325ull;
+  std::uint64_t hash = k_fnv1a64_basis;
   for (std::uint32_t word : words) {
-    for (int byte = 0; byte < 4; ++byte) {
-      hash ^= (word >> (8 * byte)) & 0xFFu;
-      hash *= 0x100000001b3ull;
-    }
+    for (int byte = 0; byte < 4; ++byte) hash = fnv1a64_byte(hash, static_cast<std::uint8_t>(word >> (8 * byte)));
   }
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));

@@ -98,6 +98,10 @@ Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_l
     const auto eq = token.find('=');
     if (eq == std::string::npos) return bad("expected key=value, got '" + token + "'");
     const std::string key = token.substr(0, eq);
+    if (token == "count=all") {
+      inject.count = k_inject_to_end;
+      continue;
+    }
     std::uint64_t value = 0;
     if (!parse_u64(token.substr(eq + 1), value)) return bad("'" + token + "' needs a non-negative integer");
     if (key == "bit") {
@@ -109,14 +113,18 @@ Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_l
       col = value;
     } else if (key == "element") {
       element = value;
+    } else if (key == "count" || key == "stride") {
+      if (value == 0) return bad(key + " must be at least 1");
+      (key == "count" ? inject.count : inject.stride) = value;
     } else if (key == "layer") {
       if (value > 1000) return bad("layer must be 0..1000, got " + std::to_string(value));
       inject.layer = static_cast<std::uint32_t>(value);
     } else {
-      return bad("unknown key '" + key + "' (use bit, row, col, element, layer, transient)");
+      return bad("unknown key '" + key + "' (use bit, row, col, element, count, stride, layer, transient)");
     }
   }
   if (inject.xor_mask == 0) return bad("at least one bit=N is required");
+  if (inject.stride != 1 && inject.count == 1) return bad("stride needs count=N or count=all");
   if (element && (row || col)) return bad("give either element or row/col, not both");
   if (col && row_length > 0 && *col >= row_length) {
     return bad("col " + std::to_string(*col) + " is outside a row of " + std::to_string(row_length));
@@ -128,6 +136,32 @@ Expected<Injection> parse_injection(const std::string& text, std::uint64_t row_l
   }
   inject.element = element ? *element : row.value_or(0) * row_length + col.value_or(0);
   return inject;
+}
+
+bool injection_hits(const Injection& inject, std::uint64_t index) {
+  if (!inject.enabled || index < inject.element) return false;
+  const std::uint64_t offset = index - inject.element;
+  return offset % inject.stride == 0 && offset / inject.stride < inject.count;
+}
+
+Status check_injection_range(const Injection& inject, std::uint64_t elements, const std::string& probe) {
+  if (!inject.enabled) return ok_status();
+  const auto outside = [&](std::uint64_t element) {
+    return Error{ErrorKind::invalid_argument, probe + ": injected element " + std::to_string(element) +
+                                                  " is outside the output (" + std::to_string(elements) + " elements)"};
+  };
+  if (inject.element >= elements) return outside(inject.element);
+  if (inject.count == k_inject_to_end) return ok_status();
+  // The last element, without overflow: (count - 1) * stride beyond the first.
+  const std::uint64_t room = elements - 1 - inject.element;
+  if (inject.count - 1 > room / inject.stride) {
+    return Error{ErrorKind::invalid_argument, probe + ": the drill's " + std::to_string(inject.count) + " elements " +
+                                                  std::to_string(inject.stride) + " apart from element " +
+                                                  std::to_string(inject.element) + " run past the output (" +
+                                                  std::to_string(elements) +
+                                                  " elements); use a smaller count or count=all"};
+  }
+  return ok_status();
 }
 
 }  // namespace substrate

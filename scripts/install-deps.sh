@@ -10,7 +10,10 @@ packages=(
   prometheus python3 python3-yaml python3-numpy curl
   jsonnet prometheus-alertmanager  # deploy/mixin (generated rules, dashboard), tests/deploy/alertmanager_test.sh
   wrk prometheus-node-exporter  # bench/smoke.sh: scrape latency and footprint beside node_exporter
+  libopenblas-dev  # bench/gemm.cpp: the CPU's own sgemm beside the GEMM probe
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # daemon/kubelet: the kubelet's pod-resources API
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
+  patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -21,4 +24,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# tests/deploy/manifests_test.sh renders the kustomize overlays with kubectl's built-in kustomize:
+# any kubectl already installed serves; else Debian's (kubernetes-client).
+if ! command -v kubectl >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends kubernetes-client || { apt-get update -qq && apt-get install -y -qq --no-install-recommends kubernetes-client; }
 fi

@@ -185,6 +185,7 @@ int devices_command(const std::vector<std::string>& args) {
   const std::string sysfs_root = line->last("path.sysfs").value_or("/sys");
   const bool json = line->has("json");
   Discovery found = discover_devices();
+  open_for_listing(found);
   std::vector<DeviceInfo> infos;
   for (const DevicePtr& device : found.devices) infos.push_back(device->info());
   telemetry::TelemetryOptions options;
@@ -265,6 +266,26 @@ Expected<std::vector<NpdDevice>> npd_devices(const nlohmann::json& reply) {
   return devices;
 }
 
+// The node condition's message for failed or hung devices, at most 78 characters: every bad
+// device is named first (an operator cordons or taints on it: docs/operations.md), then the
+// newest reason of the first one, cut to fit. When the names alone do not fit, only the ids
+// (eight "cudaN" ids take 73 characters).
+std::string npd_fault_message(const std::vector<NpdDevice>& bad) {
+  constexpr std::size_t k_limit = 78;
+  std::string names, ids;
+  for (const NpdDevice& device : bad) {
+    names += (names.empty() ? "" : ", ") + device.id + " " + device.health;
+    ids += (ids.empty() ? "" : ",") + device.id;
+  }
+  if (names.size() > k_limit) return std::to_string(bad.size()) + " devices failed or hung: " + ids;
+  std::string line = names;
+  const NpdDevice& first = bad.front();
+  if (!first.newest_reason.empty()) {
+    line += (bad.size() == 1 ? ": " : "; " + first.id + ": ") + first.newest_reason;
+  }
+  return line.substr(0, k_limit);
+}
+
 // node-problem-detector: answer from cached verdicts, never run kernels (plugin timeout 5 s).
 // stdout is the node condition's message (NPD keeps 80 characters): each bad device with its
 // newest reason, cut to fit; a malformed reply is one line on stderr and exit 2 (unknown).
@@ -280,21 +301,18 @@ int npd_check(const std::string& socket) {
     std::cout << "substrated reply malformed: verdict unknown\n";
     return k_exit_cannot_run;
   }
-  std::vector<std::string> bad, unknown;
+  std::vector<NpdDevice> bad;
+  std::vector<std::string> unknown;
   std::vector<Outcome> outcomes;
   for (const NpdDevice& device : *devices) {
     const bool is_bad = device.health == "failed" || device.health == "hung";
-    if (is_bad)
-      bad.push_back(device.id + " " + device.health +
-                    (device.newest_reason.empty() ? "" : ": " + device.newest_reason));
+    if (is_bad) bad.push_back(device);
     if (device.health == "unknown") unknown.push_back(device.id);
     outcomes.push_back(is_bad ? Outcome::fault : device.health == "unknown" ? Outcome::cannot_run : Outcome::pass);
   }
   const int code = fold_exit_code(outcomes);  // no device at all: unknown
   if (code == k_exit_fault) {
-    std::string line;
-    for (const std::string& b : bad) line += (line.empty() ? "" : "; ") + b;
-    std::cout << line.substr(0, 78) << "\n";
+    std::cout << npd_fault_message(bad) << "\n";
   } else if (code != k_exit_ok) {
     std::cout << (unknown.empty() ? std::string("no devices") : unknown.front() + " not probed yet")
               << ": verdict unknown\n";

@@ -41,7 +41,7 @@ std::string compare_usage() {
 
 int fail(const std::string& message) {
   std::cerr << "substrated: compare: " << message << "\n";
-  return cli::k_exit_cannot_run;
+  return k_exit_cannot_run;
 }
 
 }  // namespace
@@ -51,7 +51,7 @@ int compare_command(const std::vector<std::string>& args) {
   if (!line) return fail(line.error().message + " (see substrated compare --help)");
   if (line->has("help")) {
     std::cout << compare_usage();
-    return cli::k_exit_ok;
+    return k_exit_ok;
   }
   CompareOptions options;
   for (const char* name : {"atol", "rtol"}) {
@@ -72,7 +72,7 @@ int compare_command(const std::vector<std::string>& args) {
   } else {
     std::cout << render_compare(*report);
   }
-  return cli::fold_exit_code({report->first_diverging ? cli::Outcome::fault : cli::Outcome::pass});
+  return fold_exit_code({report->first_diverging ? Outcome::fault : Outcome::pass});
 }
 
 }  // namespace substrate

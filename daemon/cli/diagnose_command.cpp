@@ -21,7 +21,7 @@ Error bad(const std::string& message) { return Error{ErrorKind::invalid_argument
 
 int fail(const std::string& message) {
   std::cerr << "substrated: " << message << "\n";
-  return cli::k_exit_cannot_run;
+  return k_exit_cannot_run;
 }
 
 ReplayEntry entry_from(const nlohmann::json& doc) {
@@ -230,10 +230,10 @@ int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& r
       for (const std::string& d : dumps) std::cout << "  " << d << "\n";
     }
   }
-  std::vector<cli::Outcome> outcomes;
-  for (const ProbeResult& r : results) outcomes.push_back(cli::outcome_of(r.status));
-  if (nondeterministic) outcomes.push_back(cli::Outcome::fault);
-  return cli::fold_exit_code(outcomes);
+  std::vector<Outcome> outcomes;
+  for (const ProbeResult& r : results) outcomes.push_back(outcome_of(r.status));
+  if (nondeterministic) outcomes.push_back(Outcome::fault);
+  return fold_exit_code(outcomes);
 }
 
 }  // namespace substrate

@@ -13,6 +13,6 @@ int main(int argc, char** argv) {
     return substrate::cli::run(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {
     std::cerr << "substrated: fatal: " << e.what() << "\n";
-    return substrate::cli::k_exit_cannot_run;
+    return substrate::k_exit_cannot_run;
   }
 }

@@ -90,9 +90,9 @@
           // ------------------------------------------------------------ error budget and speed
           alert(
             'SubstrateErrorBudgetHigh', 'warning',
-            f('substrate_probe_error_budget_ratio{%(sel)s} > %(errorBudgetHighRatio)g'),
-            'A GPU uses more than %s of a probe\'s error bound.' % pct(c.errorBudgetHighRatio),
-            'The worst element of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) is within the rigorous bound, but uses {{ $value | humanizePercentage }} of it (alert above %s). Healthy devices sit orders of magnitude below the bound; this device is close to failing the check.' % pct(c.errorBudgetHighRatio)
+            f('substrate_probe_error_budget_drift_ratio{%(sel)s} > %(errorBudgetHighFactor)g'),
+            "A GPU's error is far above its own history for a probe.",
+            'The worst element of probe {{ $labels.probe }} on {{ $labels.device }} ({{ $labels.instance }}) is within the rigorous bound, but its error is {{ printf `%%.3g` $value }} times what the same spec showed on this device before (median of its earlier runs; alert above %(errorBudgetHighFactor)g). A healthy device repeats its error exactly for the same inputs, whatever share of the bound the shape uses; this one is moving towards failing the check.' % c
           ),
           alert(
             'SubstrateErrorBudgetDrift', 'warning', f(|||
@@ -203,6 +203,11 @@
             'SubstrateConfigReloadFailed', 'warning', f('substrate_config_last_reload_successful{%(sel)s} == 0'),
             'substrated rejected its configuration.',
             'The last reload (SIGHUP) of /etc/substrated/substrated.yaml on {{ $labels.instance }} failed validation; the daemon keeps running with the previous configuration. The next restart would fail with exit code 78.'
+          ),
+          alert(
+            'SubstrateNvmlInitFailed', 'warning', f('substrate_nvml_up{%(sel)s} == 0'),
+            'NVML does not initialise: NVIDIA telemetry is missing.',
+            'libnvidia-ml is installed on {{ $labels.instance }} but nvmlInit keeps failing (the daemon retries with a backoff up to 5 minutes; substrate_telemetry_errors_total{cause="init_failed"} counts the tries). No ECC, XID, temperature or throttling telemetry reaches the verdicts of its NVIDIA GPUs: an XID or ECC error there goes unseen. Check the driver (nvidia-smi, dmesg) and its version against libnvidia-ml.'
           ),
 
           // ------------------------------------------------------------ drills (never page)

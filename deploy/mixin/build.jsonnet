@@ -24,6 +24,22 @@ local generated = [
     'busy device). Check results are gauges of the LAST scheduled run; the daemon applies its own',
     'hysteresis to verdicts. Page once per GPU: deploy/alertmanager/ (inhibition and routing).',
   ]),
+  // The same rules as a PrometheusRule for the Prometheus Operator (kubectl apply -k overlays).
+  'kubernetes/base/prometheusrule.yaml': yaml.manifest({
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'PrometheusRule',
+    metadata: {
+      name: 'substrated',
+      namespace: mixin._config.kubernetesNamespace,
+      labels: { 'app.kubernetes.io/name': 'substrated' } + mixin._config.prometheusRuleLabels,
+    },
+    spec: mixin.prometheusRules + mixin.prometheusAlerts,
+  }, generated + [
+    "substrated's recording and alerting rules (deploy/prometheus/substrated-rules.yml) as a",
+    'PrometheusRule. The release label is what kube-prometheus-stack selects by default: set',
+    'prometheusRuleLabels in deploy/mixin/mixin.libsonnet (or patch it in an overlay) to match your',
+    "Prometheus' ruleSelector.",
+  ]),
   'alertmanager/substrated-inhibit.yml': yaml.manifest({ inhibit_rules: mixin.alertmanagerInhibitRules }, generated + [
     "Alertmanager inhibition rules for substrated's alerts: add these to inhibit_rules in your",
     'alertmanager.yml (alertmanager.example.yml shows them with the routing they assume). One failing',

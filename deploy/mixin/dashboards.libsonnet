@@ -82,15 +82,25 @@
     {
       title: 'Numerical correctness',
       panels: [
-        ts('Error budget used', "Worst element's error / its rigorous bound (1 = failure). Healthy devices sit far below 1; growth is a warning sign.",
+        ts('Error budget used', "Worst element's error / its rigorous bound (1 = failure). Its healthy level depends on the shape (an f32 GEMM with K = 1 uses 0.93); growth against the same spec is the warning sign (next panels).",
            [target('substrate_probe_error_budget_ratio{%(sel)s}', '{{instance}} {{device}} {{probe}}')], 12, 8, 'percentunit',
            { custom: { scaleDistribution: { type: 'log', log: 10 } } }
-           + thresholds([step('green', null), step('yellow', c.errorBudgetHighRatio), step('red', 1)])),
+           + thresholds([step('green', null), step('red', 1)])),
         ts('Error budget: 1 h average / 7 d average',
            'Drift of the error budget against its own history (alert above %g), from the recording rules substrate:probe_error_budget_ratio:avg1h and :avg7d.' % c.errorBudgetDriftFactor,
            [target('substrate:probe_error_budget_ratio:avg1h{%(sel)s} / substrate:probe_error_budget_ratio:avg7d{%(sel)s}',
                    '{{instance}} {{device}} {{probe}}')], 12, 8, 'none',
            thresholds([step('green', null), step('yellow', c.errorBudgetDriftFactor)])),
+        ts('Error budget against the same spec\'s history',
+           'Budget used / the median of the device\'s own earlier runs of the same spec (substrate_probe_error_budget_drift_ratio): 1 when healthy at every shape, 0 before there is a history; SubstrateErrorBudgetHigh above %g.' % c.errorBudgetHighFactor,
+           [target('substrate_probe_error_budget_drift_ratio{%(sel)s}', '{{instance}} {{device}} {{probe}}')], 12, 8, 'none',
+           thresholds([step('green', null), step('red', c.errorBudgetHighFactor)])),
+        ts('Guaranteed bit and guaranteed share',
+           'Lowest output bit whose flip each check is guaranteed to detect (substrate_probe_guaranteed_bit: 0 exact, at most 23 random, 32 none) and the share of elements where that holds (substrate_probe_guaranteed_elements_ratio); the rest are left to the fingerprint.',
+           [
+             target('substrate_probe_guaranteed_bit{%(sel)s}', 'bit {{instance}} {{device}} {{probe}}'),
+             target('substrate_probe_guaranteed_elements_ratio{%(sel)s}', 'share {{instance}} {{device}} {{probe}}'),
+           ], 12, 8),
         ts('Mismatched elements (last run)', 'Elements outside the bound or not bit-exact (substrate_probe_mismatched_elements); any value above 0 is a numerical fault.',
            [
              target('substrate_probe_mismatched_elements{%(sel)s}', '{{instance}} {{device}} {{probe}}'),

@@ -41,16 +41,22 @@
     probeStaleBusySeconds: self.maxStalenessSeconds + self.probeStaleSeconds,
 
     // Thresholds.
-    errorBudgetHighRatio: 0.5,  // SubstrateErrorBudgetHigh: share of the rigorous bound used
+    // SubstrateErrorBudgetHigh: budget used / the median of the device's own history of the same
+    // spec (substrate_probe_error_budget_drift_ratio). A healthy device is at 1 at every shape (a
+    // fixed seed repeats its bits); a fixed share of the bound is not (an f32 GEMM with K = 1 uses
+    // 0.93 of it, healthy), so the threshold is relative.
+    errorBudgetHighFactor: 8,
     errorBudgetDriftFactor: 4,  // SubstrateErrorBudgetDrift: 1 h average / 7 d average above this...
     errorBudgetDriftMinRatio: 0.01,  // ...and the 1 h average above this
     slowdownRatio: 1.5,  // SubstrateProbeSlowdown: device time / baseline
     thermalActiveRatio: 0.5,  // SubstrateThermalSlowdown: share of 10 minutes throttled
     fleetMinDevices: 3,  // fleet fingerprint alerts: smallest group compared
-    // XIDs that point at the hardware (48 DBE, 61/62 microcontroller, 63/64 row remap/page
-    // retirement events, 74 NVLink, 79 fell off the bus, 92 high SBE rate, 94/95 contained/
-    // uncontained ECC, 119/120 GSP, 140 unrecovered ECC); the others are SubstrateXid (info).
-    criticalXids: ['48', '61', '62', '63', '64', '74', '79', '92', '94', '95', '119', '120', '140'],
+    // XIDs that degrade or fail the device verdict (48 DBE, 61/62 microcontroller, 63/64 row
+    // remap/page retirement events, 74 NVLink, 79 fell off the bus, 92 high SBE rate, 94/95
+    // contained/uncontained ECC, 119/120 GSP, 140 unrecovered ECC, 154 recovery action required);
+    // the others are SubstrateXid (info). The one table is probes/telemetry/findings.cpp (shown in
+    // docs/findings.md); tests/probes/telemetry/findings_test.cpp fails when this list differs.
+    criticalXids: ['48', '61', '62', '63', '64', '74', '79', '92', '94', '95', '119', '120', '140', '154'],
 
     // `for:` of each alert. An alert not listed fires on the first evaluation that finds it: it
     // reports a definite fault (a result outside a rigorous bound, changed bits for identical
@@ -70,6 +76,7 @@
       SubstrateProbeStale: '10m',
       SubstratedDown: '5m',
       SubstrateConfigReloadFailed: '5m',
+      SubstrateNvmlInitFailed: '10m',
     },
 
     // Grafana.
@@ -78,13 +85,19 @@
     dashboardRefresh: '1m',
     // Optional label variables: each becomes a dashboard variable (All = any value, also none), so
     // a Prometheus without them still shows everything. `node` and `pod` come from the
-    // ServiceMonitor (deploy/kubernetes/servicemonitor.yaml) or your relabelling; `cluster`
+    // ServiceMonitor (deploy/kubernetes/base/servicemonitor.yaml) or your relabelling; `cluster`
     // usually from external labels.
     dashboardLabelVariables: [
       { name: 'cluster', label: 'Cluster' },
       { name: 'node', label: 'Node' },
       { name: 'pod', label: 'Pod' },
     ],
+
+    // Kubernetes (deploy/kubernetes/base/prometheusrule.yaml): the namespace, and the labels the
+    // Prometheus Operator's ruleSelector matches (kube-prometheus-stack's default selects
+    // release=<its Helm release name>; change it here or with a kustomize patch).
+    kubernetesNamespace: 'substrated',
+    prometheusRuleLabels: { release: 'kube-prometheus-stack' },
 
     // Alertmanager example: receivers for pages and for notifications that must not page (the
     // drill, warnings, info). Replace the URLs with your pager and chat webhooks.

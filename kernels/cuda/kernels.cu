@@ -26,9 +26,14 @@ __device__ __forceinline__ std::uint64_t global_thread() {
 }
 __device__ __forceinline__ std::uint64_t grid_threads() { return static_cast<std::uint64_t>(gridDim.x) * blockDim.x; }
 
+// A drill's fault pattern (kernels/spec.hpp, injection_hits): `count` elements `stride` apart from
+// `element` (stride >= 1, checked by the host).
 __device__ __forceinline__ std::uint32_t inject_bits(std::uint32_t bits, std::uint64_t index, std::uint32_t enabled,
-                                                     std::uint64_t element, std::uint32_t mask) {
-  return (enabled != 0u && index == element) ? bits ^ mask : bits;
+                                                     std::uint64_t element, std::uint32_t mask, std::uint64_t stride,
+                                                     std::uint64_t count) {
+  if (enabled == 0u || index < element) return bits;
+  const std::uint64_t offset = index - element;
+  return (offset % stride == 0 && offset / stride < count) ? bits ^ mask : bits;
 }
 
 }  // namespace
@@ -115,7 +120,8 @@ extern "C" __global__ void __launch_bounds__(256) substrate_gemm_simt(GemmParams
       const std::uint32_t j = col0 + tx + 16u * c;
       if (i < p.m && j < p.n) {
         const std::uint64_t index = static_cast<std::uint64_t>(i) * p.n + j;
-        out[index] = inject_bits(__float_as_uint(acc[r][c]), index, p.inject_enabled, p.inject_element, p.inject_mask);
+        out[index] = inject_bits(__float_as_uint(acc[r][c]), index, p.inject_enabled, p.inject_element, p.inject_mask,
+                                 p.inject_stride, p.inject_count);
       }
     }
   }
@@ -193,7 +199,8 @@ __device__ __forceinline__ void gemm_wmma_body(const GemmParams& p) {
     if (i < p.m && j < p.n) {
       const std::uint64_t index = static_cast<std::uint64_t>(i) * p.n + j;
       const float value = c_tile[t] + 0.0f;  // -0 -> +0, see above
-      out[index] = inject_bits(__float_as_uint(value), index, p.inject_enabled, p.inject_element, p.inject_mask);
+      out[index] = inject_bits(__float_as_uint(value), index, p.inject_enabled, p.inject_element, p.inject_mask,
+                               p.inject_stride, p.inject_count);
     }
   }
 }
@@ -273,8 +280,8 @@ extern "C" __global__ void __launch_bounds__(k_attention_threads) substrate_atte
       acc = __fmaf_rn(weights[j], load_element(vp, head_base + static_cast<std::uint64_t>(j) * p.head_dim + d, p.dtype),
                       acc);
     const std::uint64_t index = q_base + d;
-    out[index] =
-        inject_bits(__float_as_uint(__fdiv_rn(acc, sum)), index, p.inject_enabled, p.inject_element, p.inject_mask);
+    out[index] = inject_bits(__float_as_uint(__fdiv_rn(acc, sum)), index, p.inject_enabled, p.inject_element,
+                             p.inject_mask, p.inject_stride, p.inject_count);
   }
 }
 

@@ -101,11 +101,11 @@ SUBSTRATE_HD bool tensor_cores_support(std::uint32_t dtype, int cc_major) {
   return false;
 }
 
-// Shape limits: grid y is limited to 65535 blocks and element indices are 64-bit in the
-// kernels; row offsets i*K use 64-bit arithmetic.
-SUBSTRATE_HD bool gemm_shape_ok(std::uint32_t m, std::uint32_t n, std::uint32_t k) {
-  return m > 0 && n > 0 && k > 0 && ceil_div(m, k_gemm_tile) <= 65535 && ceil_div(n, k_gemm_tile) <= 0x7FFFFFFFu;
-}
+// Grid limits of every target (sm_75 and newer; CUDA C++ Programming Guide, "Technical
+// specifications per compute capability"): blocks in x, and in y and z. The host checks launches
+// against them (probes/backends/launch_limits.hpp); element indices are 64-bit in the kernels and
+// row offsets i*K use 64-bit arithmetic, so no other shape limit applies.
+constexpr std::uint64_t k_max_grid_x = 0x7FFFFFFFu, k_max_grid_yz = 65535;
 
 // Unit roundoff to use in the random-mode forward error bound gamma_K = K*u/(1-K*u) for each
 // variant (docs/cuda.md derives it). CUDA cores round to nearest: u = 2^-24. Tensor cores align
@@ -138,12 +138,13 @@ static_assert(sizeof(RawParams) == 32, "RawParams layout");
 struct GemmParams {
   std::uint64_t a, b, c;  // device pointers: A MxK, B KxN (storage dtype), C MxN f32
   std::uint64_t inject_element;
+  std::uint64_t inject_stride, inject_count;  // the drill's pattern (kernels/spec.hpp Injection)
   std::uint32_t m, n, k;
   std::uint32_t dtype;
   std::uint32_t inject_enabled;
   std::uint32_t inject_mask;
 };
-static_assert(sizeof(GemmParams) == 56, "GemmParams layout");
+static_assert(sizeof(GemmParams) == 72, "GemmParams layout");
 
 // ---- attention ----------------------------------------------------------------------------
 constexpr std::uint32_t k_attention_threads = 128;
@@ -151,6 +152,7 @@ constexpr std::uint32_t k_attention_threads = 128;
 struct AttentionParams {
   std::uint64_t q, k, v, o;  // device pointers, [heads][seq_len][head_dim]
   std::uint64_t inject_element;
+  std::uint64_t inject_stride, inject_count;  // the drill's pattern (kernels/spec.hpp Injection)
   std::uint32_t seq_len, heads, head_dim;
   std::uint32_t dtype;
   std::uint32_t causal;
@@ -158,7 +160,7 @@ struct AttentionParams {
   std::uint32_t inject_enabled;
   std::uint32_t inject_mask;
 };
-static_assert(sizeof(AttentionParams) == 72, "AttentionParams layout");
+static_assert(sizeof(AttentionParams) == 88, "AttentionParams layout");
 
 // One block per (query, head): grid x = queries, y = heads.
 SUBSTRATE_HD Dim3 attention_grid(std::uint32_t seq_len, std::uint32_t heads) {
@@ -170,11 +172,6 @@ SUBSTRATE_HD Dim3 attention_grid(std::uint32_t seq_len, std::uint32_t heads) {
 // Dynamic shared memory: one weight per key plus the query row.
 SUBSTRATE_HD std::uint64_t attention_smem_bytes(std::uint32_t seq_len, std::uint32_t head_dim) {
   return (static_cast<std::uint64_t>(seq_len) + head_dim) * 4;
-}
-SUBSTRATE_HD bool attention_shape_ok(std::uint32_t seq_len, std::uint32_t heads, std::uint32_t head_dim,
-                                     std::uint64_t max_smem_bytes) {
-  return seq_len > 0 && heads > 0 && head_dim > 0 && seq_len <= 0x7FFFFFFFu && heads <= 65535 &&
-         attention_smem_bytes(seq_len, head_dim) <= max_smem_bytes;
 }
 
 // ---- memory -------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ layout(push_constant) uniform Params {
   uint inject_enabled;
   uint inject_element;
   uint inject_mask;
+  uint inject_stride;
+  uint inject_count;
 } p;
 
 shared float weights[MAX_SEQ];
@@ -73,7 +75,9 @@ void main() {
     for (uint j = 0u; j < keys; ++j) acc += weights[j] * load_v((head * p.seq_len + j) * p.head_dim + d);
     uint index = q_base + d;
     uint bits = floatBitsToUint(acc / row_sum);
-    if (p.inject_enabled != 0u && index == p.inject_element) bits ^= p.inject_mask;
+    if (p.inject_enabled != 0u && inject_hits(index, p.inject_element, p.inject_stride, p.inject_count)) {
+      bits ^= p.inject_mask;
+    }
     o_words[index] = bits;
   }
 }

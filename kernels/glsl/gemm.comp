@@ -23,6 +23,8 @@ layout(push_constant) uniform Params {
   uint inject_enabled;
   uint inject_element;
   uint inject_mask;
+  uint inject_stride;
+  uint inject_count;
 } p;
 
 shared float tile_a[TILE][TILE];
@@ -55,7 +57,9 @@ void main() {
   if (row < p.m && col < p.n) {
     uint index = row * p.n + col;
     uint bits = floatBitsToUint(acc);
-    if (p.inject_enabled != 0u && index == p.inject_element) bits ^= p.inject_mask;
+    if (p.inject_enabled != 0u && inject_hits(index, p.inject_element, p.inject_stride, p.inject_count)) {
+      bits ^= p.inject_mask;
+    }
     c_words[index] = bits;
   }
 }

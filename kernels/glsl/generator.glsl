@@ -55,4 +55,12 @@ float decode_half_word(uint word, uint half_index, uint dtype) {
   return dtype == DTYPE_F16 ? unpackHalf2x16(bits).x : uintBitsToFloat(bits << 16);
 }
 
+// A drill's fault pattern (kernels/spec.hpp, injection_hits): `count` elements `stride` apart from
+// `first`. The host clips count to 32 bits (outputs are 32-bit indexed) and stride is >= 1.
+bool inject_hits(uint index, uint first, uint stride, uint count) {
+  if (index < first) return false;
+  uint offset = index - first;
+  return offset % stride == 0u && offset / stride < count;
+}
+
 #endif

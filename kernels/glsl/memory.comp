@@ -1,24 +1,49 @@
 #version 450
-// Memory pattern passes over one chunk: write a pattern, or verify it (optionally writing the
-// inverse in the same pass: moving inversions). Write or verify, and whether the pattern is the
-// generator's (random, moving inversions) or computed (walking bits, own address), are
-// specialisation constants, so each pipeline holds only its own path: SIMD back ends such as
-// llvmpipe execute every side of a branch under a mask, and an unused generator or error path
-// costs as much as a used one. Four pipelines in all (each 1-2 MiB of JIT code on llvmpipe).
-// Invocations stride over the chunk one uvec4 (four words) at a time; invocation 0 also takes the
-// last words when the chunk is not a multiple of four. A bad word is read a second time through
-// a volatile alias of the same buffer: the same wrong value again means a flipped stored bit, the
-// right value a transient read error. Mismatches are rare, so atomics in the error path cost
-// nothing on a healthy device and touch no fingerprint.
+// One pass of the memory probe over one chunk. A run is a chain of pattern stages s1..sm (walking
+// ones, walking zeros, own address, the three stages of moving inversions P, ~P, P, random):
+// pass 0 writes s1, pass i verifies s(i) and writes s(i+1) in the same visit of each word, the
+// last pass verifies sm. Every stage is still written over the whole chunk and, after a barrier,
+// read back in full, as with a write pass and a verify pass per stage; the chain only saves the
+// separate visit (m + 1 passes instead of 2m).
+//
+// Shaped for SIMD back ends that run every side of a branch under a lane mask, loop bodies at
+// least once (llvmpipe: all code of a shader costs, taken or not). So: whether a pass verifies,
+// whether it writes, and whether either side's pattern comes from the generator are
+// specialisation constants (a generator call left in a computed-pattern pass costs as much as a
+// random pass); the drill's injection is arithmetic, not a branch; and the error path (atomics,
+// records, a re-read) runs once per batch of BATCH uvec4s per invocation instead of once per
+// uvec4: on llvmpipe each atomic or store is a loop over the lanes, run with every lane off on a
+// healthy pass, and visited per uvec4 they cost more than the load they guard (issue 19).
+//
+// Access shape: each run of 32 consecutive invocations (a warp on NVIDIA, half a wave64 on AMD,
+// four 8-wide SIMD rows on llvmpipe) owns one contiguous block of uvec4s and walks it in steps of
+// 32 uvec4s, lane i taking the i-th: every step is one coalesced 512-byte access, and a block
+// (32 KiB at 64 uvec4s per invocation) is walked front to back, which a CPU driver's caches and
+// prefetchers follow. A grid stride (each invocation hopping over the whole buffer in 1 MiB steps)
+// cost llvmpipe 2-4x at 64 MiB. The host sizes the dispatch; each invocation derives its block
+// from the group count, so any group count covers the chunk. Invocation 0 also takes the last
+// words when the chunk is not a multiple of four.
+//
+// A bad word is read a second time through a volatile alias of the same buffer: the same wrong
+// value again means a flipped stored bit, the right value a transient read error. Mismatches are
+// rare, so atomics in the error path cost nothing on a healthy device and touch no fingerprint.
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
 layout(local_size_x = 256) in;
 
 layout(constant_id = 0) const bool VERIFY = false;
-layout(constant_id = 1) const bool RANDOM = false;
+layout(constant_id = 1) const bool WRITE = false;
+layout(constant_id = 2) const bool CHECK_RANDOM = false;  // the verified stage is the generator's
+layout(constant_id = 3) const bool WRITE_RANDOM = false;  // the written stage is the generator's
 
 const uint MAX_RECORDS = 64u;
+const uint SPAN = 32u;   // invocations that walk one block together
+const uint BATCH = 8u;   // uvec4s per invocation between two visits of the error path
+const uint KIND_WALKING = 0u;  // a one at bit (word + rotation) mod 32; inverted: walking zeros
+const uint KIND_ADDRESS = 1u;  // the word's own global index, high half XORed in
+// (the generator's bits for the word's global index: CHECK_RANDOM, WRITE_RANDOM)
+
 layout(std430, binding = 0) buffer Region { uvec4 quads[]; };
 layout(std430, binding = 2) volatile coherent buffer RegionWords { uint words[]; };  // binding 0 again
 layout(std430, binding = 1) buffer Errors {
@@ -34,32 +59,44 @@ layout(push_constant) uniform Params {
   uvec2 chunk_first_word;  // global index of word 0 of this chunk (lo, hi)
   uint word_count;
   uint stream;
-  uint walking;      // computed patterns: 1 = a walking one (its complement: walking zeros), 0 = own address
-  uint rotation;     // walking patterns: shift of the walking bit
-  uint invert;       // expect/write the complement of the pattern
-  uint write_inverse;  // verify passes: then write the complement of what was expected
+  uint rotation;      // walking patterns: shift of the walking bit
+  uint check_kind;    // verifying passes: the stage read back (computed patterns: KIND_*)
+  uint check_invert;  // ... its complement
+  uint write_kind;    // writing passes: the stage written
+  uint write_invert;
   uint max_records;
-  uint inject_enabled;
-  uint inject_word;  // chunk-local
+  uint inject_write;  // the drill flips inject_mask of inject_word as this pass stores it (stored flip)
+  uint inject_read;   // ... as this pass reads it (transient read error)
+  uint inject_word;   // chunk-local
   uint inject_mask;
-  uint inject_transient;
-  uint report_id;    // the host's pattern id, echoed into records
+  uint report_id;     // the host's pattern id of the verified stage, echoed into records
 } p;
 
-uint pattern_at(uint word) {
-  uvec2 g = uvec2(p.chunk_first_word.x + word, p.chunk_first_word.y);
-  if (g.x < p.chunk_first_word.x) g.y += 1u;
-  uint value;
-  if (RANDOM) value = random_bits(p.seed, p.stream, g);
-  else value = p.walking != 0u ? 1u << ((g.x + p.rotation) & 31u) : g.x ^ g.y;
-  return p.invert != 0u ? ~value : value;
+// The stage's words base..base+3 (chunk-local `base`, a multiple of 4: the host makes every chunk
+// a multiple of 16 bytes, so global quads start at multiples of 4 too); `random` is a
+// specialisation constant. The random words of global quad j are the four output words of one
+// Philox4x32-10 call at counter (j, stream): a quarter of the generator work of one call per word,
+// which cost llvmpipe more than the memory traffic (issue 19).
+uvec4 pattern_quad(uint base, bool random, uint kind, uint invert) {
+  uint lo = p.chunk_first_word.x + base;  // a multiple of 4: lo + 3 does not carry
+  uint hi = p.chunk_first_word.y + (lo < p.chunk_first_word.x ? 1u : 0u);
+  uvec4 value;
+  if (random) {
+    value = philox4x32_10(uvec4((lo >> 2) | (hi << 30), hi >> 2, p.stream, 0u), p.seed.x, p.seed.y);
+  } else {
+    uvec4 words_lo = uvec4(lo) + uvec4(0u, 1u, 2u, 3u);
+    value = kind == KIND_WALKING ? uvec4(1u) << ((words_lo + p.rotation) & 31u) : words_lo ^ hi;
+  }
+  return invert != 0u ? ~value : value;
 }
 
-// The drill's mask on the injected word among `count` words from `first`, else 0; `transient`
-// selects read-path (1) or stored (0) injections.
-uvec4 injection(uint first, uint transient) {
-  if (p.inject_enabled == 0u || p.inject_transient != transient) return uvec4(0u);
-  return uvec4(equal(uvec4(first) + uvec4(0u, 1u, 2u, 3u), uvec4(p.inject_word))) * p.inject_mask;
+uvec4 check_quad(uint base) { return pattern_quad(base, CHECK_RANDOM, p.check_kind, p.check_invert); }
+uvec4 write_quad(uint base) { return pattern_quad(base, WRITE_RANDOM, p.write_kind, p.write_invert); }
+
+// The drill's mask on the injected word among words first..first+3 (first a multiple of 4), else 0.
+uvec4 injection(uint first, uint enabled) {
+  uvec4 in_quad = uvec4(equal(uvec4(p.inject_word & 3u), uvec4(0u, 1u, 2u, 3u))) * (p.inject_mask * enabled);
+  return first == (p.inject_word & ~3u) ? in_quad : uvec4(0u);
 }
 
 void report(uint word, uint expected, uint actual) {
@@ -76,33 +113,48 @@ void report(uint word, uint expected, uint actual) {
 }
 
 void main() {
-  uint first = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
-  uint stride = gl_NumWorkGroups.x * gl_NumWorkGroups.y * 256u;
+  uint group = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
+  uint invocation = group * 256u + gl_LocalInvocationIndex;
+  uint invocations = gl_NumWorkGroups.x * gl_NumWorkGroups.y * 256u;
   uint quad_count = p.word_count / 4u;
-  for (uint q = first; q < quad_count; q += stride) {
-    uint base = 4u * q;
-    uvec4 expected = uvec4(pattern_at(base), pattern_at(base + 1u), pattern_at(base + 2u), pattern_at(base + 3u));
-    if (!VERIFY) {
-      quads[q] = expected ^ injection(base, 0u);
-      continue;
-    }
-    uvec4 actual = quads[q] ^ injection(base, 1u);
-    if (any(notEqual(actual, expected))) {
-      for (uint c = 0u; c < 4u; ++c) {
-        if (actual[c] != expected[c]) report(base + c, expected[c], actual[c]);
+  uint per_invocation = (quad_count + invocations - 1u) / invocations;
+  uint begin = (invocation / SPAN) * SPAN * per_invocation;
+  uint end = min(begin + SPAN * per_invocation, quad_count);
+  for (uint first = begin + invocation % SPAN; first < end; first += SPAN * BATCH) {
+    uvec4 expected[BATCH], actual[BATCH];
+    uint bad = 0u;  // bit 4k + c: word c of the batch's k-th uvec4
+    if (VERIFY) {
+      for (uint k = 0u; k < BATCH; ++k) {
+        uint q = first + k * SPAN;
+        if (q < end) {
+          expected[k] = check_quad(4u * q);
+          actual[k] = quads[q] ^ injection(4u * q, p.inject_read);
+          uvec4 flags = uvec4(notEqual(actual[k], expected[k])) << (uvec4(0u, 1u, 2u, 3u) + 4u * k);
+          bad |= flags.x | flags.y | flags.z | flags.w;
+        }
       }
     }
-    if (p.write_inverse != 0u) quads[q] = ~expected;
-  }
-  if (first != 0u) return;
-  for (uint word = 4u * quad_count; word < p.word_count; ++word) {
-    uint expected = pattern_at(word);
-    if (!VERIFY) {
-      words[word] = expected ^ injection(word, 0u).x;
-      continue;
+    for (; bad != 0u; bad &= bad - 1u) {
+      uint k = uint(findLSB(bad)) / 4u, c = uint(findLSB(bad)) % 4u;
+      report(4u * (first + k * SPAN) + c, expected[k][c], actual[k][c]);
     }
-    uint actual = words[word] ^ injection(word, 1u).x;
-    if (actual != expected) report(word, expected, actual);
-    if (p.write_inverse != 0u) words[word] = ~expected;
+    if (WRITE) {
+      for (uint k = 0u; k < BATCH; ++k) {
+        uint q = first + k * SPAN;
+        if (q < end) quads[q] = write_quad(4u * q) ^ injection(4u * q, p.inject_write);
+      }
+    }
+  }
+  // The last word_count % 4 words, one at a time, by invocation 0 only (word w is component
+  // w - 4q of the partial last quad q).
+  uint tail = invocation == 0u ? p.word_count - 4u * quad_count : 0u;
+  for (uint c = 0u; c < tail; ++c) {
+    uint word = 4u * quad_count + c;
+    if (VERIFY) {
+      uint expected = check_quad(4u * quad_count)[c];
+      uint actual = words[word] ^ injection(4u * quad_count, p.inject_read)[c];
+      if (actual != expected) report(word, expected, actual);
+    }
+    if (WRITE) words[word] = write_quad(4u * quad_count)[c] ^ injection(4u * quad_count, p.inject_write)[c];
   }
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "kernels/generator.hpp"
 
@@ -58,26 +59,46 @@ float attention_scale(std::uint32_t head_dim) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 }
 
-Reference attention(const AttentionShape& shape, Dtype dtype, std::uint64_t seed) {
+Status attention_bound_applies(const AttentionShape& shape, double unit_roundoff) {
+  // n*u <= 1/2  <=>  n <= 1/(2u).
+  const auto largest = static_cast<std::uint64_t>(0.5 / unit_roundoff);
+  const auto refuse = [&](const char* what, std::uint64_t value) {
+    return Error{ErrorKind::invalid_argument, std::string("attention: ") + what + " " + std::to_string(value) +
+                                                  " is outside the error bound's derivation (it needs (" + what +
+                                                  " + 1)·u <= 1/2, " + what + " <= " + std::to_string(largest - 1) +
+                                                  " at u = 2^" + std::to_string(std::ilogb(unit_roundoff)) +
+                                                  "; docs/error-bounds.md)"};
+  };
+  if (std::uint64_t{shape.head_dim} + 1 > largest) return refuse("head_dim", shape.head_dim);
+  if (std::uint64_t{shape.seq_len} + 1 > largest) return refuse("seq_len", shape.seq_len);
+  return ok_status();
+}
+
+Reference attention(const AttentionShape& shape, Dtype dtype, std::uint64_t seed, double unit_roundoff) {
   const std::uint64_t L = shape.seq_len, H = shape.heads, D = shape.head_dim;
   const std::uint64_t elements = H * L * D;
   const std::vector<float> q = generate(seed, gen::stream_attention_q, elements, dtype, Mode::random, 0);
   const std::vector<float> k = generate(seed, gen::stream_attention_k, elements, dtype, Mode::random, 0);
   const std::vector<float> v = generate(seed, gen::stream_attention_v, elements, dtype, Mode::random, 0);
   const double scale = attention_scale(shape.head_dim);
-  const double u = k_unit_roundoff_f32;
+  const double u = unit_roundoff;
+  // One ULP of a normal fp32 value y is at most 2^-23 |y|, whatever the rounding mode.
+  constexpr double ulp = 0x1p-23;
+  // Vulkan's OpFDiv: 2.5 ULP (SPIR-V precision rules); CUDA's __fdiv_rn (u) is within it.
+  constexpr double division = 2.5 * ulp;
+  // Largest result an fp32 operation may flush to zero (or round in the subnormal range), absolute.
+  constexpr double flush = 0x1p-126;
   const double gamma_dot = gamma(D + 1, u);  // D products and sums, then the scale multiply
 
   Reference out;
   out.value.assign(elements, 0.0);
   out.bound.assign(elements, 0.0);
-  std::vector<double> s(L), w(L), eta(L);
+  std::vector<double> s(L), w(L), score_error(L), r(L);
   for (std::uint64_t h = 0; h < H; ++h) {
     for (std::uint64_t i = 0; i < L; ++i) {
       const std::uint64_t keys = shape.causal ? i + 1 : L;
       const float* q_row = &q[(h * L + i) * D];
-      double max_s = -INFINITY;
-      std::vector<double> score_error(keys);
+      double max_s = -INFINITY, max_error = 0.0;
       for (std::uint64_t j = 0; j < keys; ++j) {
         const float* k_row = &k[(h * L + j) * D];
         double dot = 0.0, abs_dot = 0.0;
@@ -87,32 +108,47 @@ Reference attention(const AttentionShape& shape, Dtype dtype, std::uint64_t seed
           abs_dot += std::fabs(product);
         }
         s[j] = dot * scale;
-        score_error[j] = gamma_dot * abs_dot * scale;
+        // |ŝ_j − s_j|: rounding of the dot product and the scale, plus a flush per operation.
+        score_error[j] = gamma_dot * abs_dot * scale + static_cast<double>(D + 1) * flush;
         max_s = std::max(max_s, s[j]);
+        max_error = std::max(max_error, score_error[j]);
       }
-      double weight_sum = 0.0, weighted_eta = 0.0;
-      for (std::uint64_t j = 0; j < keys; ++j) {
-        const double x = s[j] - max_s;
-        w[j] = std::exp(x);
-        // Score error, rounding of the max subtraction, and exp's allowed 3 + 2|x| ULP (<= 2u each).
-        eta[j] = score_error[j] + u * std::fabs(x) + 2.0 * u * (3.0 + 2.0 * std::fabs(x));
-        weight_sum += w[j];
-        weighted_eta += w[j] * eta[j];
-      }
+      // The device's weight is ê_j = exp(ŝ_j − m̂)(1 + ε_j) with m̂ its own max, within max_error of
+      // max_s; relative to w'_j = exp(s_j − m̂) (the same softmax: it is shift-invariant) it is off by
+      // ρ_j, |ρ_j| <= r_j = e^θ (1 + ε) − 1 with θ = |ŝ_j − s_j| + u·X_j + flush (the subtraction's
+      // rounding) and ε = ULP·(3 + 2(1 + u)X_j) (exp's allowance), X_j bounding |ŝ_j − m̂|.
       const double gamma_sum = gamma(keys, u), gamma_products = gamma(keys + 1, u);
-      const double denominator_error = (weighted_eta + weight_sum * gamma_sum) / weight_sum;
+      double weight_sum = 0.0, weighted_a = 0.0;
+      for (std::uint64_t j = 0; j < keys; ++j) {
+        const double x_bound = (max_s - s[j]) + score_error[j] + max_error;
+        const double theta = score_error[j] + u * x_bound + flush;
+        r[j] = std::expm1(theta) + std::exp(theta) * ulp * (3.0 + 2.0 * (1.0 + u) * x_bound);
+        w[j] = std::exp(s[j] - max_s);
+        weight_sum += w[j];
+        weighted_a += w[j] * ((1.0 + r[j]) * (1.0 + gamma_sum) - 1.0);
+      }
+      // Results flushed to zero or rounded in the subnormal range: at most 4 per key (exp, the sum,
+      // the product and the sum of the numerator), each below `flush` times |v| <= 4, against a
+      // denominator W' >= exp(−max_error) (the device's max key has weight >= that).
+      const double underflow = 16.0 * static_cast<double>(keys) * flush * std::exp(max_error);
+      // a: relative error of the computed denominator; the derivation needs a < 1.
+      const double a = weighted_a / weight_sum + underflow;
       for (std::uint64_t d = 0; d < D; ++d) {
         double numerator = 0.0, numerator_error = 0.0;
         for (std::uint64_t j = 0; j < keys; ++j) {
           const double vj = v[(h * L + j) * D + d];
           numerator += w[j] * vj;
-          numerator_error += w[j] * std::fabs(vj) * (eta[j] + gamma_products);
+          numerator_error += w[j] * std::fabs(vj) * ((1.0 + r[j]) * (1.0 + gamma_products) - 1.0);
         }
         const double o = numerator / weight_sum;
         const std::uint64_t index = (h * L + i) * D + d;
         out.value[index] = o;
-        // First-order terms; 1% headroom covers the second-order ones (eta stays below 1e-3 at the probe shapes).
-        out.bound[index] = 1.01 * (numerator_error / weight_sum + std::fabs(o) * (denominator_error + u));
+        // |ô − o| <= [e/W (1 + φ) + |o| (φ + a)] / (1 − a) + flush (docs/error-bounds.md), widened by
+        // 2^-20 of itself for the golden's own double rounding.
+        const double e = numerator_error / weight_sum + underflow;
+        out.bound[index] =
+            a < 1.0 ? (1.0 + 0x1p-20) * ((e * (1.0 + division) + std::fabs(o) * (division + a)) / (1.0 - a) + flush)
+                    : INFINITY;
       }
     }
   }

@@ -1,6 +1,7 @@
 // Attention probe: softmax(Q·Kᵀ/√d)·V against a double golden with the per-element bound
 // derived in docs/error-bounds.md, plus a fingerprint of the output bits.
 #include <array>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +47,16 @@ struct AttentionProbe {
                       in.at("head_dim").get<std::uint32_t>(), in.at("causal").get<bool>()};
   }
   static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec);
+  // Device: Q, K and V at their element size, O and its readback copy as f32 (check_attention).
+  // Host: the golden's Q, K and V as float, O's values and bounds as double, the output read
+  // back, and three score rows of double per key.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo&) {
+    const AttentionShape& s = spec.attention;
+    const double elements = static_cast<double>(s.heads) * s.seq_len * s.head_dim;
+    const double element = spec.dtype == Dtype::f32 ? 4.0 : 2.0;
+    return {saturated_bytes(3.0 * elements * element + 8.0 * elements),
+            saturated_bytes(12.0 * elements + 20.0 * elements + 32.0 * s.seq_len)};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 
@@ -99,27 +110,24 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     return Error{ErrorKind::invalid_argument, "attention: only random mode (exp has no exact mode)"};
   }
   const std::uint64_t elements = std::uint64_t{shape.seq_len} * shape.heads * shape.head_dim;
-  if (spec.inject.enabled && spec.inject.element >= elements) {
-    return Error{ErrorKind::invalid_argument, "attention: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" + std::to_string(elements) + " elements)"};
-  }
+  TRY(check_injection_range(spec.inject, elements, "attention"));
+  // Shapes whose gamma_n would leave the derivation are refused before anything runs, at the
+  // widest unit roundoff a kernel may report, so the run's own u cannot take it out again.
+  TRY(golden::attention_bound_applies(shape, golden::k_widest_attention_unit_roundoff));
   const AttentionLaunch launch{shape, spec.dtype, spec.seed, spec.inject};
   TRY(device.check_attention(launch));
   GoldenFetch golden(goldens, spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
   TRY_ASSIGN(auto run, device.run_attention(launch));
   auto reference = golden.get(result);
-  // Rows are (head, query) pairs, columns the head dimension. The golden's bound is derived for
-  // round-to-nearest (u = 2^-24); a kernel whose fp32 operations may round either way (Vulkan
-  // without RoundingModeRTE: u = 2^-23) gets it scaled by the ratio, which covers every term (each
-  // is linear in u, and the ULP-based exp term does not grow with the rounding mode).
-  const double widen = run.accumulation_unit_roundoff / golden::k_unit_roundoff_f32;
-  std::vector<double> widened;
-  if (widen > 1.0) {
-    widened = reference->bound;
-    for (double& b : widened) b *= widen;
+  // Rows are (head, query) pairs, columns the head dimension. The cached golden's bound is for
+  // round-to-nearest (u = 2^-24). The bound is not linear in u (its second-order terms grow
+  // faster), so a kernel whose fp32 operations may round either way (Vulkan without
+  // RoundingModeRTE: u = 2^-23) gets the bound derived again at its own u, outside the cache.
+  if (run.accumulation_unit_roundoff > golden::k_unit_roundoff_f32) {
+    reference = std::make_shared<const golden::Reference>(
+        golden::attention(shape, spec.dtype, spec.seed, run.accumulation_unit_roundoff));
   }
-  CheckOutcome check =
-      check_bounded(run.output_bits, reference->value, widen > 1.0 ? widened : reference->bound, shape.head_dim);
+  CheckOutcome check = check_bounded(run.output_bits, reference->value, reference->bound, shape.head_dim);
   TRY(require_guarantee(check, "attention",
                         "head_dim " + std::to_string(shape.head_dim) +
                             " is too large for the derived bound (attention has no exact mode; use --kernel gemm "

@@ -24,6 +24,10 @@ struct DeviceInfo {
   std::uint64_t memory_bytes = 0;   // device-local memory
   std::uint32_t compute_units = 0;  // SMs/CUs where the API reports them, 0 otherwise
   std::string kernel_build;         // hash of the backend's embedded kernel binaries
+  // Which of the embedded images the driver loaded, once the device was opened: "sass sm_90"
+  // (a cubin for the GPU's architecture) or "ptx-jit 8.0" (PTX at that ISA, compiled by the
+  // driver); empty until then and for backends with one image (Vulkan's SPIR-V).
+  std::string kernel_image;
   bool is_cpu() const { return device_type == "cpu"; }
 };
 
@@ -129,6 +133,10 @@ class ComputeDevice {
   // workload held the memory or the device at discovery) opens it here. Errors are those of the
   // run calls (ErrorKind::out_of_memory or busy: skip the run). run_probe calls it first.
   virtual Status open() { return ok_status(); }
+  // Whether open() may take a device whose compute mode lets one process have it
+  // (CUDA's EXCLUSIVE_PROCESS) when no other process is on it. Off by default: even a brief
+  // context there can make a workload's start fail (docs/cuda.md, "Compute modes").
+  virtual void allow_exclusive_compute(bool allowed) { (void)allowed; }
   // Raw generator words for (seed, stream, first..first+count): proves generator parity.
   virtual Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t seed, std::uint32_t stream,
                                                             std::uint64_t first, std::uint32_t count) = 0;
@@ -177,5 +185,13 @@ inline const std::vector<std::string> k_default_backend_preference = {"cuda", "v
 // first in `preference` is kept and the other becomes a note. Never fails: absent backends leave
 // a note.
 Discovery discover_devices(const std::vector<std::string>& preference = k_default_backend_preference);
+
+// For listings (`substrated devices`, the daemon's discovery worker): opens each device once, so
+// its DeviceInfo names the kernel image the driver took. A device whose kernels no image can
+// load on this driver (ErrorKind::unavailable) is dropped with a note, as discovery did before
+// contexts were opened lazily; one that is busy or out of memory (a workload holds it, or its
+// compute mode admits no probe) stays listed with a note. Opening creates a context only where
+// the compute mode allows it, and it ends with the listing process.
+void open_for_listing(Discovery& found);
 
 }  // namespace substrate

@@ -12,9 +12,9 @@ Status check_buffers(const LaunchLimits& limits, const std::string& kernel, std:
                      std::uint64_t host_bytes) {
   std::uint64_t total = host_bytes;
   for (const BufferNeed& buffer : buffers) {
-    if (buffer.elements > k_max_indexed_elements) {
-      return refuse(kernel + ": " + buffer.name + " has " + std::to_string(buffer.elements) +
-                    " elements, above the 4294967295 that the kernels' 32-bit element indices reach");
+    if (buffer.elements > limits.max_elements) {
+      return refuse(kernel + ": " + buffer.name + " has " + std::to_string(buffer.elements) + " elements, above the " +
+                    std::to_string(limits.max_elements) + " that the kernels' element indices reach");
     }
     if (buffer.bytes > limits.max_buffer_bytes) {
       return refuse(kernel + ": " + buffer.name + " needs " + std::to_string(buffer.bytes) + " bytes, above " +
@@ -35,7 +35,7 @@ Status check_groups(const LaunchLimits& limits, const std::string& kernel, std::
   for (int i = 0; i < 3; ++i) {
     if (groups[i] > limits.max_groups[i]) {
       return refuse(kernel + ": the shape needs " + std::to_string(groups[i]) + " workgroups in " + axis[i] +
-                    ", above " + limits.device + "'s maxComputeWorkGroupCount[" + std::to_string(i) + "] of " +
+                    ", above " + limits.device + "'s " + limits.groups_limit + "[" + std::to_string(i) + "] of " +
                     std::to_string(limits.max_groups[i]) + "; use a smaller size");
     }
   }

@@ -18,8 +18,12 @@ struct LaunchLimits {
   // Workgroups (blocks) per dispatch in x, y, z: Vulkan maxComputeWorkGroupCount (65,535 each on
   // lavapipe, the minimum the Vulkan spec allows); CUDA maxGridDim.
   std::array<std::uint64_t, 3> max_groups{UINT32_MAX, UINT32_MAX, UINT32_MAX};
+  std::string groups_limit = "maxComputeWorkGroupCount";  // the API's name for it, in messages
   // Bytes one buffer binding may span: Vulkan maxStorageBufferRange (128 MiB on lavapipe).
   std::uint64_t max_buffer_bytes = UINT64_MAX;
+  // Elements one tensor may hold: k_max_indexed_elements for kernels with 32-bit indices (GLSL);
+  // the CUDA kernels index with 64 bits.
+  std::uint64_t max_elements = UINT32_MAX;
   // Device memory the launch's buffers may take together; 0 when unknown (not checked).
   std::uint64_t memory_bytes = 0;
   // Loop iterations one shader invocation may run, counted over all its loops together; 0 when
@@ -41,7 +45,7 @@ struct BufferNeed {
 // offsets), so a tensor holds at most 2^32 - 1 elements.
 inline constexpr std::uint64_t k_max_indexed_elements = UINT32_MAX;
 
-// ok when every buffer has at most k_max_indexed_elements elements and at most
+// ok when every buffer has at most limits.max_elements elements and at most
 // limits.max_buffer_bytes bytes and all together fit in limits.memory_bytes (when known);
 // otherwise invalid_argument "<kernel>: <name> needs N bytes, above <device>'s <limit> of M bytes".
 // `host_bytes` (readback copies) count against memory too: on a CPU device they share it.

@@ -71,6 +71,22 @@ struct CanaryProbe {
       tokens.push_back(static_cast<float>(canary::token(spec.seed, t, s.vocab)));
     return {{"tokens", {s.tokens}, std::move(tokens)}};
   }
+  // Device: the weights (embedding; per layer 4·d² of attention and 2·d·ffn of MLP), the score
+  // matrices and every checkpoint with its readback, as f32. Host: the golden's weights as float
+  // and double, each checkpoint's values and bounds as double twice (per layer and the flat
+  // cached copy) and its readback, the scores as double. A shape the probe refuses needs nothing.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo&) {
+    const CanaryShape& c = spec.canary;
+    if (!canary::validate(c).empty()) return {};
+    const double d = c.d_model;
+    const double weights =
+        static_cast<double>(c.vocab) * d + static_cast<double>(c.layers) * (4.0 * d * d + 2.0 * d * c.ffn);
+    double checkpoints = 0.0;
+    for (const auto& layer : canary::layers(c)) checkpoints += static_cast<double>(layer.rows) * layer.cols;
+    const double scores = static_cast<double>(c.heads) * c.tokens * c.tokens;
+    return {saturated_bytes(4.0 * weights + 8.0 * checkpoints + 4.0 * scores),
+            saturated_bytes(12.0 * weights + 36.0 * checkpoints + 8.0 * scores)};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 
@@ -117,6 +133,11 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   }
   const auto layers = canary::layers(shape);
   if (spec.inject.enabled) {
+    if (is_pattern(spec.inject)) {
+      return Error{ErrorKind::invalid_argument,
+                   "canary: --inject count/stride patterns apply to gemm and attention outputs; the canary injects "
+                   "one element"};
+    }
     if (spec.inject.layer >= layers.size()) {
       return Error{ErrorKind::invalid_argument, "canary: inject layer " + std::to_string(spec.inject.layer) +
                                                     " is outside 0.." + std::to_string(layers.size() - 1)};

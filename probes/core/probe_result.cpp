@@ -152,6 +152,12 @@ void to_json(nlohmann::json& out, const ProbeSpec& spec) {
     out["inject"] = {
         {"element", spec.inject.element}, {"xor_mask", spec.inject.xor_mask}, {"transient", spec.inject.transient}};
     if (probe && probe->injects_by_layer) out["inject"]["layer"] = spec.inject.layer;
+    // A pattern only: single-element drills keep their shape. count "all": to the end of the output.
+    if (is_pattern(spec.inject)) {
+      out["inject"]["count"] =
+          spec.inject.count == k_inject_to_end ? nlohmann::json("all") : nlohmann::json(spec.inject.count);
+      out["inject"]["stride"] = spec.inject.stride;
+    }
   }
 }
 
@@ -170,6 +176,15 @@ void from_json(const nlohmann::json& in, ProbeSpec& spec) {
     const auto& i = in.at("inject");
     spec.inject = {true, i.at("element").get<std::uint64_t>(), i.at("xor_mask").get<std::uint32_t>(),
                    i.at("transient").get<bool>(), i.value("layer", std::uint32_t{0})};
+    if (i.contains("count")) {
+      const auto& count = i.at("count");
+      spec.inject.count =
+          count.is_string() && count.get<std::string>() == "all" ? k_inject_to_end : count.get<std::uint64_t>();
+      spec.inject.stride = i.value("stride", std::uint64_t{1});
+      if (spec.inject.count == 0 || spec.inject.stride == 0) {
+        throw nlohmann::json::out_of_range::create(401, "inject count and stride must be at least 1", &i);
+      }
+    }
   }
 }
 
@@ -186,6 +201,7 @@ void to_json(nlohmann::json& out, const DeviceInfo& info) {
          {"memory_bytes", info.memory_bytes},
          {"compute_units", info.compute_units},
          {"kernel_build", info.kernel_build}};
+  if (!info.kernel_image.empty()) out["kernel_image"] = info.kernel_image;
 }
 
 void to_json(nlohmann::json& out, const ProbeResult& result) {
@@ -293,6 +309,7 @@ void from_json(const nlohmann::json& in, DeviceInfo& info) {
   info.memory_bytes = in.at("memory_bytes").get<std::uint64_t>();
   info.compute_units = in.at("compute_units").get<std::uint32_t>();
   info.kernel_build = in.at("kernel_build").get<std::string>();
+  info.kernel_image = in.value("kernel_image", std::string());
 }
 
 void from_json(const nlohmann::json& in, ProbeResult& result) {

@@ -156,6 +156,11 @@ std::string replay_command(const ProbeResult& result) {
         if (spec.inject.xor_mask & (1u << bit)) out << "bit=" << bit << ",";
       }
       out << "element=" << spec.inject.element << (spec.inject.transient ? ",transient" : "");
+      if (is_pattern(spec.inject)) {
+        out << ",count="
+            << (spec.inject.count == k_inject_to_end ? std::string("all") : std::to_string(spec.inject.count))
+            << ",stride=" << spec.inject.stride;
+      }
       if (probe->injects_by_layer) out << ",layer=" << spec.inject.layer;
     }
   }
@@ -180,6 +185,8 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   } else if (status.ok()) {
     try {
       status = device.open();
+      // Opening may have loaded the kernels: the result names the image that ran.
+      result.device.kernel_image = device.info().kernel_image;
       if (status.ok()) status = descriptor->run(device, spec, goldens, result);
     } catch (const std::exception& e) {
       status = Error{ErrorKind::device_error, std::string("probe threw: ") + e.what()};
@@ -203,6 +210,12 @@ ProbeResult run_probe(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   result.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return result;
+}
+
+std::uint64_t saturated_bytes(double bytes) {
+  // 2^64 itself does not fit; anything at or above it (or NaN) is "more than any memory".
+  if (!(bytes < 18446744073709551616.0)) return UINT64_MAX;
+  return bytes > 0 ? static_cast<std::uint64_t>(bytes) : 0;
 }
 
 Expected<std::vector<std::uint32_t>> parse_dimensions(const std::string& text, std::size_t count) {

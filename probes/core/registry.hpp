@@ -87,6 +87,20 @@ struct DumpInput {
   std::vector<float> values;  // exact values as the device stores them (f16/bf16 widen exactly)
 };
 
+// Memory one run of a spec needs, estimated from its shape before anything starts: an upper
+// bound for the daemon's admission of on-demand runs (daemon/control_commands.hpp), not a
+// measurement. device_bytes: the buffers and readback copy the backend's launch check counts
+// (probes/backends/launch_limits.hpp); host_bytes: the worker's own memory for the run (the CPU
+// golden's inputs, values and bounds, the output read back). On a CPU device (lavapipe) the
+// device's memory is host memory as well; the caller adds the two there.
+struct MemoryNeeds {
+  std::uint64_t device_bytes = 0;
+  std::uint64_t host_bytes = 0;
+};
+
+// `bytes` as a byte count, saturated at UINT64_MAX (shapes of 32-bit dimensions multiply past 2^64).
+std::uint64_t saturated_bytes(double bytes);
+
 struct ProbeDescriptor {
   std::string id;
   std::string description;
@@ -120,6 +134,8 @@ struct ProbeDescriptor {
   std::function<void(const nlohmann::json&, ProbeSpec&)> shape_from_json;
   // The run's inputs regenerated on the CPU for a dump; empty when it has none worth dumping.
   std::function<std::vector<DumpInput>(const ProbeSpec&)> dump_inputs;
+  // The memory one run of a spec needs on `device` (see MemoryNeeds).
+  std::function<MemoryNeeds(const ProbeSpec&, const DeviceInfo&)> memory_needs;
   // Runs one spec on a device of one of `backends`: fills kernel, check, fingerprint and timings
   // of `result`; sets status pass or fail, or returns an Error when the device could not run it.
   std::function<Status(ComputeDevice&, const ProbeSpec&, GoldenCache&, ProbeResult&)> run;
@@ -153,6 +169,7 @@ concept ProbeDefinition = requires(const ProbeSpec& spec, ProbeSpec& out, const 
   { P::shape_to_json(spec, json) } -> std::same_as<void>;
   { P::shape_from_json(in, out) } -> std::same_as<void>;
   { P::dump_inputs(spec) } -> std::same_as<std::vector<DumpInput>>;
+  { P::memory_needs(spec, info) } -> std::same_as<MemoryNeeds>;
   { P::run(device, spec, goldens, result) } -> std::same_as<Status>;
 };
 
@@ -179,6 +196,7 @@ ProbeDescriptor describe() {
   d.shape_to_json = P::shape_to_json;
   d.shape_from_json = P::shape_from_json;
   d.dump_inputs = P::dump_inputs;
+  d.memory_needs = P::memory_needs;
   d.run = P::run;
   return d;
 }

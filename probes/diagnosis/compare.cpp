@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <numeric>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -166,6 +168,48 @@ Expected<TensorComparison> between_dumps(const Side& a, const Side& b, const std
 
 }  // namespace
 
+namespace {
+
+// Whether the mismatches lie in aligned runs of k_warp_elements (each at least three quarters
+// wrong: a half-filled run is as likely a tile's edge; at most half of the runs touched); fills
+// `warps` with the touched runs (flat index / 32).
+bool warp_blocks(const std::vector<bool>& mask, std::vector<std::uint64_t>& warps) {
+  const std::uint64_t blocks = (mask.size() + k_warp_elements - 1) / k_warp_elements;
+  if (blocks < 2) return false;
+  for (std::uint64_t b = 0; b < blocks; ++b) {
+    const std::uint64_t begin = b * k_warp_elements,
+                        end = std::min<std::uint64_t>(begin + k_warp_elements, mask.size());
+    const auto wrong = static_cast<std::uint64_t>(std::count(mask.begin() + begin, mask.begin() + end, true));
+    if (wrong == 0) continue;
+    if (4 * wrong < 3 * k_warp_elements) return false;
+    warps.push_back(b);
+  }
+  return !warps.empty() && 2 * warps.size() <= blocks;
+}
+
+// The step and first flat index when the `n` >= 4 mismatches sit on one arithmetic progression
+// of step >= 2 (the gcd of their distances from the first) filling at least half of its slots.
+// Three points are too few to call a period (a 3x3 diagonal would be one).
+std::optional<std::pair<std::uint64_t, std::uint64_t>> period_of(const std::vector<bool>& mask, std::uint64_t n) {
+  if (n < 4) return std::nullopt;
+  std::uint64_t first = 0, last = 0, step = 0;
+  bool seen = false;
+  for (std::uint64_t i = 0; i < mask.size(); ++i) {
+    if (!mask[i]) continue;
+    if (!seen) {
+      first = i;
+      seen = true;
+    } else {
+      step = std::gcd(step, i - first);
+    }
+    last = i;
+  }
+  if (step < 2 || 2 * n < (last - first) / step + 1) return std::nullopt;
+  return std::pair{step, first};
+}
+
+}  // namespace
+
 const char* to_string(MismatchPattern pattern) {
   switch (pattern) {
     case MismatchPattern::none:
@@ -174,6 +218,10 @@ const char* to_string(MismatchPattern pattern) {
       return "single_element";
     case MismatchPattern::widespread:
       return "widespread";
+    case MismatchPattern::warp_aligned:
+      return "warp_aligned";
+    case MismatchPattern::periodic:
+      return "periodic";
     case MismatchPattern::row:
       return "row";
     case MismatchPattern::column_stripe:
@@ -194,6 +242,11 @@ const char* pattern_hint(MismatchPattern pattern) {
       return "one cell: a single bit flip in a register, cache line or memory word";
     case MismatchPattern::widespread:
       return "most elements differ: suspect inputs, driver or kernel build before silicon; compare with another device";
+    case MismatchPattern::warp_aligned:
+      return "whole warps (aligned runs of 32 outputs): one warp's lanes, registers or stores are bad";
+    case MismatchPattern::periodic:
+      return "a periodic stripe: the same lane of every warp (a period that is a multiple of 32) or the same "
+             "position in every tile";
     case MismatchPattern::row:
       return "whole rows (tokens): one workgroup or compute unit produced them, or one input row is bad";
     case MismatchPattern::column_stripe:
@@ -249,9 +302,22 @@ PatternReport classify_mismatches(const std::vector<bool>& mask, std::uint64_t r
     return 2 * touched <= counts.size();
   };
   std::vector<std::uint64_t> full_rows, full_cols;
+  const bool whole_rows = cols > 1 && std::all_of(per_row.begin(), per_row.end(),
+                                                  [&](std::uint64_t count) { return count == 0 || count == cols; });
+  if (!whole_rows && warp_blocks(mask, report.warps)) {
+    report.kind = MismatchPattern::warp_aligned;
+    return report;
+  }
+  report.warps.clear();
   if (cols > 1 && lines(per_row, cols, full_rows)) {
     report.kind = MismatchPattern::row;
     report.rows = std::move(full_rows);
+    return report;
+  }
+  if (const auto step = period_of(mask, n); step && step->first != cols) {
+    report.kind = MismatchPattern::periodic;
+    report.period = step->first;
+    report.offset = step->second;
     return report;
   }
   if (rows > 1 && lines(per_col, rows, full_cols)) {
@@ -469,6 +535,15 @@ std::string render_compare(const CompareReport& report) {
     out << line;
     out << "  pattern: " << to_string(t.pattern.kind);
     if (t.pattern.kind == MismatchPattern::row) out << " (rows " << list(t.pattern.rows, t.pattern.rows.size()) << ")";
+    if (t.pattern.kind == MismatchPattern::warp_aligned) {
+      out << " (warps of 32 elements: " << list(t.pattern.warps, t.pattern.warps.size()) << ")";
+    }
+    if (t.pattern.kind == MismatchPattern::periodic) {
+      out << " (every " << t.pattern.period << " elements from element " << t.pattern.offset;
+      if (t.pattern.period % k_warp_elements == 0)
+        out << ": lane " << t.pattern.offset % k_warp_elements << " of every warp";
+      out << ")";
+    }
     if (t.pattern.kind == MismatchPattern::column_stripe) {
       out << " (columns " << list(t.pattern.columns, t.pattern.columns.size()) << ")";
     }
@@ -528,6 +603,9 @@ void to_json(nlohmann::json& out, const CompareReport& report) {
                               {"hint", pattern_hint(t.pattern.kind)},
                               {"rows", t.pattern.rows},
                               {"columns", t.pattern.columns},
+                              {"warps", t.pattern.warps},
+                              {"period", t.pattern.period},
+                              {"offset", t.pattern.offset},
                               {"box",
                                {{"row0", t.pattern.box_row0},
                                 {"row1", t.pattern.box_row1},

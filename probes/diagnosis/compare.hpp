@@ -18,9 +18,18 @@
 //   none            n == 0
 //   single_element  n == 1                                    -> one cell
 //   widespread      n >= half of all elements                 -> inputs, driver, kernel build
+//   warp_aligned    the mismatches lie in aligned blocks of 32 consecutive elements (flat
+//                   index / 32), each at least three quarters wrong, at most half of the blocks touched,
+//                   and they do not fill whole rows
+//                                                             -> one warp (32 lanes) or its stores
 //   row             C > 1, every mismatch lies in a row with at least half of its elements
 //                   mismatched, and those rows are at most half of the rows
 //                                                             -> one workgroup / compute unit, or a token
+//   periodic        n >= 4, the flat indices are first + k*S for one step S >= 2 (the gcd of
+//                   their distances), S not the row length (that is a column stripe), at least
+//                   half of the slots first, first + S, ... last mismatched
+//                                                             -> the same lane of every warp (S a
+//                                                                multiple of 32), a position in every tile
 //   column_stripe   R > 1, the same with columns              -> a lane, a memory channel, a weight column
 //   tile            the mismatches' bounding box covers at least 2 elements, at most half of all
 //                   elements, and at least half of the box mismatches
@@ -39,14 +48,28 @@
 
 namespace substrate {
 
-enum class MismatchPattern { none, single_element, widespread, row, column_stripe, tile, scattered };
+enum class MismatchPattern {
+  none,
+  single_element,
+  widespread,
+  warp_aligned,
+  row,
+  periodic,
+  column_stripe,
+  tile,
+  scattered
+};
+// Outputs per warp on the devices the patterns name: NVIDIA's warp (AMD's wave64 is two of them).
+inline constexpr std::uint64_t k_warp_elements = 32;
 const char* to_string(MismatchPattern pattern);
 const char* pattern_hint(MismatchPattern pattern);
 
 struct PatternReport {
   MismatchPattern kind = MismatchPattern::none;
-  std::vector<std::uint64_t> rows;                                       // row: the rows; others: empty
-  std::vector<std::uint64_t> columns;                                    // column_stripe: the columns
+  std::vector<std::uint64_t> rows;       // row: the rows; others: empty
+  std::vector<std::uint64_t> columns;    // column_stripe: the columns
+  std::vector<std::uint64_t> warps;      // warp_aligned: flat index / 32
+  std::uint64_t period = 0, offset = 0;  // periodic: every `period` elements from flat index `offset`
   std::uint64_t box_row0 = 0, box_row1 = 0, box_col0 = 0, box_col1 = 0;  // bounding box, inclusive
 };
 

@@ -43,6 +43,16 @@ struct GemmProbe {
     spec.gemm = {in.at("m").get<std::uint32_t>(), in.at("n").get<std::uint32_t>(), in.at("k").get<std::uint32_t>()};
   }
   static std::vector<DumpInput> dump_inputs(const ProbeSpec& spec);
+  // Device: A and B at their element size, C and its readback copy as f32 (check_gemm). Host: the
+  // golden's A and B as float, C's values (and, in random mode, its bound and a widened copy of
+  // it) as double, the output words read back.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo&) {
+    const double m = spec.gemm.m, n = spec.gemm.n, k = spec.gemm.k;
+    const double inputs = m * k + k * n, outputs = m * n;
+    const double element = spec.dtype == Dtype::f32 ? 4.0 : 2.0;
+    const double per_output = 8.0 + (spec.mode == Mode::random ? 16.0 : 0.0) + 4.0;
+    return {saturated_bytes(inputs * element + outputs * 8.0), saturated_bytes(inputs * 4.0 + outputs * per_output)};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 
@@ -116,11 +126,7 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   if (spec.mode == Mode::exact && radius == 0) {
     return Error{ErrorKind::invalid_argument, "gemm: K=" + std::to_string(shape.k) + " is too long for exact mode"};
   }
-  if (spec.inject.enabled && spec.inject.element >= std::uint64_t{shape.m} * shape.n) {
-    return Error{ErrorKind::invalid_argument, "gemm: injected element " + std::to_string(spec.inject.element) +
-                                                  " is outside the output (" +
-                                                  std::to_string(std::uint64_t{shape.m} * shape.n) + " elements)"};
-  }
+  TRY(check_injection_range(spec.inject, std::uint64_t{shape.m} * shape.n, "gemm"));
   // Refused before any work at the finest rounding any backend reports; again after the run
   // with the kernel's own unit roundoff (coarser on tensor cores).
   if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, golden::k_unit_roundoff_f32));

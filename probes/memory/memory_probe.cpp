@@ -39,13 +39,26 @@ struct MemoryProbe {
   // A drill names a 32-bit word offset: one word per row.
   static std::uint64_t row_length(const ProbeSpec&, std::uint32_t) { return 1; }
   static void shape_to_json(const ProbeSpec& spec, nlohmann::json& out) {
-    out = {{"free_share", spec.memory.free_share}, {"max_bytes", spec.memory.max_bytes}};
+    out = {{"free_share", spec.memory.free_share},
+           {"max_bytes", spec.memory.max_bytes},
+           {"min_bytes", spec.memory.min_bytes}};
   }
   static void shape_from_json(const nlohmann::json& in, ProbeSpec& spec) {
-    spec.memory = {in.at("free_share").get<double>(), in.at("max_bytes").get<std::uint64_t>()};
+    spec.memory = {in.at("free_share").get<double>(), in.at("max_bytes").get<std::uint64_t>(),
+                   in.value("min_bytes", std::uint64_t{4})};
   }
   // Patterns are regenerated from the offset and seed: nothing to dump.
   static std::vector<DumpInput> dump_inputs(const ProbeSpec&) { return {}; }
+  // Device: the region (max_bytes, at most free_share of the device's memory, known only as its
+  // total here) and the retention block. Host: the retention block's re-read and the error
+  // readback, each at most k_retention_bytes.
+  static MemoryNeeds memory_needs(const ProbeSpec& spec, const DeviceInfo& device) {
+    double region = static_cast<double>(spec.memory.max_bytes);
+    if (device.memory_bytes > 0) {
+      region = std::min(region, static_cast<double>(device.memory_bytes) * spec.memory.free_share);
+    }
+    return {saturated_bytes(region + k_retention_bytes), 2 * k_retention_bytes};
+  }
   static Status run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache& goldens, ProbeResult& result);
 };
 
@@ -53,7 +66,9 @@ std::vector<ProbeSpec> MemoryProbe::default_specs(const DeviceInfo& device) {
   ProbeSpec spec;
   spec.probe = id;
   spec.mode = Mode::random;
-  spec.memory = device.is_cpu() ? MemoryShape{0.02, 8ull << 20} : MemoryShape{0.10, 4ull << 30};
+  // A GPU: 10% of what is free, at least 64 MiB (less free means a workload holds the GPU: the
+  // run is skipped, busy) and at most 4 GiB. A CPU device: 2%, up to 8 MiB, no floor.
+  spec.memory = device.is_cpu() ? MemoryShape{0.02, 8ull << 20, 4} : MemoryShape{0.10, 4ull << 30, 64ull << 20};
   return {spec};
 }
 
@@ -77,10 +92,35 @@ Expected<std::uint64_t> parse_bytes(const std::string& text) {
   return static_cast<std::uint64_t>(value * static_cast<double>(scale)) & ~std::uint64_t{3};
 }
 
+// "4096", "64M": that many bytes, or skipped when less is free. "10%", "10%,64M" or
+// "10%,64M,4G": a share of the free memory, with a floor (default 4 bytes) and a cap (default
+// the spec's).
 Status MemoryProbe::apply_size(const std::string& text, ProbeSpec& spec) {
+  if (const std::size_t percent = text.find('%'); percent != std::string::npos) {
+    char* end = nullptr;
+    const double share = std::strtod(text.c_str(), &end) / 100.0;
+    const std::string rest = text.substr(percent + 1);
+    if (end != text.c_str() + percent || !(share > 0.0 && share <= 1.0) || (!rest.empty() && rest[0] != ',')) {
+      return Error{ErrorKind::invalid_argument,
+                   "memory size '" + text + "': expected a share like 10%, 10%,64M or 10%,64M,4G (share in (0, 100]%)"};
+    }
+    MemoryShape shape{share, spec.memory.max_bytes, 4};
+    if (!rest.empty()) {
+      const std::size_t comma = rest.find(',', 1);
+      TRY_ASSIGN(shape.min_bytes,
+                 parse_bytes(rest.substr(1, comma == std::string::npos ? std::string::npos : comma - 1)));
+      if (comma != std::string::npos) {
+        TRY_ASSIGN(shape.max_bytes, parse_bytes(rest.substr(comma + 1)));
+      }
+    }
+    if (shape.min_bytes > shape.max_bytes) {
+      return Error{ErrorKind::invalid_argument, "memory size '" + text + "': the floor is above the cap"};
+    }
+    spec.memory = shape;
+    return ok_status();
+  }
   TRY_ASSIGN(auto bytes, parse_bytes(text));
-  spec.memory.max_bytes = bytes;
-  spec.memory.free_share = 1.0;  // an explicit size is the size
+  spec.memory = {1.0, bytes, bytes};  // an explicit size is the size
   return ok_status();
 }
 
@@ -97,6 +137,17 @@ Status MemoryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
   }
   const auto share = static_cast<std::uint64_t>(static_cast<double>(free) * spec.memory.free_share);
   const std::uint64_t bytes = std::max<std::uint64_t>(4, std::min(share, spec.memory.max_bytes) & ~std::uint64_t{3});
+  if (spec.inject.enabled && is_pattern(spec.inject)) {
+    return Error{ErrorKind::invalid_argument,
+                 "memory: --inject count/stride patterns apply to gemm and attention outputs; the memory probe "
+                 "injects one word"};
+  }
+  if (bytes < spec.memory.min_bytes) {
+    // A workload holds the memory: testing what is left would take it from the workload.
+    return Error{ErrorKind::busy, "memory: " + std::to_string(free) + " bytes free, the share to test (" +
+                                      std::to_string(bytes) + " bytes) is below the floor of " +
+                                      std::to_string(spec.memory.min_bytes) + " bytes"};
+  }
   if (spec.inject.enabled && spec.inject.element >= bytes / 4) {
     return Error{ErrorKind::invalid_argument, "memory: injected word " + std::to_string(spec.inject.element) +
                                                   " is outside the " + std::to_string(bytes) + "-byte region"};

@@ -88,6 +88,14 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   FamilyBuilder pcie_replays("substrate_pcie_replays_total", "PCIe replay counter; sampled every 15 s.", kCounter);
   FamilyBuilder nvlink("substrate_nvlink_errors_total", "NVLink error counters per link and kind; sampled every 15 s.",
                        kCounter);
+  FamilyBuilder recovery("substrate_gpu_recovery_action",
+                         "1 for the recovery action NVML's driver asks for (none, gpu_reset, node_reboot, drain_p2p, "
+                         "...); sampled every 15 s.",
+                         kGauge);
+  FamilyBuilder nvml_up("substrate_nvml_up",
+                        "1 when nvmlInit succeeded, 0 while it fails and is retried; absent without libnvidia-ml.",
+                        kGauge);
+  if (snapshot.nvml_up) nvml_up.add({}, *snapshot.nvml_up ? 1 : 0);
 
   for (const TelemetryDevice& device : snapshot.devices) {
     const std::string& id = device.device.empty() ? device.local_id : device.device;
@@ -123,6 +131,7 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
     for (const auto& [name, hertz] : r.clock_hertz) clock.add(with({{"clock", name}}), hertz);
     for (const auto& [unit, ratio] : r.utilization_ratio) utilization.add(with({{"unit", unit}}), ratio);
     if (r.pcie_replays) pcie_replays.add(with(), static_cast<double>(*r.pcie_replays));
+    if (r.recovery_action) recovery.add(with({{"action", *r.recovery_action}}), 1);
     for (const auto& n : r.nvlink_errors) {
       nvlink.add(with({{"link", std::to_string(n.link)}, {"kind", n.kind}}), static_cast<double>(n.count));
     }
@@ -136,7 +145,7 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
                                  &retired,     &retired_pending, &remapped,    &remapped_pending, &remapped_failure,
                                  &bad_pages,   &xid_events,      &xid_last,    &reasons,          &throttle,
                                  &power,       &power_limit,     &clock,       &utilization,      &pcie_replays,
-                                 &nvlink}) {
+                                 &nvlink,      &recovery,        &nvml_up}) {
     if (!builder->empty()) families.push_back(builder->take());
   }
   return families;

@@ -67,6 +67,9 @@ struct Readings {
   std::optional<std::uint64_t> pcie_replays;
   std::vector<NvlinkErrorCount> nvlink_errors;
   bool gpu_lost = false;  // NVML answered NVML_ERROR_GPU_IS_LOST during this read
+  // NVML's GPU recovery action: none, gpu_reset, node_reboot, drain_p2p, drain_and_reset,
+  // recover_imex_domain, bus_reset, system_reboot or other; absent where the driver lacks the field.
+  std::optional<std::string> recovery_action;
   // Accel (NPU) values in base units, keyed by what the driver calls them (busy_seconds,
   // memory_used_bytes, current_frequency_hertz, max_frequency_hertz). docs/metrics.md has no
   // names for them yet, so they are kept in the snapshot and not exported.
@@ -96,6 +99,8 @@ struct SourceResult {
   std::vector<TelemetryDevice> devices;
   std::vector<ReadError> errors;
   std::vector<std::string> notes;  // e.g. "NVML absent: libnvidia-ml.so.1 not found"
+  // NVML only: whether nvmlInit has succeeded (false while it fails and is retried).
+  std::optional<bool> nvml_up;
 };
 
 struct ErrorTotal {
@@ -108,6 +113,8 @@ struct Snapshot {
   std::vector<TelemetryDevice> devices;
   std::vector<ErrorTotal> error_totals;
   std::vector<std::string> notes;
+  // Whether nvmlInit has succeeded; absent where libnvidia-ml is not installed or NVML is disabled.
+  std::optional<bool> nvml_up;
 };
 
 }  // namespace substrate::telemetry

@@ -3,37 +3,16 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "probes/telemetry/findings.hpp"
 #include "probes/telemetry/join.hpp"
 
 namespace substrate::telemetry {
 
 namespace {
 
-struct CriticalXid {
-  std::uint32_t xid;
-  Severity severity;
-  const char* meaning;
-};
-
-constexpr CriticalXid kCriticalXids[] = {
-    {48, Severity::failed, "double-bit ECC error"},
-    {63, Severity::degraded, "ECC page retirement or row remap recorded, reset pending"},
-    {64, Severity::failed, "ECC page retirement or row remap failed"},
-    {74, Severity::degraded, "NVLink error"},
-    {79, Severity::failed, "GPU has fallen off the bus"},
-    {92, Severity::degraded, "high single-bit ECC error rate"},
-    {94, Severity::degraded, "contained ECC error"},
-    {95, Severity::failed, "uncontained ECC error"},
-    {119, Severity::failed, "GSP RPC timeout"},
-    {120, Severity::failed, "GSP error"},
-};
-
-const CriticalXid* critical_xid(std::uint32_t xid) {
-  for (const CriticalXid& entry : kCriticalXids) {
-    if (entry.xid == xid) return &entry;
-  }
-  return nullptr;
-}
+// The verdict severity of a finding kind or XID with an effect (Effect::none never reaches here).
+Severity severity_of(Effect effect) { return effect == Effect::failed ? Severity::failed : Severity::degraded; }
+Severity severity_of(Kind kind) { return severity_of(finding_kind(kind).effect); }
 
 // Reasons whose activity means the clocks are cut for heat or by a hardware slowdown signal.
 constexpr const char* kSlowdownReasons[] = {"sw_thermal_slowdown", "hw_thermal_slowdown", "hw_slowdown"};
@@ -53,17 +32,18 @@ void ecc_rise(const TelemetryDevice& previous, const TelemetryDevice& current, s
       return e.kind == now.kind && e.scope == now.scope && e.location == now.location;
     });
     if (before == before_list.end() || now.count <= before->count) continue;
-    findings.push_back({Severity::failed, "uncorrectable ECC errors rose from " + std::to_string(before->count) +
-                                              " to " + std::to_string(now.count) + " (" + now.scope + ", " +
-                                              now.location + ", " + current.source + ")"});
+    findings.push_back({severity_of(Kind::ecc_uncorrected_rise),
+                        "uncorrectable ECC errors rose from " + std::to_string(before->count) + " to " +
+                            std::to_string(now.count) + " (" + now.scope + ", " + now.location + ", " + current.source +
+                            ")"});
     return;
   }
 }
 
 void critical_xids(const TelemetryDevice* previous, const TelemetryDevice& current, std::vector<Finding>& findings) {
   for (const XidCount& now : current.readings.xids) {
-    const CriticalXid* critical = critical_xid(now.xid);
-    if (!critical) continue;
+    const XidEntry* critical = find_xid(now.xid);
+    if (!critical || critical->effect == Effect::none) continue;
     std::uint64_t before = 0;
     if (previous) {
       for (const XidCount& earlier : previous->readings.xids) {
@@ -71,8 +51,9 @@ void critical_xids(const TelemetryDevice* previous, const TelemetryDevice& curre
       }
     }
     if (now.count <= before) continue;
-    findings.push_back({critical->severity, "XID " + std::to_string(now.xid) + " (" + critical->meaning + ") x" +
-                                                std::to_string(now.count - before) + " since last reading"});
+    findings.push_back({severity_of(critical->effect), "XID " + std::to_string(now.xid) + " (" + critical->meaning +
+                                                           ") x" + std::to_string(now.count - before) +
+                                                           " since last reading"});
   }
 }
 
@@ -81,7 +62,7 @@ void thermal(const TelemetryDevice& current, std::vector<Finding>& findings) {
   for (const char* reason : kSlowdownReasons) {
     const auto it = r.clock_event_reasons.find(reason);
     if (it != r.clock_event_reasons.end() && it->second) {
-      findings.push_back({Severity::degraded, std::string("clock slowdown active (") + reason + ")"});
+      findings.push_back({severity_of(Kind::clock_slowdown), std::string("clock slowdown active (") + reason + ")"});
       return;
     }
   }
@@ -94,10 +75,10 @@ void thermal(const TelemetryDevice& current, std::vector<Finding>& findings) {
           temperature.celsius < threshold.celsius) {
         continue;
       }
-      findings.push_back({Severity::degraded, temperature.sensor + " temperature " +
-                                                  format_celsius(temperature.celsius) + " at or above its " +
-                                                  threshold.threshold + " threshold " +
-                                                  format_celsius(threshold.celsius)});
+      findings.push_back({severity_of(Kind::temperature_threshold),
+                          temperature.sensor + " temperature " + format_celsius(temperature.celsius) +
+                              " at or above its " + threshold.threshold + " threshold " +
+                              format_celsius(threshold.celsius)});
       return;
     }
   }
@@ -108,22 +89,28 @@ void thermal(const TelemetryDevice& current, std::vector<Finding>& findings) {
 const char* to_string(Severity severity) { return severity == Severity::failed ? "failed" : "degraded"; }
 
 std::optional<Severity> xid_severity(std::uint32_t xid) {
-  const CriticalXid* critical = critical_xid(xid);
-  if (!critical) return std::nullopt;
-  return critical->severity;
+  const XidEntry* entry = find_xid(xid);
+  if (!entry || entry->effect == Effect::none) return std::nullopt;
+  return severity_of(entry->effect);
 }
 
 std::vector<Finding> telemetry_findings(const TelemetryDevice* previous, const TelemetryDevice& current) {
   std::vector<Finding> findings;
   const Readings& r = current.readings;
-  if (r.gpu_lost) findings.push_back({Severity::failed, "NVML reports the GPU is lost"});
+  if (r.gpu_lost) findings.push_back({severity_of(Kind::gpu_lost), "NVML reports the GPU is lost"});
   if (previous) ecc_rise(*previous, current, findings);
-  if (r.remapped_rows_failure.value_or(false)) findings.push_back({Severity::failed, "row remapping failed"});
+  if (r.remapped_rows_failure.value_or(false)) {
+    findings.push_back({severity_of(Kind::row_remap_failed), "row remapping failed"});
+  }
   if (r.remapped_rows_pending.value_or(false)) {
-    findings.push_back({Severity::degraded, "row remap pending: needs a GPU reset"});
+    findings.push_back({severity_of(Kind::row_remap_pending), "row remap pending: needs a GPU reset"});
   }
   if (r.retired_pages_pending.value_or(false)) {
-    findings.push_back({Severity::degraded, "page retirement pending: needs a GPU reset"});
+    findings.push_back({severity_of(Kind::page_retirement_pending), "page retirement pending: needs a GPU reset"});
+  }
+  if (r.recovery_action && *r.recovery_action != "none") {
+    const Kind kind = *r.recovery_action == "drain_p2p" ? Kind::recovery_drain : Kind::recovery_reset;
+    findings.push_back({severity_of(kind), "the driver asks for a recovery action: " + *r.recovery_action});
   }
   critical_xids(previous, current, findings);
   thermal(current, findings);

@@ -2,15 +2,14 @@
 // Telemetry -> verdict: findings that mark a device degraded or failed, from the previous and the
 // current reading of the same telemetry device. The daemon merges them with the probe results.
 //
-// Rules (each yields at most one finding per device and rule):
-//   failed    uncorrectable ECC count rose since the previous reading (no previous: no finding; a
-//             count that went down, e.g. volatile after a driver reload, is not a rise)
-//   failed    row remapping failed
-//   degraded  a row remap or a page retirement waits for a GPU reset
-//   failed/degraded  a critical XID arrived since the previous reading (see xid_severity)
-//   degraded  thermal or hardware slowdown clock-event reason active, or a temperature at or above
-//             its slowdown or crit threshold
-//   failed    NVML answered GPU_IS_LOST during the read
+// Rules (each yields at most one finding per device and rule); each finding's severity comes from
+// the finding table in probes/telemetry/findings.hpp (shown in docs/findings.md):
+//   an uncorrectable ECC count rose since the previous reading (no previous: no finding; a count
+//   that went down, e.g. volatile after a driver reload, is not a rise); row remapping failed; a
+//   row remap or a page retirement waits for a GPU reset; an XID with an effect arrived since the
+//   previous reading; a thermal or hardware slowdown clock-event reason is active, or a temperature
+//   is at or above its slowdown or crit threshold; NVML answered GPU_IS_LOST; NVML's GPU recovery
+//   action is not none.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,12 +28,8 @@ struct Finding {
   std::string reason;  // one line, e.g. "XID 79 (GPU has fallen off the bus) x1 since last reading"
 };
 
-// The XIDs treated as critical and their severity; nullopt for every other XID (13, 31, 43, 45
-// and the like are usually the application's fault, not the device's).
-//   failed:   48 double-bit ECC, 64 retirement/remap failure, 79 fallen off the bus,
-//             95 uncontained ECC, 119 GSP RPC timeout, 120 GSP error
-//   degraded: 63 retirement/remap recorded (reset pending), 74 NVLink error,
-//             92 high single-bit ECC rate, 94 contained ECC error
+// The severity of an XID with an effect in xid_table() (findings.hpp); nullopt for every other XID
+// (13, 31, 43, 45 and the like are usually the application's fault, not the device's).
 std::optional<Severity> xid_severity(std::uint32_t xid);
 
 // Findings for one telemetry device; `previous` is its reading from the last snapshot (same

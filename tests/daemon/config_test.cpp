@@ -88,11 +88,17 @@ shutdown_grace_seconds: 0
 log_level: debug
 failure_dump_max_bytes: 0
 golden_cache_max_bytes: 1048576
+probe_exclusive_gpus: true
+on_demand:
+  max_host_bytes: 1048576
 verdict:
   failures_to_degrade: 1
   failures_to_fail: 1
   passes_to_recover: 5
   slowdown_ratio: 2.5
+kubelet:
+  pod_resources_socket: /var/lib/kubelet/pod-resources/kubelet.sock
+  interval_seconds: 5
 probes:
   gemm:
     enabled: false
@@ -124,10 +130,14 @@ probes:
   CHECK(config->log_level == "debug");
   CHECK(config->failure_dump_max_bytes == 0);
   CHECK(config->golden_cache_max_bytes == 1048576);
+  CHECK(config->probe_exclusive_gpus);
+  CHECK(config->on_demand_max_host_bytes == 1048576);
   CHECK(config->verdict.failures_to_degrade == 1);
   CHECK(config->verdict.failures_to_fail == 1);
   CHECK(config->verdict.passes_to_recover == 5);
   CHECK(config->verdict.slowdown_ratio == 2.5);
+  CHECK(config->kubelet.pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock");
+  CHECK(config->kubelet.interval_seconds == 5.0);
   const ProbeSchedule& gemm = config->probes.at("gemm");
   CHECK_FALSE(gemm.enabled);
   CHECK(gemm.interval_seconds == 1.0);
@@ -181,6 +191,7 @@ TEST_CASE("config: wrong types are errors at the value", "[unit]") {
   expect_error("state_directory: [a]\n", 1, 18, "state_directory", "expected a string");
   expect_error("state_directory:\nlog_level: info\n", 1, 1, "state_directory", "expected a string");
   expect_error("probes:\n  gemm:\n    enabled: yes\n", 3, 14, "probes.gemm.enabled", "expected true or false");
+  expect_error("probe_exclusive_gpus: maybe\n", 1, 23, "probe_exclusive_gpus", "expected true or false");
   expect_error("probes:\n  gemm:\n    seed: -1\n", 3, 11, "probes.gemm.seed", "non-negative integer");
   expect_error("probes:\n  gemm:\n    seed: 18446744073709551616\n", 3, 11, "probes.gemm.seed", "must be in");
   expect_error("probes:\n  gemm:\n    modes: exact\n", 3, 12, "probes.gemm.modes", "expected a sequence");
@@ -202,6 +213,9 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
   expect_error("golden_cache_max_bytes: -1\n", 1, 25, "golden_cache_max_bytes", "non-negative integer");
   expect_error("golden_cache_max_bytes: 2000000000000\n", 1, 25, "golden_cache_max_bytes",
                "must be in 0..1099511627776");
+  expect_error("on_demand:\n  max_host_bytes: 0\n", 2, 19, "on_demand.max_host_bytes",
+               "must be in 1048576..1099511627776");
+  expect_error("on_demand:\n  max_host: 1\n", 2, 3, "on_demand.max_host", "unknown key");
   expect_error("log_level: verbose\n", 1, 12, "log_level", "expected one of trace, debug, info, warn, error");
   expect_error("devices: []\n", 1, 10, "devices", "at least one");
   expect_error("devices: [all, all]\n", 1, 16, "devices[1]", "duplicate selector");
@@ -215,6 +229,10 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
                "must be in [1,");
   expect_error("probes:\n  memory:\n    timeout_seconds: 0\n", 3, 22, "probes.memory.timeout_seconds",
                "must be in (0,");
+  expect_error("kubelet:\n  interval_seconds: 0\n", 2, 21, "kubelet.interval_seconds", "must be in [1,");
+  expect_error("kubelet:\n  pod_resources_socket: /" + std::string(120, 'x') + "\n", 2, 25,
+               "kubelet.pod_resources_socket", "at most 107 bytes");
+  expect_error("kubelet:\n  socket: /x\n", 2, 3, "kubelet.socket", "unknown key");
 }
 
 TEST_CASE("config: modes, dtypes, size and drill are checked against the probe", "[unit]") {

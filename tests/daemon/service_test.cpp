@@ -11,7 +11,9 @@
 
 #include "daemon/control_socket.hpp"
 #include "daemon/state_store.hpp"
+#include "probes/backends/compute_device.hpp"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/fake_cuda.hpp"
 #include "tests/support/run_command.hpp"
 
 using namespace substrate;
@@ -61,6 +63,12 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   CHECK(metric(daemon.metrics(), health_series("vulkan0", "healthy")) == 1.0);
+  // Every scheduled result states what its check can see (issue 18): exact mode sees bit 0 of every
+  // element; its budget is 0, so there is no drift reference.
+  const std::string healthy = daemon.metrics();
+  CHECK(metric(healthy, "substrate_probe_guaranteed_bit{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  CHECK(metric(healthy, "substrate_probe_guaranteed_elements_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  CHECK(metric(healthy, "substrate_probe_error_budget_drift_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
 
   // The operator's drill path: the config's drill key and SIGHUP.
   daemon.write_config(with_drill("bit=30,row=2,col=3"));
@@ -251,16 +259,15 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
 TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves the device healthy", "[e2e]") {
   // The real CUDA backend on the stand-in libcuda (tests/standins/fake_libcuda.cpp): its kernels do
   // nothing, so the memory probe passes, and the CUDA backend has no canary kernels.
-  ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
-  ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);
   DaemonProcess daemon(
       "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n"
       "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n"
       "  canary:\n    enabled: true\n    interval_seconds: 1\n",
       "devices: [cuda0]\n");
-  daemon.start();
-  ::unsetenv("SUBSTRATE_CUDA_LIBRARY");
-  ::unsetenv("SUBSTRATE_FAKE_CUDA");
+  {
+    substrate::test::FakeCuda fake;  // the daemon and its workers inherit the environment
+    daemon.start();
+  }
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   const std::string skipped =
@@ -271,6 +278,8 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
   const std::string scrape = daemon.metrics();
   INFO(scrape);
   CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
+  // The image the driver took is exported (the stand-in's default driver is 13.0: the cubin).
+  CHECK(metric(scrape, "substrate_kernel_image_info{device=\"cuda0\",image=\"sass sm_90\"}") == 1.0);
   // Never a failure, and no run series that could go stale for a probe that never runs here.
   CHECK_FALSE(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"canary\",reason=\"error\"}"));
   CHECK_FALSE(metric(scrape, "substrate_probe_runs_total{device=\"cuda0\",probe=\"canary\"}"));
@@ -291,43 +300,54 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
-TEST_CASE("daemon: a CUDA device out of memory is skipped and stays healthy; ECC 214 fails it with the code", "[e2e]") {
-  // The stand-in libcuda reads its injected errors from a file on every call, so they change
-  // under the running daemon (each round's worker is a fresh process that inherits the variable).
-  const auto scenario =
-      std::filesystem::temp_directory_path() / ("substrate-fake-cuda-fail-" + std::to_string(::getpid()));
-  std::ofstream(scenario) << "";
-  ::setenv("SUBSTRATE_CUDA_LIBRARY", SUBSTRATE_FAKE_LIBCUDA, 1);
-  ::setenv("SUBSTRATE_FAKE_CUDA", "device", 1);
-  ::setenv("SUBSTRATE_FAKE_CUDA_FAIL", ("@" + scenario.string()).c_str(), 1);
+
+TEST_CASE(
+    "daemon: a CUDA device out of memory at context, allocation or launch is skipped and stays healthy; "
+    "ECC 214 fails it with the code",
+    "[e2e]") {
+  // The stand-in re-reads its scenario when the file changes, so it changes under the running
+  // daemon (each round's worker is a fresh process that inherits the variables).
+  substrate::test::FakeCuda fake;
   DaemonProcess daemon(
       "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n  canary:\n    enabled: false\n"
       "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n",
       "devices: [cuda0]\n");
   daemon.start();
-  ::unsetenv("SUBSTRATE_CUDA_LIBRARY");
-  ::unsetenv("SUBSTRATE_FAKE_CUDA");
-  ::unsetenv("SUBSTRATE_FAKE_CUDA_FAIL");
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("cuda0", "healthy"), 1); }, 60s));
 
-  // A workload takes the memory: every allocation fails. More rounds than failures_to_fail (3).
-  std::ofstream(scenario) << "cuMemAlloc=2\n";
+  // A workload takes the memory, met at each place the driver reports it. Each for more rounds
+  // than failures_to_fail (3): skipped every time, never an error, the device stays healthy.
   const std::string oom = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"memory\",reason=\"out_of_memory\"}";
-  REQUIRE(wait_until([&] { return metric_at_least(daemon, oom, 5); }, 60s));
-  std::string scrape = daemon.metrics();
-  INFO(scrape);
-  CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
-  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+  double skipped = 0;
+  for (const char* where : {"cuDevicePrimaryCtxRetain", "cuMemAlloc", "cuLaunchKernel"}) {
+    INFO(where);
+    fake.set(std::string("fail ") + where + " 2\n");
+    skipped += 4;
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, oom, skipped); }, 60s));
+    skipped = metric(daemon.metrics(), oom).value_or(skipped);
+    const std::string scrape = daemon.metrics();
+    CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
+    CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+  }
+  // Every worker released what it opened: as many contexts destroyed as created, and allocations
+  // freed, over all processes.
+  CHECK(fake.events()["ctx+"] > 0);
+  CHECK(wait_until(
+      [&] {
+        auto events = fake.events();
+        return events["ctx+"] == events["ctx-"] && events["alloc+"] == events["alloc-"];
+      },
+      10s));
 
   // An uncorrectable ECC error during a launch: failed at once, with the code named.
-  std::ofstream(scenario) << "cuLaunchKernel=214\n";
+  fake.set("fail cuLaunchKernel 214\n");
   const std::string hardware =
       "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"hardware_error\"}";
   // Two rounds: the worker that met the sticky error ended, and the next round ran in a new one.
   REQUIRE(wait_until([&] { return metric_at_least(daemon, hardware, 2); }, 60s));
-  scrape = daemon.metrics();
+  const std::string scrape = daemon.metrics();
   CHECK(metric(scrape, health_series("cuda0", "failed")) == 1.0);
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   const std::string reasons = status.at("devices").at(0).at("reasons").dump();
@@ -337,6 +357,114 @@ TEST_CASE("daemon: a CUDA device out of memory is skipped and stays healthy; ECC
   CHECK(daemon.log().find("ended after a sticky error") != std::string::npos);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
-  std::filesystem::remove(scenario);
+}
+
+TEST_CASE("daemon: a CUDA GPU in EXCLUSIVE_PROCESS mode with a workload is skipped and never gets a context", "[e2e]") {
+  substrate::test::FakeCuda fake("device 0 compute_mode exclusive_process\ndevice 0 processes 1\n");
+  for (const char* allow : {"false", "true"}) {
+    INFO("probe_exclusive_gpus: " << allow);
+    DaemonProcess daemon(
+        "  gemm:\n    interval_seconds: 1\n    size: \"16\"\n  attention:\n    enabled: false\n"
+        "  canary:\n    enabled: false\n  memory:\n    interval_seconds: 1\n    size: \"4096\"\n",
+        std::string("devices: [cuda0]\nprobe_exclusive_gpus: ") + allow + "\n");
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    INFO(daemon.log());
+    const std::string busy = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"memory\",reason=\"device_busy\"}";
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, busy, 4); }, 60s));
+    const std::string scrape = daemon.metrics();
+    INFO(scrape);
+    // Skips fold into no verdict: never degraded or failed (unknown, as nothing ran).
+    CHECK(metric(scrape, health_series("cuda0", "failed")) == 0.0);
+    CHECK(metric(scrape, health_series("cuda0", "degraded")) == 0.0);
+    CHECK(metric(scrape, "substrate_probe_skipped_total{device=\"cuda0\",probe=\"gemm\",reason=\"device_busy\"}") >=
+          1.0);
+    // No process of the daemon's ever had a context on the GPU: discovery, listing and every
+    // round's worker asked the compute mode first (allowed, the driver refused the context).
+    CHECK(fake.events()["ctx+"] == 0);
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait_exit(20s) == 0);
+  }
+}
+
+TEST_CASE("daemon: a GPU that Vulkan and CUDA both see is one device, and three restarts change no baseline", "[e2e]") {
+  // The stand-in's GPU takes the UUID of the Vulkan device here (lavapipe), so the two backends
+  // see one GPU, as NVIDIA's Vulkan driver and libcuda do.
+  std::string vulkan_uuid;
+  for (const DevicePtr& device : discover_devices({"vulkan"}).devices) {
+    if (device->info().backend == "vulkan" && !device->info().uuid.empty()) vulkan_uuid = device->info().uuid;
+  }
+  REQUIRE_FALSE(vulkan_uuid.empty());
+  substrate::test::FakeCuda fake("device 0 uuid " + vulkan_uuid + "\n");
+  DaemonProcess daemon(
+      "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n  canary:\n    enabled: false\n"
+      "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n");
+  std::uint64_t runs_before = 0;
+  for (int start = 1; start <= 3; ++start) {
+    INFO("start " << start);
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    INFO(daemon.log());
+    const std::string runs = "substrate_probe_runs_total{device=\"cuda0\",probe=\"memory\"}";
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
+    const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+    REQUIRE(status.at("devices").size() == 1);  // the Vulkan view is a note, not a second device
+    CHECK(status.at("devices").at(0).at("device").at("id") == "cuda0");
+    CHECK(daemon.metrics().find("substrate_device_changes_total{device=\"cuda0\"") == std::string::npos);
+    daemon.signal(SIGTERM);
+    REQUIRE(daemon.wait_exit(20s) == 0);
+    // The baseline carries on: its run count only grows (a reset would start it again).
+    std::string note;
+    const State state = StateStore((daemon.dir() / "state").string()).load(&note);
+    INFO("load note: " << note);
+    std::uint64_t runs_now = 0;
+    for (const auto& [key, baseline] : state.baselines) {
+      if (key.device_uuid == vulkan_uuid) runs_now = std::max(runs_now, baseline.runs);
+    }
+    CHECK(runs_now > runs_before);
+    runs_before = runs_now;
+  }
+  CHECK(daemon.log().find("device changed since the last run") == std::string::npos);
 }
 #endif
+
+TEST_CASE("daemon: SIGHUP re-arms only the probes whose schedule changed; a new drill shows within seconds", "[e2e]") {
+  // Hour-long intervals: after the start-up round nothing is due, so any run after a reload is
+  // one the reload caused.
+  const std::string attention =
+      "  attention:\n    interval_seconds: 3600\n    size: \"16x2x16\"\n"
+      "  memory:\n    enabled: false\n";
+  const std::string gemm =
+      "  gemm:\n    interval_seconds: 3600\n    size: \"16\"\n    modes: [exact]\n    dtypes: [f32]\n";
+  DaemonProcess daemon(gemm + attention);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string gemm_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string attention_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"attention\"}";
+  REQUIRE(wait_until(
+      [&] { return metric_at_least(daemon, gemm_runs, 1) && metric_at_least(daemon, attention_runs, 1); }, 60s));
+  const std::string reloaded_at = "substrate_config_last_reload_success_timestamp_seconds";
+  auto reload = [&] {
+    const double before = metric(daemon.metrics(), reloaded_at).value_or(0);
+    std::this_thread::sleep_for(50ms);  // the timestamp has a visible step
+    daemon.signal(SIGHUP);
+    REQUIRE(wait_until([&] { return metric(daemon.metrics(), reloaded_at).value_or(0) > before; }, 20s));
+  };
+
+  // The same file again (a fleet-wide push that changed nothing here): nothing runs early.
+  daemon.write_config(gemm + attention);
+  reload();
+  std::this_thread::sleep_for(4s);  // a re-armed probe would have run within 2 s
+  CHECK(metric(daemon.metrics(), gemm_runs) == 1.0);
+  CHECK(metric(daemon.metrics(), attention_runs) == 1.0);
+
+  // A drill on gemm: gemm runs again at once and fails the device; attention keeps its due time.
+  daemon.write_config(gemm + "    drill: \"bit=30,row=2,col=3\"\n" + attention);
+  reload();
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("vulkan0", "failed"), 1); }, 20s));
+  CHECK(metric(daemon.metrics(), gemm_runs) == 2.0);
+  CHECK(metric(daemon.metrics(), attention_runs) == 1.0);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}

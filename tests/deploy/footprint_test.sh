@@ -26,7 +26,7 @@ require_tools python3 curl
 require_substrated
 
 # The shipped settings (Kubernetes quantities and systemd sizes in KiB / millicores).
-read -r req_mem lim_mem req_cpu _lim_cpu <<< "$(python3 - "$repo/deploy/kubernetes/daemonset.yaml" <<'PY'
+read -r req_mem lim_mem req_cpu _lim_cpu <<< "$(python3 - "$repo/deploy/kubernetes/base/daemonset.yaml" <<'PY'
 import re, sys, yaml
 ds = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "DaemonSet")
 c = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "substrated")

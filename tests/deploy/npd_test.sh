@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `substrated probe --npd`, the node-problem-detector plugin mode (deploy/kubernetes/
+# `substrated probe --npd`, the node-problem-detector plugin mode (deploy/kubernetes/base/
 # npd-substrated-plugin.json): exit 0 healthy, 1 a device failed or hung, 2 unknown, always one
 # short line (<= the plugin's max_output_length) and always within the plugin's timeout.
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-plugin="$repo/deploy/kubernetes/npd-substrated-plugin.json"
+plugin="$repo/deploy/kubernetes/base/npd-substrated-plugin.json"
 source "$here/lib.sh" deploy-npd
 
 require_tools python3 curl

@@ -82,8 +82,8 @@ require ProtectSystem strict
 require NoNewPrivileges yes
 require SupplementaryGroups "render video"
 # Sized from the measured footprint, equal to the DaemonSet's memory limit (docs/operations.md#resources).
-require MemoryHigh 192M
-require MemoryMax 256M
+require MemoryHigh 2560M
+require MemoryMax 3G
 for dev in 'char-nvidia\*' 'char-drm' 'char-accel'; do
   if grep -E -q "^DeviceAllow=${dev} rw" "$unit"; then pass "DeviceAllow=${dev//\\/} rw"; else fail "DeviceAllow ${dev//\\/} missing"; fi
 done

@@ -114,6 +114,34 @@ TEST_CASE("probes: the size text of every probe reads back through apply_size", 
   CHECK(probe("canary").shape_text(default_spec("canary")) == "16x64x4x128x2x128");
 }
 
+TEST_CASE("probes: memory sizes: an exact size, or a share of free memory between a floor and a cap", "[unit]") {
+  ProbeSpec spec = default_spec("memory");
+  REQUIRE(probe("memory").apply_size("64M", spec).ok());
+  CHECK(spec.memory.free_share == 1.0);
+  CHECK(spec.memory.min_bytes == (64u << 20));  // that much, or skipped
+  CHECK(spec.memory.max_bytes == (64u << 20));
+  REQUIRE(probe("memory").apply_size("25%,64M,4G", spec).ok());
+  CHECK(spec.memory.free_share == 0.25);
+  CHECK(spec.memory.min_bytes == (64u << 20));
+  CHECK(spec.memory.max_bytes == (4ull << 30));
+  REQUIRE(probe("memory").apply_size("5%,1M", spec).ok());
+  CHECK(spec.memory.min_bytes == (1u << 20));
+  CHECK(spec.memory.max_bytes == (4ull << 30));  // the cap stays
+  REQUIRE(probe("memory").apply_size("10%", spec).ok());
+  CHECK(spec.memory.min_bytes == 4);
+  for (const char* bad : {"0%", "150%", "10%64M", "10%,64M,1M", "10%,x", "x%", "10%,64M,"}) {
+    INFO(bad);
+    const Status refused = probe("memory").apply_size(bad, spec);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().kind == ErrorKind::invalid_argument);
+  }
+  // The spec JSON carries the floor; older JSON without it reads as no floor.
+  nlohmann::json json = spec;
+  CHECK(json.at("memory").at("min_bytes") == 4);
+  json.at("memory").erase("min_bytes");
+  CHECK(json.get<ProbeSpec>().memory.min_bytes == 4);
+}
+
 TEST_CASE("probes: the drill geometry of every probe", "[unit]") {
   ProbeSpec gemm = default_spec("gemm");
   REQUIRE(probe("gemm").apply_size("8x16x32", gemm).ok());
@@ -164,7 +192,37 @@ TEST_CASE("probes: spec JSON carries the probe's own shape and reads back", "[un
   const nlohmann::json gemm = default_spec("gemm");
   CHECK(gemm.at("gemm") == nlohmann::json{{"m", 256}, {"n", 256}, {"k", 256}});
   const nlohmann::json memory = default_spec("memory");
-  CHECK(memory.at("memory") == nlohmann::json{{"free_share", 0.02}, {"max_bytes", 8388608}});
+  CHECK(memory.at("memory") == nlohmann::json{{"free_share", 0.02}, {"max_bytes", 8388608}, {"min_bytes", 4}});
+}
+
+// Issue 18: a drill pattern (count elements stride apart) travels in the spec JSON (to workers and
+// in results) and in the replay command; a single-element drill keeps its former shape.
+TEST_CASE("probes: drill patterns read back from JSON and replay", "[unit]") {
+  ProbeResult result;
+  result.device = cpu_device();
+  result.spec = default_spec("gemm", Mode::exact, Dtype::f32);
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=30,element=5,stride=32,count=all", result.spec);
+  CHECK(replay_command(result) ==
+        "substrated probe --device vulkan0 --kernel gemm --mode exact --dtype f32 --size 256x256x256 --seed 1 "
+        "--inject bit=30,element=5,count=all,stride=32");
+  nlohmann::json json = result.spec;
+  CHECK(json.at("inject").at("count") == "all");
+  CHECK(json.at("inject").at("stride") == 32);
+  ProbeSpec back = json.get<ProbeSpec>();
+  CHECK(back.inject.count == k_inject_to_end);
+  CHECK(back.inject.stride == 32);
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=1,element=64,count=32", result.spec);
+  json = result.spec;
+  back = json.get<ProbeSpec>();
+  CHECK(back.inject.count == 32);
+  CHECK(back.inject.stride == 1);
+  // A worker message with a zero stride is malformed, never a division by zero.
+  json["inject"]["stride"] = 0;
+  CHECK_THROWS_AS(json.get<ProbeSpec>(), nlohmann::json::exception);
+  // Single-element drills: no count or stride in the JSON.
+  result.spec.inject = *parse_drill(probe("gemm"), "bit=1,element=64", result.spec);
+  json = result.spec;
+  CHECK_FALSE(json.at("inject").contains("count"));
 }
 
 TEST_CASE("probes: the replay command of every probe asks for exactly its spec, seed and drill", "[unit]") {

@@ -1,30 +1,49 @@
 // TEST-ONLY STAND-IN for libnvidia-ml.so.1. It is NOT NVML and reads no hardware: it answers the
-// NVML entry points substrated calls with values scripted in the file named by
+// NVML entry points substrated calls with values scripted in the scenario file named by
 // $SUBSTRATE_NVML_STANDIN_SCRIPT, so the production dlopen path can be exercised on machines
 // without an NVIDIA driver. Built only in the test tree and never installed.
 //
-// Script lines ('#' starts a comment):
-//   devices <n>                 number of devices (default 0)
+// The scenario is re-read whenever the file changes (inode, size or mtime), checked on every
+// call, so a test can make counters rise, XIDs arrive and a GPU get lost under a running daemon.
+// docs/testing.md ("The NVML stand-in") describes the format; in short ('#' starts a comment):
+//   devices <n>                 number of devices (default 0, at most 64)
 //   init <code>                 nvmlInit returns this NVML code (default 0)
+//   event_set_create <code>     nvmlEventSetCreate returns this code
+//   event_wait <code|hang>      nvmlEventSetWait returns this code at once, or blocks ("hang")
+//                               until the scenario changes
 //   <index> <key> <value>       a value for one device; <value> "not_supported" or "error:<code>"
-//                               makes the call return that instead
-//   <index> xid <xid>           one XID event, delivered once through nvmlEventSetWait
+//                               makes that call return the code instead
+//   <index> fail <entry|*> <code>  every call of that entry point (name without _vN; * = all) on
+//                               that device returns <code>, e.g. "0 fail * 15" (GPU_IS_LOST)
+//   <index> reset <n>           a GPU reset when <n> changes: the device's event registration is
+//                               dropped, as the driver drops it
+//   <index> xid <xid>           one XID event, delivered once through nvmlEventSetWait to the set
+//                               the device is registered with; XID lines keep their delivery state
+//                               across re-reads by position, so append new ones at the end
 // Keys: uuid, pci (0000:65:00.0), ecc.<corrected|uncorrected>.<volatile|aggregate>.<total|l1|l2|
 // device_memory|register_file|sram>, retired_pages.<single_bit|double_bit>,
 // retired_pages_pending, remapped_rows (4 numbers: corr unc pending failure), temperature.gpu,
 // temperature.memory, threshold.<shutdown|slowdown|mem_max|gpu_max>, clocks_event_reasons (hex),
 // violation.<policy number> (ns), power_usage (mW), power_limit (mW), clock.<sm|memory> (MHz),
-// utilization (2 numbers: gpu memory), pcie_replay, nvlink.<link>.state, nvlink.<link>.<counter>.
+// utilization (2 numbers: gpu memory), pcie_replay, nvlink.<link>.state, nvlink.<link>.<counter>,
+// recovery_action (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, a number),
+// no_xid_events (any value: registration answers NOT_SUPPORTED), mig.mode (1: MIG enabled, so
+// volatile ECC and remapped rows answer NOT_SUPPORTED as the driver does for a MIG parent).
 // Without a value a call returns NOT_SUPPORTED.
 //
 // $SUBSTRATE_NVML_STANDIN_LOG, when set, names a file that receives each entry point's name on
-// its first call, so tests can tell which symbol versions the loader picked.
+// its first call, so tests can tell which symbol versions the loader picked. Tests read the
+// stand-in's counters through the extra symbols substrate_standin_* at the end of this file.
+#include <sys/stat.h>
+
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -39,18 +58,40 @@ namespace api = substrate::nvml::api;
 
 namespace {
 
+constexpr std::size_t kMaxDevices = 64;
+constexpr int kHang = -1;  // event_wait hang
+
+struct EventSetRecord {
+  int marker = 0;  // its address is the handle
+};
+
 struct StandinDevice {
   std::map<std::string, std::string> values;
-  bool xid_registered = false;
+  std::map<std::string, api::Return> failing;  // entry point without _vN, or "*" -> code
+  std::string reset_generation;
+  const EventSetRecord* registered = nullptr;  // the set XID events go to
+  unsigned long long calls = 0;                // every call that named this device
+  unsigned long long registrations = 0;        // successful nvmlDeviceRegisterEvents
+};
+
+struct XidLine {
+  std::size_t device;
+  unsigned long long xid;
+  bool delivered = false;
 };
 
 struct StandinState {
   std::mutex mutex;
   api::Return init_code = api::kSuccess;
-  std::vector<StandinDevice> devices;
-  std::vector<std::pair<std::size_t, unsigned long long>> pending_xids;  // device, xid
+  api::Return event_set_create_code = api::kSuccess;
+  int event_wait_code = api::kSuccess;  // kSuccess: deliver XIDs or time out; kHang: block
+  std::size_t device_count = 0;
+  std::array<StandinDevice, kMaxDevices> devices;  // fixed storage: handles stay valid on re-reads
+  std::vector<XidLine> xids;
   std::set<std::string> logged_calls;
-  int event_set_marker = 0;  // its address is the event set handle
+  std::set<std::unique_ptr<EventSetRecord>> event_sets;  // live sets
+  struct stat seen {};                                   // the scenario file as last read
+  bool loaded = false;
 };
 
 StandinState& state() {
@@ -64,68 +105,169 @@ void log_call(const char* name) {
   std::ofstream(log_path, std::ios::app) << name << '\n';
 }
 
-void load_script() {
-  StandinState& s = state();
+bool same_file(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
+// Parses the scenario into `s`, keeping what the driver would keep across a change of the world:
+// device handles, event registrations (unless the device was reset), call counters, and which of
+// the XID lines were delivered.
+void parse_scenario(StandinState& s, std::istream& in) {
   s.init_code = api::kSuccess;
-  s.devices.clear();
-  s.pending_xids.clear();
-  s.logged_calls.clear();
-  const char* path = std::getenv("SUBSTRATE_NVML_STANDIN_SCRIPT");
-  if (!path) return;
-  std::ifstream in(path);
+  s.event_set_create_code = api::kSuccess;
+  s.event_wait_code = api::kSuccess;
+  s.device_count = 0;
+  std::vector<XidLine> xids;
+  std::array<std::string, kMaxDevices> resets;
+  for (StandinDevice& device : s.devices) {
+    device.values.clear();
+    device.failing.clear();
+  }
   for (std::string line; std::getline(in, line);) {
     if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
     std::istringstream words(line);
     std::string first, key;
     if (!(words >> first)) continue;
     if (first == "devices") {
-      std::size_t count = 0;
-      words >> count;
-      s.devices.resize(count);
+      words >> s.device_count;
+      if (s.device_count > kMaxDevices) s.device_count = kMaxDevices;
       continue;
     }
     if (first == "init") {
       words >> s.init_code;
       continue;
     }
+    if (first == "event_set_create") {
+      words >> s.event_set_create_code;
+      continue;
+    }
+    if (first == "event_wait") {
+      std::string value;
+      words >> value;
+      s.event_wait_code = value == "hang" ? kHang : std::atoi(value.c_str());
+      continue;
+    }
+    if (first.find_first_not_of("0123456789") != std::string::npos) continue;  // not a device line
     const std::size_t index = std::stoul(first);
     words >> key;
     std::string value;
     std::getline(words >> std::ws, value);
-    if (index >= s.devices.size()) continue;
+    if (index >= kMaxDevices) continue;
     if (key == "xid") {
-      s.pending_xids.emplace_back(index, std::stoull(value));
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) continue;
+      xids.push_back({index, std::stoull(value)});
+    } else if (key == "fail") {
+      std::istringstream call(value);
+      std::string name;
+      api::Return code = api::kErrorUnknown;
+      call >> name >> code;
+      s.devices[index].failing[name] = code;
+    } else if (key == "reset") {
+      resets[index] = value;
     } else {
       s.devices[index].values[key] = value;
     }
   }
+  for (std::size_t i = 0; i < xids.size() && i < s.xids.size(); ++i) xids[i].delivered = s.xids[i].delivered;
+  s.xids = std::move(xids);
+  for (std::size_t i = 0; i < kMaxDevices; ++i) {
+    StandinDevice& device = s.devices[i];
+    if (resets[i] != device.reset_generation) {
+      if (s.loaded) device.registered = nullptr;  // a reset drops the device's registrations
+      device.reset_generation = resets[i];
+    }
+  }
+  s.loaded = true;
+}
+
+// Re-reads the scenario when its file changed since the last read (or was never read).
+void sync_scenario() {
+  StandinState& s = state();
+  const char* path = std::getenv("SUBSTRATE_NVML_STANDIN_SCRIPT");
+  if (!path) return;
+  struct stat now {};
+  if (stat(path, &now) != 0) return;
+  if (s.loaded && same_file(now, s.seen)) return;
+  std::ifstream in(path);
+  if (!in) return;
+  parse_scenario(s, in);
+  s.seen = now;
 }
 
 StandinDevice* device_of(api::Device handle) {
   auto* device = reinterpret_cast<StandinDevice*>(handle);
-  for (StandinDevice& candidate : state().devices) {
-    if (&candidate == device) return device;
+  StandinState& s = state();
+  for (std::size_t i = 0; i < s.device_count; ++i) {
+    if (&s.devices[i] == device) return device;
   }
   return nullptr;
 }
 
-// The scripted value for `key`, or the code the call must return instead.
-api::Return lookup(api::Device handle, const std::string& key, std::string& value) {
+// "nvmlDeviceGetPciInfo_v3" -> "nvmlDeviceGetPciInfo".
+std::string base_name(const char* name) {
+  std::string base = name;
+  const auto v = base.rfind("_v");
+  if (v != std::string::npos && v + 2 < base.size() &&
+      base.find_first_not_of("0123456789", v + 2) == std::string::npos) {
+    base.erase(v);
+  }
+  return base;
+}
+
+// Every entry point starts here, under the lock: re-reads a changed scenario and logs the call.
+void enter(const char* name) {
+  sync_scenario();
+  log_call(name);
+}
+
+// For calls on a device: enter(), then count the call and apply the device's `fail` lines.
+// Returns kSuccess with *out set, or the code the call must return.
+api::Return enter_device(const char* name, api::Device handle, StandinDevice** out) {
+  enter(name);
   StandinDevice* device = device_of(handle);
   if (!device) return api::kErrorInvalidArgument;
-  const auto it = device->values.find(key);
-  if (it == device->values.end() || it->second == "not_supported") return api::kErrorNotSupported;
+  ++device->calls;
+  for (const std::string& key : {base_name(name), std::string("*")}) {
+    if (const auto it = device->failing.find(key); it != device->failing.end()) return it->second;
+  }
+  *out = device;
+  return api::kSuccess;
+}
+
+// Under MIG the driver answers NOT_SUPPORTED on the parent for what only the instances have:
+// volatile ECC counters and row remapping (nvml.h).
+bool hidden_by_mig(const StandinDevice& device, const std::string& key) {
+  const auto mig = device.values.find("mig.mode");
+  if (mig == device.values.end() || mig->second != "1") return false;
+  return key == "remapped_rows" || (key.rfind("ecc.", 0) == 0 && key.find(".volatile.") != std::string::npos);
+}
+
+// The scripted value for `key`, or the code the call must return instead.
+api::Return lookup(const StandinDevice& device, const std::string& key, std::string& value) {
+  if (hidden_by_mig(device, key)) return api::kErrorNotSupported;
+  const auto it = device.values.find(key);
+  if (it == device.values.end() || it->second == "not_supported") return api::kErrorNotSupported;
   if (it->second.rfind("error:", 0) == 0) return std::atoi(it->second.c_str() + 6);
   value = it->second;
   return api::kSuccess;
 }
 
 template <class T>
-api::Return lookup_number(api::Device handle, const std::string& key, T* out) {
+api::Return lookup_number(const StandinDevice& device, const std::string& key, T* out) {
   std::string value;
-  const api::Return rc = lookup(handle, key, value);
+  const api::Return rc = lookup(device, key, value);
   if (rc == api::kSuccess) *out = static_cast<T>(std::stoull(value, nullptr, 0));
   return rc;
+}
+
+// The common shape of a device call: enter_device(), then a scripted number.
+template <class T>
+api::Return device_number(const char* name, api::Device handle, const std::string& key, T* out) {
+  std::lock_guard lock(state().mutex);
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device(name, handle, &device); rc != api::kSuccess) return rc;
+  return lookup_number(*device, key, out);
 }
 
 const char* const kKinds[] = {"corrected", "uncorrected"};
@@ -161,33 +303,49 @@ const char* threshold_name(int type) {
   }
 }
 
+// nvmlInit re-reads the scenario and starts afresh (no registrations, every XID line pending,
+// counters and the call log from zero), as a process that loads NVML anew would. The stand-in
+// stays loaded between the tests of one process, so this is where one test's state ends.
 api::Return init_impl(const char* name) {
   std::lock_guard lock(state().mutex);
-  load_script();
-  log_call(name);
-  return state().init_code;
+  StandinState& s = state();
+  s.loaded = false;
+  s.xids.clear();
+  s.logged_calls.clear();
+  for (StandinDevice& device : s.devices) {
+    device.registered = nullptr;
+    device.calls = 0;
+    device.registrations = 0;
+  }
+  enter(name);
+  return s.init_code;
 }
 
 api::Return count_impl(const char* name, unsigned int* count) {
   std::lock_guard lock(state().mutex);
-  log_call(name);
-  *count = static_cast<unsigned int>(state().devices.size());
+  enter(name);
+  *count = static_cast<unsigned int>(state().device_count);
   return api::kSuccess;
 }
 
 api::Return handle_impl(const char* name, unsigned int index, api::Device* device) {
   std::lock_guard lock(state().mutex);
-  log_call(name);
-  if (index >= state().devices.size()) return api::kErrorInvalidArgument;
-  *device = reinterpret_cast<api::Device>(&state().devices[index]);
+  enter(name);
+  StandinState& s = state();
+  if (index >= s.device_count) return api::kErrorInvalidArgument;
+  for (const std::string& key : {base_name(name), std::string("*")}) {
+    if (const auto it = s.devices[index].failing.find(key); it != s.devices[index].failing.end()) return it->second;
+  }
+  *device = reinterpret_cast<api::Device>(&s.devices[index]);
   return api::kSuccess;
 }
 
-api::Return pci_impl(const char* name, api::Device device, api::PciInfo* pci) {
+api::Return pci_impl(const char* name, api::Device handle, api::PciInfo* pci) {
   std::lock_guard lock(state().mutex);
-  log_call(name);
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device(name, handle, &device); rc != api::kSuccess) return rc;
   std::string value;
-  const api::Return rc = lookup(device, "pci", value);
+  const api::Return rc = lookup(*device, "pci", value);
   if (rc != api::kSuccess) return rc;
   unsigned int domain = 0, bus = 0, slot = 0;
   std::sscanf(value.c_str(), "%x:%x:%x", &domain, &bus, &slot);
@@ -200,29 +358,38 @@ api::Return pci_impl(const char* name, api::Device device, api::PciInfo* pci) {
   return api::kSuccess;
 }
 
-api::Return wait_impl(const char* name, api::EventSet, api::EventData* data, unsigned int timeout_ms) {
-  {
-    std::lock_guard lock(state().mutex);
-    log_call(name);
-    StandinState& s = state();
-    for (auto it = s.pending_xids.begin(); it != s.pending_xids.end(); ++it) {
-      if (!s.devices[it->first].xid_registered) continue;
-      *data = api::EventData{};
-      data->device = reinterpret_cast<api::Device>(&s.devices[it->first]);
-      data->event_type = api::kEventTypeXidCriticalError;
-      data->event_data = it->second;
-      s.pending_xids.erase(it);
-      return api::kSuccess;
+api::Return wait_impl(const char* name, api::EventSet set, api::EventData* data, unsigned int timeout_ms) {
+  const auto* record = reinterpret_cast<const EventSetRecord*>(set);
+  for (;;) {
+    {
+      std::lock_guard lock(state().mutex);
+      enter(name);
+      StandinState& s = state();
+      if (s.event_wait_code != kHang) {
+        if (s.event_wait_code != api::kSuccess) return s.event_wait_code;
+        for (XidLine& line : s.xids) {
+          if (line.delivered || line.device >= s.device_count || s.devices[line.device].registered != record) {
+            continue;
+          }
+          line.delivered = true;
+          *data = api::EventData{};
+          data->device = reinterpret_cast<api::Device>(&s.devices[line.device]);
+          data->event_type = api::kEventTypeXidCriticalError;
+          data->event_data = line.xid;
+          return api::kSuccess;
+        }
+        break;
+      }
     }
+    // "hang": a wait stuck in the driver, until the scenario says otherwise.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
   return api::kErrorTimeout;
 }
 
 api::Return reasons_impl(const char* name, api::Device device, unsigned long long* reasons) {
-  std::lock_guard lock(state().mutex);
-  log_call(name);
-  return lookup_number(device, "clocks_event_reasons", reasons);
+  return device_number(name, device, "clocks_event_reasons", reasons);
 }
 
 }  // namespace
@@ -244,11 +411,12 @@ api::Return nvmlEventSetWait_v2(api::EventSet set, api::EventData* data, unsigne
 api::Return nvmlDeviceGetCurrentClocksEventReasons(api::Device device, unsigned long long* reasons) {
   return reasons_impl("nvmlDeviceGetCurrentClocksEventReasons", device, reasons);
 }
-api::Return nvmlDeviceGetTemperatureV(api::Device device, api::TemperatureV1* temperature) {
+api::Return nvmlDeviceGetTemperatureV(api::Device handle, api::TemperatureV1* temperature) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetTemperatureV");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetTemperatureV", handle, &device); rc != api::kSuccess) return rc;
   if (temperature->version != api::kTemperatureV1Version) return api::kErrorInvalidArgument;
-  return lookup_number(device, "temperature.gpu", &temperature->temperature);
+  return lookup_number(*device, "temperature.gpu", &temperature->temperature);
 }
 #endif
 
@@ -267,16 +435,17 @@ api::Return nvmlEventSetWait(api::EventSet set, api::EventData* data, unsigned i
 api::Return nvmlDeviceGetCurrentClocksThrottleReasons(api::Device device, unsigned long long* reasons) {
   return reasons_impl("nvmlDeviceGetCurrentClocksThrottleReasons", device, reasons);
 }
-api::Return nvmlDeviceGetTemperature(api::Device device, int sensor, unsigned int* celsius) {
+api::Return nvmlDeviceGetTemperature(api::Device handle, int sensor, unsigned int* celsius) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetTemperature");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetTemperature", handle, &device); rc != api::kSuccess) return rc;
   if (sensor != api::kTemperatureGpu) return api::kErrorNotSupported;
-  return lookup_number(device, "temperature.gpu", celsius);
+  return lookup_number(*device, "temperature.gpu", celsius);
 }
 
 api::Return nvmlShutdown() {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlShutdown");
+  enter("nvmlShutdown");
   return api::kSuccess;
 }
 
@@ -292,16 +461,19 @@ const char* nvmlErrorString(api::Return code) {
       return "GPU is lost (stand-in)";
     case api::kErrorDriverNotLoaded:
       return "Driver Not Loaded (stand-in)";
+    case api::kErrorResetRequired:
+      return "GPU requires reset (stand-in)";
     default:
       return "Unknown Error (stand-in)";
   }
 }
 
-api::Return nvmlDeviceGetUUID(api::Device device, char* uuid, unsigned int length) {
+api::Return nvmlDeviceGetUUID(api::Device handle, char* uuid, unsigned int length) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetUUID");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetUUID", handle, &device); rc != api::kSuccess) return rc;
   std::string value;
-  const api::Return rc = lookup(device, "uuid", value);
+  const api::Return rc = lookup(*device, "uuid", value);
   if (rc != api::kSuccess) return rc;
   if (value.size() + 1 > length) return api::kErrorInsufficientSize;
   std::memcpy(uuid, value.c_str(), value.size() + 1);
@@ -309,26 +481,25 @@ api::Return nvmlDeviceGetUUID(api::Device device, char* uuid, unsigned int lengt
 }
 
 api::Return nvmlDeviceGetTotalEccErrors(api::Device device, int kind, int scope, unsigned long long* count) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetTotalEccErrors");
-  return lookup_number(device, std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + ".total", count);
+  return device_number("nvmlDeviceGetTotalEccErrors", device,
+                       std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + ".total", count);
 }
 
 api::Return nvmlDeviceGetMemoryErrorCounter(api::Device device, int kind, int scope, int location,
                                             unsigned long long* count) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetMemoryErrorCounter");
-  return lookup_number(
-      device, std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + "." + location_name(location), count);
+  return device_number(
+      "nvmlDeviceGetMemoryErrorCounter", device,
+      std::string("ecc.") + kKinds[kind & 1] + "." + kScopes[scope & 1] + "." + location_name(location), count);
 }
 
-api::Return nvmlDeviceGetRetiredPages(api::Device device, int cause, unsigned int* count,
+api::Return nvmlDeviceGetRetiredPages(api::Device handle, int cause, unsigned int* count,
                                       unsigned long long* addresses) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetRetiredPages");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetRetiredPages", handle, &device); rc != api::kSuccess) return rc;
   unsigned int pages = 0;
   const api::Return rc = lookup_number(
-      device, cause == api::kRetirementDoubleBit ? "retired_pages.double_bit" : "retired_pages.single_bit", &pages);
+      *device, cause == api::kRetirementDoubleBit ? "retired_pages.double_bit" : "retired_pages.single_bit", &pages);
   if (rc != api::kSuccess) return rc;
   // Like NVML: the count always comes back; addresses only when the buffer is big enough.
   const unsigned int capacity = *count;
@@ -339,121 +510,145 @@ api::Return nvmlDeviceGetRetiredPages(api::Device device, int cause, unsigned in
 }
 
 api::Return nvmlDeviceGetRetiredPagesPendingStatus(api::Device device, int* pending) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetRetiredPagesPendingStatus");
-  return lookup_number(device, "retired_pages_pending", pending);
+  return device_number("nvmlDeviceGetRetiredPagesPendingStatus", device, "retired_pages_pending", pending);
 }
 
-api::Return nvmlDeviceGetRemappedRows(api::Device device, unsigned int* correctable, unsigned int* uncorrectable,
+api::Return nvmlDeviceGetRemappedRows(api::Device handle, unsigned int* correctable, unsigned int* uncorrectable,
                                       unsigned int* pending, unsigned int* failure) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetRemappedRows");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetRemappedRows", handle, &device); rc != api::kSuccess) return rc;
   std::string value;
-  const api::Return rc = lookup(device, "remapped_rows", value);
+  const api::Return rc = lookup(*device, "remapped_rows", value);
   if (rc != api::kSuccess) return rc;
   std::istringstream(value) >> *correctable >> *uncorrectable >> *pending >> *failure;
   return api::kSuccess;
 }
 
 api::Return nvmlDeviceGetTemperatureThreshold(api::Device device, int type, unsigned int* celsius) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetTemperatureThreshold");
-  return lookup_number(device, std::string("threshold.") + threshold_name(type), celsius);
+  return device_number("nvmlDeviceGetTemperatureThreshold", device, std::string("threshold.") + threshold_name(type),
+                       celsius);
 }
 
-api::Return nvmlDeviceGetFieldValues(api::Device device, int count, api::FieldValue* values) {
+api::Return nvmlDeviceGetFieldValues(api::Device handle, int count, api::FieldValue* values) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetFieldValues");
-  if (!device_of(device)) return api::kErrorInvalidArgument;
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetFieldValues", handle, &device); rc != api::kSuccess) return rc;
   for (int i = 0; i < count; ++i) {
     api::FieldValue& field = values[i];
-    unsigned int celsius = 0;
-    field.nvml_return = field.field_id == api::kFieldMemoryTemperature
-                            ? lookup_number(device, "temperature.memory", &celsius)
-                            : api::kErrorNotSupported;
+    unsigned int value = 0;
+    field.nvml_return =
+        field.field_id == api::kFieldMemoryTemperature   ? lookup_number(*device, "temperature.memory", &value)
+        : field.field_id == api::kFieldGpuRecoveryAction ? lookup_number(*device, "recovery_action", &value)
+                                                         : api::kErrorNotSupported;
     field.value_type = api::kValueUnsignedInt;
-    field.value.ui = celsius;
+    field.value.ui = value;
   }
   return api::kSuccess;
 }
 
 api::Return nvmlDeviceGetViolationStatus(api::Device device, int policy, api::ViolationTime* violation) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetViolationStatus");
   violation->reference_time = 0;
-  return lookup_number(device, "violation." + std::to_string(policy), &violation->violation_time);
+  return device_number("nvmlDeviceGetViolationStatus", device, "violation." + std::to_string(policy),
+                       &violation->violation_time);
 }
 
 api::Return nvmlDeviceGetPowerUsage(api::Device device, unsigned int* milliwatts) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetPowerUsage");
-  return lookup_number(device, "power_usage", milliwatts);
+  return device_number("nvmlDeviceGetPowerUsage", device, "power_usage", milliwatts);
 }
 
 api::Return nvmlDeviceGetEnforcedPowerLimit(api::Device device, unsigned int* milliwatts) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetEnforcedPowerLimit");
-  return lookup_number(device, "power_limit", milliwatts);
+  return device_number("nvmlDeviceGetEnforcedPowerLimit", device, "power_limit", milliwatts);
 }
 
 api::Return nvmlDeviceGetClockInfo(api::Device device, int clock, unsigned int* mhz) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetClockInfo");
   const char* key = clock == api::kClockSm ? "clock.sm" : clock == api::kClockMemory ? "clock.memory" : "clock.other";
-  return lookup_number(device, key, mhz);
+  return device_number("nvmlDeviceGetClockInfo", device, key, mhz);
 }
 
-api::Return nvmlDeviceGetUtilizationRates(api::Device device, api::Utilization* utilization) {
+api::Return nvmlDeviceGetUtilizationRates(api::Device handle, api::Utilization* utilization) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetUtilizationRates");
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetUtilizationRates", handle, &device); rc != api::kSuccess) {
+    return rc;
+  }
   std::string value;
-  const api::Return rc = lookup(device, "utilization", value);
+  const api::Return rc = lookup(*device, "utilization", value);
   if (rc == api::kSuccess) std::istringstream(value) >> utilization->gpu >> utilization->memory;
   return rc;
 }
 
 api::Return nvmlDeviceGetPcieReplayCounter(api::Device device, unsigned int* replays) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetPcieReplayCounter");
-  return lookup_number(device, "pcie_replay", replays);
+  return device_number("nvmlDeviceGetPcieReplayCounter", device, "pcie_replay", replays);
 }
 
 api::Return nvmlDeviceGetNvLinkState(api::Device device, unsigned int link, int* enabled) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetNvLinkState");
-  const api::Return rc = lookup_number(device, "nvlink." + std::to_string(link) + ".state", enabled);
+  const api::Return rc =
+      device_number("nvmlDeviceGetNvLinkState", device, "nvlink." + std::to_string(link) + ".state", enabled);
   // Like NVML on an NvLink device: a link index past the last one is an invalid argument.
   return rc == api::kErrorNotSupported && link > 0 ? api::kErrorInvalidArgument : rc;
 }
 
 api::Return nvmlDeviceGetNvLinkErrorCounter(api::Device device, unsigned int link, int counter,
                                             unsigned long long* count) {
-  std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceGetNvLinkErrorCounter");
-  return lookup_number(device, "nvlink." + std::to_string(link) + "." + std::to_string(counter), count);
+  return device_number("nvmlDeviceGetNvLinkErrorCounter", device,
+                       "nvlink." + std::to_string(link) + "." + std::to_string(counter), count);
 }
 
 api::Return nvmlEventSetCreate(api::EventSet* set) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlEventSetCreate");
-  *set = reinterpret_cast<api::EventSet>(&state().event_set_marker);
+  enter("nvmlEventSetCreate");
+  StandinState& s = state();
+  if (s.event_set_create_code != api::kSuccess) return s.event_set_create_code;
+  auto record = std::make_unique<EventSetRecord>();
+  *set = reinterpret_cast<api::EventSet>(record.get());
+  s.event_sets.insert(std::move(record));
   return api::kSuccess;
 }
 
-api::Return nvmlDeviceRegisterEvents(api::Device device, unsigned long long types, api::EventSet) {
+api::Return nvmlDeviceRegisterEvents(api::Device handle, unsigned long long types, api::EventSet set) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlDeviceRegisterEvents");
-  StandinDevice* standin = device_of(device);
-  if (!standin) return api::kErrorInvalidArgument;
-  if (standin->values.count("no_xid_events")) return api::kErrorNotSupported;
-  standin->xid_registered = (types & api::kEventTypeXidCriticalError) != 0;
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceRegisterEvents", handle, &device); rc != api::kSuccess) return rc;
+  if (device->values.count("no_xid_events")) return api::kErrorNotSupported;
+  if (!(types & api::kEventTypeXidCriticalError)) return api::kSuccess;
+  device->registered = reinterpret_cast<const EventSetRecord*>(set);
+  ++device->registrations;
   return api::kSuccess;
 }
 
-api::Return nvmlEventSetFree(api::EventSet) {
+api::Return nvmlEventSetFree(api::EventSet set) {
   std::lock_guard lock(state().mutex);
-  log_call("nvmlEventSetFree");
-  return api::kSuccess;
+  enter("nvmlEventSetFree");
+  StandinState& s = state();
+  const auto* record = reinterpret_cast<const EventSetRecord*>(set);
+  for (StandinDevice& device : s.devices) {
+    if (device.registered == record) device.registered = nullptr;
+  }
+  for (auto it = s.event_sets.begin(); it != s.event_sets.end(); ++it) {
+    if (it->get() == record) {
+      s.event_sets.erase(it);
+      return api::kSuccess;
+    }
+  }
+  return api::kErrorInvalidArgument;
+}
+
+// Not NVML: counters for the tests, found with dlsym on the loaded stand-in.
+// Calls that named device `index` (handle lookups excluded), since the last nvmlInit.
+unsigned long long substrate_standin_device_calls(unsigned int index) {
+  std::lock_guard lock(state().mutex);
+  return index < kMaxDevices ? state().devices[index].calls : 0;
+}
+// Successful XID registrations of device `index`, since the last nvmlInit.
+unsigned long long substrate_standin_registrations(unsigned int index) {
+  std::lock_guard lock(state().mutex);
+  return index < kMaxDevices ? state().devices[index].registrations : 0;
+}
+// Event sets created and not yet freed.
+unsigned long long substrate_standin_live_event_sets() {
+  std::lock_guard lock(state().mutex);
+  return state().event_sets.size();
 }
 
 }  // extern "C"
@@ -473,3 +668,5 @@ static_assert(std::is_same_v<decltype(&nvmlDeviceGetFieldValues), api::DeviceGet
 static_assert(std::is_same_v<decltype(&nvmlDeviceGetViolationStatus), api::DeviceGetViolationStatusFn>);
 static_assert(std::is_same_v<decltype(&nvmlDeviceGetNvLinkErrorCounter), api::DeviceGetNvLinkErrorCounterFn>);
 static_assert(std::is_same_v<decltype(&nvmlDeviceRegisterEvents), api::DeviceRegisterEventsFn>);
+static_assert(std::is_same_v<decltype(&nvmlEventSetCreate), api::EventSetCreateFn>);
+static_assert(std::is_same_v<decltype(&nvmlEventSetFree), api::EventSetFreeFn>);

@@ -5,6 +5,8 @@
 //   flaky --config FILE : every other gemm output (counted across workers) has its lowest
 //                         mantissa bit flipped, inside the error bound: only the fingerprint can
 //                         notice
+//   slow  --config FILE : every gemm reports one second of device time (the duty-cycle budget's
+//                         arithmetic without a device that slow)
 // The daemon starts its workers from /proc/self/exe, i.e. this binary with `__worker`; the mode
 // reaches them through the environment.
 #include <chrono>
@@ -52,7 +54,8 @@ class WrappedDevice : public ComputeDevice {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     auto run = inner_->run_gemm(launch);
-    if (run && next_call() % 2 == 0) run->output_bits[0] ^= 1u;
+    if (run && mode_ == "flaky" && next_call() % 2 == 0) run->output_bits[0] ^= 1u;
+    if (run && mode_ == "slow") run->device_seconds = 1.0;
     return run;
   }
   Expected<KernelRun> run_attention(const AttentionLaunch& launch) override { return inner_->run_attention(launch); }
@@ -86,7 +89,7 @@ int main(int argc, char** argv) {
     return worker::worker_main(std::vector<std::string>(argv + 2, argv + argc), hooks);
   }
   if (argc != 4 || std::string(argv[2]) != "--config") {
-    std::fprintf(stderr, "usage: substrate_test_daemon hang|flaky --config FILE\n");
+    std::fprintf(stderr, "usage: substrate_test_daemon hang|flaky|slow --config FILE\n");
     return 2;
   }
   ::setenv(k_mode_variable, argv[1], 1);

@@ -1,18 +1,24 @@
 // CUDA implementation of ComputeDevice through the driver API loaded at run time
-// (driver_api.hpp): one primary context per device, one non-blocking stream, events for device
-// time, the embedded fatbin loaded with cuModuleLoadData. Every wait polls an event against a
-// deadline instead of blocking in the driver, so a hung GPU cannot hang the daemon: the device
-// is then marked hung and every later call returns ErrorKind::timeout.
+// (driver_api.hpp): one primary context per device, opened on first use (never at discovery)
+// after the compute mode allows it, one non-blocking stream, events for device time, the
+// embedded fatbin loaded with cuModuleLoadData and, when the driver refuses it, the embedded
+// compute_75 PTX at ISA 8.0. Every wait polls an event against a deadline instead of blocking in
+// the driver, so a hung GPU cannot hang the daemon: the device is then marked hung and every
+// later call returns ErrorKind::timeout.
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
+#include <utility>
 
+#include "common/file_io.hpp"
 #include "kernels/cuda/launch.hpp"
 #include "kernels/fingerprint.hpp"
 #include "kernels/generator.hpp"
@@ -20,6 +26,7 @@
 #include "probes/backends/cuda/driver_api.hpp"
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
+#include "probes/backends/launch_limits.hpp"
 
 namespace substrate::cuda {
 namespace {
@@ -105,25 +112,46 @@ std::uint32_t dtype_code(Dtype dtype) {
   }
 }
 
+// Which image of the fatbin a driver that accepts it runs on a GPU of compute capability `cc`
+// (10 * major + minor), and that image's architecture: the cubin for that exact architecture,
+// else the newest cubin of the same major at or below it (SASS is binary compatible within a
+// major, upwards in minor), else the driver JITs the fatbin's PTX.
+std::pair<std::string, int> fatbin_image_for(int cc) {
+  int best = 0, ptx = 0;
+  if (auto entries = list_fatbin(embedded_fatbin())) {
+    for (const FatbinEntry& entry : *entries) {
+      const int arch = static_cast<int>(entry.arch);
+      if (entry.kind == FatbinEntry::Kind::elf && arch / 10 == cc / 10 && arch <= cc) best = std::max(best, arch);
+      if (entry.kind == FatbinEntry::Kind::ptx) ptx = std::max(ptx, arch);
+    }
+  }
+  if (best > 0) return {"sass sm_" + std::to_string(best), best};
+  return {"ptx-jit " + native_ptx_isa_version(embedded_fallback_ptx()), ptx};
+}
+
+// cuModuleLoadData codes that mean "this driver cannot use that image" (cuda.h), after which the
+// fallback PTX is tried: no cubin for the GPU and no PTX it can JIT, PTX newer than the driver,
+// an image format it does not know (CUDA 13 cubins on older drivers), PTX it cannot compile.
+bool image_refused(CUresult result) {
+  return result == CUDA_ERROR_NO_BINARY_FOR_GPU || result == CUDA_ERROR_UNSUPPORTED_PTX_VERSION ||
+         result == CUDA_ERROR_INVALID_IMAGE || result == CUDA_ERROR_INVALID_PTX;
+}
+
 constexpr std::uint64_t k_staging_bytes = 64ull << 20;  // pinned readback buffer, at most
 constexpr std::uint32_t k_default_dynamic_smem = 48u << 10;
 
 class CudaComputeDevice final : public CudaDevice {
  public:
-  CudaComputeDevice(std::shared_ptr<const DriverApi> api, CUdevice device, DeviceInfo info, int cc)
-      : api_(std::move(api)), device_(device), info_(std::move(info)), cc_(cc) {
-    try {
-      init();
-    } catch (const Failure& failure) {
-      release();
-      // Out of memory or refused (a workload holds the GPU): the device is healthy and listed;
-      // its context is opened on first use, where the same failure makes that run skipped.
-      if (failure.kind() != ErrorKind::out_of_memory && failure.kind() != ErrorKind::busy) throw;
-    } catch (...) {
-      release();
-      throw;
-    }
-  }
+  // Opens nothing: the context is created by open() (first use), so discovery never puts a
+  // context on a GPU. `compute_mode` is CU_DEVICE_ATTRIBUTE_COMPUTE_MODE as read at discovery.
+  CudaComputeDevice(std::shared_ptr<const DriverApi> api, CUdevice device, DeviceInfo info, int cc, int compute_mode,
+                    int driver_version)
+      : api_(std::move(api)),
+        device_(device),
+        info_(std::move(info)),
+        cc_(cc),
+        compute_mode_(compute_mode),
+        driver_version_(driver_version) {}
 
   ~CudaComputeDevice() override {
     if (hung_ || !sticky_.empty()) {
@@ -151,6 +179,10 @@ class CudaComputeDevice final : public CudaDevice {
     return path_;
   }
   int compute_capability() const override { return cc_; }
+  void allow_exclusive_compute(bool allowed) override {
+    std::lock_guard lock(mutex_);
+    exclusive_allowed_ = allowed;
+  }
   Status open() override {
     std::lock_guard lock(mutex_);
     if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
@@ -190,25 +222,79 @@ class CudaComputeDevice final : public CudaDevice {
     });
   }
 
+  // Refusals before any work, as the Vulkan backend makes them (probes/backends/launch_limits.hpp):
+  // a shape the device cannot hold is an exit-2 message naming the limit, not a cuMemAlloc
+  // OUT_OF_MEMORY (which a run reports as skipped, as if a workload held the memory) or a launch
+  // error. Grid limits are architectural (kernels/cuda/launch.hpp); the kernels index elements
+  // with 64 bits; the buffers must fit the device's total memory (the readback goes through a
+  // pinned host buffer, not device memory).
+  LaunchLimits launch_limits() const {
+    LaunchLimits limits;
+    limits.device = info_.id;
+    limits.max_groups = {ck::k_max_grid_x, ck::k_max_grid_yz, ck::k_max_grid_yz};
+    limits.groups_limit = "maxGridDim";
+    limits.max_elements = UINT64_MAX;
+    limits.memory_bytes = info_.memory_bytes;
+    return limits;
+  }
+
+  Status check_gemm(const GemmLaunch& request) const override {
+    const GemmShape& s = request.shape;
+    if (s.m == 0 || s.n == 0 || s.k == 0) return Error{ErrorKind::invalid_argument, "gemm: empty shape"};
+    const std::uint32_t dtype = dtype_code(request.dtype);
+    const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
+    const BufferNeed buffers[] = {
+        {"A", a, ck::buffer_bytes(a, dtype)}, {"B", b, ck::buffer_bytes(b, dtype)}, {"C", c, c * 4}};
+    const LaunchLimits limits = launch_limits();
+    TRY(check_buffers(limits, "gemm", buffers));
+    return check_groups(limits, "gemm", {ck::ceil_div(s.n, ck::k_gemm_tile), ck::ceil_div(s.m, ck::k_gemm_tile), 1});
+  }
+
+  Status check_attention(const AttentionLaunch& request) const override {
+    const AttentionShape& s = request.shape;
+    if (s.seq_len == 0 || s.heads == 0 || s.head_dim == 0) {
+      return Error{ErrorKind::invalid_argument, "attention: empty shape"};
+    }
+    const std::uint64_t smem = ck::attention_smem_bytes(s.seq_len, s.head_dim);
+    if (smem > max_dynamic_smem_) {
+      return Error{ErrorKind::invalid_argument, "attention: seq_len + head_dim floats need " + std::to_string(smem) +
+                                                    " bytes of shared memory, above " + info_.id + "'s " +
+                                                    std::to_string(max_dynamic_smem_) +
+                                                    " per block; use a smaller size"};
+    }
+    const std::uint32_t dtype = dtype_code(request.dtype);
+    const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+    const std::uint64_t input_bytes = ck::buffer_bytes(count, dtype);
+    const BufferNeed buffers[] = {
+        {"Q", count, input_bytes}, {"K", count, input_bytes}, {"V", count, input_bytes}, {"O", count, count * 4}};
+    const LaunchLimits limits = launch_limits();
+    TRY(check_buffers(limits, "attention", buffers));
+    return check_groups(limits, "attention", {s.seq_len, s.heads, 1});
+  }
+
   Expected<KernelRun> run_gemm(const GemmLaunch& request) override {
     const GemmShape& s = request.shape;
-    if (!ck::gemm_shape_ok(s.m, s.n, s.k)) {
-      return Error{ErrorKind::invalid_argument, info_.id + ": gemm shape out of range"};
-    }
+    TRY(check_gemm(request));
     if (request.mode == Mode::exact && request.exact_radius == 0) {
       return Error{ErrorKind::invalid_argument, info_.id + ": exact mode needs an exact radius > 0"};
     }
     const std::uint32_t dtype = dtype_code(request.dtype);
-    const bool tensor_ok = ck::tensor_cores_support(dtype, cc_ / 10);
+    // The tensor-core kernels exist in the image that was loaded: the fallback PTX is compute_75,
+    // whose bf16 kernel is empty (kernels.cu builds it from sm_80), so open first and ask the image.
+    TRY(open());
     GemmPath path;
+    int arch = cc_;
     {
       std::lock_guard lock(mutex_);
       path = path_;
+      arch = std::min(cc_, kernel_arch_);
     }
+    const bool tensor_ok = ck::tensor_cores_support(dtype, arch / 10);
     if (path == GemmPath::tensor_cores && !tensor_ok) {
       return Error{ErrorKind::invalid_argument, info_.id + ": no tensor-core path for " +
                                                     std::string(to_string(request.dtype)) + " on sm_" +
-                                                    std::to_string(cc_) + " (f16 needs sm_70, bf16 sm_80)"};
+                                                    std::to_string(cc_) + " with the " + info_.kernel_image +
+                                                    " image (f16 needs sm_70, bf16 sm_80)"};
     }
     const ck::GemmVariant variant = (path == GemmPath::cuda_cores || !tensor_ok) ? ck::gemm_simt : ck::gemm_tensor_wmma;
     return guarded([&](Scratch& scratch) {
@@ -225,6 +311,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.b = b;
       params.c = c;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.m = s.m;
       params.n = s.n;
       params.k = s.k;
@@ -252,11 +340,7 @@ class CudaComputeDevice final : public CudaDevice {
 
   Expected<KernelRun> run_attention(const AttentionLaunch& request) override {
     const AttentionShape& s = request.shape;
-    if (!ck::attention_shape_ok(s.seq_len, s.heads, s.head_dim, max_dynamic_smem_)) {
-      return Error{ErrorKind::invalid_argument,
-                   info_.id + ": attention shape out of range (seq_len + head_dim floats must fit in " +
-                       std::to_string(max_dynamic_smem_) + " bytes of shared memory)"};
-    }
+    TRY(check_attention(request));
     const std::uint32_t dtype = dtype_code(request.dtype);
     return guarded([&](Scratch& scratch) {
       const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
@@ -270,6 +354,8 @@ class CudaComputeDevice final : public CudaDevice {
       params.v = v;
       params.o = o;
       params.inject_element = request.inject.element;
+      params.inject_stride = request.inject.stride;
+      params.inject_count = request.inject.count;
       params.seq_len = s.seq_len;
       params.heads = s.heads;
       params.head_dim = s.head_dim;
@@ -396,8 +482,7 @@ class CudaComputeDevice final : public CudaDevice {
     check(api, api.DevicePrimaryCtxRetain(&context_, device_), "cuDevicePrimaryCtxRetain");
     context_retained_ = true;
     check(api, api.CtxSetCurrent(context_), "cuCtxSetCurrent");
-    const auto fatbin = embedded_fatbin();
-    check(api, api.ModuleLoadData(&module_, fatbin.data()), "cuModuleLoadData (embedded fatbin)");
+    load_module();
     auto get = [&](CUfunction& slot, const char* name) {
       check(api, api.ModuleGetFunction(&slot, module_, name), std::string("cuModuleGetFunction(") + name + ")");
     };
@@ -418,10 +503,55 @@ class CudaComputeDevice final : public CudaDevice {
     ready_ = true;
   }
 
+  // The fatbin, or the fallback PTX when the driver refuses the fatbin; records which image
+  // loaded in info_.kernel_image. Throws Failure: `unavailable` when the driver takes neither
+  // image (the kernels cannot run on this driver), else as classify_result says.
+  void load_module() {
+    const DriverApi& api = *api_;
+    const CUresult fatbin = api.ModuleLoadData(&module_, embedded_fatbin().data());
+    if (fatbin == CUDA_SUCCESS) {
+      std::tie(info_.kernel_image, kernel_arch_) = fatbin_image_for(cc_);
+      return;
+    }
+    module_ = nullptr;
+    if (!image_refused(fatbin)) check(api, fatbin, "cuModuleLoadData (embedded fatbin)");
+    const std::string_view ptx = embedded_fallback_ptx();
+    const std::string isa = ptx_isa_version(ptx);
+    const CUresult jit = api.ModuleLoadData(&module_, ptx.data());
+    if (jit == CUDA_SUCCESS) {
+      info_.kernel_image = "ptx-jit " + isa;
+      kernel_arch_ = 75;
+      return;
+    }
+    module_ = nullptr;
+    const std::string what = "cuModuleLoadData: the driver (CUDA " + cuda_version_text(driver_version_) +
+                             ") refused the embedded fatbin (" + api.describe(fatbin) +
+                             ") and the compute_75 PTX at ISA " + isa + " (" + api.describe(jit) +
+                             "); the fallback needs a driver for CUDA 12.0 or newer";
+    if (image_refused(jit)) throw Failure(ErrorKind::unavailable, what);
+    check(api, jit, what);
+  }
+
+  // The compute mode decides before any context exists (a context is what locks a workload out):
+  // PROHIBITED admits none; EXCLUSIVE_PROCESS admits one process, so probing it is refused
+  // unless allowed, and then a workload already there makes the driver answer
+  // CUDA_ERROR_DEVICE_UNAVAILABLE, which is busy as well. Throws Failure(busy).
+  void check_compute_mode() const {
+    if (compute_mode_ == CU_COMPUTEMODE_PROHIBITED) {
+      throw Failure(ErrorKind::busy, "compute mode PROHIBITED: no process may create a context on this GPU");
+    }
+    if (compute_mode_ == CU_COMPUTEMODE_EXCLUSIVE_PROCESS && !exclusive_allowed_) {
+      throw Failure(ErrorKind::busy,
+                    "compute mode EXCLUSIVE_PROCESS: a context would lock a workload out of this GPU, so it is not "
+                    "probed (probe_exclusive_gpus: true allows it while no other process is on it)");
+    }
+  }
+
   // Opens the context, module, stream and events unless they are open; throws Failure, after
   // releasing what it opened (unless the error is sticky: then the driver is not called again).
   void open_locked() {
     if (ready_) return;
+    check_compute_mode();
     try {
       init();
     } catch (const Failure& failure) {
@@ -630,6 +760,10 @@ class CudaComputeDevice final : public CudaDevice {
   CUdevice device_;
   DeviceInfo info_;
   int cc_;
+  int compute_mode_;
+  int driver_version_;
+  bool exclusive_allowed_ = false;
+  int kernel_arch_ = 0;  // architecture of the loaded image (75 for the fallback PTX)
   mutable std::mutex mutex_;
   CUcontext context_ = nullptr;
   bool context_retained_ = false;
@@ -654,7 +788,8 @@ class CudaComputeDevice final : public CudaDevice {
 };
 
 // Reads everything DeviceInfo wants; throws Failure on a driver error.
-DeviceInfo describe(const DriverApi& api, CUdevice device, int ordinal, int driver_version, int& cc) {
+DeviceInfo describe(const DriverApi& api, CUdevice device, int ordinal, int driver_version, int& cc,
+                    int& compute_mode) {
   DeviceInfo info;
   info.id = "cuda" + std::to_string(ordinal);
   info.backend = "cuda";
@@ -678,13 +813,22 @@ DeviceInfo describe(const DriverApi& api, CUdevice device, int ordinal, int driv
   const int minor = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "compute capability minor");
   cc = 10 * major + minor;
   info.compute_units = static_cast<std::uint32_t>(attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "SM count"));
+  compute_mode = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_MODE, "compute mode");
   info.device_type = attribute(CU_DEVICE_ATTRIBUTE_INTEGRATED, "integrated") != 0 ? "integrated" : "discrete";
   std::size_t total = 0;
   check(api, api.DeviceTotalMem(&total, device), "cuDeviceTotalMem");
   info.memory_bytes = total;
   info.api_version = cuda_version_text(driver_version);
-  info.driver = "NVIDIA CUDA driver " + info.api_version + ", compute capability " + std::to_string(major) + "." +
-                std::to_string(minor);
+  // The kernel driver's version belongs to the identity: a patch release (550.54.14 -> 550.54.15)
+  // changes `driver` and so resets the baselines, which the CUDA API version alone would not.
+  const char* proc_root = std::getenv("SUBSTRATE_PROC_ROOT");
+  const std::string proc_path =
+      std::string(proc_root != nullptr && *proc_root != '\0' ? proc_root : "/proc") + "/driver/nvidia/version";
+  const auto proc_text = read_file(proc_path, 64 << 10);
+  const std::string kernel_driver = proc_text ? kernel_driver_version(*proc_text) : std::string();
+  info.driver = (kernel_driver.empty() ? "NVIDIA CUDA driver " + info.api_version
+                                       : "NVIDIA " + kernel_driver + " (CUDA " + info.api_version + ")") +
+                ", compute capability " + std::to_string(major) + "." + std::to_string(minor);
   info.kernel_build = kernel_build_hash();
   return info;
 }
@@ -698,6 +842,9 @@ void discover(std::vector<DevicePtr>& devices, std::vector<std::string>& notes) 
     return;
   }
   const std::shared_ptr<const DriverApi> api = *loaded;
+  // cudaN follows nvidia-smi's numbering (PCI bus order), not CUDA's default FASTEST_FIRST; the
+  // driver reads this once, at cuInit.
+  ::setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
   const CUresult init = api->Init(0);
   if (init == CUDA_ERROR_NO_DEVICE) {
     notes.push_back("cuda: no CUDA devices (cuInit: " + api->describe(init) + ")");
@@ -721,18 +868,11 @@ void discover(std::vector<DevicePtr>& devices, std::vector<std::string>& notes) 
     try {
       CUdevice device = 0;
       check(*api, api->DeviceGet(&device, ordinal), "cuDeviceGet");
-      int cc = 0;
-      DeviceInfo info = describe(*api, device, ordinal, driver_version, cc);
+      int cc = 0, compute_mode = CU_COMPUTEMODE_DEFAULT;
+      DeviceInfo info = describe(*api, device, ordinal, driver_version, cc, compute_mode);
       label += " (" + info.name + ")";
-      devices.push_back(std::make_unique<CudaComputeDevice>(api, device, std::move(info), cc));
-    } catch (const Failure& failure) {
-      std::string note = "cuda: " + label + " unusable: " + failure.what();
-      if (driver_version > 0 && driver_version < CUDA_VERSION) {
-        note += " (kernels were built with CUDA " + cuda_version_text(CUDA_VERSION) +
-                ", which needs a driver for CUDA " + cuda_version_text(CUDA_VERSION) + " or newer; this one supports " +
-                cuda_version_text(driver_version) + ")";
-      }
-      notes.push_back(note);
+      devices.push_back(
+          std::make_unique<CudaComputeDevice>(api, device, std::move(info), cc, compute_mode, driver_version));
     } catch (const std::exception& failure) {
       notes.push_back("cuda: " + label + " unusable: " + failure.what());
     }

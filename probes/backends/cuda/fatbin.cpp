@@ -1,5 +1,6 @@
 #include "probes/backends/cuda/fatbin.hpp"
 
+#include <cctype>
 #include <cstring>
 
 namespace substrate::cuda {
@@ -48,6 +49,27 @@ Expected<std::vector<FatbinEntry>> list_fatbin(std::span<const unsigned char> by
     at += entry_header + entry.payload_bytes;
   }
   return entries;
+}
+
+namespace {
+
+// The "X.Y" after `directive` at the start of a line, or empty.
+std::string version_after(std::string_view text, std::string_view directive) {
+  for (std::size_t at = text.find(directive); at != std::string_view::npos; at = text.find(directive, at + 1)) {
+    if (at != 0 && text[at - 1] != '\n') continue;
+    std::size_t end = at + directive.size();
+    while (end < text.size() && (std::isdigit(static_cast<unsigned char>(text[end])) || text[end] == '.')) ++end;
+    return std::string(text.substr(at + directive.size(), end - at - directive.size()));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string ptx_isa_version(std::string_view ptx) { return version_after(ptx, ".version "); }
+
+std::string native_ptx_isa_version(std::string_view ptx) {
+  return version_after(ptx, "// substrate: nvcc wrote .version ");
 }
 
 }  // namespace substrate::cuda

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/expected.hpp"
@@ -15,6 +16,16 @@ namespace substrate::cuda {
 std::span<const unsigned char> embedded_fatbin();
 // What CMake asked nvcc for, e.g. {"sm_75", ..., "sm_121", "compute_121"}.
 std::span<const char* const> embedded_fatbin_targets();
+// The fallback image: uncompressed PTX for compute_75 declared at PTX ISA 8.0 and checked by
+// ptxas at that ISA during the build (cmake/Cuda.cmake), NUL-terminated right after the view.
+// Loaded when a driver refuses the fatbin (drivers before R580 cannot load CUDA 13 images).
+std::string_view embedded_fallback_ptx();
+
+// The PTX ISA a PTX text declares (its ".version" directive), e.g. "8.0"; empty when absent.
+std::string ptx_isa_version(std::string_view ptx);
+// The ISA nvcc wrote before the fallback was declared at 8.0, i.e. the ISA of the fatbin's own
+// PTX (cmake/CudaPtxIsa.cmake leaves it in a comment), e.g. "9.0"; empty when absent.
+std::string native_ptx_isa_version(std::string_view ptx);
 
 struct FatbinEntry {
   enum class Kind { ptx, elf, other };

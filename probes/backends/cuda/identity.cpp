@@ -5,6 +5,28 @@
 
 namespace substrate::cuda {
 
+std::string kernel_driver_version(std::string_view text) {
+  const std::string_view line = text.substr(0, text.find('\n'));
+  if (line.rfind("NVRM version:", 0) != 0) return {};
+  const std::size_t module = line.find("Kernel Module");
+  if (module == std::string_view::npos) return {};
+  // The first token after "Kernel Module" (and "for <arch>" on the open modules) made of digits
+  // and dots with at least one dot.
+  std::size_t at = module + 13;
+  while (at < line.size()) {
+    while (at < line.size() && line[at] == ' ') ++at;
+    std::size_t end = at;
+    while (end < line.size() && line[end] != ' ') ++end;
+    const std::string_view token = line.substr(at, end - at);
+    if (!token.empty() && token.find_first_not_of("0123456789.") == std::string_view::npos &&
+        token.find('.') != std::string_view::npos) {
+      return std::string(token);
+    }
+    at = end;
+  }
+  return {};
+}
+
 std::string format_uuid(const std::array<unsigned char, 16>& bytes) {
   static constexpr char k_hex[] = "0123456789abcdef";
   std::string out;

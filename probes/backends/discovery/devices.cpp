@@ -25,4 +25,19 @@ Discovery discover_devices(const std::vector<std::string>& preference) {
   return found;
 }
 
+void open_for_listing(Discovery& found) {
+  for (auto it = found.devices.begin(); it != found.devices.end();) {
+    const Status opened = (*it)->open();
+    if (opened.ok()) {
+      ++it;
+      continue;
+    }
+    const DeviceInfo& info = (*it)->info();
+    const bool usable = opened.error().kind != ErrorKind::unavailable;
+    found.backend_notes.push_back(info.backend + ": " + info.id + " (" + info.name + ") " +
+                                  (usable ? "listed but not opened: " : "unusable: ") + opened.error().message);
+    it = usable ? it + 1 : found.devices.erase(it);
+  }
+}
+
 }  // namespace substrate

@@ -32,13 +32,21 @@ struct FillParams {
   std::uint32_t stream, mode, dtype, radius, element_count, word_count;
 };
 struct GemmParams {
-  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask;
+  std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
 };
 struct AttentionParams {
   std::uint32_t seq_len, heads, head_dim, dtype, causal;
   float scale;
-  std::uint32_t inject_enabled, inject_element, inject_mask;
+  std::uint32_t inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
 };
+// A drill's pattern as the shaders take it (32-bit indices: the output has fewer than 2^32
+// elements, so clipping the count to 32 bits changes nothing).
+std::uint32_t inject_stride(const Injection& inject) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(inject.stride, UINT32_MAX));
+}
+std::uint32_t inject_count(const Injection& inject) {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(inject.count, UINT32_MAX));
+}
 struct CanaryParams {
   std::uint32_t op, rows, k, n, src, dst, res, seed_lo, seed_hi, stream, token_stream;
   float scale;
@@ -48,15 +56,26 @@ struct CanaryParams {
 struct MemoryParams {
   std::uint32_t seed[2];
   std::uint32_t chunk_first_word[2];
-  std::uint32_t word_count, stream, walking, rotation, invert, write_inverse, max_records;
-  std::uint32_t inject_enabled, inject_word, inject_mask, inject_transient, report_id;
+  std::uint32_t word_count, stream, rotation, check_kind, check_invert, write_kind, write_invert, max_records;
+  std::uint32_t inject_write, inject_read, inject_word, inject_mask, report_id;
 };
 
 enum FillMode : std::uint32_t { fill_exact = 0, fill_random = 1, fill_raw = 2 };
-enum MemoryOp : std::uint32_t { op_write = 0, op_verify = 1, op_verify_then_write_inverse = 2 };
+// kernels/glsl/memory.comp KIND_* (walking, address); random selects its CHECK_RANDOM / WRITE_RANDOM pipelines.
+enum MemoryKind : std::uint32_t { kind_walking = 0, kind_address = 1, kind_random = 2 };
+// One stage of a memory chain: a pattern written over the whole chunk, then read back.
+struct MemoryStage {
+  MemoryKind kind = kind_walking;
+  std::uint32_t invert = 0;
+  MemoryPattern pattern = MemoryPattern::walking_ones;  // reported with its bad words
+  bool first = true;  // the pattern's first write, where a drill's stored flip goes in
+};
 constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_RECORDS
-// Grid-stride memory passes: more groups only add scheduling cost once every lane is busy.
-constexpr std::uint32_t k_memory_max_groups = 256;
+// uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): on llvmpipe an
+// invocation's fixed cost is spread over more uvec4s (64 ran 15% faster than 16 by CPU time,
+// bench_bandwidth, issue 19); a GPU still gets one invocation per KiB (262,144 for a 256 MiB
+// chunk). A multiple of the shader's BATCH (8): 8 loop iterations, far below lavapipe's 65535.
+constexpr std::uint64_t k_memory_quads_per_invocation = 64;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
 constexpr std::uint64_t k_error_buffer_bytes = (k_error_header_words + 8 * k_max_records) * 4;
@@ -232,7 +251,9 @@ class VulkanComputeDevice final : public ComputeDevice {
         has_budget_(has_extension(physical, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
     VkPhysicalDeviceProperties basic;
     vkGetPhysicalDeviceProperties(physical, &basic);
-    max_chunk_bytes_ = std::min<std::uint64_t>(basic.limits.maxStorageBufferRange, 256ull << 20) & ~std::uint64_t{3};
+    // Whole uvec4s, so every chunk after the first starts at a quad of the region
+    // (kernels/glsl/memory.comp generates random words a quad at a time).
+    max_chunk_bytes_ = std::min<std::uint64_t>(basic.limits.maxStorageBufferRange, 256ull << 20) & ~std::uint64_t{15};
     limits_ = launch_limits(physical, basic, info_);
   }
 
@@ -300,7 +321,9 @@ class VulkanComputeDevice final : public ComputeDevice {
                         dtype_code(launch.dtype),
                         launch.inject.enabled ? 1u : 0u,
                         static_cast<std::uint32_t>(launch.inject.element),
-                        launch.inject.xor_mask};
+                        launch.inject.xor_mask,
+                        inject_stride(launch.inject),
+                        inject_count(launch.inject)};
       const Buffer* bindings[] = {&a, &b, &c};
       sequence.dispatch(gemm_.get(*device_), bindings, &params, {(s.n + 15) / 16, (s.m + 15) / 16, 1});
       const std::uint32_t t2 = sequence.timestamp();
@@ -336,7 +359,9 @@ class VulkanComputeDevice final : public ComputeDevice {
                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim))),
                              launch.inject.enabled ? 1u : 0u,
                              static_cast<std::uint32_t>(launch.inject.element),
-                             launch.inject.xor_mask};
+                             launch.inject.xor_mask,
+                             inject_stride(launch.inject),
+                             inject_count(launch.inject)};
       const Buffer* bindings[] = {&q, &k, &v, &o};
       sequence.dispatch(attention_.get(*device_), bindings, &params, {s.seq_len, s.heads, 1});
       const std::uint32_t t2 = sequence.timestamp();
@@ -366,14 +391,12 @@ class VulkanComputeDevice final : public ComputeDevice {
       for (Buffer* chunk : chunks) {
         const std::uint64_t words = chunk->bytes() / 4;
         scratch.sequence =
-            std::make_unique<Sequence>(*device_, 4 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
+            std::make_unique<Sequence>(*device_, 3 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
         Sequence& sequence = *scratch.sequence;
         sequence.fill_zero(errors);
         sequence.barrier();
         const std::uint32_t t0 = sequence.timestamp();
-        for (MemoryPattern pattern : launch.patterns) {
-          run.bytes_moved += record_memory_pattern(sequence, *chunk, errors, launch, pattern, first_word, words);
-        }
+        run.bytes_moved += record_memory_chain(sequence, *chunk, errors, launch, first_word, words);
         const std::uint32_t t1 = sequence.timestamp();
         sequence.copy(errors, host);
         sequence.submit_and_wait(timeout_seconds_);
@@ -405,11 +428,12 @@ class VulkanComputeDevice final : public ComputeDevice {
       Sequence& sequence = start(scratch, 2);
       sequence.fill_zero(errors);
       sequence.barrier();
-      const std::uint32_t op = fresh ? op_write : op_verify;
-      MemoryParams params =
-          memory_params(seed, 0, bytes / 4, op, MemoryPattern::random, gen::stream_memory_retention, 0, false, {}, 16);
+      const MemoryStage stage{kind_random, 0, MemoryPattern::random, false};
+      MemoryParams params = memory_params(seed, gen::stream_memory_retention, 0, bytes / 4, fresh ? nullptr : &stage,
+                                          fresh ? &stage : nullptr, {}, 16);
       const Buffer* bindings[] = {retention_.get(), &errors, retention_.get()};
-      sequence.dispatch(memory_pipeline(op, MemoryPattern::random), bindings, &params, memory_groups(bytes / 4));
+      sequence.dispatch(memory_pipeline(fresh ? nullptr : &stage, fresh ? &stage : nullptr), bindings, &params,
+                        memory_groups(bytes / 4));
       sequence.barrier();
       sequence.copy(errors, host);
       sequence.submit_and_wait(timeout_seconds_);
@@ -632,18 +656,18 @@ class VulkanComputeDevice final : public ComputeDevice {
     return *scratch.sequence;
   }
 
-  // Specialised by write or verify and by whether the pattern comes from the generator.
-  const Pipeline& memory_pipeline(std::uint32_t op, MemoryPattern pattern) {
-    const bool random = pattern == MemoryPattern::random || pattern == MemoryPattern::moving_inversions;
-    return memory_.get(*device_, {op == op_write ? 0u : 1u, random ? 1u : 0u});
+  // Specialised by whether the pass verifies and whether it writes, and whether each side's
+  // stage is the generator's (kernels/glsl/memory.comp): at most six in a daemon's runs.
+  const Pipeline& memory_pipeline(const MemoryStage* check, const MemoryStage* write) {
+    return memory_.get(*device_, {check ? 1u : 0u, write ? 1u : 0u, check && check->kind == kind_random ? 1u : 0u,
+                                  write && write->kind == kind_random ? 1u : 0u});
   }
 
+  // Enough 256-invocation groups that each invocation walks at most
+  // k_memory_quads_per_invocation uvec4s; the shader derives the blocks from the count.
   static Groups memory_groups(std::uint64_t words) {
-    Groups groups = groups_1d((words + 3) / 4, 256);
-    groups.x =
-        static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{groups.x} * groups.y, k_memory_max_groups));
-    groups.y = 1;
-    return groups;
+    const std::uint64_t quads = words / 4;
+    return groups_1d((quads + k_memory_quads_per_invocation - 1) / k_memory_quads_per_invocation, 256);
   }
 
   void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream, std::uint64_t first,
@@ -661,51 +685,75 @@ class VulkanComputeDevice final : public ComputeDevice {
     sequence.dispatch(fill_.get(*device_), bindings, &params, groups_1d(words, 256));
   }
 
-  static MemoryParams memory_params(std::uint64_t seed, std::uint64_t first_word, std::uint64_t words, std::uint32_t op,
-                                    MemoryPattern pattern, std::uint32_t stream, std::uint32_t invert, bool inject_here,
+  // Push constants of one pass over the chunk of `words` words from `first_word`: verifying
+  // `check` (none: a first write) and writing `write` (none: the last check).
+  static MemoryParams memory_params(std::uint64_t seed, std::uint32_t stream, std::uint64_t first_word,
+                                    std::uint64_t words, const MemoryStage* check, const MemoryStage* write,
                                     const Injection& inject, std::uint32_t max_records) {
-    const bool walking = pattern == MemoryPattern::walking_ones || pattern == MemoryPattern::walking_zeros;
-    const std::uint32_t complement = pattern == MemoryPattern::walking_zeros ? 1u : 0u;  // zeros: ones inverted
+    const bool inject_here = inject.enabled && inject.element >= first_word && inject.element < first_word + words;
     return MemoryParams{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                         {static_cast<std::uint32_t>(first_word), static_cast<std::uint32_t>(first_word >> 32)},
                         static_cast<std::uint32_t>(words),
                         stream,
-                        walking ? 1u : 0u,
-                        walking ? static_cast<std::uint32_t>(seed % 32) : 0u,
-                        invert ^ complement,
-                        op == op_verify_then_write_inverse ? 1u : 0u,
+                        static_cast<std::uint32_t>(seed % 32),
+                        check ? check->kind : 0u,
+                        check ? check->invert : 0u,
+                        write ? write->kind : 0u,
+                        write ? write->invert : 0u,
                         std::min(max_records, k_max_records),
-                        inject_here ? 1u : 0u,
+                        inject_here && !inject.transient && write && write->first ? 1u : 0u,
+                        inject_here && inject.transient && check ? 1u : 0u,
                         inject_here ? static_cast<std::uint32_t>(inject.element - first_word) : 0u,
                         inject.xor_mask,
-                        inject.transient ? 1u : 0u,
-                        static_cast<std::uint32_t>(pattern)};
+                        check ? static_cast<std::uint32_t>(check->pattern) : 0u};
   }
 
-  // Records the passes of one pattern over one chunk; returns the bytes they read plus write.
-  std::uint64_t record_memory_pattern(Sequence& sequence, const Buffer& chunk, const Buffer& errors,
-                                      const MemoryLaunch& launch, MemoryPattern pattern, std::uint64_t first_word,
-                                      std::uint64_t words) {
-    const bool inject_here =
-        launch.inject.enabled && launch.inject.element >= first_word && launch.inject.element < first_word + words;
+  // The stages of `patterns` in order: one per pattern, three for moving inversions (P, ~P, P,
+  // with P the generator's bits), walking zeros as walking ones inverted.
+  static std::vector<MemoryStage> memory_stages(std::span<const MemoryPattern> patterns) {
+    std::vector<MemoryStage> stages;
+    for (MemoryPattern pattern : patterns) {
+      switch (pattern) {
+        case MemoryPattern::walking_ones:
+          stages.push_back({kind_walking, 0, pattern, true});
+          break;
+        case MemoryPattern::walking_zeros:
+          stages.push_back({kind_walking, 1, pattern, true});
+          break;
+        case MemoryPattern::own_address:
+          stages.push_back({kind_address, 0, pattern, true});
+          break;
+        case MemoryPattern::moving_inversions:
+          stages.push_back({kind_random, 0, pattern, true});
+          stages.push_back({kind_random, 1, pattern, false});
+          stages.push_back({kind_random, 0, pattern, false});
+          break;
+        case MemoryPattern::random:
+          stages.push_back({kind_random, 0, pattern, true});
+          break;
+      }
+    }
+    return stages;
+  }
+
+  // Records the chain of passes of every pattern over one chunk (kernels/glsl/memory.comp: write
+  // the first stage, then verify each stage while writing the next, then verify the last);
+  // returns the bytes the passes read plus write.
+  std::uint64_t record_memory_chain(Sequence& sequence, const Buffer& chunk, const Buffer& errors,
+                                    const MemoryLaunch& launch, std::uint64_t first_word, std::uint64_t words) {
+    const std::vector<MemoryStage> stages = memory_stages(launch.patterns);
+    if (stages.empty()) return 0;
     const Buffer* bindings[] = {&chunk, &errors, &chunk};
     const Groups groups = memory_groups(words);
-    const std::uint32_t stream = gen::stream_memory_random;
-    auto pass = [&](std::uint32_t op, std::uint32_t invert) {
-      MemoryParams params = memory_params(launch.seed, first_word, words, op, pattern, stream, invert, inject_here,
+    for (std::size_t pass = 0; pass <= stages.size(); ++pass) {
+      const MemoryStage* check = pass > 0 ? &stages[pass - 1] : nullptr;
+      const MemoryStage* write = pass < stages.size() ? &stages[pass] : nullptr;
+      MemoryParams params = memory_params(launch.seed, gen::stream_memory_random, first_word, words, check, write,
                                           launch.inject, launch.max_reported);
-      sequence.dispatch(memory_pipeline(op, pattern), bindings, &params, groups);
+      sequence.dispatch(memory_pipeline(check, write), bindings, &params, groups);
       sequence.barrier();
-    };
-    pass(op_write, 0);
-    if (pattern != MemoryPattern::moving_inversions) {
-      pass(op_verify, 0);
-      return words * 8;
     }
-    pass(op_verify_then_write_inverse, 0);
-    pass(op_verify_then_write_inverse, 1);
-    pass(op_verify, 0);
-    return words * 24;
+    return words * 8 * stages.size();  // each stage written once and read once
   }
 
   static void collect_errors(std::span<const std::uint32_t> words, std::uint64_t first_word, std::uint32_t max_reported,

@@ -139,6 +139,11 @@ inline constexpr int kThresholdGpuMax = 3;
 
 // nvmlFieldValue field id of the memory (HBM) temperature
 inline constexpr unsigned int kFieldMemoryTemperature = 82;
+// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (newer drivers): an nvmlDeviceGpuRecoveryAction_t, the action the
+// driver asks for (XID 154 announces a change). Older drivers answer NOT_SUPPORTED for the field.
+inline constexpr unsigned int kFieldGpuRecoveryAction = 230;
+inline constexpr unsigned int kRecoveryActionNone = 0;
+inline constexpr unsigned int kRecoveryActionDrainP2p = 3;
 
 // nvmlClockType_t
 inline constexpr int kClockSm = 1;

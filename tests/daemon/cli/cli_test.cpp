@@ -265,6 +265,25 @@ TEST_CASE("cli: probe --npd keeps the newest reason when it shortens its message
   CHECK(run.output == "vulkan0 failed: telemetry: XID 48 (double-bit ECC error)\n");
 }
 
+// Issue 21: the node condition names every failing device (cordon or taint on it), then the
+// newest reason of the first, within NPD's 80 characters.
+TEST_CASE("cli: probe --npd names every failed or hung device before any reason", "[e2e]") {
+  auto device = [](const std::string& id, const std::string& health, const std::string& reason) {
+    return nlohmann::json{{"device", {{"id", id}}}, {"health", health}, {"reasons", {reason}}};
+  };
+  auto two = npd_against({{"devices",
+                           {device("cuda0", "failed", "gemm: golden mismatch at 3 of 1048576 elements, bit 30"),
+                            device("cuda1", "healthy", "gemm: pass"), device("cuda3", "hung", "attention: hung")}}});
+  CHECK(two.exit_code == 1);
+  CHECK(two.output == "cuda0 failed, cuda3 hung; cuda0: gemm: golden mismatch at 3 of 1048576 element\n");
+
+  nlohmann::json eight = nlohmann::json::array();
+  for (int i = 0; i < 8; ++i) eight.push_back(device("cuda" + std::to_string(i), "failed", "XID 79"));
+  auto all = npd_against({{"devices", eight}});
+  CHECK(all.exit_code == 1);
+  CHECK(all.output == "8 devices failed or hung: cuda0,cuda1,cuda2,cuda3,cuda4,cuda5,cuda6,cuda7\n");
+}
+
 // Issue 18: every reproduction at the edges of what the CLI accepts passes, or is refused with
 // exit 2 and a message naming the reason; none exits 0 with a wrong output.
 namespace {
@@ -328,4 +347,10 @@ TEST_CASE("cli: every result states its guaranteed bit (issue 18)", "[e2e]") {
   const auto random_check = nlohmann::json::parse(random.output).at("results").at(0).at("check");
   CHECK(random_check.at("guaranteed_bit").get<int>() <= 23);
   CHECK(random_check.at("guaranteed_elements").get<std::uint64_t>() >= 4055);  // 99% of 4096
+  // The table states it too: the guaranteed bit and the share of elements where it holds.
+  auto table = run_substrated("probe --local --kernel gemm --mode exact --dtype f32 --size 16");
+  INFO(table.output);
+  REQUIRE(table.exit_code == 0);
+  CHECK_THAT(table.output, Catch::Contains("GUARANTEED"));
+  CHECK_THAT(table.output, Catch::Contains("bit 0, 100%"));
 }

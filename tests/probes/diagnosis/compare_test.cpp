@@ -144,6 +144,46 @@ TEST_CASE("compare: isolated flips are scattered, one flip a single element, mos
   CHECK(t.pattern.kind == MismatchPattern::widespread);
 }
 
+// Issue 18: GPU faults are warp-aligned and periodic (arXiv 2605.04213); compare names both.
+TEST_CASE("compare: a whole warp is warp-aligned, the same lane of every warp periodic", "[unit]") {
+  // Elements 64..95: one aligned warp of 32, two thirds of row 1 (was named a row).
+  auto warp = reference();
+  for (std::uint64_t i = 64; i < 96; ++i) flip(warp, i / C, i % C, 30);
+  auto t = compare(warp, reference());
+  CHECK(t.pattern.kind == MismatchPattern::warp_aligned);
+  CHECK(t.pattern.warps == std::vector<std::uint64_t>{2});
+  // A warp run that is not aligned (48..79) straddles two warps, each half wrong: not one warp.
+  auto straddling = reference();
+  for (std::uint64_t i = 48; i < 80; ++i) flip(straddling, i / C, i % C, 30);
+  CHECK(compare(straddling, reference()).pattern.kind != MismatchPattern::warp_aligned);
+
+  // A stuck lane: element 5 of every warp (was scattered: lane 5 falls in columns 5, 21 and 37).
+  auto lane = reference();
+  for (std::uint64_t i = 5; i < R * C; i += 32) flip(lane, i / C, i % C, 29);
+  t = compare(lane, reference());
+  CHECK(t.pattern.kind == MismatchPattern::periodic);
+  CHECK(t.pattern.period == 32);
+  CHECK(t.pattern.offset == 5);
+  CompareReport report;
+  report.tensors.push_back(t);
+  CHECK_THAT(render_compare(report),
+             Catch::Contains("periodic (every 32 elements from element 5: lane 5 of every warp)"));
+
+  // A stripe across tiles with one element missed (a value too close to zero to show): still periodic.
+  auto stripe = reference();
+  for (std::uint64_t i = 7; i < R * C; i += 256) {
+    if (i != 7 + 2 * 256) flip(stripe, i / C, i % C, 25);
+  }
+  t = compare(stripe, reference());
+  CHECK(t.pattern.kind == MismatchPattern::periodic);
+  CHECK(t.pattern.period == 256);
+
+  // One whole column is still a column stripe (its period is the row length).
+  auto column = reference();
+  for (std::uint64_t r = 0; r < R; ++r) flip(column, r, 3, 30);
+  CHECK(compare(column, reference()).pattern.kind == MismatchPattern::column_stripe);
+}
+
 TEST_CASE("compare: the classification rules at their edges", "[unit]") {
   // 4 x 4: half of row 0 wrong is a row; a quarter is not.
   std::vector<bool> mask(16, false);

@@ -23,10 +23,12 @@
 #include "probes/backends/cuda/fatbin.hpp"
 #include "probes/backends/cuda/identity.hpp"
 #include "probes/core/registry.hpp"
+#include "tests/support/fake_cuda.hpp"
 
 #include <nlohmann/json.hpp>
 
 using namespace substrate;
+using substrate::test::FakeCuda;
 namespace ck = substrate::cuda_kernels;
 
 namespace {
@@ -58,11 +60,25 @@ struct Found {
   std::vector<std::string> notes;
 };
 
-Found discover_with(std::optional<std::string> library, std::optional<std::string> fake_mode = std::nullopt) {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::move(library));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::move(fake_mode));
+// Discovery with whatever library and scenario the environment names.
+Found discover() {
   Found found;
   cuda::discover(found.devices, found.notes);
+  return found;
+}
+
+Found discover_with(std::optional<std::string> library) {
+  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::move(library));
+  return discover();
+}
+
+// Discovery through the stand-in that must find exactly one device.
+Found discover_one() {
+  Found found = discover();
+  std::string notes;
+  for (const std::string& note : found.notes) notes += note + "\n";
+  INFO(notes);
+  REQUIRE(found.devices.size() == 1);
   return found;
 }
 
@@ -169,6 +185,33 @@ TEST_CASE("cuda: identity formatting matches the Vulkan and NVML conventions", "
   CHECK(cuda::canonical_pci_bus_id("0000:3b:20.0") == "");  // device numbers stop at 0x1f
   CHECK(cuda::cuda_version_text(13000) == "13.0");
   CHECK(cuda::cuda_version_text(12080) == "12.8");
+  CHECK(cuda::kernel_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Thu Feb 22 01:44:30 "
+                                    "UTC 2024\nGCC version:  gcc version 12.2.0\n") == "550.54.15");
+  CHECK(cuda::kernel_driver_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release "
+                                    "Build  (dvs-builder@U16-I3-B03-4-3)  Sun Jul 27 07:09:04 UTC 2025\n") ==
+        "580.65.06");
+  CHECK(cuda::kernel_driver_version("GCC version: 12\n").empty());
+  CHECK(cuda::kernel_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n").empty());
+  CHECK(cuda::kernel_driver_version("").empty());
+}
+
+TEST_CASE("cuda: the kernel driver version is part of the device's driver identity", "[cuda]") {
+  FakeCuda fake("driver 12040\n");
+  const auto root = std::filesystem::temp_directory_path() / ("substrate-proc-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(root / "driver" / "nvidia");
+  fake.env("SUBSTRATE_PROC_ROOT", root.string());
+  {
+    const Found found = discover_one();
+    CHECK(found.devices[0]->info().driver == "NVIDIA CUDA driver 12.4, compute capability 9.0");  // no file
+  }
+  std::ofstream(root / "driver" / "nvidia" / "version")
+      << "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Thu Feb 22 01:44:30 UTC 2024\n";
+  {
+    const Found found = discover_one();
+    CHECK(found.devices[0]->info().driver == "NVIDIA 550.54.15 (CUDA 12.4), compute capability 9.0");
+    CHECK(found.devices[0]->info().api_version == "12.4");
+  }
+  std::filesystem::remove_all(root);
 }
 
 TEST_CASE("cuda: discovery without a driver library finds nothing and says why", "[cuda]") {
@@ -198,41 +241,145 @@ TEST_CASE("cuda: a library that is not a CUDA driver is rejected", "[cuda]") {
   CHECK(contains(found.notes[0], "no cuGetProcAddress_v2"));
 }
 
-TEST_CASE("cuda: stand-in driver reports no device or missing entry point or unloadable kernels", "[cuda]") {
-  const std::string fake = SUBSTRATE_FAKE_LIBCUDA;
+TEST_CASE("cuda: stand-in driver reports no device or missing entry point", "[cuda]") {
   {
-    const auto found = discover_with(fake, "no_device");
+    FakeCuda fake("init 100\n");
+    const auto found = discover();
     CHECK(found.devices.empty());
     REQUIRE(found.notes.size() == 1);
     CHECK(found.notes[0] ==
           "cuda: no CUDA devices (cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected))");
   }
   {
-    const auto found = discover_with(fake, "missing_symbol");
+    FakeCuda fake("missing cuMemAlloc\n");
+    const auto found = discover();
     CHECK(found.devices.empty());
     REQUIRE(found.notes.size() == 1);
     CHECK(contains(found.notes[0], "entry point cuMemAlloc unavailable"));
   }
-  {
-    const auto found = discover_with(fake, "no_binary");
-    CHECK(found.devices.empty());
-    REQUIRE(found.notes.size() == 1);
-    CHECK(contains(found.notes[0],
-                   "cuda0 (Fake GPU 80GB) unusable: cuModuleLoadData (embedded fatbin): "
-                   "CUDA_ERROR_NO_BINARY_FOR_GPU"));
-    CHECK(contains(found.notes[0], "this one supports 12.8"));
+}
+
+namespace {
+
+ProbeSpec small_memory_spec(const DeviceInfo& info) {
+  const ProbeDescriptor& memory = *probe_registry().find("memory");
+  ProbeSpec spec = memory.default_specs(info).front();
+  REQUIRE(memory.apply_size("4096", spec).ok());
+  return spec;
+}
+
+ProbeSpec small_gemm_spec(const DeviceInfo& info, Dtype dtype) {
+  const ProbeDescriptor& gemm = *probe_registry().find("gemm");
+  ProbeSpec spec = gemm.default_specs(info).front();
+  REQUIRE(gemm.apply_size("16", spec).ok());
+  spec.dtype = dtype;
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: drivers before R580 refuse the fatbin and run the compute_75 PTX at ISA 8.0", "[cuda]") {
+  // The embedded fallback is what the build checked with ptxas: compute_75, declared ISA 8.0.
+  const std::string_view ptx = cuda::embedded_fallback_ptx();
+  REQUIRE(ptx.size() > 1000);
+  CHECK(cuda::ptx_isa_version(ptx) == "8.0");
+  CHECK(contains(std::string(ptx), "\n.target sm_75\n"));
+  CHECK(ptx.data()[ptx.size()] == '\0');  // cuModuleLoadData reads PTX as a C string
+  CHECK_FALSE(cuda::native_ptx_isa_version(ptx).empty());
+
+  struct Case {
+    const char* scenario;
+    const char* image;
+  };
+  const Case cases[] = {
+      {"driver 13000\n", "sass sm_90"},                   // R580+: the cubin
+      {"driver 12020\nptx_isa 8.2\n", "ptx-jit 8.0"},     // R535: fatbin refused
+      {"driver 12000\nptx_isa 8.0\n", "ptx-jit 8.0"},     // R525, the oldest
+      {"fatbin 222\n", "ptx-jit 8.0"},                    // UNSUPPORTED_PTX_VERSION
+      {"fatbin 200\n", "ptx-jit 8.0"},                    // INVALID_IMAGE
+      {"fatbin 218\n", "ptx-jit 8.0"},                    // INVALID_PTX
+      {"driver 13000\ndevice 0 cc 8.6\n", "sass sm_86"},  // another architecture
+  };
+  for (const Case& c : cases) {
+    INFO(c.scenario);
+    FakeCuda fake(c.scenario);
+    Found found = discover_one();
+    ComputeDevice& device = *found.devices[0];
+    CHECK(device.info().kernel_image.empty());  // discovery opens nothing
+    CHECK(fake.contexts_held() == 0);
+    GoldenCache goldens;
+    const ProbeResult memory = run_probe(device, small_memory_spec(device.info()), goldens);
+    CHECK(memory.status == RunStatus::pass);
+    CHECK(memory.device.kernel_image == c.image);
+    CHECK(device.info().kernel_image == c.image);
+    nlohmann::json json = memory;
+    CHECK(json.at("device").at("kernel_image") == c.image);
+    // The PTX image has no bf16 tensor-core kernel (kernels.cu builds it from sm_80): bf16 GEMM
+    // takes the CUDA-core path there, the tensor cores elsewhere.
+    const ProbeResult bf16 = run_probe(device, small_gemm_spec(device.info(), Dtype::bf16), goldens);
+    CHECK(bf16.kernel == (std::string(c.image).rfind("ptx", 0) == 0 ? "cuda.gemm.simt64" : "cuda.gemm.wmma16"));
+    found.devices.clear();
+    CHECK(fake.contexts_held() == 0);
+    CHECK(fake.allocations_held() == 0);
   }
 }
 
+TEST_CASE("cuda: ptxas accepts the embedded fallback PTX at ISA 8.0 and refuses it below what it uses", "[cuda]") {
+  // The build already ran ptxas on this text; this shows the check has teeth: ptxas judges the
+  // instructions against the declared .version, so the same code declared at 6.0 is refused.
+  std::string ptxas;
+  for (const char* candidate : {"/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas"}) {
+    if (std::filesystem::exists(candidate)) ptxas = candidate;
+  }
+  if (ptxas.empty()) {
+    WARN("ptxas not installed: the fallback PTX was checked only by the build");
+    return;
+  }
+  const std::string ptx(cuda::embedded_fallback_ptx());
+  const auto dir = std::filesystem::temp_directory_path();
+  auto assemble = [&](const std::string& text, const std::string& name) {
+    const auto path = dir / (name + "-" + std::to_string(::getpid()) + ".ptx");
+    std::ofstream(path) << text;
+    const std::string command = ptxas + " -arch=sm_75 " + path.string() + " -o /dev/null 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buffer[512];
+    while (fgets(buffer, sizeof buffer, pipe)) output += buffer;
+    const int status = pclose(pipe);
+    std::filesystem::remove(path);
+    return std::pair{status, output};
+  };
+  const auto [ok_status_code, ok_output] = assemble(ptx, "isa80");
+  INFO(ok_output);
+  CHECK(ok_status_code == 0);
+  std::string older = ptx;
+  const std::size_t at = older.find("\n.version 8.0\n");
+  REQUIRE(at != std::string::npos);
+  older.replace(at, 14, "\n.version 6.0\n");
+  const auto [old_status_code, old_output] = assemble(older, "isa60");
+  CHECK(old_status_code != 0);
+  CHECK(contains(old_output, "requires PTX ISA .version"));
+}
+
+TEST_CASE("cuda: a driver that takes neither image makes the kernels unavailable, naming both refusals", "[cuda]") {
+  FakeCuda fake("driver 11080\nptx_isa 7.8\n");
+  Found found = discover_one();
+  GoldenCache goldens;
+  const ProbeResult result = run_probe(*found.devices[0], small_memory_spec(found.devices[0]->info()), goldens);
+  CHECK(result.status == RunStatus::error);
+  CHECK(result.error_kind == ErrorKind::unavailable);
+  CHECK(contains(result.error, "refused the embedded fatbin (CUDA_ERROR_NO_BINARY_FOR_GPU"));
+  CHECK(contains(result.error, "compute_75 PTX at ISA 8.0 (CUDA_ERROR_UNSUPPORTED_PTX_VERSION"));
+  CHECK(contains(result.error, "driver (CUDA 11.8)"));
+  found.devices.clear();
+  CHECK(fake.contexts_held() == 0);
+}
+
 TEST_CASE("cuda: stand-in driver gives device identity and kernels by name and launch geometry", "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
-  std::vector<DevicePtr> devices;
-  std::vector<std::string> notes;
-  cuda::discover(devices, notes);
-  REQUIRE(notes.empty());
-  REQUIRE(devices.size() == 1);
-  ComputeDevice& device = *devices[0];
+  FakeCuda fake;
+  Found found = discover_one();
+  ComputeDevice& device = *found.devices[0];
   const DeviceInfo& info = device.info();
   CHECK(info.id == "cuda0");
   CHECK(info.backend == "cuda");
@@ -246,6 +393,7 @@ TEST_CASE("cuda: stand-in driver gives device identity and kernels by name and l
   CHECK(contains(info.driver, "compute capability 9.0"));
   CHECK(info.memory_bytes == (80ull << 30));
   CHECK(info.kernel_build.rfind("fatbin-", 0) == 0);
+  REQUIRE(device.open().ok());
   CHECK(device.free_memory_bytes() == (70ull << 30));
   auto* cuda_device = dynamic_cast<cuda::CudaDevice*>(&device);
   REQUIRE(cuda_device != nullptr);
@@ -377,15 +525,11 @@ TEST_CASE("cuda: stand-in driver gives device identity and kernels by name and l
 }
 
 TEST_CASE("cuda: stand-in driver with a kernel that never finishes marks the device hung", "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
-  std::vector<DevicePtr> devices;
-  std::vector<std::string> notes;
-  cuda::discover(devices, notes);
-  REQUIRE(devices.size() == 1);
-  ComputeDevice& device = *devices[0];
+  FakeCuda fake;
+  Found found = discover_one();
+  ComputeDevice& device = *found.devices[0];
   device.set_timeout_seconds(0.2);
-  EnvGuard hang("SUBSTRATE_FAKE_CUDA", std::string("hang"));
+  fake.set("hang\n");
   const auto started = std::chrono::steady_clock::now();
   auto raw = device.generate_raw(1, 1, 0, 16);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -395,7 +539,7 @@ TEST_CASE("cuda: stand-in driver with a kernel that never finishes marks the dev
   CHECK(waited >= 0.2);
   CHECK(waited < 5.0);
   // Every later call fails at once, even after the "device" recovers.
-  EnvGuard healthy("SUBSTRATE_FAKE_CUDA", std::string("device"));
+  fake.set("");
   GemmLaunch launch;
   launch.shape = {8, 8, 8};
   launch.exact_radius = 4;
@@ -407,172 +551,250 @@ TEST_CASE("cuda: stand-in driver with a kernel that never finishes marks the dev
 }
 
 TEST_CASE("cuda: the canary is skipped on the CUDA backend, not an error", "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
-  std::vector<DevicePtr> devices;
-  std::vector<std::string> notes;
-  cuda::discover(devices, notes);
-  REQUIRE(devices.size() == 1);
+  FakeCuda fake;
+  Found found = discover_one();
   GoldenCache goldens;
-  const ProbeSpec canary = probe_registry().find("canary")->default_specs(devices[0]->info()).front();
-  const ProbeResult result = run_probe(*devices[0], canary, goldens);
+  const ProbeSpec canary = probe_registry().find("canary")->default_specs(found.devices[0]->info()).front();
+  const ProbeResult result = run_probe(*found.devices[0], canary, goldens);
   CHECK(result.status == RunStatus::skipped);
   CHECK(result.skip_reason == "not implemented on the cuda backend");
   CHECK(result.error.empty());
   CHECK(result.kernel.empty());
+  CHECK(fake.events()["ctx+"] == 0);  // a probe the backend lacks opens nothing
 }
 
-namespace {
-
-int fake_live_allocations() {
-  void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
-  REQUIRE(handle != nullptr);
-  auto fn = reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_live_allocations"));
-  REQUIRE(fn != nullptr);
-  const int live = fn();
-  dlclose(handle);
-  return live;
+TEST_CASE("cuda: compute modes decide before any context: PROHIBITED and EXCLUSIVE_PROCESS are skipped", "[cuda]") {
+  struct Case {
+    const char* scenario;
+    bool allow_exclusive;
+    const char* named;
+    bool opens;  // a context is created (and released)
+  };
+  const Case cases[] = {
+      {"device 0 compute_mode prohibited\n", false, "compute mode PROHIBITED", false},
+      {"device 0 compute_mode exclusive_process\ndevice 0 processes 1\n", false, "compute mode EXCLUSIVE_PROCESS",
+       false},
+      {"device 0 compute_mode exclusive_process\n", false, "compute mode EXCLUSIVE_PROCESS", false},
+      {"device 0 compute_mode prohibited\n", true, "compute mode PROHIBITED", false},
+      // Allowed, but a workload holds it: the driver refuses the context, so none exists.
+      {"device 0 compute_mode exclusive_process\ndevice 0 processes 1\n", true, "CUDA_ERROR_DEVICE_UNAVAILABLE", false},
+      // Allowed and idle: probed, and the context is released with the device.
+      {"device 0 compute_mode exclusive_process\n", true, "", true},
+  };
+  for (const Case& c : cases) {
+    INFO(c.scenario << "allowed: " << c.allow_exclusive);
+    FakeCuda fake(c.scenario);
+    const int created_before = FakeCuda::contexts_created();
+    Found found = discover_one();
+    found.devices[0]->allow_exclusive_compute(c.allow_exclusive);
+    GoldenCache goldens;
+    const ProbeResult result = run_probe(*found.devices[0], small_memory_spec(found.devices[0]->info()), goldens);
+    if (c.opens) {
+      CHECK(result.status == RunStatus::pass);
+      CHECK(FakeCuda::contexts_created() == created_before + 1);
+    } else {
+      CHECK(result.status == RunStatus::skipped);
+      CHECK(result.skip_kind == SkipKind::device_busy);
+      CHECK(contains(result.skip_reason, c.named));
+      CHECK(result.error.empty());
+      CHECK(FakeCuda::contexts_created() == created_before);
+    }
+    found.devices.clear();
+    CHECK(fake.contexts_held() == 0);
+    CHECK(fake.events()["ctx+"] == (c.opens ? 1 : 0));
+  }
 }
-
-ProbeSpec small_memory_spec(const DeviceInfo& info) {
-  const ProbeDescriptor& memory = *probe_registry().find("memory");
-  ProbeSpec spec = memory.default_specs(info).front();
-  REQUIRE(memory.apply_size("4096", spec).ok());
-  return spec;
-}
-
-}  // namespace
 
 TEST_CASE("cuda: OUT_OF_MEMORY, DEVICE_UNAVAILABLE, NOT_PERMITTED and MPS errors skip the run, never an error",
           "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
-  const int live_before = fake_live_allocations();
   struct Case {
-    const char* fail;   // $SUBSTRATE_FAKE_CUDA_FAIL
-    bool at_discovery;  // set before the device is opened (context creation)
+    const char* scenario;
     SkipKind kind;
     const char* named;
   };
   const Case cases[] = {
-      {"cuDevicePrimaryCtxRetain=2", true, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
-      {"cuModuleLoadData=2", true, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
-      {"cuMemAlloc=2", false, SkipKind::out_of_memory, "cuMemAlloc"},
-      {"cuMemAlloc=2@2", false, SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
-      {"cuLaunchKernel=2", false, SkipKind::out_of_memory, "cuLaunchKernel"},
-      {"cuDevicePrimaryCtxRetain=46", true, SkipKind::device_busy, "CUDA_ERROR_DEVICE_UNAVAILABLE"},
-      {"cuLaunchKernel=800", false, SkipKind::device_busy, "CUDA_ERROR_NOT_PERMITTED"},
-      {"cuMemAlloc=805", false, SkipKind::device_busy, "CUDA_ERROR_MPS_CONNECTION_FAILED"},
+      {"fail cuDevicePrimaryCtxRetain 2\n", SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"fail cuModuleLoadData 2\n", SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"fail cuMemAlloc 2\n", SkipKind::out_of_memory, "cuMemAlloc"},
+      {"fail cuMemAlloc 2 from 2\n", SkipKind::out_of_memory, "CUDA_ERROR_OUT_OF_MEMORY"},
+      {"device 0 free 1000\n", SkipKind::device_busy, "below the floor of 4096 bytes"},  // a workload holds it
+      {"fail cuLaunchKernel 2\n", SkipKind::out_of_memory, "cuLaunchKernel"},
+      {"fail cuDevicePrimaryCtxRetain 46\n", SkipKind::device_busy, "CUDA_ERROR_DEVICE_UNAVAILABLE"},
+      {"fail cuLaunchKernel 800\n", SkipKind::device_busy, "CUDA_ERROR_NOT_PERMITTED"},
+      {"fail cuMemAlloc 805\n", SkipKind::device_busy, "CUDA_ERROR_MPS_CONNECTION_FAILED"},
   };
   for (const Case& c : cases) {
-    INFO(c.fail);
-    std::vector<DevicePtr> devices;
-    std::vector<std::string> notes;
-    {
-      std::optional<EnvGuard> early;
-      if (c.at_discovery) early.emplace("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
-      cuda::discover(devices, notes);
-    }
-    // Listed even when its context could not be opened: a busy GPU is still a GPU.
-    REQUIRE(devices.size() == 1);
+    INFO(c.scenario);
+    FakeCuda fake(c.scenario);
+    Found found = discover_one();  // listed: a busy GPU is still a GPU
     GoldenCache goldens;
-    const ProbeSpec spec = small_memory_spec(devices[0]->info());
-    {
-      EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
-      const ProbeResult result = run_probe(*devices[0], spec, goldens);
-      CHECK(result.status == RunStatus::skipped);
-      CHECK(result.skip_kind == c.kind);
-      CHECK(contains(result.skip_reason, c.named));
-      CHECK(result.error.empty());
-      CHECK(devices[0]->sticky_error().empty());
-    }
+    const ProbeSpec spec = small_memory_spec(found.devices[0]->info());
+    const ProbeResult result = run_probe(*found.devices[0], spec, goldens);
+    CHECK(result.status == RunStatus::skipped);
+    CHECK(result.skip_kind == c.kind);
+    CHECK(contains(result.skip_reason, c.named));
+    CHECK(result.error.empty());
+    CHECK(found.devices[0]->sticky_error().empty());
     // The memory is free again: the same device object runs and passes (the stand-in's kernels
     // leave the region as written).
-    const ProbeResult again = run_probe(*devices[0], spec, goldens);
+    fake.set("");
+    const ProbeResult again = run_probe(*found.devices[0], spec, goldens);
     CHECK(again.status == RunStatus::pass);
-    devices.clear();
-    CHECK(fake_live_allocations() == live_before);  // nothing held once the device is closed
+    found.devices.clear();
+    // Nothing held once the device is closed, and every context opened was released.
+    CHECK(fake.allocations_held() == 0);
+    CHECK(fake.contexts_held() == 0);
+    auto events = fake.events();
+    CHECK(events["ctx+"] == events["ctx-"]);
+    CHECK(events["alloc+"] == events["alloc-"]);
   }
 }
 
 TEST_CASE("cuda: when cuMemGetInfo fails the memory probe is skipped, not a pass over 4 bytes", "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
-  std::vector<DevicePtr> devices;
-  std::vector<std::string> notes;
-  cuda::discover(devices, notes);
-  REQUIRE(devices.size() == 1);
+  FakeCuda fake("fail cuMemGetInfo 999\n");
+  Found found = discover_one();
   GoldenCache goldens;
-  const ProbeSpec spec = small_memory_spec(devices[0]->info());
-  {
-    EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string("cuMemGetInfo=999"));
-    CHECK(devices[0]->free_memory_bytes() == 0);
-    const ProbeResult result = run_probe(*devices[0], spec, goldens);
-    CHECK(result.status == RunStatus::skipped);
-    CHECK(result.skip_kind == SkipKind::out_of_memory);
-    CHECK_FALSE(result.memory.has_value());
-  }
-  const ProbeResult result = run_probe(*devices[0], spec, goldens);
-  CHECK(result.status == RunStatus::pass);
-  REQUIRE(result.memory.has_value());
-  CHECK(result.memory->bytes_tested == 4096);
+  const ProbeSpec spec = small_memory_spec(found.devices[0]->info());
+  const ProbeResult result = run_probe(*found.devices[0], spec, goldens);
+  CHECK(found.devices[0]->free_memory_bytes() == 0);
+  CHECK(result.status == RunStatus::skipped);
+  CHECK(result.skip_kind == SkipKind::out_of_memory);
+  CHECK_FALSE(result.memory.has_value());
+  fake.set("");
+  const ProbeResult again = run_probe(*found.devices[0], spec, goldens);
+  CHECK(again.status == RunStatus::pass);
+  REQUIRE(again.memory.has_value());
+  CHECK(again.memory->bytes_tested == 4096);
 }
 
 TEST_CASE("cuda: sticky errors: 214 and 226 fail with the code as hardware evidence, 700 is an error", "[cuda]") {
-  EnvGuard lib("SUBSTRATE_CUDA_LIBRARY", std::string(SUBSTRATE_FAKE_LIBCUDA));
-  EnvGuard mode("SUBSTRATE_FAKE_CUDA", std::string("device"));
   struct Case {
-    const char* fail;
+    const char* scenario;
+    const char* code;
     RunStatus status;
     ErrorKind kind;
     const char* named;
   };
   const Case cases[] = {
-      {"cuLaunchKernel=214", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_ECC_UNCORRECTABLE"},
-      {"cuEventQuery=226", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_CONTAINED"},
-      {"cuEventQuery=700", RunStatus::error, ErrorKind::device_error, "CUDA_ERROR_ILLEGAL_ADDRESS"},
+      {"fail cuLaunchKernel 214\n", "214", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_ECC_UNCORRECTABLE"},
+      {"fail cuEventQuery 226\n", "226", RunStatus::fail, ErrorKind::hardware_fault, "CUDA_ERROR_CONTAINED"},
+      {"fail cuEventQuery 700 from 2\n", "700", RunStatus::error, ErrorKind::device_error,
+       "CUDA_ERROR_ILLEGAL_ADDRESS"},
   };
   for (const Case& c : cases) {
-    INFO(c.fail);
-    std::vector<DevicePtr> devices;
-    std::vector<std::string> notes;
-    cuda::discover(devices, notes);
-    REQUIRE(devices.size() == 1);
+    INFO(c.scenario);
+    FakeCuda fake(c.scenario);
+    Found found = discover_one();
+    ComputeDevice& device = *found.devices[0];
     GoldenCache goldens;
-    const ProbeSpec spec = small_memory_spec(devices[0]->info());
-    const std::string code = std::string(c.fail).substr(std::string(c.fail).find('=') + 1);
-    {
-      EnvGuard fail("SUBSTRATE_FAKE_CUDA_FAIL", std::string(c.fail));
-      const ProbeResult result = run_probe(*devices[0], spec, goldens);
-      CHECK(result.status == c.status);
-      CHECK(result.error_kind == c.kind);
-      CHECK(contains(result.error, c.named));
-      CHECK(contains(result.error, "CUresult " + code));
-      CHECK(contains(devices[0]->sticky_error(), c.named));
-      // The JSON a worker sends keeps the evidence, for a fail as for an error.
-      nlohmann::json json = result;
-      const ProbeResult back = json.get<ProbeResult>();
-      CHECK(back.status == c.status);
-      CHECK(back.error == result.error);
-      CHECK(back.error_kind == c.kind);
-    }
+    const ProbeSpec spec = small_memory_spec(device.info());
+    const ProbeResult result = run_probe(device, spec, goldens);
+    CHECK(result.status == c.status);
+    CHECK(result.error_kind == c.kind);
+    CHECK(contains(result.error, c.named));
+    CHECK(contains(result.error, std::string("CUresult ") + c.code));
+    CHECK(contains(device.sticky_error(), c.named));
+    // The JSON a worker sends keeps the evidence, for a fail as for an error.
+    nlohmann::json json = result;
+    const ProbeResult back = json.get<ProbeResult>();
+    CHECK(back.status == c.status);
+    CHECK(back.error == result.error);
+    CHECK(back.error_kind == c.kind);
     // The context stays unusable in this process even once the driver would answer again: the
     // same error, without calling into the driver.
-    const int launches = [] {
-      void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
-      const int n = reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_launches"))();
-      dlclose(handle);
-      return n;
-    }();
-    const ProbeResult later = run_probe(*devices[0], spec, goldens);
+    fake.set("");
+    const int launches = FakeCuda::launches();
+    const ProbeResult later = run_probe(device, spec, goldens);
     CHECK(later.status == c.status);
     CHECK(contains(later.error, c.named));
-    CHECK(last_launch().name.size() > 0);
-    void* handle = dlopen(SUBSTRATE_FAKE_LIBCUDA, RTLD_NOW | RTLD_LOCAL);
-    CHECK(reinterpret_cast<int (*)()>(dlsym(handle, "substrate_fake_cuda_launches"))() == launches);
-    dlclose(handle);
-    CHECK(devices[0]->free_memory_bytes() == 0);
+    CHECK(FakeCuda::launches() == launches);
+    CHECK(device.free_memory_bytes() == 0);
+  }
+}
+
+TEST_CASE("cuda: cudaN follows PCI bus order (nvidia-smi), CUDA_VISIBLE_DEVICES filters, MIG instances by UUID",
+          "[cuda]") {
+  // The driver lists the faster GPU first; nvidia-smi (and cudaN) number by bus id.
+  FakeCuda fake(
+      "device 0 pci 00000000:C1:00.0\ndevice 0 uuid 11111111-0000-0000-0000-000000000001\n"
+      "device 1 pci 00000000:1A:00.0\ndevice 1 uuid 22222222-0000-0000-0000-000000000002\n"
+      "device 2 pci 00000000:3B:00.0\ndevice 2 uuid 33333333-0000-0000-0000-000000000003\n"
+      "device 2 mig 44444444-0000-0000-0000-000000000004 1 1g.10gb 10737418240\n"
+      "device 2 mig 55555555-0000-0000-0000-000000000005 2 3g.40gb 42949672960\n");
+  {
+    const Found found = discover();
+    REQUIRE(found.devices.size() == 3);
+    CHECK(found.devices[0]->info().id == "cuda0");
+    CHECK(found.devices[0]->info().pci_bus_id == "0000:1a:00.0");
+    CHECK(found.devices[1]->info().pci_bus_id == "0000:3b:00.0");
+    // Without CUDA_VISIBLE_DEVICES a process sees one MIG instance of a MIG-enabled GPU.
+    CHECK(found.devices[1]->info().uuid == "44444444-0000-0000-0000-000000000004");
+    CHECK(found.devices[2]->info().pci_bus_id == "0000:c1:00.0");
+  }
+  fake.env("CUDA_VISIBLE_DEVICES", "MIG-55555555-0000-0000-0000-000000000005");
+  {
+    const Found found = discover();
+    REQUIRE(found.devices.size() == 1);
+    const DeviceInfo& info = found.devices[0]->info();
+    CHECK(info.uuid == "55555555-0000-0000-0000-000000000005");
+    CHECK(info.name == "Fake GPU 80GB MIG 3g.40gb");
+    CHECK(info.memory_bytes == (40ull << 30));
+    CHECK(info.pci_bus_id == "0000:3b:00.0");
+  }
+  fake.env("CUDA_VISIBLE_DEVICES", "GPU-11111111-0000-0000-0000-000000000001,0");
+  {
+    const Found found = discover();
+    REQUIRE(found.devices.size() == 2);
+    CHECK(found.devices[0]->info().uuid == "11111111-0000-0000-0000-000000000001");
+    CHECK(found.devices[1]->info().pci_bus_id == "0000:1a:00.0");
   }
 }
 
 #endif  // SUBSTRATE_WITH_CUDA
+
+// Issue 18: the CUDA backend refuses what the device cannot hold before any work, naming the limit,
+// as the Vulkan backend does (it had no check: an oversized GEMM reached cuMemAlloc, whose
+// OUT_OF_MEMORY reads as "a workload holds the memory" and skips the run).
+TEST_CASE("cuda: shapes past the device's memory, grid or shared memory are refused with the limit named", "[cuda]") {
+  const Found found = discover_with(std::string(SUBSTRATE_FAKE_LIBCUDA), "device");  // the default device
+  REQUIRE(found.devices.size() == 1);
+  ComputeDevice& device = *found.devices[0];
+  GoldenCache goldens;
+  struct Case {
+    const char* probe;
+    const char* mode;
+    const char* size;
+    const char* named;
+  };
+  const Case cases[] = {
+      // A: 150000 x 150000 f32 = 90 GB, above the stand-in's 80 GiB.
+      {"gemm", "exact", "150000x1x150000", "bytes of device memory"},
+      // 2048 + 60000 floats of shared memory per block, above the stand-in's opt-in 227 KiB.
+      {"attention", "random", "2048x1x60000", "bytes of shared memory"},
+      {"attention", "random", "1x70000x1", "maxGridDim[1] of 65535"},
+  };
+  for (const Case& c : cases) {
+    const ProbeDescriptor& probe = *probe_registry().find(c.probe);
+    ProbeSpec spec = probe.default_specs(device.info()).front();
+    spec.mode = std::string(c.mode) == "exact" ? Mode::exact : Mode::random;
+    spec.dtype = Dtype::f32;
+    REQUIRE(probe.apply_size(c.size, spec).ok());
+    const ProbeResult result = run_probe(device, spec, goldens);
+    INFO(c.probe << " " << c.size << ": " << to_string(result.status) << " " << result.error);
+    CHECK(result.status == RunStatus::error);
+    CHECK(result.error_kind == ErrorKind::invalid_argument);
+    CHECK(contains(result.error, c.named));
+  }
+  // 65,536 row tiles of 64, one more than grid y allows (the CLI's sizes stop at 2^20, so only
+  // another caller could ask).
+  GemmLaunch tall;
+  tall.shape = {4194241, 1, 1};
+  const auto refused = device.check_gemm(tall);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(contains(refused.error().message, "maxGridDim[1] of 65535"));
+  // Within the limits the check says nothing.
+  GemmLaunch fits;
+  fits.shape = {4096, 4096, 4096};
+  fits.dtype = Dtype::f16;
+  CHECK(device.check_gemm(fits).ok());
+}

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 
 #include "kernels/generator.hpp"
 #include "probes/core/check.hpp"
@@ -200,6 +201,61 @@ TEST_CASE("vulkan: memory probe checks the words past the last full uvec4 and co
   }
 }
 
+// Issue 19: each run of 32 invocations walks its own contiguous block (64 uvec4s per invocation:
+// 2048 per block here, four 256-invocation groups for 65,536 uvec4s), then invocation 0 takes the
+// three tail words. A stored flip at the first and last word of blocks, of groups, of the last
+// full uvec4 and of the tail is found at that word, so no word falls between two blocks.
+TEST_CASE("vulkan: memory passes visit every word at block, group and tail edges", "[vulkan]") {
+  constexpr std::uint64_t words = 4 * 65536 + 3;
+  constexpr std::uint64_t block = 4 * 2048;
+  for (std::uint64_t word : {std::uint64_t{0}, std::uint64_t{3}, block - 1, block, 2 * block + 5, 16 * block - 1,
+                             16 * block, 31 * block + 7, 32 * block - 4, words - 4, words - 3, words - 1}) {
+    MemoryLaunch launch;
+    launch.bytes = words * 4;
+    launch.seed = 7;
+    launch.patterns = {MemoryPattern::walking_ones};
+    launch.inject = {true, word, 1u << 9, false};
+    auto run = vulkan_device().run_memory(launch);
+    INFO("word " << word);
+    REQUIRE(run.ok());
+    CHECK(run->bad_words == 1);
+    REQUIRE(run->first_bad.size() == 1);
+    CHECK(run->first_bad[0].offset == word * 4);
+  }
+}
+
+// The passes are chained (verify one stage, write the next), and each stage must still be read
+// back on its own: a stored flip (put in as each pattern is first written) is reported once per
+// pattern, under that pattern; a transient one (put in on every read) once per stage, moving
+// inversions having three (P, ~P, P).
+TEST_CASE("vulkan: a chained memory run verifies every pattern's own stage", "[vulkan]") {
+  const std::vector<MemoryPattern> all{MemoryPattern::walking_ones, MemoryPattern::walking_zeros,
+                                       MemoryPattern::own_address, MemoryPattern::moving_inversions,
+                                       MemoryPattern::random};
+  for (const bool transient : {false, true}) {
+    MemoryLaunch launch;
+    launch.bytes = 1u << 16;
+    launch.seed = 3;
+    launch.patterns = all;
+    launch.inject = {true, 1234, 1u << 30, transient};
+    auto run = vulkan_device().run_memory(launch);
+    INFO("transient " << transient);
+    REQUIRE(run.ok());
+    CHECK(run->bad_words == (transient ? 7u : 5u));
+    CHECK(run->bit_histogram[30] == run->bad_words);
+    std::map<MemoryPattern, int> reports;
+    for (const BadWord& bad : run->first_bad) {
+      CHECK(bad.offset == 1234 * 4);
+      CHECK((bad.expected ^ bad.actual) == (1u << 30));
+      ++reports[bad.pattern];
+    }
+    for (MemoryPattern pattern : all) {
+      INFO(to_string(pattern));
+      CHECK(reports[pattern] == (transient && pattern == MemoryPattern::moving_inversions ? 3 : 1));
+    }
+  }
+}
+
 TEST_CASE("vulkan: the retention block is verified, not rewritten, on later calls", "[vulkan]") {
   ComputeDevice& device = vulkan_device();
   auto first = device.check_retention(4096, 42);
@@ -213,8 +269,9 @@ TEST_CASE("vulkan: the retention block is verified, not rewritten, on later call
 
 // Issue 18: each result states the lowest bit whose flip is detected at each of its guaranteed
 // elements. Over every accepted shape class (exact and random GEMM across K and dtypes, causal and
-// full attention across head_dim), inject that bit and the sign bit at the hardest guaranteed
-// element (the smallest |golden| relative to its bound) and at the first one: all are detected.
+// full attention across head_dim up to where the attention bound's second-order terms matter), inject that bit and the
+// sign bit at the hardest guaranteed element (the smallest |golden| relative to its bound) and at the first one: all
+// are detected.
 TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every accepted shape class", "[vulkan]") {
   const std::vector<ProbeSpec> specs{
       gemm_spec(Dtype::f32, Mode::exact, {16, 16, 16}),   gemm_spec(Dtype::f16, Mode::exact, {8, 24, 40}),
@@ -223,7 +280,8 @@ TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every acce
       gemm_spec(Dtype::f32, Mode::random, {16, 16, 256}), gemm_spec(Dtype::f16, Mode::random, {8, 8, 1024}),
       gemm_spec(Dtype::bf16, Mode::random, {8, 8, 2048}), attention_spec(Dtype::f32, {64, 2, 64, true}, 1),
       attention_spec(Dtype::f16, {32, 2, 128, false}, 2), attention_spec(Dtype::f32, {16, 1, 1, true}, 3),
-      attention_spec(Dtype::f32, {8, 1, 512, false}, 4)};
+      attention_spec(Dtype::f32, {8, 1, 512, false}, 4),  attention_spec(Dtype::f32, {2, 1, 4096, false}, 1),
+      attention_spec(Dtype::f16, {4, 1, 2048, true}, 6)};
   for (const ProbeSpec& spec : specs) {
     const ProbeResult clean = run_probe(vulkan_device(), spec, goldens(), true);
     INFO(spec_key(spec) << " " << clean.error);
@@ -249,6 +307,37 @@ TEST_CASE("vulkan: a flip of the stated guaranteed bit is detected in every acce
         INFO("element " << element << " bit " << flip);
         CHECK(result.status == RunStatus::fail);
       }
+    }
+  }
+}
+
+// Issue 18: fault models beyond single bits travel the kernels' own injection path (GLSL
+// inject_hits): exactly the pattern's elements are corrupted and found, in GEMM and attention.
+TEST_CASE("vulkan: drill patterns corrupt exactly a warp, a stripe or a lane", "[vulkan]") {
+  struct Case {
+    ProbeSpec spec;
+    std::string drill;
+    std::uint64_t expected;
+  };
+  const std::vector<Case> cases{
+      {gemm_spec(Dtype::f32, Mode::exact, {64, 64, 16}), "bit=0,element=64,count=32", 32},
+      {gemm_spec(Dtype::f32, Mode::exact, {64, 64, 16}), "bit=0,element=5,stride=32,count=all", 128},
+      {gemm_spec(Dtype::f16, Mode::exact, {48, 40, 8}), "bit=7,bit=12,element=3,stride=256,count=all", 8},
+      {attention_spec(Dtype::f32, {16, 2, 64, true}, 5), "bit=30,element=17,stride=32,count=all", 64},
+  };
+  for (const Case& c : cases) {
+    ProbeSpec drill = c.spec;
+    auto inject = parse_injection(c.drill, 0);
+    REQUIRE(inject.ok());
+    drill.inject = *inject;
+    const ProbeResult result = run_probe(vulkan_device(), drill, goldens());
+    INFO(spec_key(drill) << " --inject " << c.drill << ": " << result.error);
+    REQUIRE(result.status == RunStatus::fail);
+    CHECK(result.check.mismatched == c.expected);
+    for (const Mismatch& m : result.check.first_mismatches) {
+      CHECK(injection_hits(drill.inject, m.index));
+      // Exact mode: the word differs by the mask alone (random mode adds healthy rounding).
+      if (drill.mode == Mode::exact) CHECK(m.xor_bits == drill.inject.xor_mask);
     }
   }
 }

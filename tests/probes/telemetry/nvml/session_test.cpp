@@ -17,13 +17,13 @@
 #include "probes/telemetry/metrics.hpp"
 #include "probes/telemetry/nvml/session.hpp"
 #include "probes/telemetry/verdict.hpp"
+#include "tests/probes/telemetry/nvml/standin_support.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
 
 using namespace substrate;
 using namespace substrate::telemetry;
 namespace support = substrate::telemetry::testing;
 using support::ScopedEnv;
-using support::ScratchFile;
 
 namespace {
 
@@ -72,18 +72,9 @@ devices 2
 1 xid 13
 )";
 
-struct StandinEnvironment {
+struct StandinEnvironment : support::StandinEnvironment {
   explicit StandinEnvironment(const char* directory, const std::string& script = kScript)
-      : script_file("standin-script.txt", script),
-        log_file("standin-calls.log", ""),
-        library(nvml::kLibraryEnv, std::string(directory) + "/libnvidia-ml.so.1"),
-        script("SUBSTRATE_NVML_STANDIN_SCRIPT", script_file.path().string()),
-        log("SUBSTRATE_NVML_STANDIN_LOG", log_file.path().string()) {}
-  ScratchFile script_file;
-  ScratchFile log_file;
-  ScopedEnv library;
-  ScopedEnv script;
-  ScopedEnv log;
+      : support::StandinEnvironment(directory, script) {}
 };
 
 std::unique_ptr<nvml::Session> open_session() {
@@ -297,6 +288,7 @@ TEST_CASE("telemetry: NVML init failure is a note and one counted error", "[unit
   CHECK_THAT(snapshot.notes[0], Catch::Contains("NVML init failed"));
   REQUIRE(snapshot.error_totals.size() == 1);
   CHECK(snapshot.error_totals[0].cause == "init_failed");
+  CHECK(snapshot.nvml_up == false);
 }
 
 TEST_CASE("telemetry: NVML absent is a clear note, not an error", "[unit]") {
@@ -324,4 +316,120 @@ TEST_CASE("telemetry: NVML absent is a clear note, not an error", "[unit]") {
   const auto session = nvml::Session::open();
   REQUIRE_FALSE(session.ok());
   CHECK(session.error().message == "NVML absent: libnvidia-ml.so.1 not found");
+}
+
+namespace {
+
+constexpr const char* kHealthyGpu = R"(devices 2
+0 uuid GPU-8E8F1C2A-1B2C-3D4E-5F60-718293A4B5C6
+0 pci 0000:65:00.0
+0 temperature.gpu 50
+0 power_usage 100000
+1 uuid GPU-11111111-2222-3333-4444-555555555555
+1 pci 0000:0a:00.0
+1 temperature.gpu 41
+)";
+
+support::VerdictPath cuda0_path() {
+  support::VerdictPath path;
+  path.compute.id = "cuda0";
+  path.compute.uuid = "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6";
+  path.compute.pci_bus_id = "0000:65:00.0";
+  path.verdict.health = Health::healthy;
+  return path;
+}
+
+}  // namespace
+
+// Issue 15/17: a GPU that got lost and whose identity calls then failed showed up as an unjoined
+// nvml0 with gpu_lost set, and the compute device it belongs to stayed healthy.
+TEST_CASE("telemetry: a lost GPU whose identity calls fail is failed under its last identity", "[unit]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, kHealthyGpu);
+  TelemetryReader reader({"/nonexistent/substrate-sysfs", true, {}, std::chrono::milliseconds(50)});
+  support::VerdictPath path = cuda0_path();
+  CHECK(path.fold(reader).health == Health::healthy);
+
+  // The GPU is lost: every call on it, the identity calls included, answers GPU_IS_LOST.
+  environment.rewrite(std::string(kHealthyGpu) + "0 fail * 15\n");
+  const EffectiveVerdict lost = path.fold(reader);
+  CHECK(lost.health == Health::failed);
+  REQUIRE_FALSE(lost.reasons.empty());
+  CHECK_THAT(lost.reasons.back(), Catch::Contains("GPU is lost"));
+  const auto joined = std::find_if(path.last.devices.begin(), path.last.devices.end(),
+                                   [](const TelemetryDevice& d) { return d.local_id == "nvml0"; });
+  REQUIRE(joined != path.last.devices.end());
+  CHECK(joined->device == "cuda0");
+  CHECK(joined->uuid == "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
+  CHECK(joined->pci_bus_id == "0000:65:00.0");
+
+  // Still failed, and still joined, at the next reads; the other GPU is unaffected.
+  CHECK(path.fold(reader).health == Health::failed);
+  const auto other = std::find_if(path.last.devices.begin(), path.last.devices.end(),
+                                  [](const TelemetryDevice& d) { return d.local_id == "nvml1"; });
+  REQUIRE(other != path.last.devices.end());
+  CHECK_FALSE(other->readings.gpu_lost);
+  CHECK(other->readings.temperatures.size() == 1);
+}
+
+TEST_CASE("telemetry: NVML makes no call on a device after its first GPU_IS_LOST", "[unit]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, kHealthyGpu);
+  auto session = open_session();
+  session->read();
+  const auto healthy_calls = environment.counter("substrate_standin_device_calls", 0);
+  CHECK(healthy_calls > 10);  // a healthy read makes many calls
+  const auto other_before = environment.counter("substrate_standin_device_calls", 1);
+
+  environment.rewrite(std::string(kHealthyGpu) + "0 fail * 15\n");
+  const auto before = environment.counter("substrate_standin_device_calls", 0);
+  const SourceResult lost = session->read();
+  // The first call (the PCI info) answered GPU_IS_LOST; an XID re-registration may add one more.
+  const auto after_lost = environment.counter("substrate_standin_device_calls", 0);
+  CHECK(after_lost - before <= 2);
+  REQUIRE(lost.devices.size() == 2);
+  CHECK(lost.devices[0].readings.gpu_lost);
+  CHECK(std::count_if(lost.errors.begin(), lost.errors.end(),
+                      [](const ReadError& e) { return e.cause == "gpu_is_lost"; }) >= 1);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the XID thread rebuild
+  const auto settled = environment.counter("substrate_standin_device_calls", 0);
+  for (int i = 0; i < 3; ++i) {
+    const SourceResult again = session->read();
+    REQUIRE(again.devices.size() == 2);
+    CHECK(again.devices[0].readings.gpu_lost);
+    CHECK(again.devices[0].uuid == "8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(environment.counter("substrate_standin_device_calls", 0) == settled);
+  // The other GPU is still read in full at each of the four reads.
+  CHECK(environment.counter("substrate_standin_device_calls", 1) - other_before >= 4 * (healthy_calls - 1));
+}
+
+TEST_CASE("telemetry: per-call NVML errors of one device leave it readable and not lost", "[unit]") {
+  StandinEnvironment environment(SUBSTRATE_NVML_STANDIN_DIR, kHealthyGpu);
+  auto session = open_session();
+  REQUIRE(session->read().errors.empty());
+
+  // Under the running session: device 0 refuses its power reads, device 1 times out on one ECC call.
+  environment.rewrite(std::string(kHealthyGpu) +
+                      "0 fail nvmlDeviceGetPowerUsage 4\n1 fail nvmlDeviceGetTotalEccErrors 10\n");
+  const SourceResult result = session->read();
+  REQUIRE(result.devices.size() == 2);
+  CHECK_FALSE(result.devices[0].readings.power_watts.has_value());
+  CHECK(result.devices[0].readings.temperatures.at(0).celsius == 50);
+  CHECK_FALSE(result.devices[0].readings.gpu_lost);
+  CHECK_FALSE(result.devices[1].readings.gpu_lost);
+  CHECK(result.devices[1].readings.temperatures.at(0).celsius == 41);
+  CHECK(std::count_if(result.errors.begin(), result.errors.end(), [](const ReadError& e) {
+          return e.cause == "no_permission" && e.detail.find("nvmlDeviceGetPowerUsage (device 0)") != std::string::npos;
+        }) == 1);
+  // Four total-ECC queries (2 kinds x 2 scopes), each timing out.
+  CHECK(std::count_if(result.errors.begin(), result.errors.end(), [](const ReadError& e) {
+          return e.cause == "timeout" && e.detail.find("nvmlDeviceGetTotalEccErrors (device 1)") != std::string::npos;
+        }) == 4);
+
+  // The failures end with the next scenario.
+  environment.rewrite(kHealthyGpu);
+  const SourceResult healed = session->read();
+  CHECK(healed.errors.empty());
+  CHECK(healed.devices[0].readings.power_watts == Approx(100.0));
 }
