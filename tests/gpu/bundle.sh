@@ -41,7 +41,8 @@ cp "$tests" "$out/bin/substrate_tests"
 # The closure of shared libraries (ldd lists the transitive ones), base ones left to the host.
 for elf in "$out"/bin/*; do
   while read -r soname path; do
-    [[ "$soname" =~ $base_re ]] && continue
+    # A library without dependencies of its own: ldd says "statically linked".
+    [[ "$soname" =~ $base_re || "$soname" == statically ]] && continue
     if [[ -z "$path" || "$path" == "not" ]]; then
       echo "bundle.sh: $(basename "$elf") needs $soname, which is not found on the build host" >&2
       exit 1
@@ -62,7 +63,7 @@ for lib in "$out"/lib/*; do patchelf --set-rpath '$ORIGIN' "$lib"; done
 # Check: with an empty environment, everything resolves inside the bundle or to a base library.
 for elf in "$out"/bin/* "$out"/lib/*; do
   while read -r soname path; do
-    if [[ "$soname" =~ $base_re ]]; then continue; fi
+    if [[ "$soname" =~ $base_re || "$soname" == statically ]]; then continue; fi
     case "$(realpath -m "$path")" in
       "$out"/lib/*) ;;
       *) echo "bundle.sh: $(basename "$elf") resolves $soname to '$path', outside the bundle" >&2; exit 1 ;;
