@@ -147,7 +147,10 @@ expect_line "$r" '^gpu index=3 .* -> SKIP MIG enabled' "MIG-enabled GPU skipped"
 expect_line "$r" '^step pass devices device=host .*cuda0=ab1200ff-0102-0304-0506-0708090a0bcd\(cuda 13\.0, fatbin-' "devices: the GPU is the CUDA device of the same UUID"
 expect_line "$r" '^step pass gpu-test:"cuda: device identity is complete" device=gpu0 ' "a [gpu] test case ran on the GPU"
 expect_line "$r" '^step pass probe device=gpu0 .*rc=0' "probe --local on the GPU"
-expect_line "$r" '^step pass serve device=all .*scrapes=[1-9][0-9]* failed_scrapes=0 peak_rss=[1-9][0-9]*KiB .*memory_max=262144KiB' \
+# MemoryMax as the shipped unit sets it, in KiB (the runner reads the unit inside the bundle).
+memory_max_kib="$(sed -n -E 's/^MemoryMax=([0-9]+)([KMG]?)$/\1 \2/p' "$here/../../deploy/systemd/substrated.service" |
+  awk '{ print $1 * ($2 == "G" ? 1048576 : $2 == "M" ? 1024 : $2 == "K" ? 1 : 1 / 1024) }')"
+expect_line "$r" "^step pass serve device=all .*scrapes=[1-9][0-9]* failed_scrapes=0 peak_rss=[1-9][0-9]*KiB .*memory_max=${memory_max_kib}KiB" \
   "serve: scrapes answered, peak RSS recorded against MemoryMax"
 expect_line "$r" '^telemetry pass device=gpu0 id=cuda0 field=temperature\.gpu nvidia_smi=41 substrated=42$' "telemetry: temperature within 5 C"
 expect_line "$r" '^telemetry pass device=gpu0 id=cuda0 field=enforced\.power\.limit nvidia_smi=700\.00 substrated=700$' "telemetry: power limit"
