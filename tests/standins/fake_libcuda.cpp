@@ -194,18 +194,21 @@ Scenario parse(std::istream& in) {
 
 // All mutable state, behind one mutex (the backend calls from one thread at a time, but tests
 // read the hooks from theirs).
+// The stand-in's state is never destroyed: a process may still call into the library from its
+// own static destructors (a test's device released at exit) after this library's would have run.
 std::mutex g_mutex;
-Scenario g_scenario;
-std::string g_scenario_stamp = "unread";
-std::string g_enumeration_key;   // scenario and environment the enumeration was made from
-std::vector<Visible> g_visible;  // fixed at cuInit
-std::map<std::string, int> g_calls;
+Scenario& g_scenario = *new Scenario;
+std::string& g_scenario_stamp = *new std::string("unread");
+std::string& g_enumeration_key = *new std::string;            // scenario and environment the enumeration was made from
+std::vector<Visible>& g_visible = *new std::vector<Visible>;  // fixed at cuInit
+std::map<std::string, int>& g_calls = *new std::map<std::string, int>;
 CUresult g_sticky = CUDA_SUCCESS;
 int g_live_allocations = 0, g_live_contexts = 0, g_contexts_created = 0;
-std::map<CUdeviceptr, std::pair<std::size_t, std::size_t>> g_allocations;  // ptr -> (visible index, bytes)
-std::vector<std::size_t> g_used;                                           // bytes per visible device
-std::vector<int> g_retains;                                                // primary-context refcount
-std::size_t g_current = 0;                                                 // visible index of the current context
+std::map<CUdeviceptr, std::pair<std::size_t, std::size_t>>& g_allocations =
+    *new std::map<CUdeviceptr, std::pair<std::size_t, std::size_t>>;  // ptr -> (visible index, bytes)
+std::vector<std::size_t>& g_used = *new std::vector<std::size_t>;     // bytes per visible device
+std::vector<int>& g_retains = *new std::vector<int>;                  // primary-context refcount
+std::size_t g_current = 0;                                            // visible index of the current context
 
 // Re-reads the scenario when the file changed (size or mtime); resets the call counts and the
 // sticky error so a new scenario starts from its first call. Caller holds g_mutex.
@@ -337,9 +340,9 @@ struct LaunchRecord {
 
 const unsigned char* g_image = nullptr;
 std::size_t g_image_size = 0;
-std::map<CUfunction, std::string> g_functions;
-std::vector<std::string> g_names;
-LaunchRecord g_last;
+std::map<CUfunction, std::string>& g_functions = *new std::map<CUfunction, std::string>;
+std::vector<std::string>& g_names = *new std::vector<std::string>;
+LaunchRecord& g_last = *new LaunchRecord;
 int g_launches = 0;
 int g_context_tokens[64], g_module_token, g_stream_token, g_event_tokens[64];
 int g_next_event = 0;
