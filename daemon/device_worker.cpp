@@ -46,14 +46,26 @@ bool DeviceWorker::stop(std::chrono::milliseconds grace) {
   return finished_.wait_for(lock, grace, [this] { return !running_since_; });
 }
 
+namespace {
+// Abandoned workers, kept where a global points at them and never freed: the detached thread
+// still uses its worker, and a leak checker sees it reachable (the thread may end, a blocked read
+// returning, before the process does).
+std::mutex g_abandoned_mutex;
+std::vector<std::unique_ptr<DeviceWorker>>& abandoned() {
+  static auto* kept = new std::vector<std::unique_ptr<DeviceWorker>>();
+  return *kept;
+}
+}  // namespace
+
 void DeviceWorker::abandon(std::unique_ptr<DeviceWorker> worker) {
   if (worker->thread_.joinable()) worker->thread_.detach();
-  // Kept where a global points at it, never freed: the detached thread still uses it, and a leak
-  // checker sees it reachable (the thread may end, a blocked read returning, before the process).
-  static std::mutex mutex;
-  static auto* kept = new std::vector<std::unique_ptr<DeviceWorker>>();
-  std::lock_guard lock(mutex);
-  kept->push_back(std::move(worker));
+  std::lock_guard lock(g_abandoned_mutex);
+  abandoned().push_back(std::move(worker));
+}
+
+bool DeviceWorker::any_abandoned() {
+  std::lock_guard lock(g_abandoned_mutex);
+  return !abandoned().empty();
 }
 
 void DeviceWorker::loop() {

@@ -29,6 +29,8 @@ class DeviceWorker {
   // Gives up on a worker whose job never returns: its thread is detached and the worker (with
   // whatever the job uses) is kept until the process exits.
   static void abandon(std::unique_ptr<DeviceWorker> worker);
+  // Whether any worker was abandoned in this process (its thread may still be blocked).
+  static bool any_abandoned();
 
  private:
   void loop();

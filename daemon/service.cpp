@@ -1058,10 +1058,22 @@ int serve(ServeOptions options) {
     return k_exit_cannot_run;
   }
   FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
-  Service service(std::move(config.value()), options.config_path, std::move(found));
-  service.set_web(std::move(options.web), std::move(web.value()));
-  const int code = service.run();
+  int code = 0;
+  {
+    Service service(std::move(config.value()), options.config_path, std::move(found));
+    service.set_web(std::move(options.web), std::move(web.value()));
+    code = service.run();
+  }  // the telemetry reader abandons, without waiting, a source whose read is still blocked
   ::close(*lock);
+  if (DeviceWorker::any_abandoned()) {
+    // A telemetry read never returned and its thread may still be blocked in the kernel: the
+    // state is saved, so end here. Destructors, or a leak checker stopping every thread at exit,
+    // would wait on that thread, and a read stuck in uninterruptible sleep never returns.
+    spdlog::info("exiting with an abandoned telemetry read still blocked");
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
   return code;
 }
 
