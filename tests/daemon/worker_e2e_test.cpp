@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -62,6 +63,8 @@ bool gone(pid_t pid) {
   const auto close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
 }
+
+bool all_gone(const std::vector<pid_t>& pids) { return std::all_of(pids.begin(), pids.end(), gone); }
 
 }  // namespace
 
@@ -195,14 +198,7 @@ TEST_CASE("workers: kill -9 of the daemon leaves no worker behind", "[e2e]") {
   REQUIRE_FALSE(workers.empty());
   daemon.signal(SIGKILL);
   daemon.wait_exit(10s);
-  CHECK(wait_until(
-      [&] {
-        for (pid_t pid : workers) {
-          if (!gone(pid)) return false;
-        }
-        return true;
-      },
-      5s));
+  CHECK(wait_until([&] { return all_gone(workers); }, 5s));
 }
 
 TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs", "[e2e]") {
@@ -216,14 +212,7 @@ TEST_CASE("workers: SIGTERM exits within the grace period while a worker hangs",
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
   CHECK(std::chrono::steady_clock::now() - asked < 6s);  // shutdown_grace_seconds: 5
-  CHECK(wait_until(
-      [&] {
-        for (pid_t pid : workers) {
-          if (!gone(pid)) return false;
-        }
-        return true;
-      },
-      5s));
+  CHECK(wait_until([&] { return all_gone(workers); }, 5s));
 }
 
 TEST_CASE("workers: a second daemon on the same state directory exits with a clear message", "[e2e]") {
