@@ -10,8 +10,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/run_command.hpp"
 #include "tests/support/scrape.hpp"
@@ -29,12 +27,7 @@ double unix_now() { return std::chrono::duration<double>(std::chrono::system_clo
 }  // namespace
 
 TEST_CASE("scheduler: a busy device's probe is deferred for reason busy, within max_staleness_seconds", "[e2e]") {
-  const auto devices = nlohmann::json::parse(run_substrated("devices --json").output, nullptr, false);
-  REQUIRE_FALSE(devices.is_discarded());
-  std::string uuid;
-  for (const auto& d : devices["devices"]) {
-    if (d["id"] == "vulkan0") uuid = d["uuid"].get<std::string>();
-  }
+  const std::string uuid = device_uuid("vulkan0");
   REQUIRE_FALSE(uuid.empty());
   const auto script = std::filesystem::temp_directory_path() / ("substrate-busy-" + std::to_string(::getpid()));
   auto write_script = [&](int gpu_percent) {

@@ -152,12 +152,7 @@ std::vector<std::string> reasons(DaemonProcess& daemon) {
 
 TEST_CASE("telemetry history: kill -9 and restart neither forget an ECC event nor count it again", "[e2e]") {
   // lavapipe's UUID, so the NVML stand-in's GPU joins vulkan0 (join_devices matches UUIDs).
-  const auto devices = nlohmann::json::parse(run_substrated("devices --json").output, nullptr, false);
-  REQUIRE_FALSE(devices.is_discarded());
-  std::string uuid;
-  for (const auto& d : devices["devices"]) {
-    if (d["id"] == "vulkan0") uuid = d["uuid"].get<std::string>();
-  }
+  const std::string uuid = device_uuid("vulkan0");
   REQUIRE_FALSE(uuid.empty());
   const auto script = std::filesystem::temp_directory_path() / ("substrate-nvml-" + std::to_string(::getpid()));
   auto write_script = [&](int uncorrected) {
