@@ -274,3 +274,27 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   CHECK(crash.exit_code != 0);
   CHECK_THAT(crash.output, Catch::Contains("crashed"));
 }
+
+TEST_CASE("external workers: substrated probe --local --config reaches them without a daemon", "[e2e]") {
+  if (!torch_importable()) return;
+  const auto dir = std::filesystem::temp_directory_path() / ("substrated-external-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string config = (dir / "c.yaml").string();
+  std::ofstream(config) << "external_workers:\n  - {name: torch, argv: [" << k_python << ", " << k_torch_worker
+                        << "], devices: [cpu]}\n  - {name: crash, argv: [" << k_python << ", " << k_misbehaving
+                        << ", crash]}\n";
+  const std::string base = "probe --local --config " + config;
+  auto attention = run_substrated(base + " --device torch0 --kernel attention --size 16x2x16 --json");
+  INFO(attention.output);
+  CHECK(attention.exit_code == 0);
+  CHECK_THAT(attention.output, Catch::Contains("\"status\": \"pass\"") && Catch::Contains("torch0") &&
+                                   Catch::Contains("\"backend\": \"external\""));
+  auto crash = run_substrated(base + " --device crash0 --kernel gemm --size 16 --mode exact --dtype f32");
+  INFO(crash.output);
+  CHECK(crash.exit_code == 2);
+  CHECK_THAT(crash.output, Catch::Contains("crashed") && Catch::Contains("SIGSEGV"));
+  auto bad = run_substrated("probe --local --config " + (dir / "absent.yaml").string() + " --device torch0");
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.output, Catch::Contains("absent.yaml"));
+  std::filesystem::remove_all(dir);
+}
