@@ -799,13 +799,15 @@ class Service {
     }
     if (loaded->listen_address != config_.listen_address || loaded->listen_port != config_.listen_port ||
         loaded->devices != config_.devices || loaded->runtime_directory != config_.runtime_directory ||
-        loaded->state_directory != config_.state_directory) {
-      spdlog::warn("reload: listen, devices, runtime and state directories take effect at the next restart");
+        loaded->state_directory != config_.state_directory || loaded->external_workers != config_.external_workers) {
+      spdlog::warn(
+          "reload: listen, devices, external workers, runtime and state directories take effect at the next restart");
     }
     Config next = std::move(loaded.value());
     next.listen_address = config_.listen_address;
     next.listen_port = config_.listen_port;
     next.devices = config_.devices;
+    next.external_workers = config_.external_workers;  // the devices they serve were found at start
     next.runtime_directory = config_.runtime_directory;
     next.state_directory = config_.state_directory;
     const std::map<std::string, ProbeSchedule> before = config_.probes;

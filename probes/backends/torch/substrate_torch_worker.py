@@ -135,6 +135,7 @@ class TorchWorker:
         torch.backends.cudnn.allow_tf32 = allow_tf32
         if hasattr(torch, "set_float32_matmul_precision"):
             torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
+        self.allow_tf32_on_npu = allow_tf32  # torch_npu's HF32 (TF32's counterpart): set once it is imported
         self.sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
         script = open(os.path.abspath(__file__), "rb").read()
         self.build = hashlib.sha256(script + torch.__version__.encode()).hexdigest()[:16]
@@ -148,6 +149,9 @@ class TorchWorker:
                     __import__(module)
                 except ImportError:
                     pass
+        npu = getattr(self.torch, "npu", None)
+        if npu is not None and hasattr(getattr(npu, "matmul", None), "allow_hf32"):
+            npu.matmul.allow_hf32 = self.allow_tf32_on_npu
 
     def devices(self, wanted):
         torch = self.torch
