@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/config.hpp"
 #include "daemon/supervisor.hpp"
 #include "daemon/worker_protocol.hpp"
 
@@ -463,6 +464,16 @@ Discovery discover_external(const std::vector<ExternalWorkerConfig>& workers, co
     discover_one(config, out);
   }
   return out;
+}
+
+Expected<Discovery> discover_in_process(const std::optional<std::string>& config_path) {
+  Discovery found = discover_devices();
+  if (!config_path) return found;
+  TRY_ASSIGN(auto config, load_config(*config_path));
+  Discovery external = discover_external(config.external_workers);
+  for (DevicePtr& device : external.devices) found.devices.push_back(std::move(device));
+  found.backend_notes.insert(found.backend_notes.end(), external.backend_notes.begin(), external.backend_notes.end());
+  return found;
 }
 
 void mark_external_outcome(const ComputeDevice& device, ProbeResult& result) {

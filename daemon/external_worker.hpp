@@ -16,6 +16,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ bool is_external_device_id(const std::vector<ExternalWorkerConfig>& workers, con
 // cannot start or answers wrongly leaves a note ("external torch: ..."), never an exception.
 // `only_id` non-empty: only the worker whose device that is starts (a run worker for one device).
 Discovery discover_external(const std::vector<ExternalWorkerConfig>& workers, const std::string& only_id = "");
+
+// The devices of an in-process probe run (`substrated probe --local`, `--dump`, `--replay`): every
+// built-in backend's, plus, with `config_path`, the external workers that config names.
+// invalid_argument or io_error when the config cannot be loaded.
+Expected<Discovery> discover_in_process(const std::optional<std::string>& config_path);
 
 // After run_probe on an external device: a run whose worker was killed at the deadline becomes
 // RunStatus::hung, one whose worker died by a signal RunStatus::crashed (as the daemon marks its

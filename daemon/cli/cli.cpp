@@ -66,7 +66,8 @@ const po::options_description& probe_options() {
     own.add_options()("json", "one JSON document with every result (schema: docs/probe-result.md)")(
         "list", "list the registered probes")("local", "run in this process even when a daemon is running")(
         "config", takes("FILE"),
-        "without a daemon: also probe the external workers this config names\n(docs/external-workers.md)");
+        "without a daemon (and with --dump, --replay): also probe the external workers\nthis config names "
+        "(docs/external-workers.md)");
     po::options_description npd;
     npd.add_options()("npd",
                       "node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
@@ -355,14 +356,9 @@ int probe_command(const std::vector<std::string>& args) {
     if (reply.error().kind != ErrorKind::unavailable) return fail(reply.error().message);
   }
 
-  Discovery found = discover_devices();
-  if (auto path = line->last("config")) {
-    auto config = load_config(*path);
-    if (!config) return fail(config.error().message);
-    Discovery external = discover_external(config->external_workers);
-    for (DevicePtr& device : external.devices) found.devices.push_back(std::move(device));
-    found.backend_notes.insert(found.backend_notes.end(), external.backend_notes.begin(), external.backend_notes.end());
-  }
+  auto discovered = discover_in_process(line->last("config"));
+  if (!discovered) return fail(discovered.error().message);
+  Discovery found = std::move(discovered.value());
   std::vector<ProbeResult> results;
   GoldenCache goldens;
   bool any_device = false;

@@ -275,7 +275,8 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   CHECK_THAT(crash.output, Catch::Contains("crashed"));
 }
 
-TEST_CASE("external workers: substrated probe --local --config reaches them without a daemon", "[e2e]") {
+TEST_CASE("external workers: substrated probe --local --config reaches them without a daemon, dumps included",
+          "[e2e]") {
   if (!torch_importable()) return;
   const auto dir = std::filesystem::temp_directory_path() / ("substrated-external-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -293,6 +294,16 @@ TEST_CASE("external workers: substrated probe --local --config reaches them with
   INFO(crash.output);
   CHECK(crash.exit_code == 2);
   CHECK_THAT(crash.output, Catch::Contains("crashed") && Catch::Contains("SIGSEGV"));
+  // A drill's failure dump, as for a built-in device: the output and the golden it missed.
+  auto dumped = run_substrated(base + " --device torch0 --kernel gemm --size 16 --mode exact --dtype f32 " +
+                               "--inject bit=30,element=5 --dump " + (dir / "dumps").string());
+  INFO(dumped.output);
+  CHECK(dumped.exit_code == 1);
+  bool output_npy = false;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir / "dumps")) {
+    output_npy = output_npy || entry.path().filename() == "output.npy";
+  }
+  CHECK(output_npy);
   auto bad = run_substrated("probe --local --config " + (dir / "absent.yaml").string() + " --device torch0");
   CHECK(bad.exit_code != 0);
   CHECK_THAT(bad.output, Catch::Contains("absent.yaml"));
