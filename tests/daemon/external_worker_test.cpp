@@ -221,7 +221,7 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   if (!torch_importable()) return;
   std::string workers = "external_workers:\n  - {name: torch, argv: [" + k_python + ", " + k_torch_worker +
                         "], devices: [cpu], start_timeout_seconds: 120}\n";
-  for (const char* mode : {"hang", "crash", "nonsense"}) {
+  for (const char* mode : {"hang", "crash", "nonsense", "wrong-size", "version"}) {
     workers += std::string("  - {name: ") + mode + ", argv: [" + k_python + ", " + k_misbehaving + ", " + mode + "]}\n";
   }
   DaemonProcess daemon(
@@ -243,6 +243,7 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
         return at_least(series("substrate_probe_runs_total", "torch0"), 2) &&
                at_least(series("substrate_probe_failures_total", "crash0", ",reason=\"crashed\""), 1) &&
                at_least(series("substrate_probe_failures_total", "nonsense0", ",reason=\"error\""), 1) &&
+               at_least(series("substrate_probe_failures_total", "wrong-size0", ",reason=\"error\""), 1) &&
                at_least(series("substrate_probe_failures_total", "hang0", ",reason=\"timeout\""), 1);
       },
       150s);
@@ -250,12 +251,16 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   INFO(daemon.log());
   INFO(scrape);
   REQUIRE(settled);
-  CHECK(metric(scrape, "substrate_devices{backend=\"external\"}") == 4.0);
+  // The worker of another protocol version has no device: a discovery error of the external backend.
+  CHECK(metric(scrape, "substrate_devices{backend=\"external\"}") == 5.0);
+  CHECK(metric(scrape, "substrate_device_discovery_errors{backend=\"external\"}") == 1.0);
   CHECK(metric(scrape, "substrate_device_health{device=\"torch0\",state=\"healthy\"}") == 1.0);
   CHECK(metric(scrape, series("substrate_probe_mismatched_elements", "torch0")) == 0.0);
   CHECK_FALSE(metric(scrape, series("substrate_probe_failures_total", "torch0", ",reason=\"error\"")).value_or(0) > 0);
   CHECK(metric(scrape, series("substrate_probe_failures_total", "vulkan0", ",reason=\"timeout\"")).value_or(0) == 0);
   CHECK_THAT(daemon.log(), Catch::Contains("external worker crash: died by SIGSEGV during gemm (crashed)"));
+  CHECK_THAT(daemon.log(), Catch::Contains("output of 12 bytes, expected 1024 f32 words"));
+  CHECK_THAT(http_get(daemon.port(), "/status").body, Catch::Contains("frame of protocol version 2"));
   CHECK(daemon.alive());
 
   // `substrated probe` through the control socket: the same device, a drill found, a crash named.
