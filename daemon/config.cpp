@@ -175,6 +175,7 @@ class Parser {
                   "devices",
                   "expected_devices",
                   "backend_preference",
+                  "external_workers",
                   "jitter_ratio",
                   "max_duty_cycle",
                   "busy_utilization",
@@ -212,6 +213,8 @@ class Parser {
                      config.expected_devices = static_cast<std::uint32_t>(uint_value(value, path, 0, 4096));
                    } else if (key == "backend_preference") {
                      parse_backend_preference(value, path, config);
+                   } else if (key == "external_workers") {
+                     parse_external_workers(value, path, config);
                    } else if (key == "probe_exclusive_gpus") {
                      config.probe_exclusive_gpus = bool_value(value, path);
                    } else if (key == "jitter_ratio") {
@@ -335,6 +338,69 @@ class Parser {
       order.push_back(std::move(backend));
     }
     config.backend_preference = std::move(order);
+  }
+
+  // external_workers: [{name, argv, devices, environment, start_timeout_seconds}]
+  // (docs/external-workers.md). Names become device ids (<name><index>), so they must not end in
+  // a digit, clash with a built-in backend, or repeat.
+  void parse_external_workers(const YAML::Node& node, const std::string& path, Config& config) {
+    if (!node.IsSequence()) fail(node, path, "expected a sequence of workers, got " + describe(node));
+    std::vector<ExternalWorkerConfig> workers;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string at = path + "[" + std::to_string(i) + "]";
+      ExternalWorkerConfig worker;
+      bool has_name = false, has_argv = false;
+      for_each_key(
+          node[i], at, {"name", "argv", "devices", "environment", "start_timeout_seconds"},
+          [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+            if (key == "name") {
+              worker.name = string_value(value, p);
+              const std::string& n = worker.name;
+              const bool well_formed =
+                  n[0] >= 'a' && n[0] <= 'z' &&
+                  n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos &&
+                  !(n.back() >= '0' && n.back() <= '9');
+              if (!well_formed) {
+                fail(value, p,
+                     "'" + n + "' must match [a-z][a-z0-9_-]* and not end in a digit (device ids are <name><index>)");
+              }
+              if (n == "vulkan" || n == "cuda" || n == k_external_backend) {
+                fail(value, p, "'" + n + "' is a backend's name");
+              }
+              for (const ExternalWorkerConfig& other : workers) {
+                if (other.name == n) fail(value, p, "duplicate worker name '" + n + "'");
+              }
+              has_name = true;
+            } else if (key == "argv") {
+              if (!value.IsSequence() || value.size() == 0) {
+                fail(
+                    value, p,
+                    "expected a non-empty sequence of strings (the command and its arguments), got " + describe(value));
+              }
+              for (std::size_t j = 0; j < value.size(); ++j) {
+                worker.argv.push_back(string_value(value[j], p + "[" + std::to_string(j) + "]"));
+              }
+              has_argv = true;
+            } else if (key == "devices") {
+              if (!value.IsSequence()) fail(value, p, "expected a sequence of device strings, got " + describe(value));
+              for (std::size_t j = 0; j < value.size(); ++j) {
+                worker.devices.push_back(string_value(value[j], p + "[" + std::to_string(j) + "]"));
+              }
+            } else if (key == "environment") {
+              for_each_key(value, p, {}, [&](const std::string& name, const YAML::Node& v, const std::string& q) {
+                if (name.empty() || name.find('=') != std::string::npos) fail(v, q, "not a variable name");
+                if (!v.IsScalar()) fail(v, q, "expected a string, got " + describe(v));
+                worker.environment[name] = v.Scalar();
+              });
+            } else {
+              worker.start_timeout_seconds = ranged(value, p, 1.0, false, 3600.0, false);
+            }
+          });
+      if (!has_name) fail(node[i], at, "missing key 'name'");
+      if (!has_argv) fail(node[i], at, "missing key 'argv'");
+      workers.push_back(std::move(worker));
+    }
+    config.external_workers = std::move(workers);
   }
 
   void parse_verdict(const YAML::Node& node, const std::string& path, VerdictPolicy& verdict, YAML::Mark& order_mark,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/expected.hpp"
+#include "daemon/external_worker.hpp"
 #include "kernels/spec.hpp"
 
 namespace substrate {
@@ -66,6 +67,9 @@ struct Config {
   std::uint32_t expected_devices = 0;
   // Which backend probes a GPU that several backends see (discover_devices); read only at start.
   std::vector<std::string> backend_preference = {"cuda", "vulkan"};
+  // Worker programs the daemon did not compile in (docs/external-workers.md), started for
+  // discovery and for each round of their devices.
+  std::vector<ExternalWorkerConfig> external_workers;
   // Whether a GPU in EXCLUSIVE_PROCESS compute mode is probed while no other process is on it;
   // off: even a brief probe context can make a workload's start fail (docs/cuda.md).
   bool probe_exclusive_gpus = false;

@@ -58,7 +58,7 @@ std::string render_metrics(const DaemonView& view) {
           "binaries.",
           {{"version", SUBSTRATE_VERSION}, {"revision", git_revision()}, {"kernel_build", kernel_build}}, 1);
   // Zero devices is not silent: a count per backend (0 included) and the discovery problems.
-  std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}};
+  std::map<std::string, std::size_t> devices_by_backend{{"cuda", 0}, {"vulkan", 0}, {"external", 0}};
   for (const DeviceView& d : view.devices) ++devices_by_backend[d.stats->info.backend];
   for (const auto& [backend, count] : devices_by_backend) {
     f.gauge("substrate_devices",
@@ -68,10 +68,11 @@ std::string render_metrics(const DaemonView& view) {
   f.gauge("substrate_devices_expected",
           "Compute devices this host should have (expected_devices; 0: no expectation), for the no-devices alert.", {},
           view.expected_devices);
-  std::map<std::string, std::size_t> discovery_errors{{"cuda", 0}, {"vulkan", 0}, {"discovery", 0}};
+  std::map<std::string, std::size_t> discovery_errors{{"cuda", 0}, {"vulkan", 0}, {"external", 0}, {"discovery", 0}};
   for (const std::string& note : *view.backend_notes) {
     const std::string prefix = note.substr(0, note.find(':'));
-    ++discovery_errors[prefix == "cuda" || prefix == "vulkan" ? prefix : std::string("discovery")];
+    ++discovery_errors[prefix == "cuda" || prefix == "vulkan" || prefix == "external" ? prefix
+                                                                                      : std::string("discovery")];
   }
   for (const auto& [backend, count] : discovery_errors) {
     f.gauge("substrate_device_discovery_errors",

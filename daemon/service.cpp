@@ -163,18 +163,26 @@ struct FoundDevices {
   std::vector<std::string> notes;  // the backends' notes, or why discovery failed
 };
 
+json discover_request(const std::string& log_level, const std::vector<std::string>& backend_preference,
+                      const json& external_workers) {
+  return {{"type", "discover"},
+          {"log_level", log_level},
+          {"backend_preference", backend_preference},
+          {"external_workers", external_workers}};
+}
+
 // The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
 // event loop starts, on its own io_context; a worker that does not answer within
 // k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference) {
+FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference,
+                                const json& external_workers) {
   FoundDevices found;
   asio::io_context io;
   bool answered = false;
   std::string failure;
   pid_t pid = 0;
   auto worker =
-      WorkerProcess::spawn(io, k_worker_executable,
-                           {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
+      WorkerProcess::spawn(io, k_worker_executable, discover_request(log_level, backend_preference, external_workers),
                            {[&](const json& frame) {
                               try {
                                 if (frame.at("type") == "devices") {
@@ -488,6 +496,7 @@ class Service {
                           {"log_level", config_.log_level},
                           {"backend_preference", config_.backend_preference},
                           {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
+                          {"external_workers", external_workers_to_json(config_.external_workers)},
                           // An on-demand worker runs each spec once: a cache would only hold memory
                           // the request's admission (memory_refusal) did not count.
                           {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
@@ -804,13 +813,15 @@ class Service {
     }
     if (loaded->listen_address != config_.listen_address || loaded->listen_port != config_.listen_port ||
         loaded->devices != config_.devices || loaded->runtime_directory != config_.runtime_directory ||
-        loaded->state_directory != config_.state_directory) {
-      spdlog::warn("reload: listen, devices, runtime and state directories take effect at the next restart");
+        loaded->state_directory != config_.state_directory || loaded->external_workers != config_.external_workers) {
+      spdlog::warn(
+          "reload: listen, devices, external workers, runtime and state directories take effect at the next restart");
     }
     Config next = std::move(loaded.value());
     next.listen_address = config_.listen_address;
     next.listen_port = config_.listen_port;
     next.devices = config_.devices;
+    next.external_workers = config_.external_workers;  // the devices they serve were found at start
     next.runtime_directory = config_.runtime_directory;
     next.state_directory = config_.state_directory;
     const std::map<std::string, ProbeSchedule> before = config_.probes;
@@ -1077,7 +1088,8 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return k_exit_cannot_run;
   }
-  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
+  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference,
+                                          external_workers_to_json(config->external_workers));
   int code = 0;
   {
     Service service(std::move(config.value()), options.config_path, std::move(found));

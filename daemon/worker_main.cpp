@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/external_worker.hpp"
 #include "daemon/worker_protocol.hpp"
 #include "probes/core/probe_result.hpp"
 #include "probes/core/registry.hpp"
@@ -74,6 +75,7 @@ int run(const json& request, const WorkerHooks& hooks) {
     if (is_process_drill(drill)) act_out(drill);
     device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
     ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
+    mark_external_outcome(*device, result);
     if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
       auto kept = keep_failure_dump(dump_root, result, dump_bytes);
       if (kept) {
@@ -116,7 +118,19 @@ int worker_main(const std::vector<std::string>& args, const WorkerHooks& given) 
       // The daemon's backend_preference, so the discovery and every run worker agree on which
       // backend's view of a GPU is the device.
       const auto preference = request->value("backend_preference", k_default_backend_preference);
-      hooks.discover = [preference] { return discover_devices(preference); };
+      // External workers (docs/external-workers.md): a run worker for one of their devices
+      // starts only that worker and no built-in backend; one for a built-in device starts none.
+      const auto external = external_workers_from_json(request->value("external_workers", json::array()));
+      const std::string id = request->value("device", std::string());
+      hooks.discover = [preference, external, id] {
+        if (!id.empty() && is_external_device_id(external, id)) return discover_external(external, id);
+        Discovery found = discover_devices(preference);
+        if (!id.empty()) return found;
+        Discovery more = discover_external(external);
+        for (DevicePtr& device : more.devices) found.devices.push_back(std::move(device));
+        found.backend_notes.insert(found.backend_notes.end(), more.backend_notes.begin(), more.backend_notes.end());
+        return found;
+      };
     }
     spdlog::set_level(spdlog::level::from_str(request->value("log_level", std::string("info"))));
     const std::string type = request->at("type").get<std::string>();

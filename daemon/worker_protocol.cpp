@@ -47,7 +47,12 @@ Status FrameDecoder::feed(const char* data, std::size_t size) {
     if (!message.is_object() || message.value("v", -1) != k_protocol_version || !message.contains("type") ||
         !message["type"].is_string()) {
       broken_ = true;
-      why_ = "not a version " + std::to_string(k_protocol_version) + " frame";
+      // A peer of another version says which it speaks: name it (an external worker written
+      // against a later protocol, docs/external-workers.md).
+      const bool versioned = message.is_object() && message.contains("v") && message["v"] != k_protocol_version;
+      why_ = versioned ? "frame of protocol version " + message["v"].dump() + ", this side speaks version " +
+                             std::to_string(k_protocol_version)
+                       : "not a version " + std::to_string(k_protocol_version) + " frame";
       return Error{ErrorKind::corrupt, why_};
     }
     frames_.push_back(std::move(message));

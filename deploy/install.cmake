@@ -8,6 +8,7 @@
 #   /usr/share/substrated/alertmanager/{substrated-inhibit,alertmanager.example}.yml
 #   /usr/share/substrated/grafana/substrated-dashboard.json
 #   /usr/share/substrated/kubernetes/*                    (manifests and the NPD plugin config)
+#   /usr/libexec/substrated/substrate_torch_worker.py     (the reference external worker, docs/external-workers.md)
 # With another prefix the unit's ExecStart= and --config paths are rewritten to that prefix, so
 # `cmake --install build --prefix /opt/substrated` gives a consistent tree; DESTDIR= stages it. The
 # prefix is the one in force when installing (--prefix, or CPack's /usr for deploy/package.cmake).
@@ -54,5 +55,8 @@ install(FILES "${_substrate_deploy}/alertmanager/substrated-inhibit.yml"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/alertmanager" COMPONENT deploy)
 install(DIRECTORY "${_substrate_deploy}/kubernetes/"
         DESTINATION "${CMAKE_INSTALL_DATADIR}/substrated/kubernetes" COMPONENT deploy)
+# The reference external worker (PyTorch): run by the daemon only where the config names it.
+install(PROGRAMS "${_substrate_root}/probes/backends/torch/substrate_torch_worker.py"
+        DESTINATION "${CMAKE_INSTALL_LIBEXECDIR}/substrated" COMPONENT deploy)
 install(FILES "${_substrate_root}/docs/operations.md"
         DESTINATION "${CMAKE_INSTALL_DOCDIR}" COMPONENT deploy)

@@ -55,7 +55,10 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/substrated/substrated")
 # deb-systemd-helper/-invoke for the maintainer scripts.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libvulkan1, init-system-helpers (>= 1.54~)")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mesa-vulkan-drivers, prometheus")
+# python3, numpy and torch run the reference external worker (docs/external-workers.md), which
+# only a config that names it starts.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3, python3-numpy")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mesa-vulkan-drivers, prometheus, python3-torch")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${_substrate_debian}/postinst" "${_substrate_debian}/prerm" "${_substrate_debian}/postrm"

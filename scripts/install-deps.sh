@@ -14,6 +14,7 @@ packages=(
   libopenblas-dev  # bench/gemm.cpp: the CPU's own sgemm beside the GEMM probe
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # daemon/kubelet: the kubelet's pod-resources API
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
+  python3-torch  # probes/backends/torch: the reference external worker, tested on torch's CPU device
   patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
 )
 missing=()

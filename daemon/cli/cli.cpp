@@ -15,6 +15,7 @@
 #include "daemon/command_line.hpp"
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/external_worker.hpp"
 #include "daemon/probe_command.hpp"
 #include "daemon/report.hpp"
 #include "daemon/service.hpp"
@@ -64,7 +65,10 @@ const po::options_description& probe_options() {
   static const po::options_description options = [] {
     po::options_description own;
     own.add_options()("json", "one JSON document with every result (schema: docs/probe-result.md)")(
-        "list", "list the registered probes")("local", "run in this process even when a daemon is running");
+        "list", "list the registered probes")("local", "run in this process even when a daemon is running")(
+        "config", takes("FILE"),
+        "without a daemon (and with --dump, --replay): also probe the external workers\nthis config names "
+        "(docs/external-workers.md)");
     po::options_description npd;
     npd.add_options()("npd",
                       "node-problem-detector plugin: answer from the daemon's verdicts within 3 s;\n"
@@ -353,7 +357,9 @@ int probe_command(const std::vector<std::string>& args) {
     if (reply.error().kind != ErrorKind::unavailable) return fail(reply.error().message);
   }
 
-  Discovery found = discover_devices();
+  auto discovered = discover_in_process(line->last("config"));
+  if (!discovered) return fail(discovered.error().message);
+  Discovery found = std::move(discovered.value());
   std::vector<ProbeResult> results;
   GoldenCache goldens;
   bool any_device = false;
@@ -363,7 +369,10 @@ int probe_command(const std::vector<std::string>& args) {
     auto specs = specs_for(*request, device->info());
     if (!specs) return fail(specs.error().message);
     device->set_timeout_seconds(request->timeout_seconds);
-    for (const ProbeSpec& spec : *specs) results.push_back(run_probe(*device, spec, goldens));
+    for (const ProbeSpec& spec : *specs) {
+      results.push_back(run_probe(*device, spec, goldens));
+      mark_external_outcome(*device, results.back());
+    }
   }
   if (!any_device) {
     std::string message = "no device matches '" + request->device + "'";

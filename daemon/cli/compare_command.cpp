@@ -36,6 +36,10 @@ std::string compare_usage() {
          "relative error, argmax agreement per row, the first diverging element and layer, and the\n"
          "pattern of mismatches: single_element, row, column_stripe, tile, scattered or widespread.\n"
          "\n"
+         "A/B of the software stack: on an NVIDIA host the PyTorch external worker (torch0, cuBLAS) is a\n"
+         "second path beside the CUDA backend (cuda0) on the same GPU; dumps of the same spec and seed\n"
+         "from both compare here (docs/external-workers.md).\n"
+         "\n"
          "exit: 0 no mismatch, 1 mismatches found, 2 invalid input (missing/broken file, shape or dtype mismatch)\n";
 }
 

@@ -9,6 +9,7 @@
 
 #include "common/file_io.hpp"
 #include "daemon/exit_code.hpp"
+#include "daemon/external_worker.hpp"
 #include "daemon/report.hpp"
 #include "probes/core/registry.hpp"
 #include "probes/diagnosis/dump.hpp"
@@ -105,7 +106,9 @@ Expected<std::vector<ReplayEntry>> read_replay_file(const std::string& path) {
 
 int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& request, bool json,
                              const DiagnosticOptions& options) {
-  Discovery found = discover_devices();
+  auto discovered = discover_in_process(line.last("config"));
+  if (!discovered) return fail(discovered.error().message);
+  Discovery found = std::move(discovered.value());
   GoldenCache goldens;
   // (device, spec, replay entry index or -1)
   struct Planned {
@@ -175,6 +178,7 @@ int diagnostic_probe_command(const cli::CommandLine& line, const ProbeRequest& r
   for (const Planned& p : plan) {
     p.device->set_timeout_seconds(request.timeout_seconds);
     ProbeResult result = run_probe(*p.device, p.spec, goldens, options.dump_dir.has_value());
+    mark_external_outcome(*p.device, result);
     if (options.dump_dir) {
       auto dir = write_dump(*options.dump_dir, result);
       if (!dir) return fail("--dump: " + dir.error().message);

@@ -22,7 +22,7 @@ struct AttentionProbe {
   static constexpr double default_timeout_seconds = 120.0;
   static constexpr std::array modes{Mode::random};  // exp has no exact mode
   static constexpr std::array dtypes{Dtype::f32, Dtype::f16};
-  static constexpr std::array backends{"vulkan", "cuda"};
+  static constexpr std::array backends{"vulkan", "cuda", "external"};
   static constexpr bool injects_by_layer = false;
 
   static std::vector<ProbeSpec> default_specs(const DeviceInfo& device);

@@ -23,7 +23,7 @@ struct GemmProbe {
   static constexpr double default_timeout_seconds = 120.0;
   static constexpr std::array modes{Mode::exact, Mode::random};
   static constexpr std::array dtypes{Dtype::f32, Dtype::f16, Dtype::bf16};
-  static constexpr std::array backends{"vulkan", "cuda"};
+  static constexpr std::array backends{"vulkan", "cuda", "external"};
   static constexpr bool injects_by_layer = false;
 
   static std::vector<ProbeSpec> default_specs(const DeviceInfo& device);

@@ -332,9 +332,11 @@ TEST_CASE("probes: request parsing takes every option and names the bad one", "[
 
 TEST_CASE("probes: a probe the device's backend lacks is skipped without touching the device", "[unit]") {
   CHECK(probe("canary").backends == std::vector<std::string>{"vulkan"});
-  for (const char* id : {"gemm", "attention", "memory"}) {
-    CHECK(probe(id).backends == std::vector<std::string>{"vulkan", "cuda"});
+  // External workers (daemon/external_worker.hpp) run GEMM and attention, nothing else.
+  for (const char* id : {"gemm", "attention"}) {
+    CHECK(probe(id).backends == std::vector<std::string>{"vulkan", "cuda", "external"});
   }
+  CHECK(probe("memory").backends == std::vector<std::string>{"vulkan", "cuda"});
   BackendOnly device("cuda");
   GoldenCache goldens;
   const ProbeResult result = run_probe(device, default_spec("canary"), goldens);
