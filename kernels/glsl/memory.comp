@@ -74,15 +74,14 @@ layout(push_constant) uniform Params {
 
 // The stage's words base..base+3 (chunk-local `base`, a multiple of 4: the host makes every chunk
 // a multiple of 16 bytes, so global quads start at multiples of 4 too); `random` is a
-// specialisation constant. The random words of global quad j are the four output words of one
-// Philox4x32-10 call at counter (j, stream): a quarter of the generator work of one call per word,
-// which cost llvmpipe more than the memory traffic (issue 19).
+// specialisation constant. The random words of global quad j are random_quad(seed, stream, j),
+// i.e. random_bits of each word: one Philox4x32-10 call per four words (issue 19).
 uvec4 pattern_quad(uint base, bool random, uint kind, uint invert) {
   uint lo = p.chunk_first_word.x + base;  // a multiple of 4: lo + 3 does not carry
   uint hi = p.chunk_first_word.y + (lo < p.chunk_first_word.x ? 1u : 0u);
   uvec4 value;
   if (random) {
-    value = philox4x32_10(uvec4((lo >> 2) | (hi << 30), hi >> 2, p.stream, 0u), p.seed.x, p.seed.y);
+    value = random_quad(p.seed, p.stream, uvec2((lo >> 2) | (hi << 30), hi >> 2));
   } else {
     uvec4 words_lo = uvec4(lo) + uvec4(0u, 1u, 2u, 3u);
     value = kind == KIND_WALKING ? uvec4(1u) << ((words_lo + p.rotation) & 31u) : words_lo ^ hi;
