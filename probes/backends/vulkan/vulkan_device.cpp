@@ -74,7 +74,7 @@ constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_REC
 // uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): on llvmpipe an
 // invocation's fixed cost is spread over more uvec4s (64 ran 15% faster than 16 by CPU time,
 // bench_bandwidth, issue 19); a GPU still gets one invocation per KiB (262,144 for a 256 MiB
-// chunk). A multiple of the shader's BATCH (8): 8 loop iterations, far below lavapipe's 65535.
+// chunk). 64 loop iterations per invocation, far below lavapipe's 65535.
 constexpr std::uint64_t k_memory_quads_per_invocation = 64;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
