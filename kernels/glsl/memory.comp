@@ -17,7 +17,7 @@
 // uvec4, or per batch of 8 as before, it cost more than the loads it guards (issue 19,
 // bench_bandwidth by CPU time: 0.30 -> 0.54 of a shader copy at 8 MiB).
 //
-// Access shape: each run of SPAN = 8 consecutive invocations (one 8-wide SIMD row on llvmpipe; a
+// Access shape: each run of SPAN = 8 consecutive invocations (one SIMD row on llvmpipe at 256 bits; a
 // quarter warp on NVIDIA) owns one contiguous block of uvec4s and walks it in steps of 8 uvec4s,
 // lane i taking the i-th: every step is one whole 128-byte line (a warp's step is four whole
 // lines, as many transactions as 512 contiguous bytes), and a block (8 KiB at 64 uvec4s per
@@ -43,7 +43,7 @@ layout(constant_id = 2) const bool CHECK_RANDOM = false;  // the verified stage 
 layout(constant_id = 3) const bool WRITE_RANDOM = false;  // the written stage is the generator's
 
 const uint MAX_RECORDS = 64u;
-const uint SPAN = 8u;    // invocations that walk one block together (one llvmpipe SIMD row)
+const uint SPAN = 8u;    // invocations that walk one block together (one llvmpipe SIMD row at 256 bits)
 const uint KIND_WALKING = 0u;  // a one at bit (word + rotation) mod 32; inverted: walking zeros
 const uint KIND_ADDRESS = 1u;  // the word's own global index, high half XORed in
 // (the generator's bits for the word's global index: CHECK_RANDOM, WRITE_RANDOM)

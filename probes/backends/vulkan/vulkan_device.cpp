@@ -74,7 +74,9 @@ constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_REC
 // uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): on llvmpipe an
 // invocation's fixed cost is spread over more uvec4s (64 ran 15% faster than 16 by CPU time,
 // bench_bandwidth, issue 19); a GPU still gets one invocation per KiB (262,144 for a 256 MiB
-// chunk). 64 loop iterations per invocation, far below lavapipe's 65535.
+// chunk). 64 iterations of the word loop per invocation, plus at most 64 x 133 in the error
+// path's loops (every bit of every word bad: 4 words x (1 + 32 bits) and the resume per uvec4),
+// below lavapipe's 65,535 loop iterations per shader (one counter for all its loops).
 constexpr std::uint64_t k_memory_quads_per_invocation = 64;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
