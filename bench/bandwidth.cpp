@@ -38,18 +38,12 @@ struct Series {
   double worst(bool cpu) const { return *std::min_element(of(cpu).begin(), of(cpu).end()); }
 };
 
-double cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
 // Runs `measure` (which returns the device seconds of `bytes` moved) and records both rates.
 template <class Fn>
 void record(Series& series, double bytes, Fn&& measure) {
-  const double cpu0 = cpu_seconds();
+  const double cpu0 = bench::cpu_seconds();
   const double device = measure();
-  const double cpu = cpu_seconds() - cpu0;
+  const double cpu = bench::cpu_seconds() - cpu0;
   series.rates.push_back(bytes / device);
   series.cpu_rates.push_back(bytes / cpu);
 }
@@ -71,9 +65,9 @@ std::string ratio_text(const Series& a, const Series& b, bool cpu) {
 void record_memcpy(Series& series, std::vector<char>& from, std::vector<char>& to, int count) {
   double wall = INFINITY, cpu = INFINITY;
   for (int i = 0; i < count; ++i) {
-    const double t0 = bench::now_seconds(), cpu0 = cpu_seconds();
+    const double t0 = bench::now_seconds(), cpu0 = bench::cpu_seconds();
     std::memcpy(to.data(), from.data(), from.size());
-    cpu = std::min(cpu, cpu_seconds() - cpu0);
+    cpu = std::min(cpu, bench::cpu_seconds() - cpu0);
     wall = std::min(wall, bench::now_seconds() - t0);
   }
   volatile char sink = to[to.size() / 2];
@@ -168,12 +162,12 @@ int main(int argc, char** argv) {
         });
       }
       ProbeResult result;
-      const double cpu0 = cpu_seconds();
+      const double cpu0 = bench::cpu_seconds();
       {
         GoldenCache goldens;
         result = run_probe(*device, spec, goldens);
       }
-      const double probe_cpu = cpu_seconds() - cpu0;
+      const double probe_cpu = bench::cpu_seconds() - cpu0;
       if (result.status != RunStatus::pass || !result.memory) bench::Args::die("memory probe: " + result.error);
       probe.rates.push_back(result.memory->bandwidth_bytes_per_second);
       // The whole run's CPU time (retention block and host work included): a lower bound.

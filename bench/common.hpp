@@ -64,6 +64,14 @@ inline double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// CPU time of the whole process (every thread, a Vulkan driver's among them), in seconds: blind
+// to what other processes take from the cores, unlike device timestamps on a CPU device.
+inline double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
 inline std::string read_first_line(const std::string& path) {
   std::ifstream in(path);
   std::string line;

@@ -148,6 +148,33 @@ int main(int argc, char** argv) {
                 << bench::fixed(per_hit * 1e6, 3) << " |\n";
     }
   }
+  // Input generation by CPU time (issue 19): the fill shader takes four elements per Philox call
+  // when the first element is a multiple of 4 (every probe input), one call per element
+  // otherwise, which is what every fill cost before. generate_raw at offset 0 and at offset 1,
+  // alternating, best of the repeats, for the attention default's three inputs and for 4 Mi words
+  // (where a call's fixed costs, its buffers, submission and readback, the same for both, weigh
+  // little): the small size is what a probe run pays, the large one the generator's own share.
+  std::cout << "\n### Input generation by process CPU time\n\n"
+            << "generate_raw at offset 0 (four words per Philox call, every probe input since issue 19) and "
+               "offset 1 (one call per word: every fill before), alternating, best of "
+            << std::max(repeats, 5)
+            << "\n\n| words | four per call ms | one per call ms | ratio |\n|---|---|---|---|\n";
+  for (const std::uint32_t words : {3u * 128 * 4 * 64, 4u << 20}) {
+    double four = INFINITY, one = INFINITY;
+    for (int i = 0; i < std::max(repeats, 5); ++i) {
+      for (const std::uint64_t first : {0ull, 1ull}) {
+        const double cpu0 = bench::cpu_seconds();
+        if (!device->generate_raw(0x5eedull, gen::stream_attention_q, first, words).ok()) {
+          bench::Args::die("generate_raw failed");
+        }
+        double& best = first == 0 ? four : one;
+        best = std::min(best, bench::cpu_seconds() - cpu0);
+      }
+    }
+    std::cout << "| " << words << (words == 3u * 128 * 4 * 64 ? " (attention/f32/128x4x64's three inputs)" : "")
+              << " | " << bench::fixed(four * 1e3, 3) << " | " << bench::fixed(one * 1e3, 3) << " | "
+              << bench::fixed(four / one, 2) << " |\n";
+  }
   std::cout << "\nload average at end: " << bench::load_average() << "\n";
   return 0;
 }

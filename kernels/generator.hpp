@@ -2,6 +2,21 @@
 // Counter-based input generator shared bit for bit with kernels/glsl/generator.glsl and
 // kernels/cuda/generator.cuh: Philox4x32-10 (Salmon et al., SC'11) keyed by the seed and
 // counted by (index, stream). Any element of any input can be regenerated independently.
+//
+// The exact mapping (every backend and every port, e.g. a Python one, must follow it):
+//
+//   random_bits(seed, stream, index) = word (index mod 4) of
+//       philox4x32_10(counter = (lo32(index / 4), hi32(index / 4), stream, 0),
+//                     key = (lo32(seed), hi32(seed)))
+//
+// with index and seed unsigned 64-bit, words numbered 0..3 as philox4x32_10 returns them
+// (Philox4::v[0..3]; GLSL .x .y .z .w), and philox4x32_10 the Random123 reference (10 rounds,
+// multipliers k_philox_m0/m1, key bumped by k_philox_w0/w1 before every round but the first).
+// So elements 4q..4q+3 of a stream are the four output words of ONE call at counter q
+// (random_quad): kernels that generate four consecutive elements per call do a quarter of the
+// generator work of one call per element (issue 19; before, element i was word 0 of the call at
+// counter i, and the other three words were thrown away). Known answers:
+// tests/kernels/generator_test.cpp.
 #include <bit>
 #include <cstdint>
 
@@ -32,10 +47,16 @@ constexpr Philox4 philox4x32_10(Philox4 ctr, std::uint32_t k0, std::uint32_t k1)
   return ctr;
 }
 
-// The generator's one primitive: 32 random bits for element `index` of input `stream`.
+// The 32 random bits of elements 4*quad .. 4*quad + 3 of input `stream`, in that order.
+constexpr Philox4 random_quad(std::uint64_t seed, std::uint32_t stream, std::uint64_t quad) {
+  const Philox4 ctr{{static_cast<std::uint32_t>(quad), static_cast<std::uint32_t>(quad >> 32), stream, 0u}};
+  return philox4x32_10(ctr, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+}
+
+// The generator's one primitive: 32 random bits for element `index` of input `stream` (word
+// index % 4 of random_quad(seed, stream, index / 4); see the header comment).
 constexpr std::uint32_t random_bits(std::uint64_t seed, std::uint32_t stream, std::uint64_t index) {
-  const Philox4 ctr{{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), stream, 0u}};
-  return philox4x32_10(ctr, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)).v[0];
+  return random_quad(seed, stream, index / 4).v[index % 4];
 }
 
 // Streams: each input tensor of each probe draws from its own stream.

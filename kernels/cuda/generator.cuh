@@ -63,10 +63,14 @@ SUBSTRATE_HD std::uint32_t bits_from_float(float value) {
 #endif
 }
 
-// Philox4x32-10, output word 0 only (the only word the generator uses). Counter
-// (c0, c1, c2, c3), key (k0, k1); the key schedule bumps the key before every round but the first.
-SUBSTRATE_HD std::uint32_t philox4x32_10_word0(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
-                                               std::uint32_t k0, std::uint32_t k1) {
+struct Philox4 {
+  std::uint32_t v[4];
+};
+
+// Philox4x32-10: the four output words for counter (c0, c1, c2, c3) under key (k0, k1); the key
+// schedule bumps the key before every round but the first.
+SUBSTRATE_HD Philox4 philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2, std::uint32_t c3,
+                                   std::uint32_t k0, std::uint32_t k1) {
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
@@ -84,13 +88,20 @@ SUBSTRATE_HD std::uint32_t philox4x32_10_word0(std::uint32_t c0, std::uint32_t c
     c2 = n2;
     c3 = lo0;
   }
-  return c0;
+  return Philox4{{c0, c1, c2, c3}};
 }
 
-// gen::random_bits: key (seed lo, seed hi), counter (index lo, index hi, stream, 0), word 0.
+// gen::random_quad: the bits of elements 4*quad .. 4*quad + 3, one call at counter
+// (quad lo, quad hi, stream, 0) under key (seed lo, seed hi).
+SUBSTRATE_HD Philox4 random_quad(std::uint64_t seed, std::uint32_t stream, std::uint64_t quad) {
+  return philox4x32_10(static_cast<std::uint32_t>(quad), static_cast<std::uint32_t>(quad >> 32), stream, 0u,
+                       static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+}
+
+// gen::random_bits: word index % 4 of random_quad(seed, stream, index / 4) (the mapping is
+// written out in kernels/generator.hpp's header).
 SUBSTRATE_HD std::uint32_t random_bits(std::uint64_t seed, std::uint32_t stream, std::uint64_t index) {
-  return philox4x32_10_word0(static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32), stream, 0u,
-                             static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+  return random_quad(seed, stream, index / 4).v[index % 4];
 }
 
 // gen::exact_value: an integer in [-radius, radius].

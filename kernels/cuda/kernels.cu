@@ -42,16 +42,22 @@ __device__ __forceinline__ std::uint32_t inject_bits(std::uint32_t bits, std::ui
 
 // Element e of the tensor: exact_value or random_value of random_bits(seed, stream, e), stored as
 // f32, f16 or bf16 (the values are exactly representable, so the 16-bit encodings are exact).
+// One thread per four elements: elements 4q..4q+3 are the four words of one Philox call
+// (gen::random_quad), so no generator word is computed and thrown away.
 extern "C" __global__ void __launch_bounds__(k_linear_threads) substrate_fill(FillParams p) {
   const std::uint32_t mbits = mantissa_bits_of(p.dtype);
-  for (std::uint64_t e = global_thread(); e < p.count; e += grid_threads()) {
-    const std::uint32_t bits = gen::random_bits(p.seed, p.stream, e);
-    const float value = p.mode == mode_exact ? gen::exact_value(bits, p.radius) : gen::random_value(bits, mbits);
-    if (p.dtype == dtype_f32) {
-      reinterpret_cast<float*>(p.dst)[e] = value;
-    } else {
-      const std::uint16_t h = p.dtype == dtype_f16 ? gen::to_half_bits_exact(value) : gen::to_bf16_bits_exact(value);
-      reinterpret_cast<std::uint16_t*>(p.dst)[e] = h;
+  for (std::uint64_t q = global_thread(); 4 * q < p.count; q += grid_threads()) {
+    const gen::Philox4 bits = gen::random_quad(p.seed, p.stream, q);
+    for (std::uint32_t c = 0; c < 4 && 4 * q + c < p.count; ++c) {
+      const std::uint64_t e = 4 * q + c;
+      const float value =
+          p.mode == mode_exact ? gen::exact_value(bits.v[c], p.radius) : gen::random_value(bits.v[c], mbits);
+      if (p.dtype == dtype_f32) {
+        reinterpret_cast<float*>(p.dst)[e] = value;
+      } else {
+        const std::uint16_t h = p.dtype == dtype_f16 ? gen::to_half_bits_exact(value) : gen::to_bf16_bits_exact(value);
+        reinterpret_cast<std::uint16_t*>(p.dst)[e] = h;
+      }
     }
   }
 }

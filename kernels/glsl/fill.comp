@@ -1,10 +1,16 @@
 #version 450
-// Writes generated inputs into a storage buffer, one 32-bit word per invocation: one f32 value,
-// two 16-bit values, or the raw generator bits (parity checks).
+// Writes generated inputs into a storage buffer: one f32 value or two 16-bit values per 32-bit
+// word, or the raw generator bits (parity checks). One invocation per four elements: when the
+// first element is a multiple of 4 (ALIGNED, every probe input) they are the four words of one
+// Philox call (random_quad), so no generator word is computed and thrown away (issue 19: the
+// generation was 8-16% of attention's kernel time on lavapipe). Otherwise (raw parity checks at
+// any offset) each element is its own random_bits call. ALIGNED is a specialisation constant, not
+// a branch: llvmpipe runs both sides of a branch under a mask, so the unused side would cost.
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
 layout(local_size_x = 256) in;
+layout(constant_id = 0) const bool ALIGNED = true;  // first_index % 4 == 0
 layout(std430, binding = 0) writeonly buffer Out { uint words[]; };
 
 const uint MODE_EXACT = 0u;
@@ -22,29 +28,47 @@ layout(push_constant) uniform Params {
   uint word_count;
 } p;
 
-float value_at(uint element) {
+// Global element index of local element `element` (lo, hi).
+uvec2 global_index(uint element) {
   uvec2 index = uvec2(p.first_index.x + element, p.first_index.y);
   if (index.x < p.first_index.x) index.y += 1u;  // carry
-  uint bits = random_bits(p.seed, p.stream, index);
-  return p.mode == MODE_EXACT ? exact_value(bits, p.radius)
-                              : random_value(bits, mantissa_bits_of(p.dtype));
+  return index;
 }
 
+// The generator bits of local elements first..first+3 (first a multiple of 4).
+uvec4 bits_of(uint first) {
+  uvec2 index = global_index(first);
+  if (ALIGNED) return random_quad(p.seed, p.stream, uvec2((index.x >> 2) | (index.y << 30), index.y >> 2));
+  uvec4 bits;
+  for (uint c = 0u; c < 4u; ++c) bits[c] = random_bits(p.seed, p.stream, global_index(first + c));
+  return bits;
+}
+
+float value_of(uint bits) {
+  return p.mode == MODE_EXACT ? exact_value(bits, p.radius) : random_value(bits, mantissa_bits_of(p.dtype));
+}
+
+uint half_bits(float value) { return p.dtype == DTYPE_F16 ? to_half_bits(value) : to_bf16_bits(value); }
+
 void main() {
-  uint word = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
-  if (word >= p.word_count) return;
-  if (p.mode == MODE_RAW) {
-    uvec2 index = uvec2(p.first_index.x + word, p.first_index.y);
-    if (index.x < p.first_index.x) index.y += 1u;
-    words[word] = random_bits(p.seed, p.stream, index);
-  } else if (p.dtype == DTYPE_F32) {
-    words[word] = floatBitsToUint(value_at(word));
+  uint quad = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
+  uint first = 4u * quad;
+  if (first >= p.element_count) return;
+  uvec4 bits = bits_of(first);
+  if (p.mode == MODE_RAW || p.dtype == DTYPE_F32) {
+    // Words first..first+3 (raw: the bits; f32: the values).
+    uvec4 out_words = p.mode == MODE_RAW ? bits
+                                         : uvec4(floatBitsToUint(value_of(bits.x)), floatBitsToUint(value_of(bits.y)),
+                                                 floatBitsToUint(value_of(bits.z)), floatBitsToUint(value_of(bits.w)));
+    for (uint c = 0u; c < 4u; ++c) {
+      if (first + c < p.word_count) words[first + c] = out_words[c];
+    }
   } else {
-    uint e0 = 2u * word, e1 = 2u * word + 1u;
-    float v0 = value_at(e0);
-    float v1 = e1 < p.element_count ? value_at(e1) : 0.0;
-    uint h0 = p.dtype == DTYPE_F16 ? to_half_bits(v0) : to_bf16_bits(v0);
-    uint h1 = p.dtype == DTYPE_F16 ? to_half_bits(v1) : to_bf16_bits(v1);
-    words[word] = h0 | (h1 << 16);
+    // Words 2*quad and 2*quad + 1, element 2w in the low half of word w; past the end: 0.
+    uvec4 halves = uvec4(half_bits(value_of(bits.x)), half_bits(value_of(bits.y)), half_bits(value_of(bits.z)),
+                         half_bits(value_of(bits.w)));
+    halves *= uvec4(lessThan(uvec4(first) + uvec4(0u, 1u, 2u, 3u), uvec4(p.element_count)));
+    words[2u * quad] = halves.x | (halves.y << 16);
+    if (2u * quad + 1u < p.word_count) words[2u * quad + 1u] = halves.z | (halves.w << 16);
   }
 }

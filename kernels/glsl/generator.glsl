@@ -21,9 +21,16 @@ uvec4 philox4x32_10(uvec4 ctr, uint k0, uint k1) {
   return ctr;
 }
 
-// seed = (lo, hi), index = (lo, hi)
+// The bits of elements 4*quad .. 4*quad + 3 of `stream`: one call at counter (quad, stream, 0).
+// seed = (lo, hi), quad = (lo, hi).
+uvec4 random_quad(uvec2 seed, uint stream, uvec2 quad) {
+  return philox4x32_10(uvec4(quad.x, quad.y, stream, 0u), seed.x, seed.y);
+}
+
+// Element `index` = (lo, hi): word index % 4 of random_quad at index / 4 (the mapping is written
+// out in kernels/generator.hpp's header).
 uint random_bits(uvec2 seed, uint stream, uvec2 index) {
-  return philox4x32_10(uvec4(index.x, index.y, stream, 0u), seed.x, seed.y).x;
+  return random_quad(seed, stream, uvec2((index.x >> 2) | (index.y << 30), index.y >> 2))[index.x & 3u];
 }
 
 float exact_value(uint bits, uint radius) {

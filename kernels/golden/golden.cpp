@@ -12,8 +12,11 @@ std::vector<float> generate(std::uint64_t seed, std::uint32_t stream, std::uint6
                             std::uint32_t exact_radius) {
   std::vector<float> values(count);
   const std::uint32_t mantissa = mantissa_bits(dtype);
+  // One generator call per four elements (gen::random_quad), as the device's fill does.
+  gen::Philox4 quad{};
   for (std::uint64_t i = 0; i < count; ++i) {
-    const std::uint32_t bits = gen::random_bits(seed, stream, i);
+    if (i % 4 == 0) quad = gen::random_quad(seed, stream, i / 4);
+    const std::uint32_t bits = quad.v[i % 4];
     values[i] = mode == Mode::exact ? gen::exact_value(bits, exact_radius) : gen::random_value(bits, mantissa);
   }
   return values;

@@ -189,7 +189,14 @@ TEST_CASE("daemon: SIGHUP with a FIFO as the config keeps the loop answering", "
   CHECK(daemon.wait_exit(20s) == 0);
 }
 
-TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines", "[e2e]") {
+// A kernel-build change is what a new generator mapping (issue 19) or any kernel edit looks like
+// to a node's state: every fingerprint moves, so the baselines must go with a logged reason.
+TEST_CASE("daemon: kill -9 loses no state, and a driver or kernel-build change resets baselines", "[e2e]") {
+  struct Change {
+    std::string field, before, reason;
+  };
+  const Change change = GENERATE(values<Change>({{"driver", "an older driver 1.0", "driver_change"},
+                                                 {"kernel_build", "spirv-0123456789abcdef", "kernel_change"}}));
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
@@ -205,14 +212,15 @@ TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines"
   CHECK(note.find("aside") == std::string::npos);  // loaded, not moved aside as corrupt
   REQUIRE_FALSE(state.baselines.empty());
   REQUIRE(state.devices.size() == 1);
-  state.devices.begin()->second.fields["driver"] = "an older driver 1.0";
+  state.devices.begin()->second.fields[change.field] = change.before;
   REQUIRE(store.save(state).ok());
 
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  CHECK(metric(daemon.metrics(),
-               "substrate_baseline_resets_total{substrate_device=\"vulkan0\",reason=\"driver_change\"}") == 1.0);
+  CHECK(metric(daemon.metrics(), "substrate_baseline_resets_total{substrate_device=\"vulkan0\",reason=\"" +
+                                     change.reason + "\"}") == 1.0);
+  CHECK(daemon.log().find(change.field + " '" + change.before + "' -> '") != std::string::npos);
   CHECK(daemon.log().find("baselines reset") != std::string::npos);
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   CHECK(metric(daemon.metrics(), "substrate_fingerprint_changes_total{substrate_device=\"vulkan0\",probe=\"gemm\"}") ==

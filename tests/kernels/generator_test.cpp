@@ -23,6 +23,28 @@ TEST_CASE("generator: Philox4x32-10 matches the Random123 known-answer vectors",
   CHECK(pi.v[3] == 0x24126ea1u);
 }
 
+// The counter -> value mapping written in kernels/generator.hpp's header, pinned by known answers
+// (the Random123 vectors above put through it), so a port or a backend that maps differently
+// (e.g. word 0 of the call at counter `index`, the mapping before issue 19) fails here.
+TEST_CASE("generator: element i is word i % 4 of the Philox call at counter (i / 4, stream)", "[unit]") {
+  // Counter (0, 0, 0, 0), key (0, 0): elements 0..3 of stream 0, seed 0.
+  CHECK(gen::random_bits(0, 0, 0) == 0x6627e8d5u);
+  CHECK(gen::random_bits(0, 0, 1) == 0xe169c58du);
+  CHECK(gen::random_bits(0, 0, 2) == 0xbc57ac4cu);
+  CHECK(gen::random_bits(0, 0, 3) == 0x9b00dbd8u);
+  // The last quad of the 64-bit index space: index / 4 = 2^62 - 1 is counter words
+  // (0xffffffff, 0x3fffffff); the seed is key (lo, hi). Checked against the raw call.
+  const std::uint64_t top = ~0ull;
+  const auto raw = gen::philox4x32_10({{0xffffffffu, 0x3fffffffu, 0xffffffffu, 0u}}, 0xa4093822u, 0x299f31d0u);
+  const std::uint64_t seed = 0x299f31d0a4093822ull;
+  for (std::uint32_t c = 0; c < 4; ++c) CHECK(gen::random_bits(seed, 0xffffffffu, 4 * (top / 4) + c) == raw.v[c]);
+  // random_quad is the same call.
+  for (std::uint64_t q : {0ull, 1ull, 0xffffffffull, 0x100000000ull}) {
+    const auto quad = gen::random_quad(seed, 7, q);
+    for (std::uint32_t c = 0; c < 4; ++c) REQUIRE(quad.v[c] == gen::random_bits(seed, 7, 4 * q + c));
+  }
+}
+
 TEST_CASE("generator: streams, seeds and indices give independent words", "[unit]") {
   CHECK(gen::random_bits(1, 1, 0) != gen::random_bits(1, 2, 0));
   CHECK(gen::random_bits(1, 1, 0) != gen::random_bits(2, 1, 0));

@@ -687,8 +687,9 @@ class CudaComputeDevice final : public CudaDevice {
   }
 
   void launch_fill(const ck::FillParams& params) {
-    launch(functions_.fill, ck::k_fn_fill, {ck::linear_blocks(params.count), 1, 1}, {ck::k_linear_threads, 1, 1}, 0,
-           params);
+    // One thread per four elements (substrate_fill: one Philox call each).
+    launch(functions_.fill, ck::k_fn_fill, {ck::linear_blocks((params.count + 3) / 4), 1, 1},
+           {ck::k_linear_threads, 1, 1}, 0, params);
   }
 
   void record(CUevent event) { check(*api_, api_->EventRecord(event, stream_), "cuEventRecord"); }

@@ -74,7 +74,9 @@ constexpr std::uint32_t k_max_records = 64;  // kernels/glsl/memory.comp MAX_REC
 // uvec4s each invocation of a memory pass walks (kernels/glsl/memory.comp): on llvmpipe an
 // invocation's fixed cost is spread over more uvec4s (64 ran 15% faster than 16 by CPU time,
 // bench_bandwidth, issue 19); a GPU still gets one invocation per KiB (262,144 for a 256 MiB
-// chunk). A multiple of the shader's BATCH (8): 8 loop iterations, far below lavapipe's 65535.
+// chunk). 64 iterations of the word loop per invocation, plus at most 64 x 133 in the error
+// path's loops (every bit of every word bad: 4 words x (1 + 32 bits) and the resume per uvec4),
+// below lavapipe's 65,535 loop iterations per shader (one counter for all its loops).
 constexpr std::uint64_t k_memory_quads_per_invocation = 64;
 // bad_count, histogram[32], record_count, then 2 uvec4 per record.
 constexpr std::uint32_t k_error_header_words = 34 + 2;  // padded to uvec4 alignment
@@ -573,7 +575,7 @@ class VulkanComputeDevice final : public ComputeDevice {
         {"A", a, words_for(a, launch.dtype) * 4}, {"B", b, words_for(b, launch.dtype) * 4}, {"C", c, c * 4}};
     TRY(check_buffers(limits_, kernel, buffers, c * 4));
     TRY(check_groups(limits_, kernel, {(std::uint64_t{s.n} + 15) / 16, (std::uint64_t{s.m} + 15) / 16, 1}));
-    TRY(check_groups(limits_, "gemm fill", groups_of(groups_1d(words_for(std::max(a, b), launch.dtype), 256))));
+    TRY(check_groups(limits_, "gemm fill", groups_of(fill_groups(std::max(a, b)))));
     TRY(check_loop_iterations(limits_, kernel, (std::uint64_t{s.k} + 15) / 16, "K=" + std::to_string(s.k)));
     return ok_status();
   }
@@ -603,7 +605,7 @@ class VulkanComputeDevice final : public ComputeDevice {
                                   {"O", elements, elements * 4}};
     TRY(check_buffers(limits_, kernel, buffers, elements * 4));
     TRY(check_groups(limits_, kernel, {s.seq_len, s.heads, 1}));
-    TRY(check_groups(limits_, "attention fill", groups_of(groups_1d(words_for(elements, launch.dtype), 256))));
+    TRY(check_groups(limits_, "attention fill", groups_of(fill_groups(elements))));
     TRY(check_loop_iterations(limits_, kernel, attention_loop_iterations(s),
                               "seq_len " + std::to_string(s.seq_len) + " with head_dim " + std::to_string(s.head_dim)));
     return ok_status();
@@ -682,8 +684,12 @@ class VulkanComputeDevice final : public ComputeDevice {
                       static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
     const Buffer* bindings[] = {&out};
-    sequence.dispatch(fill_.get(*device_), bindings, &params, groups_1d(words, 256));
+    // Specialisation constant ALIGNED: elements 4q..4q+3 are then one generator call (fill.comp).
+    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u}), bindings, &params, fill_groups(elements));
   }
+
+  // fill.comp's dispatch for `elements` elements: one invocation per four, 256 per group.
+  static Groups fill_groups(std::uint64_t elements) { return groups_1d((elements + 3) / 4, 256); }
 
   // Push constants of one pass over the chunk of `words` words from `first_word`: verifying
   // `check` (none: a first write) and writing `write` (none: the last check).

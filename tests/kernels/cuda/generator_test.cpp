@@ -35,11 +35,20 @@ TEST_CASE("cuda: generator constants equal kernels/generator.hpp", "[cuda]") {
 }
 
 TEST_CASE("cuda: Philox known-answer vectors (Random123) through the CUDA generator", "[cuda]") {
-  CHECK(cuda_gen::philox4x32_10_word0(0, 0, 0, 0, 0, 0) == 0x6627e8d5u);
-  CHECK(cuda_gen::philox4x32_10_word0(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu) ==
-        0x408f276du);
-  CHECK(cuda_gen::philox4x32_10_word0(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u) ==
-        0xd16cfe09u);
+  const auto zero = cuda_gen::philox4x32_10(0, 0, 0, 0, 0, 0);
+  CHECK(zero.v[0] == 0x6627e8d5u);
+  CHECK(zero.v[1] == 0xe169c58du);
+  CHECK(zero.v[2] == 0xbc57ac4cu);
+  CHECK(zero.v[3] == 0x9b00dbd8u);
+  const auto ones =
+      cuda_gen::philox4x32_10(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu);
+  CHECK(ones.v[0] == 0x408f276du);
+  CHECK(ones.v[3] == 0x6d5451fdu);
+  const auto pi = cuda_gen::philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u);
+  CHECK(pi.v[0] == 0xd16cfe09u);
+  CHECK(pi.v[1] == 0x94fdccebu);
+  CHECK(pi.v[2] == 0x5001e420u);
+  CHECK(pi.v[3] == 0x24126ea1u);
 }
 
 TEST_CASE("cuda: random_bits equals gen::random_bits over seeds and streams and indices", "[cuda]") {
@@ -53,6 +62,8 @@ TEST_CASE("cuda: random_bits equals gen::random_bits over seeds and streams and 
         for (std::uint64_t i = 0; i < 256; ++i) {
           const std::uint64_t index = base + i;
           REQUIRE(cuda_gen::random_bits(seed, stream, index) == gen::random_bits(seed, stream, index));
+          REQUIRE(cuda_gen::random_quad(seed, stream, index).v[index % 4] ==
+                  gen::random_quad(seed, stream, index).v[index % 4]);
           ++compared;
         }
   for (std::uint64_t i = 0; i < 200000; ++i) {

@@ -42,11 +42,15 @@ GoldenCache& goldens() {
 
 TEST_CASE("vulkan: device generator is bit-identical to the C++ generator", "[vulkan]") {
   ComputeDevice& device = vulkan_device();
-  for (std::uint64_t first : {0ull, 4294967000ull, 123456789012ull}) {
+  // Multiples of 4 take fill.comp's one-call-per-four path, the others its per-element path;
+  // 4294967293 crosses the carry into the index's high word, 4093 words end mid-quad.
+  for (std::uint64_t first : {0ull, 4294967000ull, 123456789012ull, 5ull, 4294967293ull}) {
     for (std::uint32_t stream : {1u, 7u}) {
-      auto words = device.generate_raw(0xDEADBEEFCAFEull, stream, first, 4096);
+      const std::uint32_t count = first % 2 == 0 ? 4096 : 4093;
+      auto words = device.generate_raw(0xDEADBEEFCAFEull, stream, first, count);
       REQUIRE(words.ok());
-      for (std::uint32_t i = 0; i < 4096; ++i) {
+      REQUIRE(words.value().size() == count);
+      for (std::uint32_t i = 0; i < count; ++i) {
         REQUIRE(words.value()[i] == gen::random_bits(0xDEADBEEFCAFEull, stream, first + i));
       }
     }
