@@ -231,7 +231,7 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   daemon.start();
   REQUIRE(daemon.wait_ready());
   const auto series = [](const std::string& name, const std::string& device, const std::string& more = "") {
-    return name + "{device=\"" + device + "\",probe=\"gemm\"" + more + "}";
+    return name + "{substrate_device=\"" + device + "\",probe=\"gemm\"" + more + "}";
   };
   const auto at_least = [&](const std::string& s, double value) {
     const auto v = metric(daemon.metrics(), s);
@@ -254,7 +254,7 @@ TEST_CASE("external workers: a daemon probes them like built-in devices, misbeha
   // The worker of another protocol version has no device: a discovery error of the external backend.
   CHECK(metric(scrape, "substrate_devices{backend=\"external\"}") == 5.0);
   CHECK(metric(scrape, "substrate_device_discovery_errors{backend=\"external\"}") == 1.0);
-  CHECK(metric(scrape, "substrate_device_health{device=\"torch0\",state=\"healthy\"}") == 1.0);
+  CHECK(metric(scrape, "substrate_device_health{substrate_device=\"torch0\",state=\"healthy\"}") == 1.0);
   CHECK(metric(scrape, series("substrate_probe_mismatched_elements", "torch0")) == 0.0);
   CHECK_FALSE(metric(scrape, series("substrate_probe_failures_total", "torch0", ",reason=\"error\"")).value_or(0) > 0);
   CHECK(metric(scrape, series("substrate_probe_failures_total", "vulkan0", ",reason=\"timeout\"")).value_or(0) == 0);

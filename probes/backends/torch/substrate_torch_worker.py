@@ -48,10 +48,12 @@ MANTISSA_BITS = {"f32": 23, "f16": 10, "bf16": 7}
 
 
 def random_bits(seed, stream, first, count):
-    """gen::random_bits for indices first..first+count-1: Philox4x32-10 keyed by the seed's two
-    32-bit halves, counter (index low, index high, stream, 0); word 0 of the output. uint32 array."""
+    """gen::random_bits for indices first..first+count-1: word (index mod 4) of Philox4x32-10
+    keyed by the seed's two 32-bit halves at counter (lo32(index / 4), hi32(index / 4), stream, 0)
+    (kernels/generator.hpp, header comment). uint32 array."""
     index = np.arange(first, first + count, dtype=np.uint64)
-    c0, c1 = index & MASK32, index >> np.uint64(32)
+    quad = index >> np.uint64(2)
+    c0, c1 = quad & MASK32, quad >> np.uint64(32)
     c2 = np.full(count, stream, dtype=np.uint64)
     c3 = np.zeros(count, dtype=np.uint64)
     k0, k1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
@@ -61,7 +63,8 @@ def random_bits(seed, stream, first, count):
         p0, p1 = PHILOX_M0 * c0, PHILOX_M1 * c2  # 32 x 32 bits: exact in uint64
         c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & MASK32,
                           (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & MASK32)
-    return c0.astype(np.uint32)
+    words = np.stack([c0, c1, c2, c3])
+    return words[(index & np.uint64(3)).astype(np.intp), np.arange(count)].astype(np.uint32)
 
 
 def exact_values(bits, radius):
