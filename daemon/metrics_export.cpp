@@ -78,6 +78,18 @@ std::string render_metrics(const DaemonView& view) {
             "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
             {{"backend", backend}}, static_cast<double>(count));
   }
+  // Silently probing one slice of a MIG GPU would pass for checking it: what is not probed says so.
+  f.family("substrate_device_unprobed",
+           "1 for each GPU found and not probed, by reason (a MIG GPU whose instances cannot be listed: "
+           "nvml_unavailable, no_permission, enumeration_failed, no_instances, instance_not_visible). Details in "
+           "/status unprobed.",
+           prometheus::MetricType::Gauge);
+  if (view.unprobed) {
+    for (const UnprobedGpu& gpu : *view.unprobed) {
+      f.gauge("substrate_device_unprobed", "",
+              {{"uuid", gpu.uuid}, {"pci_bus_id", gpu.pci_bus_id}, {"reason", gpu.reason}}, 1);
+    }
+  }
   f.gauge("substrate_node_info",
           "The node this daemon runs on: $NODE_NAME (the DaemonSet sets it from spec.nodeName), else the host name.",
           {{"node", view.node_name}}, 1);
@@ -239,6 +251,15 @@ std::string render_metrics(const DaemonView& view) {
     if (!image.empty()) {
       f.gauge("substrate_kernel_image_info", "1 for the kernel image the driver loaded for the device.",
               {{"device", d}, {"image", image}}, 1);
+    }
+    if (info.is_mig()) {
+      f.gauge("substrate_mig_instance_info",
+              "1 for a device that is a MIG instance: its parent GPU's UUID, GPU instance id and profile.",
+              {{"device", d},
+               {"parent_uuid", info.mig_parent_uuid},
+               {"gpu_instance", std::to_string(info.mig_gpu_instance)},
+               {"profile", info.mig_profile}},
+              1);
     }
     if (bandwidth >= 0) {
       f.gauge("substrate_memory_bandwidth_bytes_per_second", "Achieved by the memory probe (read plus written)." + last,

@@ -32,6 +32,7 @@
 #include "daemon/device_worker.hpp"
 #include "daemon/error_budget.hpp"
 #include "daemon/exit_code.hpp"
+#include "daemon/gpu_inventory.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
 #include "daemon/logging.hpp"
@@ -153,37 +154,40 @@ std::string describe(const WorkerExit& exit, pid_t pid) {
 
 struct FoundDevices {
   std::vector<DeviceInfo> devices;
-  std::vector<std::string> notes;  // the backends' notes, or why discovery failed
+  std::vector<std::string> notes;         // the backends' notes, or why discovery failed
+  std::vector<DeviceInfo> mig_instances;  // to discover one by one (daemon/gpu_inventory.hpp)
+  std::vector<UnprobedGpu> unprobed;
 };
 
 // The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
 // event loop starts, on its own io_context; a worker that does not answer within
 // k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference) {
+FoundDevices discover_in_worker(const json& request) {
   FoundDevices found;
   asio::io_context io;
   bool answered = false;
   std::string failure;
   pid_t pid = 0;
-  auto worker =
-      WorkerProcess::spawn(io, k_worker_executable,
-                           {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
-                           {[&](const json& frame) {
-                              try {
-                                if (frame.at("type") == "devices") {
-                                  found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
-                                  found.notes = frame.at("notes").get<std::vector<std::string>>();
-                                  answered = true;
-                                } else if (frame.at("type") == "error") {
-                                  failure = frame.at("message").get<std::string>();
-                                }
-                              } catch (const json::exception& e) {
-                                failure = std::string("malformed device list: ") + e.what();
-                              }
-                            },
-                            [&](const WorkerExit& exit) {
-                              if (!answered && failure.empty()) failure = describe(exit, pid);
-                            }});
+  auto worker = WorkerProcess::spawn(io, k_worker_executable, request,
+                                     {[&](const json& frame) {
+                                        try {
+                                          if (frame.at("type") == "devices") {
+                                            found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
+                                            found.notes = frame.at("notes").get<std::vector<std::string>>();
+                                            found.mig_instances =
+                                                frame.value("mig_instances", std::vector<DeviceInfo>());
+                                            found.unprobed = frame.value("unprobed", std::vector<UnprobedGpu>());
+                                            answered = true;
+                                          } else if (frame.at("type") == "error") {
+                                            failure = frame.at("message").get<std::string>();
+                                          }
+                                        } catch (const json::exception& e) {
+                                          failure = std::string("malformed device list: ") + e.what();
+                                        }
+                                      },
+                                      [&](const WorkerExit& exit) {
+                                        if (!answered && failure.empty()) failure = describe(exit, pid);
+                                      }});
   if (!worker) {
     found.notes.push_back("discovery: " + worker.error().message);
     return found;
@@ -199,6 +203,39 @@ FoundDevices discover_in_worker(const std::string& log_level, const std::vector<
   return found;
 }
 
+// Every device: one discovery worker for the host, then one per MIG instance it lists, with
+// CUDA_VISIBLE_DEVICES showing that instance alone (a CUDA process sees one MIG instance).
+FoundDevices discover_devices_in_workers(const std::string& log_level,
+                                         const std::vector<std::string>& backend_preference) {
+  const json request = {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}};
+  json host = request;
+  host["list_mig"] = true;
+  FoundDevices found = discover_in_worker(host);
+  for (DeviceInfo& instance : found.mig_instances) {
+    json one = request;
+    one["cuda_visible_devices"] = cuda_visible_devices_for(instance);
+    FoundDevices seen = discover_in_worker(one);
+    const auto it = std::find_if(seen.devices.begin(), seen.devices.end(),
+                                 [&](const DeviceInfo& d) { return d.backend == "cuda" && d.uuid == instance.uuid; });
+    if (it == seen.devices.end()) {
+      std::string why =
+          "CUDA_VISIBLE_DEVICES=" + cuda_visible_devices_for(instance) + " shows no CUDA device with its UUID";
+      for (const std::string& note : seen.notes) {
+        if (note.rfind("cuda", 0) == 0 || note.rfind("discovery", 0) == 0) why += "; " + note;
+      }
+      found.unprobed.push_back({instance.uuid, instance.pci_bus_id, instance.id + " (MIG " + instance.mig_profile + ")",
+                                "instance_not_visible", why});
+      continue;
+    }
+    take_planned_identity(*it, instance);
+    found.devices.push_back(std::move(*it));
+  }
+  for (const UnprobedGpu& gpu : found.unprobed) {
+    spdlog::warn("devices: GPU {} ({}) not probed: {}: {}", gpu.pci_bus_id, gpu.name, gpu.reason, gpu.detail);
+  }
+  return found;
+}
+
 class Service {
  public:
   Service(Config config, std::string config_path, FoundDevices found)
@@ -207,7 +244,8 @@ class Service {
         config_path_(std::move(config_path)),
         store_(config_.state_directory),
         rng_(std::random_device{}()),
-        backend_notes_(std::move(found.notes)) {
+        backend_notes_(std::move(found.notes)),
+        unprobed_(std::move(found.unprobed)) {
     for (DeviceInfo& info : found.devices) {
       bool selected = false;
       for (const std::string& selector : config_.devices) selected = selected || device_matches(info, selector);
@@ -468,18 +506,23 @@ class Service {
     for (const PlannedSpec& p : job.specs) {
       specs.push_back({{"spec", p.spec}, {"drill", p.drill}, {"timeout_seconds", p.timeout_seconds}});
     }
-    const json request = {{"type", "run"},
-                          {"device", slot.info.id},
-                          {"uuid", slot.info.uuid},
-                          {"log_level", config_.log_level},
-                          {"backend_preference", config_.backend_preference},
-                          {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
-                          // An on-demand worker runs each spec once: a cache would only hold memory
-                          // the request's admission (memory_refusal) did not count.
-                          {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
-                          {"dump_root", config_.state_directory + "/dumps"},
-                          {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
-                          {"specs", specs}};
+    json request = {{"type", "run"},
+                    {"device", slot.info.id},
+                    {"uuid", slot.info.uuid},
+                    {"log_level", config_.log_level},
+                    {"backend_preference", config_.backend_preference},
+                    {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
+                    // An on-demand worker runs each spec once: a cache would only hold memory
+                    // the request's admission (memory_refusal) did not count.
+                    {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
+                    {"dump_root", config_.state_directory + "/dumps"},
+                    {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
+                    {"specs", specs}};
+    if (slot.info.is_mig()) {
+      // Its own CUDA_VISIBLE_DEVICES, and the labels its results carry (daemon/gpu_inventory.hpp).
+      request["cuda_visible_devices"] = cuda_visible_devices_for(slot.info);
+      request["mig_device"] = slot.info;
+    }
     slot.running = std::make_unique<Running>();
     slot.running->results.resize(job.specs.size());
     slot.running->job = std::move(job);
@@ -956,6 +999,7 @@ class Service {
     v.reload_successful = reload_successful_;
     v.reload_timestamp = reload_timestamp_;
     v.backend_notes = &backend_notes_;
+    v.unprobed = &unprobed_;
     v.telemetry = &telemetry_snapshot_;
     v.telemetry_read_at = telemetry_read_at_;
     v.telemetry_overruns = telemetry_overruns_;
@@ -983,6 +1027,7 @@ class Service {
   State state_;
   std::mt19937_64 rng_;
   std::vector<std::string> backend_notes_;
+  std::vector<UnprobedGpu> unprobed_;  // GPUs discovery found and does not probe (daemon/gpu_inventory.hpp)
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
   WebFlags web_flags_;
@@ -1057,7 +1102,7 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return k_exit_cannot_run;
   }
-  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
+  FoundDevices found = discover_devices_in_workers(config->log_level, config->backend_preference);
   int code = 0;
   {
     Service service(std::move(config.value()), options.config_path, std::move(found));
