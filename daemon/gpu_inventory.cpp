@@ -1,8 +1,8 @@
 #include "daemon/gpu_inventory.hpp"
 
-#include <algorithm>
-
 #include <nlohmann/json.hpp>
+
+#include "probes/core/probe_result.hpp"
 
 namespace substrate {
 namespace {
@@ -90,6 +90,14 @@ void take_planned_identity(DeviceInfo& device, const DeviceInfo& planned) {
   device.vbios_version = planned.vbios_version;
   device.serial = planned.serial;
   device.board_part_number = planned.board_part_number;
+}
+
+nlohmann::json run_request_for(const DeviceInfo& device, nlohmann::json request) {
+  if (device.is_mig()) {
+    request["cuda_visible_devices"] = cuda_visible_devices_for(device);
+    request["mig_device"] = device;
+  }
+  return request;
 }
 
 std::string cuda_visible_devices_for(const DeviceInfo& device) {

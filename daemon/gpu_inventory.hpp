@@ -52,6 +52,10 @@ MigPlan apply_inventory(std::vector<DeviceInfo>& devices, const Expected<std::ve
 // the daemon's id, MIG labels and board identity from `planned` (apply_inventory's instance).
 void take_planned_identity(DeviceInfo& device, const DeviceInfo& planned);
 
+// A run request (docs/worker-protocol.md) for `device`: unchanged for a whole device; for a MIG
+// instance with its own CUDA_VISIBLE_DEVICES and the labels its results carry ("mig_device").
+nlohmann::json run_request_for(const DeviceInfo& device, nlohmann::json request);
+
 // The CUDA_VISIBLE_DEVICES value that shows a worker `device` alone: "MIG-<uuid>" for an instance,
 // empty for a whole device (the worker's default view).
 std::string cuda_visible_devices_for(const DeviceInfo& device);

@@ -506,28 +506,23 @@ class Service {
     for (const PlannedSpec& p : job.specs) {
       specs.push_back({{"spec", p.spec}, {"drill", p.drill}, {"timeout_seconds", p.timeout_seconds}});
     }
-    json request = {{"type", "run"},
-                    {"device", slot.info.id},
-                    {"uuid", slot.info.uuid},
-                    {"log_level", config_.log_level},
-                    {"backend_preference", config_.backend_preference},
-                    {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
-                    // An on-demand worker runs each spec once: a cache would only hold memory
-                    // the request's admission (memory_refusal) did not count.
-                    {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
-                    {"dump_root", config_.state_directory + "/dumps"},
-                    {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
-                    {"specs", specs}};
-    if (slot.info.is_mig()) {
-      // Its own CUDA_VISIBLE_DEVICES, and the labels its results carry (daemon/gpu_inventory.hpp).
-      request["cuda_visible_devices"] = cuda_visible_devices_for(slot.info);
-      request["mig_device"] = slot.info;
-    }
+    const json request = {{"type", "run"},
+                          {"device", slot.info.id},
+                          {"uuid", slot.info.uuid},
+                          {"log_level", config_.log_level},
+                          {"backend_preference", config_.backend_preference},
+                          {"probe_exclusive_gpus", config_.probe_exclusive_gpus},
+                          // An on-demand worker runs each spec once: a cache would only hold memory
+                          // the request's admission (memory_refusal) did not count.
+                          {"golden_cache_max_bytes", job.on_demand ? 0 : config_.golden_cache_max_bytes},
+                          {"dump_root", config_.state_directory + "/dumps"},
+                          {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
+                          {"specs", specs}};
     slot.running = std::make_unique<Running>();
     slot.running->results.resize(job.specs.size());
     slot.running->job = std::move(job);
     Slot* s = &slot;
-    auto worker = WorkerProcess::spawn(io_, k_worker_executable, request,
+    auto worker = WorkerProcess::spawn(io_, k_worker_executable, run_request_for(slot.info, request),
                                        {[this, s](const json& frame) { on_worker_frame(*s, frame); },
                                         [this, s](const WorkerExit& exit) { on_worker_exit(*s, exit); }});
     if (!worker) {

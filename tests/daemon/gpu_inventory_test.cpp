@@ -76,6 +76,13 @@ TEST_CASE("mig: the CUDA slice of a MIG GPU becomes one labelled device per inst
   CHECK(cuda_visible_devices_for(plan.instances[1]) == "MIG-55555555-0000-0000-0000-000000000005");
   CHECK(cuda_visible_devices_for(devices[0]).empty());
 
+  // A run request shows an instance's worker that instance alone, and a whole device's is unchanged.
+  const nlohmann::json request = {{"type", "run"}, {"device", "x"}};
+  const nlohmann::json for_instance = run_request_for(plan.instances[1], request);
+  CHECK(for_instance.at("cuda_visible_devices") == "MIG-55555555-0000-0000-0000-000000000005");
+  CHECK(for_instance.at("mig_device").get<DeviceInfo>().id == "cuda1-mig2");
+  CHECK(run_request_for(devices[0], request) == request);
+
   // What the instance's own worker saw ("cuda0") takes the daemon's id and labels.
   DeviceInfo in_worker = cuda("cuda0", "NVIDIA H100 80GB HBM3 MIG 3g.40gb", "0000:3b:00.0", plan.instances[1].uuid);
   take_planned_identity(in_worker, plan.instances[1]);
