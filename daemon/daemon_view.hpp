@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/gpu_inventory.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
 #include "daemon/scheduler.hpp"
 #include "daemon/verdict.hpp"
@@ -72,6 +73,7 @@ struct DaemonView {
   bool reload_successful = true;
   double reload_timestamp = 0.0;                            // unix seconds of the last successful load
   const std::vector<std::string>* backend_notes = nullptr;  // discovery's notes, "<backend>: ..."
+  const std::vector<UnprobedGpu>* unprobed = nullptr;       // GPUs found and not probed (daemon/gpu_inventory.hpp)
   const telemetry::Snapshot* telemetry = nullptr;           // the last joined telemetry snapshot
   double telemetry_read_at = 0.0;                           // unix time the last read completed; 0: none
   std::uint64_t telemetry_overruns = 0;                     // reads skipped: the previous one still ran

@@ -9,7 +9,8 @@ namespace {
 
 // The reason labels of substrate_baseline_resets_total (docs/metrics.md).
 std::string reset_reason(const std::string& field) {
-  if (field == "driver" || field == "api_version") return "driver_change";
+  // The VBIOS is the board's firmware: part of the stack below the kernels, like the driver.
+  if (field == "driver" || field == "api_version" || field == "vbios_version") return "driver_change";
   if (field == "kernel_build") return "kernel_change";
   return "device_change";
 }
@@ -17,14 +18,15 @@ std::string reset_reason(const std::string& field) {
 }  // namespace
 
 const std::vector<std::string>& recorded_device_fields() {
-  static const std::vector<std::string> fields{"name",       "backend",      "vendor",       "device_type",
-                                               "driver",     "api_version",  "kernel_build", "uuid",
-                                               "pci_bus_id", "memory_bytes", "compute_units"};
+  static const std::vector<std::string> fields{
+      "name", "backend",    "vendor",       "device_type",   "driver",        "api_version", "kernel_build",
+      "uuid", "pci_bus_id", "memory_bytes", "compute_units", "vbios_version", "serial",      "board_part_number"};
   return fields;
 }
 
 bool field_resets_baselines(const std::string& field) {
-  return field == "driver" || field == "kernel_build" || field == "api_version" || field == "name";
+  return field == "driver" || field == "kernel_build" || field == "api_version" || field == "name" ||
+         field == "vbios_version" || field == "serial" || field == "board_part_number";
 }
 
 DeviceRecord device_record(const DeviceInfo& info, double now) {
@@ -40,6 +42,16 @@ DeviceRecord device_record(const DeviceInfo& info, double now) {
                    {"pci_bus_id", info.pci_bus_id},
                    {"memory_bytes", std::to_string(info.memory_bytes)},
                    {"compute_units", std::to_string(info.compute_units)}};
+  // Recorded only where NVML gave them: a start without NVML (or a board that does not say) is
+  // no change, and a later start that reads them again compares with what was last recorded.
+  for (const auto& [field, value] : {std::pair<const char*, const std::string&>{"vbios_version", info.vbios_version},
+                                     {"serial", info.serial},
+                                     {"board_part_number", info.board_part_number}}) {
+    if (!value.empty()) record.fields[field] = value;
+  }
+  // The instances of a MIG GPU share its PCI bus id: the GPU instance id is part of the slot
+  // (detect_device_changes), not a compared field.
+  if (info.is_mig()) record.fields["mig_gpu_instance"] = std::to_string(info.mig_gpu_instance);
   record.updated_at = now;
   return record;
 }
@@ -67,7 +79,8 @@ DeviceChanges detect_device_changes(const std::map<std::string, DeviceRecord>& k
       for (const auto& [other_key, record] : known) {
         const auto other_pci = field(record, "pci_bus_id");
         const auto other_uuid = field(record, "uuid");
-        if (other_pci == pci && other_uuid.value_or("") != uuid.value_or("")) {
+        if (other_pci == pci && field(record, "mig_gpu_instance") == field(current, "mig_gpu_instance") &&
+            other_uuid.value_or("") != uuid.value_or("")) {
           changes.replaced_key = other_key;
           changes.replaced_uuid = other_uuid.value_or("");
           changes.reset_baselines = true;

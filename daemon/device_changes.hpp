@@ -16,10 +16,13 @@
 namespace substrate {
 
 // The recorded fields, in a fixed order: name, backend, vendor, device_type, driver,
-// api_version, kernel_build, uuid, pci_bus_id, memory_bytes, compute_units.
+// api_version, kernel_build, uuid, pci_bus_id, memory_bytes, compute_units, and where NVML gives
+// them vbios_version, serial, board_part_number.
 const std::vector<std::string>& recorded_device_fields();
-// Fields whose change resets baselines: the driver, the kernel binaries, the API runtime, and the
-// device name (lavapipe's name carries its LLVM version, i.e. its code generator).
+// Fields whose change resets baselines: the driver, the kernel binaries, the API runtime, the
+// device name (lavapipe's name carries its LLVM version, i.e. its code generator), the VBIOS
+// (firmware: reason driver_change), and the board's serial or part number (under one UUID: the
+// board was reworked or its InfoROM rewritten; reason device_change).
 bool field_resets_baselines(const std::string& field);
 
 DeviceRecord device_record(const DeviceInfo& info, double now);
@@ -46,8 +49,9 @@ struct DeviceChanges {
 
 // Compares the device's current record with what `known` (the state's devices, by key) holds.
 // `key` is the device's state key (its UUID, or its id when it has none). A record absent under
-// `key` but present under another key with the same non-empty PCI bus id and a different UUID
-// means the GPU in that slot was swapped: a new device (replaced_key set, baselines reset).
+// `key` but present under another key with the same non-empty PCI bus id (and, for a MIG
+// instance, the same GPU instance id: the instances of one GPU share its bus id) and a different
+// UUID means the GPU in that slot was swapped: a new device (replaced_key set, baselines reset).
 // A device never seen anywhere is first_seen with no changes. Fields absent from an older record
 // (written before they were recorded) are not reported as changes.
 DeviceChanges detect_device_changes(const std::map<std::string, DeviceRecord>& known, const std::string& key,

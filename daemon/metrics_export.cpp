@@ -80,6 +80,25 @@ std::string render_metrics(const DaemonView& view) {
             "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
             {{"backend", backend}}, static_cast<double>(count));
   }
+  // Silently probing one slice of a MIG GPU would pass for checking it: what is not probed says so.
+  f.family("substrate_device_unprobed",
+           "1 for each GPU found and not probed, by reason (a MIG GPU whose instances cannot be listed: "
+           "nvml_unavailable, no_permission, enumeration_failed, no_instances, instance_not_visible). Details in "
+           "/status unprobed.",
+           prometheus::MetricType::Gauge);
+  if (view.unprobed) {
+    for (const UnprobedGpu& gpu : *view.unprobed) {
+      // The GPU's identity as dcgm-exporter labels it; a part NVML could not give is left out.
+      std::vector<prometheus::ClientMetric::Label> labels;
+      for (auto [name, value] :
+           {std::pair{telemetry::kUuidLabel, telemetry::vendor_uuid("nvidia", gpu.uuid)},
+            std::pair{telemetry::kPciBusIdLabel, telemetry::vendor_pci_bus_id("nvidia", gpu.pci_bus_id)}}) {
+        if (!value.empty()) labels.push_back({name, value});
+      }
+      labels.push_back({"reason", gpu.reason});
+      f.gauge("substrate_device_unprobed", "", std::move(labels), 1);
+    }
+  }
   // The node under the names the other exporters give it, so their series join without relabelling:
   // kube-state-metrics' `node`, dcgm-exporter's `Hostname` (both $NODE_NAME in Kubernetes, else the
   // host name) and node_exporter's `nodename` (uname).
@@ -263,6 +282,14 @@ std::string render_metrics(const DaemonView& view) {
     if (!image.empty()) {
       f.gauge("substrate_kernel_image_info", "1 for the kernel image the driver loaded for the device.",
               with({{"image", image}}), 1);
+    }
+    if (info.is_mig()) {
+      f.gauge("substrate_mig_instance_info",
+              "1 for a device that is a MIG instance: its parent GPU's UUID, GPU instance id and profile.",
+              with({{"parent_uuid", telemetry::vendor_uuid("nvidia", info.mig_parent_uuid)},
+                    {"gpu_instance", std::to_string(info.mig_gpu_instance)},
+                    {"profile", info.mig_profile}}),
+              1);
     }
     if (bandwidth >= 0) {
       f.gauge("substrate_memory_bandwidth_bytes_per_second", "Achieved by the memory probe (read plus written)." + last,

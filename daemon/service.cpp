@@ -32,6 +32,7 @@
 #include "daemon/device_worker.hpp"
 #include "daemon/error_budget.hpp"
 #include "daemon/exit_code.hpp"
+#include "daemon/gpu_inventory.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
 #include "daemon/logging.hpp"
@@ -160,7 +161,9 @@ std::string describe(const WorkerExit& exit, pid_t pid) {
 
 struct FoundDevices {
   std::vector<DeviceInfo> devices;
-  std::vector<std::string> notes;  // the backends' notes, or why discovery failed
+  std::vector<std::string> notes;         // the backends' notes, or why discovery failed
+  std::vector<DeviceInfo> mig_instances;  // to discover one by one (daemon/gpu_inventory.hpp)
+  std::vector<UnprobedGpu> unprobed;
 };
 
 json discover_request(const std::string& log_level, const std::vector<std::string>& backend_preference,
@@ -174,31 +177,32 @@ json discover_request(const std::string& log_level, const std::vector<std::strin
 // The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
 // event loop starts, on its own io_context; a worker that does not answer within
 // k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference,
-                                const json& external_workers) {
+FoundDevices discover_in_worker(const json& request) {
   FoundDevices found;
   asio::io_context io;
   bool answered = false;
   std::string failure;
   pid_t pid = 0;
-  auto worker =
-      WorkerProcess::spawn(io, k_worker_executable, discover_request(log_level, backend_preference, external_workers),
-                           {[&](const json& frame) {
-                              try {
-                                if (frame.at("type") == "devices") {
-                                  found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
-                                  found.notes = frame.at("notes").get<std::vector<std::string>>();
-                                  answered = true;
-                                } else if (frame.at("type") == "error") {
-                                  failure = frame.at("message").get<std::string>();
-                                }
-                              } catch (const json::exception& e) {
-                                failure = std::string("malformed device list: ") + e.what();
-                              }
-                            },
-                            [&](const WorkerExit& exit) {
-                              if (!answered && failure.empty()) failure = describe(exit, pid);
-                            }});
+  auto worker = WorkerProcess::spawn(io, k_worker_executable, request,
+                                     {[&](const json& frame) {
+                                        try {
+                                          if (frame.at("type") == "devices") {
+                                            found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
+                                            found.notes = frame.at("notes").get<std::vector<std::string>>();
+                                            found.mig_instances =
+                                                frame.value("mig_instances", std::vector<DeviceInfo>());
+                                            found.unprobed = frame.value("unprobed", std::vector<UnprobedGpu>());
+                                            answered = true;
+                                          } else if (frame.at("type") == "error") {
+                                            failure = frame.at("message").get<std::string>();
+                                          }
+                                        } catch (const json::exception& e) {
+                                          failure = std::string("malformed device list: ") + e.what();
+                                        }
+                                      },
+                                      [&](const WorkerExit& exit) {
+                                        if (!answered && failure.empty()) failure = describe(exit, pid);
+                                      }});
   if (!worker) {
     found.notes.push_back("discovery: " + worker.error().message);
     return found;
@@ -214,6 +218,41 @@ FoundDevices discover_in_worker(const std::string& log_level, const std::vector<
   return found;
 }
 
+// Every device: one discovery worker for the host, then one per MIG instance it lists, with
+// CUDA_VISIBLE_DEVICES showing that instance alone (a CUDA process sees one MIG instance).
+FoundDevices discover_devices_in_workers(const std::string& log_level,
+                                         const std::vector<std::string>& backend_preference,
+                                         const json& external_workers) {
+  // External workers are started by the first discovery only: the per-instance ones look for CUDA.
+  const json request = discover_request(log_level, backend_preference, json::array());
+  json host = discover_request(log_level, backend_preference, external_workers);
+  host["list_mig"] = true;
+  FoundDevices found = discover_in_worker(host);
+  for (DeviceInfo& instance : found.mig_instances) {
+    json one = request;
+    one["cuda_visible_devices"] = cuda_visible_devices_for(instance);
+    FoundDevices seen = discover_in_worker(one);
+    const auto it = std::find_if(seen.devices.begin(), seen.devices.end(),
+                                 [&](const DeviceInfo& d) { return d.backend == "cuda" && d.uuid == instance.uuid; });
+    if (it == seen.devices.end()) {
+      std::string why =
+          "CUDA_VISIBLE_DEVICES=" + cuda_visible_devices_for(instance) + " shows no CUDA device with its UUID";
+      for (const std::string& note : seen.notes) {
+        if (note.rfind("cuda", 0) == 0 || note.rfind("discovery", 0) == 0) why += "; " + note;
+      }
+      found.unprobed.push_back({instance.uuid, instance.pci_bus_id, instance.id + " (MIG " + instance.mig_profile + ")",
+                                "instance_not_visible", why});
+      continue;
+    }
+    take_planned_identity(*it, instance);
+    found.devices.push_back(std::move(*it));
+  }
+  for (const UnprobedGpu& gpu : found.unprobed) {
+    spdlog::warn("devices: GPU {} ({}) not probed: {}: {}", gpu.pci_bus_id, gpu.name, gpu.reason, gpu.detail);
+  }
+  return found;
+}
+
 class Service {
  public:
   Service(Config config, std::string config_path, FoundDevices found)
@@ -223,7 +262,9 @@ class Service {
         store_(config_.state_directory),
         rng_(std::random_device{}()),
         backend_notes_(std::move(found.notes)),
-        host_devices_(found.devices) {
+        host_devices_(found.devices),
+
+        unprobed_(std::move(found.unprobed)) {
     for (DeviceInfo& info : found.devices) {
       bool selected = false;
       for (const std::string& selector : config_.devices) selected = selected || device_matches(info, selector);
@@ -507,7 +548,7 @@ class Service {
     slot.running->results.resize(job.specs.size());
     slot.running->job = std::move(job);
     Slot* s = &slot;
-    auto worker = WorkerProcess::spawn(io_, k_worker_executable, request,
+    auto worker = WorkerProcess::spawn(io_, k_worker_executable, run_request_for(slot.info, request),
                                        {[this, s](const json& frame) { on_worker_frame(*s, frame); },
                                         [this, s](const WorkerExit& exit) { on_worker_exit(*s, exit); }});
     if (!worker) {
@@ -982,6 +1023,7 @@ class Service {
     v.reload_successful = reload_successful_;
     v.reload_timestamp = reload_timestamp_;
     v.backend_notes = &backend_notes_;
+    v.unprobed = &unprobed_;
     v.telemetry = &telemetry_snapshot_;
     v.telemetry_read_at = telemetry_read_at_;
     v.telemetry_overruns = telemetry_overruns_;
@@ -1013,6 +1055,7 @@ class Service {
   std::mt19937_64 rng_;
   std::vector<std::string> backend_notes_;
   std::vector<DeviceInfo> host_devices_;  // every device discovery found, selected or not (identity labels)
+  std::vector<UnprobedGpu> unprobed_;     // GPUs discovery found and does not probe (daemon/gpu_inventory.hpp)
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
   WebFlags web_flags_;
@@ -1088,8 +1131,8 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return k_exit_cannot_run;
   }
-  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference,
-                                          external_workers_to_json(config->external_workers));
+  FoundDevices found = discover_devices_in_workers(config->log_level, config->backend_preference,
+                                                   external_workers_to_json(config->external_workers));
   int code = 0;
   {
     Service service(std::move(config.value()), options.config_path, std::move(found));

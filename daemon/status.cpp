@@ -68,6 +68,8 @@ json status_json(const DaemonView& view) {
           {"config_last_reload_successful", view.reload_successful},
           {"devices", devices},
           {"backend_notes", *view.backend_notes},
+          // GPUs found and not probed, with the reason (a MIG GPU whose instances are unknown).
+          {"unprobed", view.unprobed ? nlohmann::json(*view.unprobed) : nlohmann::json::array()},
           {"telemetry_notes", view.telemetry->notes},
           {"pod_resources", pod_resources}};
 }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/external_worker.hpp"
+#include "daemon/gpu_inventory.hpp"
 #include "daemon/worker_protocol.hpp"
 #include "probes/core/probe_result.hpp"
 #include "probes/core/registry.hpp"
@@ -39,13 +40,23 @@ int fail(const std::string& message) {
   return 2;
 }
 
-int discover(const WorkerHooks& hooks) {
+// With "list_mig" (the daemon's first discovery), NVML's inventory is applied: board identity on
+// each device, a MIG-enabled GPU's CUDA slice out of the list, and the frame carries the instances
+// for the daemon to discover one by one ("mig_instances") and the GPUs left unprobed
+// ("unprobed"); daemon/gpu_inventory.hpp.
+int discover(const json& request, const WorkerHooks& hooks) {
   Discovery found = hooks.discover();
   open_for_listing(found);
-  json devices = json::array();
+  std::vector<DeviceInfo> devices;
   for (const DevicePtr& device : found.devices) devices.push_back(device->info());
-  Status sent = write_frame(k_worker_fd, {{"type", "devices"}, {"devices", devices}, {"notes", found.backend_notes}});
-  return sent ? 0 : 2;
+  json frame = {{"type", "devices"}, {"notes", found.backend_notes}};
+  if (request.value("list_mig", false)) {
+    const MigPlan plan = apply_inventory(devices, nvml::read_inventory());
+    frame["mig_instances"] = plan.instances;
+    frame["unprobed"] = plan.unprobed;
+  }
+  frame["devices"] = devices;
+  return write_frame(k_worker_fd, frame) ? 0 : 2;
 }
 
 int run(const json& request, const WorkerHooks& hooks) {
@@ -53,18 +64,41 @@ int run(const json& request, const WorkerHooks& hooks) {
   const std::string uuid = request.value("uuid", std::string());
   const std::uint64_t dump_bytes = request.value("dump_max_bytes", std::uint64_t{0});
   const std::string dump_root = request.value("dump_root", std::string());
+  // A MIG instance ("mig_device": the daemon's DeviceInfo of it) is the one device its
+  // CUDA_VISIBLE_DEVICES shows, found by its UUID under the id CUDA gives it there; what the
+  // worker reports carries the daemon's id and MIG labels.
+  const bool mig = request.contains("mig_device");
+  const DeviceInfo planned = mig ? request.at("mig_device").get<DeviceInfo>() : DeviceInfo{};
   Discovery found = hooks.discover();
   DevicePtr device;
   for (DevicePtr& candidate : found.devices) {
-    if (candidate->info().id == id) device = std::move(candidate);
+    if (mig ? candidate->info().backend == "cuda" && candidate->info().uuid == uuid : candidate->info().id == id) {
+      device = std::move(candidate);
+    }
   }
   found.devices.clear();  // close every device but the one this worker is for
   if (!device) return fail("device " + id + " not found");
   if (!uuid.empty() && device->info().uuid != uuid) {
     return fail("device " + id + " has uuid " + device->info().uuid + ", expected " + uuid);
   }
-  device->allow_exclusive_compute(request.value("probe_exclusive_gpus", false));
-  if (!write_frame(k_worker_fd, {{"type", "opened"}, {"device", device->info()}})) return 2;
+  const bool exclusive_allowed = request.value("probe_exclusive_gpus", false);
+  device->allow_exclusive_compute(exclusive_allowed);
+  if (exclusive_allowed && device->info().backend == "cuda" && !mig && !device->info().pci_bus_id.empty()) {
+    // An EXCLUSIVE_PROCESS GPU another program computes on is skipped without trying a context
+    // (the driver would refuse it, but the attempt itself is what must not happen). Unknown when
+    // NVML cannot say: the driver decides then.
+    const auto processes = nvml::count_compute_processes(device->info().pci_bus_id);
+    if (processes) {
+      device->set_other_compute_processes(static_cast<int>(*processes));
+    } else {
+      spdlog::debug("{}: compute processes unknown: {}", id, processes.error().message);
+    }
+  }
+  const auto labelled = [&](DeviceInfo info) {
+    if (mig) take_planned_identity(info, planned);
+    return info;
+  };
+  if (!write_frame(k_worker_fd, {{"type", "opened"}, {"device", labelled(device->info())}})) return 2;
   GoldenCache goldens(request.value("golden_cache_max_bytes", GoldenCache::k_default_max_bytes));
   const json& specs = request.at("specs");
   for (std::size_t index = 0; index < specs.size(); ++index) {
@@ -76,6 +110,7 @@ int run(const json& request, const WorkerHooks& hooks) {
     device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
     ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
     mark_external_outcome(*device, result);
+    result.device = labelled(std::move(result.device));
     if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
       auto kept = keep_failure_dump(dump_root, result, dump_bytes);
       if (kept) {
@@ -133,8 +168,12 @@ int worker_main(const std::vector<std::string>& args, const WorkerHooks& given) 
       };
     }
     spdlog::set_level(spdlog::level::from_str(request->value("log_level", std::string("info"))));
+    // Before any driver is loaded: which devices CUDA shows this process (one MIG instance).
+    if (const std::string visible = request->value("cuda_visible_devices", std::string()); !visible.empty()) {
+      ::setenv("CUDA_VISIBLE_DEVICES", visible.c_str(), 1);
+    }
     const std::string type = request->at("type").get<std::string>();
-    if (type == "discover") return discover(hooks);
+    if (type == "discover") return discover(*request, hooks);
     if (type == "run") return run(*request, hooks);
     return fail("unknown request type '" + type + "'");
   } catch (const json::exception& e) {

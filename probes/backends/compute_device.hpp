@@ -28,6 +28,16 @@ struct DeviceInfo {
   // (a cubin for the GPU's architecture) or "ptx-jit 8.0" (PTX at that ISA, compiled by the
   // driver); empty until then and for backends with one image (Vulkan's SPIR-V).
   std::string kernel_image;
+  // A MIG instance (docs/cuda.md, "MIG"): its parent GPU's UUID (canonical), its GPU instance id
+  // and its profile ("1g.10gb"); empty / -1 for a whole device. `uuid` is then the instance's.
+  std::string mig_parent_uuid;
+  int mig_gpu_instance = -1;
+  std::string mig_profile;
+  bool is_mig() const { return mig_gpu_instance >= 0; }
+  // The board, where NVML gives it (empty otherwise): for joins with inventory and RMAs.
+  std::string vbios_version;      // nvmlDeviceGetVbiosVersion, e.g. "96.00.74.00.01"
+  std::string serial;             // nvmlDeviceGetSerial: the board's serial number
+  std::string board_part_number;  // nvmlDeviceGetBoardPartNumber
   bool is_cpu() const { return device_type == "cpu"; }
 };
 
@@ -137,6 +147,10 @@ class ComputeDevice {
   // (CUDA's EXCLUSIVE_PROCESS) when no other process is on it. Off by default: even a brief
   // context there can make a workload's start fail (docs/cuda.md, "Compute modes").
   virtual void allow_exclusive_compute(bool allowed) { (void)allowed; }
+  // How many compute processes of other programs NVML lists on the device, read by the worker
+  // before open() when exclusive devices may be probed; -1 (the default) when unknown. A device in
+  // EXCLUSIVE_PROCESS mode with one is not opened at all (busy): not even a context is tried.
+  virtual void set_other_compute_processes(int count) { (void)count; }
   // Raw generator words for (seed, stream, first..first+count): proves generator parity.
   virtual Expected<std::vector<std::uint32_t>> generate_raw(std::uint64_t seed, std::uint32_t stream,
                                                             std::uint64_t first, std::uint32_t count) = 0;

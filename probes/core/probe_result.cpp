@@ -202,6 +202,13 @@ void to_json(nlohmann::json& out, const DeviceInfo& info) {
          {"compute_units", info.compute_units},
          {"kernel_build", info.kernel_build}};
   if (!info.kernel_image.empty()) out["kernel_image"] = info.kernel_image;
+  if (!info.vbios_version.empty()) out["vbios_version"] = info.vbios_version;
+  if (!info.serial.empty()) out["serial"] = info.serial;
+  if (!info.board_part_number.empty()) out["board_part_number"] = info.board_part_number;
+  if (info.is_mig()) {
+    out["mig"] = {
+        {"parent_uuid", info.mig_parent_uuid}, {"gpu_instance", info.mig_gpu_instance}, {"profile", info.mig_profile}};
+  }
 }
 
 void to_json(nlohmann::json& out, const ProbeResult& result) {
@@ -310,6 +317,17 @@ void from_json(const nlohmann::json& in, DeviceInfo& info) {
   info.compute_units = in.at("compute_units").get<std::uint32_t>();
   info.kernel_build = in.at("kernel_build").get<std::string>();
   info.kernel_image = in.value("kernel_image", std::string());
+  info.vbios_version = in.value("vbios_version", std::string());
+  info.serial = in.value("serial", std::string());
+  info.board_part_number = in.value("board_part_number", std::string());
+  if (const auto mig = in.find("mig"); mig != in.end()) {
+    info.mig_parent_uuid = mig->at("parent_uuid").get<std::string>();
+    info.mig_gpu_instance = mig->at("gpu_instance").get<int>();
+    info.mig_profile = mig->at("profile").get<std::string>();
+    if (info.mig_gpu_instance < 0) {
+      throw nlohmann::json::out_of_range::create(401, "mig gpu_instance must not be negative", &*mig);
+    }
+  }
 }
 
 void from_json(const nlohmann::json& in, ProbeResult& result) {

@@ -56,8 +56,10 @@ std::string vendor_pci_bus_id(const std::string& vendor, const std::string& pci_
 }
 
 DeviceIdentity device_identity(const DeviceInfo& info, const std::vector<DeviceInfo>& host_devices) {
-  DeviceIdentity identity{info.id, vendor_uuid(info.vendor, info.uuid), vendor_pci_bus_id(info.vendor, info.pci_bus_id),
-                          ""};
+  // A MIG instance's UUID is kept in canonical form (daemon/gpu_inventory.hpp); NVIDIA's tools and
+  // dcgm-exporter print it as "MIG-<uuid>".
+  const std::string uuid = info.is_mig() ? "MIG-" + info.uuid : info.uuid;
+  DeviceIdentity identity{info.id, vendor_uuid(info.vendor, uuid), vendor_pci_bus_id(info.vendor, info.pci_bus_id), ""};
   const std::string own = normalize_pci_bus_id(info.pci_bus_id);
   if (own.empty()) return identity;
   // The same GPU may be found by two backends (cuda0 and vulkan1): count PCI addresses, not devices.

@@ -158,5 +158,67 @@ TEST_CASE("device_changes: devices without UUID are keyed by id; older records l
   old.begin()->second.fields.erase("compute_units");
   const DeviceChanges upgraded = detect_device_changes(old, key_of(gpu()), device_record(gpu(), 3000.0));
   CHECK_FALSE(upgraded.any());
-  CHECK(device_record(gpu(), 0).fields.size() == recorded_device_fields().size());
+  // Every recorded field is written; the board identity only where NVML gave it.
+  DeviceInfo board = gpu();
+  board.vbios_version = "96.00.74.00.01";
+  board.serial = "1654923012345";
+  board.board_part_number = "692-2G520-0200-000";
+  CHECK(device_record(board, 0).fields.size() == recorded_device_fields().size());
+  CHECK(device_record(gpu(), 0).fields.size() == recorded_device_fields().size() - 3);
+}
+
+TEST_CASE("device_changes: VBIOS, serial and board part number are compared where NVML gave them", "[unit]") {
+  DeviceInfo board = gpu();
+  board.vbios_version = "96.00.74.00.01";
+  board.serial = "1654923012345";
+  board.board_part_number = "692-2G520-0200-000";
+  struct Case {
+    const char* field;
+    void (*mutate)(DeviceInfo&);
+    const char* reason;
+  };
+  const Case cases[] = {
+      {"vbios_version", [](DeviceInfo& d) { d.vbios_version = "96.00.89.00.01"; }, "driver_change"},
+      {"serial", [](DeviceInfo& d) { d.serial = "1654923099999"; }, "device_change"},
+      {"board_part_number", [](DeviceInfo& d) { d.board_part_number = "692-2G520-0202-000"; }, "device_change"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.field);
+    DeviceInfo now = board;
+    c.mutate(now);
+    const DeviceChanges changes = detect({board}, now);
+    REQUIRE(changes.changed.size() == 1);
+    CHECK(changes.changed[0].field == c.field);
+    CHECK(changes.what() == std::vector<std::string>{c.field});
+    CHECK(changes.reset_baselines);
+    CHECK(changes.reset_reasons == std::vector<std::string>{c.reason});
+  }
+  // NVML absent at this start (or a board that does not say): no change, and nothing recorded.
+  const DeviceChanges unread = detect({board}, gpu());
+  CHECK_FALSE(unread.any());
+  CHECK(device_record(gpu(), 0).fields.count("serial") == 0);
+  // Read for the first time (a state written before they were recorded): no change either.
+  CHECK_FALSE(detect({gpu()}, board).any());
+}
+
+TEST_CASE("device_changes: the MIG instances of one GPU share its bus id and are not each other's swap", "[unit]") {
+  DeviceInfo first = gpu();
+  first.id = "cuda0-mig1";
+  first.uuid = "44444444-0000-0000-0000-000000000004";
+  first.mig_parent_uuid = gpu().uuid;
+  first.mig_gpu_instance = 1;
+  DeviceInfo second = first;
+  second.id = "cuda0-mig2";
+  second.uuid = "55555555-0000-0000-0000-000000000005";
+  second.mig_gpu_instance = 2;
+  const DeviceChanges seen = detect({first}, second);
+  CHECK(seen.first_seen);
+  CHECK_FALSE(seen.any());
+  // Instance 1 destroyed and created again (a new UUID in the same GPU instance): a new device.
+  DeviceInfo recreated = first;
+  recreated.uuid = "66666666-0000-0000-0000-000000000006";
+  const DeviceChanges swapped = detect({first, second}, recreated);
+  REQUIRE(swapped.replaced_key);
+  CHECK(*swapped.replaced_key == first.uuid);
+  CHECK(swapped.reset_baselines);
 }

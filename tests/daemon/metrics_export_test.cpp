@@ -197,3 +197,31 @@ TEST_CASE("metrics export: every per-device series carries the identity that joi
   INFO(lint.output);
   CHECK(lint.exit_code == 0);
 }
+
+TEST_CASE("metrics export: a MIG instance's labels and an unprobed GPU, one series each, promtool-clean", "[unit]") {
+  Fixture f = ran_gemm();
+  f.stats.info.id = "cuda1-mig2";
+  f.stats.info.backend = "cuda";
+  f.stats.info.mig_parent_uuid = "aaaaaaaa-0000-0000-0000-00000000000a";
+  f.stats.info.mig_gpu_instance = 2;
+  f.stats.info.mig_profile = "3g.40gb";
+  const std::vector<UnprobedGpu> unprobed = {
+      {"bbbbbbbb-0000-0000-0000-00000000000b", "0000:5e:00.0", "NVIDIA H100", "no_permission", "detail"}};
+  DaemonView view = f.view();
+  view.unprobed = &unprobed;
+  const std::string text = render_metrics(view);
+  // The instance's series carry its identity labels; the parent's UUID is in NVIDIA's form, as
+  // dcgm-exporter prints it, and so is the unprobed GPU's identity.
+  CHECK_THAT(text, Catch::Contains("substrate_device=\"cuda1-mig2\",parent_uuid=\"GPU-aaaaaaaa-0000-0000-"
+                                   "0000-00000000000a\",gpu_instance=\"2\",profile=\"3g.40gb\"} 1"));
+  CHECK_THAT(text, Catch::Contains("substrate_device_unprobed{UUID=\"GPU-bbbbbbbb-0000-0000-0000-00000000000b\","
+                                   "pci_bus_id=\"00000000:5E:00.0\",reason=\"no_permission\"} 1"));
+  const auto lint = telemetry::testing::promtool_check_metrics(text);
+  INFO(lint.output);
+  CHECK(lint.exit_code == 0);
+  // A whole device has no MIG series; a host with nothing unprobed still has the family (its TYPE).
+  const std::string plain = render_metrics(ran_gemm().view());
+  CHECK_THAT(plain, !Catch::Contains("substrate_mig_instance_info{"));
+  CHECK_THAT(plain, Catch::Contains("# TYPE substrate_device_unprobed gauge"));
+  CHECK_THAT(plain, !Catch::Contains("substrate_device_unprobed{"));
+}

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -443,6 +444,192 @@ TEST_CASE("daemon: a GPU that Vulkan and CUDA both see is one device, and three 
     runs_before = runs_now;
   }
   CHECK(daemon.log().find("device changed since the last run") == std::string::npos);
+}
+namespace {
+
+// A whole GPU and a MIG-enabled one with two instances (4g.40gb and 3g.40gb), as libcuda and NVML
+// see them.
+const std::string k_mig_cuda =
+    "device 0 pci 00000000:1A:00.0\ndevice 0 uuid 11111111-0000-0000-0000-000000000001\n"
+    "device 1 pci 00000000:3B:00.0\ndevice 1 uuid aaaaaaaa-0000-0000-0000-00000000000a\n"
+    "device 1 mig 44444444-0000-0000-0000-000000000004 1 4g.40gb 42949672960\n"
+    "device 1 mig 55555555-0000-0000-0000-000000000005 2 3g.40gb 21474836480\n";
+const std::string k_mig_nvml =
+    "devices 2\n0 uuid GPU-11111111-0000-0000-0000-000000000001\n0 pci 00000000:1A:00.0\n0 vbios 96.00.74.00.01\n"
+    "1 uuid GPU-AAAAAAAA-0000-0000-0000-00000000000A\n1 pci 00000000:3B:00.0\n1 name Fake GPU 80GB\n1 mig.mode 1\n"
+    "1 serial 1654923012345\n1 board_part_number 692-2G520-0200-000\n"
+    "1 mig 0 MIG-44444444-0000-0000-0000-000000000004 1 Fake GPU 80GB MIG 4g.40gb\n"
+    "1 mig 1 MIG-55555555-0000-0000-0000-000000000005 2 Fake GPU 80GB MIG 3g.40gb\n";
+const std::string k_mig_probes =
+    "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n  canary:\n    enabled: false\n"
+    "  memory:\n    interval_seconds: 1\n    size: \"4096\"\n";
+
+// The NVML stand-in with `scenario`, for the daemon and its workers (they inherit the variables).
+struct NvmlStandin {
+  explicit NvmlStandin(const std::string& scenario)
+      : path(std::filesystem::temp_directory_path() / ("substrate-mig-nvml-" + std::to_string(::getpid()))) {
+    set(scenario);
+    ::setenv("SUBSTRATE_NVML_LIBRARY", SUBSTRATE_NVML_STANDIN_DIR "/libnvidia-ml.so.1", 1);
+    ::setenv("SUBSTRATE_NVML_STANDIN_SCRIPT", path.c_str(), 1);
+  }
+  void set(const std::string& scenario) const { std::ofstream(path, std::ios::trunc) << scenario; }
+  ~NvmlStandin() {
+    ::unsetenv("SUBSTRATE_NVML_LIBRARY");
+    ::unsetenv("SUBSTRATE_NVML_STANDIN_SCRIPT");
+    std::filesystem::remove(path);
+  }
+  std::filesystem::path path;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "daemon: each MIG instance is a device of its own, probed in its own worker and labelled; a VBIOS or serial "
+    "number change is a device change",
+    "[e2e]") {
+  substrate::test::FakeCuda fake(k_mig_cuda);
+  NvmlStandin nvml(k_mig_nvml);
+  DaemonProcess daemon(k_mig_probes, "devices: [cuda0, 0000:3b:00.0]\n");
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  for (const char* id : {"cuda0", "cuda1-mig1", "cuda1-mig2"}) {
+    INFO(id);
+    const std::string runs =
+        std::string("substrate_probe_runs_total{substrate_device=\"") + id + "\",probe=\"memory\"}";
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
+    CHECK(metric(daemon.metrics(), health_series(id, "healthy")) == 1.0);
+  }
+  const std::string scrape = daemon.metrics();
+  INFO(scrape);
+  CHECK(metric(scrape,
+               "substrate_mig_instance_info{substrate_device=\"cuda1-mig1\",parent_uuid=\"GPU-aaaaaaaa-0000-0000-0000-"
+               "00000000000a\","
+               "gpu_instance=\"1\",profile=\"4g.40gb\"}") == 1.0);
+  CHECK(metric(scrape,
+               "substrate_mig_instance_info{substrate_device=\"cuda1-mig2\",parent_uuid=\"GPU-aaaaaaaa-0000-0000-0000-"
+               "00000000000a\","
+               "gpu_instance=\"2\",profile=\"3g.40gb\"}") == 1.0);
+  CHECK_FALSE(metric(scrape, "substrate_mig_instance_info{substrate_device=\"cuda0\"}"));
+  // Each instance's series carry its own identity as nvidia-smi prints it.
+  CHECK(metric(scrape,
+               "substrate_device_info{substrate_device=\"cuda1-mig2\",UUID=\"MIG-55555555-0000-0000-0000-"
+               "000000000005\",pci_bus_id=\"00000000:3B:00.0\"}") == 1.0);
+  CHECK(scrape.find("substrate_device_unprobed{") == std::string::npos);
+  const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+  REQUIRE(status.at("devices").size() == 3);  // the slice CUDA shows by default is not a fourth
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& d : status.at("devices")) by_id[d.at("device").at("id")] = d.at("device");
+  REQUIRE(by_id.count("cuda1-mig2"));
+  // Each instance was seen through its own CUDA_VISIBLE_DEVICES: its own UUID and memory.
+  CHECK(by_id["cuda1-mig1"].at("uuid") == "44444444-0000-0000-0000-000000000004");
+  CHECK(by_id["cuda1-mig1"].at("memory_bytes") == 42949672960ull);
+  CHECK(by_id["cuda1-mig2"].at("uuid") == "55555555-0000-0000-0000-000000000005");
+  CHECK(by_id["cuda1-mig2"].at("memory_bytes") == 21474836480ull);
+  CHECK(by_id["cuda1-mig2"].at("mig").at("parent_uuid") == "aaaaaaaa-0000-0000-0000-00000000000a");
+  CHECK(by_id["cuda1-mig2"].at("mig").at("gpu_instance") == 2);
+  CHECK(by_id["cuda1-mig2"].at("mig").at("profile") == "3g.40gb");
+  CHECK_FALSE(by_id["cuda0"].contains("mig"));
+  CHECK(status.at("unprobed").empty());
+  // The board identity NVML gives, on the whole GPU and on each instance of the MIG one.
+  CHECK(by_id["cuda0"].at("vbios_version") == "96.00.74.00.01");
+  CHECK_FALSE(by_id["cuda0"].contains("serial"));
+  CHECK(by_id["cuda1-mig2"].at("serial") == "1654923012345");
+  CHECK(by_id["cuda1-mig2"].at("board_part_number") == "692-2G520-0200-000");
+  // Asked through the daemon, a result names the instance its worker ran on, with its labels, not
+  // the "cuda0" CUDA calls it there.
+  auto probe = run_substrated("probe --socket " + daemon.socket_path() +
+                              " --device cuda1-mig2 --kernel memory --size 4096 --json");
+  INFO(probe.output);
+  CHECK(probe.exit_code == 0);
+  const auto results = nlohmann::json::parse(probe.output).at("results");
+  REQUIRE(results.size() == 1);
+  CHECK(results.at(0).at("device").at("id") == "cuda1-mig2");
+  CHECK(results.at(0).at("device").at("uuid") == "55555555-0000-0000-0000-000000000005");
+  CHECK(results.at(0).at("device").at("mig").at("gpu_instance") == 2);
+  CHECK(results.at(0).at("device").at("serial") == "1654923012345");
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait_exit(20s) == 0);
+  CHECK(daemon.log().find("device changed since the last run") == std::string::npos);
+
+  // A VBIOS update on GPU 0 and another serial number read on GPU 1: device changes at the next
+  // start, each resetting the device's baselines.
+  std::string changed = k_mig_nvml;
+  changed.replace(changed.find("96.00.74.00.01"), 14, "96.00.89.00.01");
+  changed.replace(changed.find("1654923012345"), 13, "1654923099999");
+  nvml.set(changed);
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  const std::string again = daemon.metrics();
+  INFO(again);
+  CHECK(metric(again, "substrate_device_changes_total{substrate_device=\"cuda0\",what=\"vbios_version\"}") == 1.0);
+  CHECK(metric(again, "substrate_baseline_resets_total{substrate_device=\"cuda0\",reason=\"driver_change\"}") == 1.0);
+  for (const char* id : {"cuda1-mig1", "cuda1-mig2"}) {
+    CHECK(metric(again, std::string("substrate_device_changes_total{substrate_device=\"") + id +
+                            "\",what=\"serial\"}") == 1.0);
+    CHECK(metric(again, std::string("substrate_baseline_resets_total{substrate_device=\"") + id +
+                            "\",reason=\"device_change\"}") == 1.0);
+  }
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
+}
+
+TEST_CASE("daemon: a MIG GPU whose instances cannot be listed is unprobed with the reason, not one slice", "[e2e]") {
+  substrate::test::FakeCuda fake(k_mig_cuda);
+  struct Case {
+    std::string nvml;  // empty: no NVML library at all
+    std::string reason;
+    std::string uuid;
+  };
+  for (const Case& c : {Case{k_mig_nvml + "1 fail nvmlDeviceGetMigDeviceHandleByIndex 4\n", "no_permission",
+                             "aaaaaaaa-0000-0000-0000-00000000000a"},
+                        Case{"", "nvml_unavailable", ""}}) {
+    INFO(c.reason);
+    NvmlStandin nvml(c.nvml);
+    if (c.nvml.empty()) ::setenv("SUBSTRATE_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
+    DaemonProcess daemon(k_mig_probes, "devices: [cuda0, cuda1, 0000:3b:00.0]\n");
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    INFO(daemon.log());
+    const std::string series = "substrate_device_unprobed{" +
+                               (c.uuid.empty() ? std::string() : "UUID=\"GPU-" + c.uuid + "\",") +
+                               "pci_bus_id=\"00000000:3B:00.0\",reason=\"" + c.reason + "\"}";
+    REQUIRE(wait_until([&] { return metric_at_least(daemon, series, 1); }, 30s));
+    const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
+    REQUIRE(status.at("unprobed").size() == 1);
+    CHECK(status.at("unprobed").at(0).at("reason") == c.reason);
+    CHECK_FALSE(status.at("unprobed").at(0).at("detail").get<std::string>().empty());
+    // No device of the MIG GPU: neither an instance nor the slice CUDA shows by default.
+    for (const auto& d : status.at("devices")) CHECK(d.at("device").at("pci_bus_id") != "0000:3b:00.0");
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait_exit(20s) == 0);
+  }
+}
+TEST_CASE("daemon: with probe_exclusive_gpus, an EXCLUSIVE_PROCESS GPU NVML lists a process on is never tried",
+          "[e2e]") {
+  // The driver would refuse the context (the stand-in does, as CUDA_ERROR_DEVICE_UNAVAILABLE), but
+  // asking is already what must not happen: NVML's process list decides first.
+  substrate::test::FakeCuda fake(
+      "device 0 compute_mode exclusive_process\ndevice 0 processes 1\ndevice 0 pci 00000000:1A:00.0\n");
+  NvmlStandin nvml("devices 1\n0 pci 00000000:1A:00.0\n0 processes 1\n");
+  DaemonProcess daemon(k_mig_probes, "devices: [cuda0]\nprobe_exclusive_gpus: true\n");
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const std::string busy =
+      "substrate_probe_skipped_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"device_busy\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, busy, 3); }, 60s));
+  CHECK(daemon.log().find("compute process(es) of other programs on it (NVML)") != std::string::npos);
+  CHECK(fake.events()["ctx?"] == 0);  // not one cuDevicePrimaryCtxRetain, in any process
+  CHECK(fake.events()["ctx+"] == 0);
+  // The workload left: the next rounds open the GPU and probe it.
+  nvml.set("devices 1\n0 pci 00000000:1A:00.0\n");
+  fake.set("device 0 compute_mode exclusive_process\ndevice 0 pci 00000000:1A:00.0\n");
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"cuda0\",probe=\"memory\"}";
+  REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 1); }, 60s));
+  CHECK(fake.events()["ctx+"] > 0);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait_exit(20s) == 0);
 }
 #endif
 

@@ -34,7 +34,8 @@
 // instance only (the first), as the driver documents.
 //
 // Accounting: $SUBSTRATE_FAKE_CUDA_LOG, when set, names a file that gets one line per context or
-// allocation event ("<pid> ctx+", "<pid> ctx-", "<pid> alloc+ <bytes>", "<pid> alloc-"), appended
+// allocation event ("<pid> ctx?" for each cuDevicePrimaryCtxRetain call, granted or not, "<pid> ctx+",
+// "<pid> ctx-", "<pid> alloc+ <bytes>", "<pid> alloc-"), appended
 // atomically by every process, so a test proves what workers held. In-process hooks (not driver
 // API): substrate_fake_cuda_live_allocations(), substrate_fake_cuda_live_contexts(),
 // substrate_fake_cuda_contexts_created(), substrate_fake_cuda_launches(),
@@ -506,6 +507,7 @@ CUresult CUDAAPI fake_device_total_mem(std::size_t* bytes, CUdevice device) {
 // while another process has one (CUDA_ERROR_DEVICE_UNAVAILABLE, cuda.h).
 CUresult CUDAAPI fake_primary_ctx_retain(CUcontext* context, CUdevice device) {
   std::lock_guard lock(g_mutex);
+  log_event("ctx?");  // every attempt, granted or not
   FAKE_INJECT("cuDevicePrimaryCtxRetain");
   if (!valid_device(device)) return CUDA_ERROR_INVALID_DEVICE;
   const auto d = static_cast<std::size_t>(device);

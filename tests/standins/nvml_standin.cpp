@@ -28,7 +28,17 @@
 // utilization (2 numbers: gpu memory), pcie_replay, nvlink.<link>.state, nvlink.<link>.<counter>,
 // recovery_action (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, a number),
 // no_xid_events (any value: registration answers NOT_SUPPORTED), mig.mode (1: MIG enabled, so
-// volatile ECC and remapped rows answer NOT_SUPPORTED as the driver does for a MIG parent).
+// volatile ECC and remapped rows answer NOT_SUPPORTED as the driver does for a MIG parent; also
+// what nvmlDeviceGetMigMode answers), mig.max (nvmlDeviceGetMaxMigDeviceCount, default 7), name
+// (nvmlDeviceGetName), processes (compute processes of other programs: the count
+// nvmlDeviceGetComputeRunningProcesses reports), vbios, serial, board_part_number (nvmlDeviceGetVbiosVersion,
+// ...Serial,
+// ...BoardPartNumber).
+//   <index> mig <slot> MIG-<uuid> <gpu instance id> <name...>
+//                               one MIG instance of the device, at MIG device index <slot> (0..7),
+//                               e.g. "0 mig 0 MIG-5555...0005 1 NVIDIA H100 80GB HBM3 MIG 1g.10gb";
+//                               its handle answers nvmlDeviceGetUUID, nvmlDeviceGetName and
+//                               nvmlDeviceGetGpuInstanceId
 // Without a value a call returns NOT_SUPPORTED.
 //
 // $SUBSTRATE_NVML_STANDIN_LOG, when set, names a file that receives each entry point's name on
@@ -65,8 +75,18 @@ struct EventSetRecord {
   int marker = 0;  // its address is the handle
 };
 
+constexpr std::size_t kMigSlots = 8;
+
+struct MigRecord {  // its address is the instance's handle
+  bool present = false;
+  std::string uuid;  // as NVML spells it: "MIG-<uuid>"
+  unsigned int gpu_instance = 0;
+  std::string name;
+};
+
 struct StandinDevice {
   std::map<std::string, std::string> values;
+  std::array<MigRecord, kMigSlots> mig;
   std::map<std::string, api::Return> failing;  // entry point without _vN, or "*" -> code
   std::string reset_generation;
   const EventSetRecord* registered = nullptr;  // the set XID events go to
@@ -123,6 +143,7 @@ void parse_scenario(StandinState& s, std::istream& in) {
   for (StandinDevice& device : s.devices) {
     device.values.clear();
     device.failing.clear();
+    for (MigRecord& record : device.mig) record.present = false;
   }
   for (std::string line; std::getline(in, line);) {
     if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
@@ -165,6 +186,14 @@ void parse_scenario(StandinState& s, std::istream& in) {
       s.devices[index].failing[name] = code;
     } else if (key == "reset") {
       resets[index] = value;
+    } else if (key == "mig") {
+      std::istringstream fields(value);
+      std::size_t slot = kMigSlots;
+      MigRecord record;
+      fields >> slot >> record.uuid >> record.gpu_instance;
+      std::getline(fields >> std::ws, record.name);
+      record.present = true;
+      if (slot < kMigSlots) s.devices[index].mig[slot] = record;
     } else {
       s.devices[index].values[key] = value;
     }
@@ -202,6 +231,26 @@ StandinDevice* device_of(api::Device handle) {
     if (&s.devices[i] == device) return device;
   }
   return nullptr;
+}
+
+// The MIG instance a handle names, or null (a whole GPU's handle, or none of ours).
+const MigRecord* mig_of(api::Device handle) {
+  StandinState& s = state();
+  for (std::size_t i = 0; i < s.device_count; ++i) {
+    for (const MigRecord& record : s.devices[i].mig) {
+      if (record.present && reinterpret_cast<const void*>(&record) == reinterpret_cast<const void*>(handle)) {
+        return &record;
+      }
+    }
+  }
+  return nullptr;
+}
+
+// Copies `value` into an NVML string buffer of `length` bytes.
+api::Return copy_string(const std::string& value, char* out, unsigned int length) {
+  if (value.size() + 1 > length) return api::kErrorInsufficientSize;
+  std::memcpy(out, value.c_str(), value.size() + 1);
+  return api::kSuccess;
 }
 
 // "nvmlDeviceGetPciInfo_v3" -> "nvmlDeviceGetPciInfo".
@@ -259,6 +308,16 @@ api::Return lookup_number(const StandinDevice& device, const std::string& key, T
   const api::Return rc = lookup(device, key, value);
   if (rc == api::kSuccess) *out = static_cast<T>(std::stoull(value, nullptr, 0));
   return rc;
+}
+
+// A string call on a whole GPU (under the lock): the scripted `key` copied into `out`.
+api::Return device_string(const char* name, api::Device handle, const std::string& key, char* out,
+                          unsigned int length) {
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device(name, handle, &device); rc != api::kSuccess) return rc;
+  std::string value;
+  const api::Return rc = lookup(*device, key, value);
+  return rc == api::kSuccess ? copy_string(value, out, length) : rc;
 }
 
 // The common shape of a device call: enter_device(), then a scripted number.
@@ -470,13 +529,91 @@ const char* nvmlErrorString(api::Return code) {
 
 api::Return nvmlDeviceGetUUID(api::Device handle, char* uuid, unsigned int length) {
   std::lock_guard lock(state().mutex);
+  enter("nvmlDeviceGetUUID");
+  if (const MigRecord* mig = mig_of(handle)) return copy_string(mig->uuid, uuid, length);
+  return device_string("nvmlDeviceGetUUID", handle, "uuid", uuid, length);
+}
+
+api::Return nvmlDeviceGetName(api::Device handle, char* name, unsigned int length) {
+  std::lock_guard lock(state().mutex);
+  enter("nvmlDeviceGetName");
+  if (const MigRecord* mig = mig_of(handle)) return copy_string(mig->name, name, length);
+  return device_string("nvmlDeviceGetName", handle, "name", name, length);
+}
+
+// Answers the count query only (no array): SUCCESS for none, INSUFFICIENT_SIZE with the count,
+// as the driver does when the array is too small.
+api::Return compute_processes_impl(const char* name, api::Device handle, unsigned int* count, void* infos) {
+  std::lock_guard lock(state().mutex);
   StandinDevice* device = nullptr;
-  if (const api::Return rc = enter_device("nvmlDeviceGetUUID", handle, &device); rc != api::kSuccess) return rc;
-  std::string value;
-  const api::Return rc = lookup(*device, "uuid", value);
-  if (rc != api::kSuccess) return rc;
-  if (value.size() + 1 > length) return api::kErrorInsufficientSize;
-  std::memcpy(uuid, value.c_str(), value.size() + 1);
+  if (const api::Return rc = enter_device(name, handle, &device); rc != api::kSuccess) return rc;
+  unsigned int processes = 0;
+  if (const api::Return rc = lookup_number(*device, "processes", &processes); rc != api::kSuccess) {
+    if (rc != api::kErrorNotSupported) return rc;
+    processes = 0;  // no `processes` line: none
+  }
+  const unsigned int capacity = *count;
+  *count = processes;
+  if (processes > capacity || (processes > 0 && infos == nullptr)) return api::kErrorInsufficientSize;
+  return api::kSuccess;  // never asked for the details by substrated; the array is left alone
+}
+api::Return nvmlDeviceGetComputeRunningProcesses_v3(api::Device handle, unsigned int* count, void* infos) {
+  return compute_processes_impl("nvmlDeviceGetComputeRunningProcesses_v3", handle, count, infos);
+}
+
+api::Return nvmlDeviceGetVbiosVersion(api::Device handle, char* version, unsigned int length) {
+  std::lock_guard lock(state().mutex);
+  return device_string("nvmlDeviceGetVbiosVersion", handle, "vbios", version, length);
+}
+
+api::Return nvmlDeviceGetSerial(api::Device handle, char* serial, unsigned int length) {
+  std::lock_guard lock(state().mutex);
+  return device_string("nvmlDeviceGetSerial", handle, "serial", serial, length);
+}
+
+api::Return nvmlDeviceGetBoardPartNumber(api::Device handle, char* part, unsigned int length) {
+  std::lock_guard lock(state().mutex);
+  return device_string("nvmlDeviceGetBoardPartNumber", handle, "board_part_number", part, length);
+}
+
+api::Return nvmlDeviceGetMigMode(api::Device handle, unsigned int* current, unsigned int* pending) {
+  std::lock_guard lock(state().mutex);
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetMigMode", handle, &device); rc != api::kSuccess) return rc;
+  const api::Return rc = lookup_number(*device, "mig.mode", current);
+  if (rc == api::kSuccess) *pending = *current;
+  return rc;
+}
+
+api::Return nvmlDeviceGetMaxMigDeviceCount(api::Device handle, unsigned int* count) {
+  std::lock_guard lock(state().mutex);
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetMaxMigDeviceCount", handle, &device); rc != api::kSuccess) {
+    return rc;
+  }
+  *count = 7;  // an A100/H100's most instances
+  return device->values.count("mig.max") ? lookup_number(*device, "mig.max", count) : api::kSuccess;
+}
+
+api::Return nvmlDeviceGetMigDeviceHandleByIndex(api::Device handle, unsigned int index, api::Device* mig) {
+  std::lock_guard lock(state().mutex);
+  StandinDevice* device = nullptr;
+  if (const api::Return rc = enter_device("nvmlDeviceGetMigDeviceHandleByIndex", handle, &device);
+      rc != api::kSuccess) {
+    return rc;
+  }
+  if (index >= kMigSlots || !device->mig[index].present) return api::kErrorNotFound;
+  *mig = reinterpret_cast<api::Device>(&device->mig[index]);
+  return api::kSuccess;
+}
+
+// Only a MIG instance has a GPU instance id; a whole GPU's handle is an invalid argument.
+api::Return nvmlDeviceGetGpuInstanceId(api::Device handle, unsigned int* id) {
+  std::lock_guard lock(state().mutex);
+  enter("nvmlDeviceGetGpuInstanceId");
+  const MigRecord* mig = mig_of(handle);
+  if (!mig) return api::kErrorInvalidArgument;
+  *id = mig->gpu_instance;
   return api::kSuccess;
 }
 
@@ -670,3 +807,13 @@ static_assert(std::is_same_v<decltype(&nvmlDeviceGetNvLinkErrorCounter), api::De
 static_assert(std::is_same_v<decltype(&nvmlDeviceRegisterEvents), api::DeviceRegisterEventsFn>);
 static_assert(std::is_same_v<decltype(&nvmlEventSetCreate), api::EventSetCreateFn>);
 static_assert(std::is_same_v<decltype(&nvmlEventSetFree), api::EventSetFreeFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetName), api::DeviceGetStringFn>);
+static_assert(
+    std::is_same_v<decltype(&nvmlDeviceGetComputeRunningProcesses_v3), api::DeviceGetComputeRunningProcessesFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetVbiosVersion), api::DeviceGetStringFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetSerial), api::DeviceGetStringFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetBoardPartNumber), api::DeviceGetStringFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetMigMode), api::DeviceGetMigModeFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetMaxMigDeviceCount), api::DeviceGetMaxMigDeviceCountFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetMigDeviceHandleByIndex), api::DeviceGetMigDeviceHandleByIndexFn>);
+static_assert(std::is_same_v<decltype(&nvmlDeviceGetGpuInstanceId), api::DeviceGetGpuInstanceIdFn>);

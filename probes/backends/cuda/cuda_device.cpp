@@ -183,6 +183,10 @@ class CudaComputeDevice final : public CudaDevice {
     std::lock_guard lock(mutex_);
     exclusive_allowed_ = allowed;
   }
+  void set_other_compute_processes(int count) override {
+    std::lock_guard lock(mutex_);
+    other_processes_ = count;
+  }
   Status open() override {
     std::lock_guard lock(mutex_);
     if (hung_) return Error{ErrorKind::timeout, info_.id + " is hung: an earlier kernel never finished"};
@@ -238,13 +242,41 @@ class CudaComputeDevice final : public CudaDevice {
     return limits;
   }
 
+  // The device buffers of a GEMM (A, B, C) and of an attention (Q, K, V, O), as the run allocates them.
+  static std::array<BufferNeed, 3> gemm_buffers(const GemmLaunch& request) {
+    const GemmShape& s = request.shape;
+    const std::uint32_t dtype = dtype_code(request.dtype);
+    const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
+    return {{{"A", a, ck::buffer_bytes(a, dtype)}, {"B", b, ck::buffer_bytes(b, dtype)}, {"C", c, c * 4}}};
+  }
+  static std::array<BufferNeed, 4> attention_buffers(const AttentionLaunch& request) {
+    const AttentionShape& s = request.shape;
+    const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
+    const std::uint64_t input_bytes = ck::buffer_bytes(count, dtype_code(request.dtype));
+    return {{{"Q", count, input_bytes}, {"K", count, input_bytes}, {"V", count, input_bytes}, {"O", count, count * 4}}};
+  }
+
+  // A GEMM or attention whose buffers are more than the device has free is skipped
+  // (out_of_memory) before any allocation: a workload holding the memory (an inference server
+  // takes ~90%) never meets an allocation failure the probe caused, and the probe does not
+  // allocate part of it only to fail. It is not shrunk: the spec keys its fingerprint and
+  // baselines, so a smaller run would not be comparable. When the driver cannot say what is free
+  // (0), cuMemAlloc decides, and its OUT_OF_MEMORY is a skip as well.
+  template <std::size_t N>
+  Status fits_free_memory(const char* kernel, const std::array<BufferNeed, N>& buffers) const {
+    std::uint64_t bytes = 0;
+    for (const BufferNeed& b : buffers) bytes += b.bytes;
+    const std::uint64_t free = free_memory_bytes();
+    if (free == 0 || bytes <= free) return ok_status();
+    return Error{ErrorKind::out_of_memory, std::string(kernel) + ": needs " + std::to_string(bytes) +
+                                               " bytes of device memory, " + std::to_string(free) + " free on " +
+                                               info_.id + " (another process holds the rest); not run"};
+  }
+
   Status check_gemm(const GemmLaunch& request) const override {
     const GemmShape& s = request.shape;
     if (s.m == 0 || s.n == 0 || s.k == 0) return Error{ErrorKind::invalid_argument, "gemm: empty shape"};
-    const std::uint32_t dtype = dtype_code(request.dtype);
-    const std::uint64_t a = std::uint64_t{s.m} * s.k, b = std::uint64_t{s.k} * s.n, c = std::uint64_t{s.m} * s.n;
-    const BufferNeed buffers[] = {
-        {"A", a, ck::buffer_bytes(a, dtype)}, {"B", b, ck::buffer_bytes(b, dtype)}, {"C", c, c * 4}};
+    const auto buffers = gemm_buffers(request);
     const LaunchLimits limits = launch_limits();
     TRY(check_buffers(limits, "gemm", buffers));
     return check_groups(limits, "gemm", {ck::ceil_div(s.n, ck::k_gemm_tile), ck::ceil_div(s.m, ck::k_gemm_tile), 1});
@@ -262,11 +294,7 @@ class CudaComputeDevice final : public CudaDevice {
                                                     std::to_string(max_dynamic_smem_) +
                                                     " per block; use a smaller size"};
     }
-    const std::uint32_t dtype = dtype_code(request.dtype);
-    const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
-    const std::uint64_t input_bytes = ck::buffer_bytes(count, dtype);
-    const BufferNeed buffers[] = {
-        {"Q", count, input_bytes}, {"K", count, input_bytes}, {"V", count, input_bytes}, {"O", count, count * 4}};
+    const auto buffers = attention_buffers(request);
     const LaunchLimits limits = launch_limits();
     TRY(check_buffers(limits, "attention", buffers));
     return check_groups(limits, "attention", {s.seq_len, s.heads, 1});
@@ -282,6 +310,7 @@ class CudaComputeDevice final : public CudaDevice {
     // The tensor-core kernels exist in the image that was loaded: the fallback PTX is compute_75,
     // whose bf16 kernel is empty (kernels.cu builds it from sm_80), so open first and ask the image.
     TRY(open());
+    TRY(fits_free_memory("gemm", gemm_buffers(request)));
     GemmPath path;
     int arch = cc_;
     {
@@ -341,6 +370,8 @@ class CudaComputeDevice final : public CudaDevice {
   Expected<KernelRun> run_attention(const AttentionLaunch& request) override {
     const AttentionShape& s = request.shape;
     TRY(check_attention(request));
+    TRY(open());
+    TRY(fits_free_memory("attention", attention_buffers(request)));
     const std::uint32_t dtype = dtype_code(request.dtype);
     return guarded([&](Scratch& scratch) {
       const std::uint64_t count = std::uint64_t{s.heads} * s.seq_len * s.head_dim;
@@ -534,7 +565,8 @@ class CudaComputeDevice final : public CudaDevice {
 
   // The compute mode decides before any context exists (a context is what locks a workload out):
   // PROHIBITED admits none; EXCLUSIVE_PROCESS admits one process, so probing it is refused
-  // unless allowed, and then a workload already there makes the driver answer
+  // unless allowed, and then not while NVML lists another compute process on it (no context is
+  // even tried); a workload NVML did not list makes the driver answer
   // CUDA_ERROR_DEVICE_UNAVAILABLE, which is busy as well. Throws Failure(busy).
   void check_compute_mode() const {
     if (compute_mode_ == CU_COMPUTEMODE_PROHIBITED) {
@@ -544,6 +576,10 @@ class CudaComputeDevice final : public CudaDevice {
       throw Failure(ErrorKind::busy,
                     "compute mode EXCLUSIVE_PROCESS: a context would lock a workload out of this GPU, so it is not "
                     "probed (probe_exclusive_gpus: true allows it while no other process is on it)");
+    }
+    if (compute_mode_ == CU_COMPUTEMODE_EXCLUSIVE_PROCESS && other_processes_ > 0) {
+      throw Failure(ErrorKind::busy, "compute mode EXCLUSIVE_PROCESS and " + std::to_string(other_processes_) +
+                                         " compute process(es) of other programs on it (NVML): not opened");
     }
   }
 
@@ -764,7 +800,8 @@ class CudaComputeDevice final : public CudaDevice {
   int compute_mode_;
   int driver_version_;
   bool exclusive_allowed_ = false;
-  int kernel_arch_ = 0;  // architecture of the loaded image (75 for the fallback PTX)
+  int other_processes_ = -1;  // set_other_compute_processes: from NVML, -1 unknown
+  int kernel_arch_ = 0;       // architecture of the loaded image (75 for the fallback PTX)
   mutable std::mutex mutex_;
   CUcontext context_ = nullptr;
   bool context_retained_ = false;

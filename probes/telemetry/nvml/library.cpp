@@ -32,6 +32,9 @@ Library::Library(void* handle, std::string path) : handle_(handle), path_(std::m
       handle, {"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"});
   a.device_get_uuid = resolve<api::DeviceGetStringFn>(handle, {"nvmlDeviceGetUUID"});
   a.device_get_name = resolve<api::DeviceGetStringFn>(handle, {"nvmlDeviceGetName"});
+  a.device_get_vbios_version = resolve<api::DeviceGetStringFn>(handle, {"nvmlDeviceGetVbiosVersion"});
+  a.device_get_serial = resolve<api::DeviceGetStringFn>(handle, {"nvmlDeviceGetSerial"});
+  a.device_get_board_part_number = resolve<api::DeviceGetStringFn>(handle, {"nvmlDeviceGetBoardPartNumber"});
   a.device_get_total_ecc_errors = resolve<api::DeviceGetTotalEccErrorsFn>(handle, {"nvmlDeviceGetTotalEccErrors"});
   a.device_get_memory_error_counter =
       resolve<api::DeviceGetMemoryErrorCounterFn>(handle, {"nvmlDeviceGetMemoryErrorCounter"});
@@ -59,6 +62,15 @@ Library::Library(void* handle, std::string path) : handle_(handle), path_(std::m
   a.device_register_events = resolve<api::DeviceRegisterEventsFn>(handle, {"nvmlDeviceRegisterEvents"});
   a.event_set_wait = resolve<api::EventSetWaitFn>(handle, {"nvmlEventSetWait_v2", "nvmlEventSetWait"});
   a.event_set_free = resolve<api::EventSetFreeFn>(handle, {"nvmlEventSetFree"});
+  a.device_get_mig_mode = resolve<api::DeviceGetMigModeFn>(handle, {"nvmlDeviceGetMigMode"});
+  a.device_get_max_mig_device_count =
+      resolve<api::DeviceGetMaxMigDeviceCountFn>(handle, {"nvmlDeviceGetMaxMigDeviceCount"});
+  a.device_get_mig_device_handle_by_index =
+      resolve<api::DeviceGetMigDeviceHandleByIndexFn>(handle, {"nvmlDeviceGetMigDeviceHandleByIndex"});
+  a.device_get_gpu_instance_id = resolve<api::DeviceGetGpuInstanceIdFn>(handle, {"nvmlDeviceGetGpuInstanceId"});
+  a.device_get_compute_running_processes = resolve<api::DeviceGetComputeRunningProcessesFn>(
+      handle, {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
+               "nvmlDeviceGetComputeRunningProcesses"});
 }
 
 Library::~Library() { dlclose(handle_); }

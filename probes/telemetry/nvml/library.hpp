@@ -25,6 +25,9 @@ struct Api {
   api::DeviceGetPciInfoFn device_get_pci_info = nullptr;  // _v3, _v2, plain
   api::DeviceGetStringFn device_get_uuid = nullptr;
   api::DeviceGetStringFn device_get_name = nullptr;
+  api::DeviceGetStringFn device_get_vbios_version = nullptr;
+  api::DeviceGetStringFn device_get_serial = nullptr;
+  api::DeviceGetStringFn device_get_board_part_number = nullptr;
   api::DeviceGetTotalEccErrorsFn device_get_total_ecc_errors = nullptr;
   api::DeviceGetMemoryErrorCounterFn device_get_memory_error_counter = nullptr;
   api::DeviceGetRetiredPagesFn device_get_retired_pages = nullptr;
@@ -47,6 +50,12 @@ struct Api {
   api::DeviceRegisterEventsFn device_register_events = nullptr;
   api::EventSetWaitFn event_set_wait = nullptr;  // nvmlEventSetWait_v2, nvmlEventSetWait
   api::EventSetFreeFn event_set_free = nullptr;
+  // MIG (R450 and newer): mode, instance enumeration and an instance's GPU instance id.
+  api::DeviceGetMigModeFn device_get_mig_mode = nullptr;
+  api::DeviceGetMaxMigDeviceCountFn device_get_max_mig_device_count = nullptr;
+  api::DeviceGetMigDeviceHandleByIndexFn device_get_mig_device_handle_by_index = nullptr;
+  api::DeviceGetGpuInstanceIdFn device_get_gpu_instance_id = nullptr;
+  api::DeviceGetComputeRunningProcessesFn device_get_compute_running_processes = nullptr;  // _v3, _v2, plain
 };
 
 class Library {

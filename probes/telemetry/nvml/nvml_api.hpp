@@ -179,6 +179,9 @@ inline constexpr int kNvLinkErrorEccData = 4;
 inline constexpr unsigned int kNvLinkMaxLinks = 18;
 inline constexpr int kEnableStateEnabled = 1;  // nvmlEnableState_t
 
+// nvmlDeviceGetMigMode: NVML_DEVICE_MIG_ENABLE
+inline constexpr unsigned int kDeviceMigEnable = 1;
+
 inline constexpr unsigned int kUuidBufferSize = 96;  // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 inline constexpr unsigned int kNameBufferSize = 96;  // NVML_DEVICE_NAME_V2_BUFFER_SIZE
 
@@ -190,7 +193,7 @@ using ErrorStringFn = const char* (*)(Return);
 using DeviceGetCountFn = Return (*)(unsigned int*);
 using DeviceGetHandleByIndexFn = Return (*)(unsigned int, Device*);
 using DeviceGetPciInfoFn = Return (*)(Device, PciInfo*);
-using DeviceGetStringFn = Return (*)(Device, char*, unsigned int);  // UUID, name
+using DeviceGetStringFn = Return (*)(Device, char*, unsigned int);  // UUID, name, VBIOS, serial, part number
 using DeviceGetTotalEccErrorsFn = Return (*)(Device, int, int, unsigned long long*);
 using DeviceGetMemoryErrorCounterFn = Return (*)(Device, int, int, int, unsigned long long*);
 using DeviceGetRetiredPagesFn = Return (*)(Device, int, unsigned int*, unsigned long long*);
@@ -211,6 +214,14 @@ using EventSetCreateFn = Return (*)(EventSet*);
 using DeviceRegisterEventsFn = Return (*)(Device, unsigned long long, EventSet);
 using EventSetWaitFn = Return (*)(EventSet, EventData*, unsigned int);
 using EventSetFreeFn = Return (*)(EventSet);
+using DeviceGetMigModeFn = Return (*)(Device, unsigned int*, unsigned int*);  // current, pending
+using DeviceGetMaxMigDeviceCountFn = Return (*)(Device, unsigned int*);
+using DeviceGetMigDeviceHandleByIndexFn = Return (*)(Device, unsigned int, Device*);
+using DeviceGetGpuInstanceIdFn = Return (*)(Device, unsigned int*);
+// nvmlDeviceGetComputeRunningProcesses(_v3/_v2): called with a count of 0 and no array only, which
+// returns SUCCESS (none) or INSUFFICIENT_SIZE with the count; the info struct's layout, which
+// changed between versions, is never read (hence void*).
+using DeviceGetComputeRunningProcessesFn = Return (*)(Device, unsigned int*, void*);
 }
 
 }  // namespace substrate::nvml::api

@@ -54,6 +54,17 @@ TEST_CASE("identity: the index is nvidia-smi's, PCI bus order among the host's G
   CHECK(device_identity(host[0], host).pci_bus_id == "00000000:B1:00.0");
 }
 
+TEST_CASE("identity: a MIG instance is MIG-<uuid> and keeps its parent GPU's index", "[unit]") {
+  DeviceInfo instance = device("cuda1-mig2", "nvidia", "5fd4a1b2-0c3d-4e5f-8a9b-0c1d2e3f4a5b", "0000:3b:00.0");
+  instance.mig_gpu_instance = 2;
+  const DeviceInfo whole = device("cuda0", "nvidia", "aaaaaaaa-0c3d-4e5f-8a9b-0c1d2e3f4a5b", "0000:1a:00.0");
+  const DeviceIdentity identity = device_identity(instance, {whole, instance});
+  CHECK(identity.uuid == "MIG-5fd4a1b2-0c3d-4e5f-8a9b-0c1d2e3f4a5b");
+  CHECK(identity.pci_bus_id == "00000000:3B:00.0");
+  CHECK(identity.index == "1");
+  CHECK(device_identity(whole, {whole, instance}).uuid == "GPU-aaaaaaaa-0c3d-4e5f-8a9b-0c1d2e3f4a5b");
+}
+
 TEST_CASE("identity: labels are the identity then the series' own, never a `device` label", "[unit]") {
   const DeviceIdentity identity{"cuda3", "GPU-5fd4a1b2-0c3d-4e5f-8a9b-0c1d2e3f4a5b", "00000000:3B:00.0", "3"};
   const auto labels = identity_labels(identity, {{"probe", "gemm"}});

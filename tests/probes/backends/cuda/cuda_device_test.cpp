@@ -797,4 +797,36 @@ TEST_CASE("cuda: shapes past the device's memory, grid or shared memory are refu
   CHECK(device.check_gemm(fits).ok());
 }
 
+// Issue 15, item 2: GEMM and attention fit what is free or are skipped before allocating anything
+// (they used to allocate A and B and meet OUT_OF_MEMORY at C: skipped too, but after taking memory
+// a workload might have needed in between).
+TEST_CASE("cuda: a GEMM or attention larger than the free memory is skipped before any allocation", "[cuda]") {
+  // 2.5 MiB free: a 512^3 f32 GEMM needs A, B and C of 1 MiB each; attention 4 x 1 MiB.
+  FakeCuda fake("device 0 free 2621440\n");
+  const Found found = discover_one();
+  ComputeDevice& device = *found.devices[0];
+  GoldenCache goldens;
+  ProbeSpec gemm = small_gemm_spec(device.info(), Dtype::f32);
+  REQUIRE(probe_registry().find("gemm")->apply_size("512", gemm).ok());
+  const ProbeDescriptor& attention_probe = *probe_registry().find("attention");
+  ProbeSpec attention = attention_probe.default_specs(device.info()).front();
+  REQUIRE(attention_probe.apply_size("512x2x256", attention).ok());
+  attention.dtype = Dtype::f32;
+  for (const ProbeSpec& spec : {gemm, attention}) {
+    INFO(spec_key(spec));
+    const int allocations = fake.events()["alloc+"];
+    const ProbeResult result = run_probe(device, spec, goldens);
+    INFO(result.error << result.skip_reason);
+    CHECK(result.status == RunStatus::skipped);
+    CHECK(result.skip_kind == SkipKind::out_of_memory);
+    CHECK(contains(result.skip_reason, "bytes of device memory"));
+    CHECK(contains(result.skip_reason, "2621440 free on cuda0"));
+    CHECK(fake.events()["alloc+"] == allocations);  // no device memory was taken for it
+  }
+  // With the memory free again the same GEMM runs.
+  fake.set("");
+  const ProbeResult later = run_probe(device, gemm, goldens);
+  CHECK(later.status != RunStatus::skipped);
+}
+
 #endif  // SUBSTRATE_WITH_CUDA
