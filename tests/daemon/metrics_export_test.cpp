@@ -212,8 +212,9 @@ TEST_CASE("metrics export: a MIG instance's labels and an unprobed GPU, one seri
   const std::string text = render_metrics(view);
   // The instance's series carry its identity labels; the parent's UUID is in NVIDIA's form, as
   // dcgm-exporter prints it, and so is the unprobed GPU's identity.
-  CHECK_THAT(text, Catch::Contains("substrate_device=\"cuda1-mig2\",parent_uuid=\"GPU-aaaaaaaa-0000-0000-"
-                                   "0000-00000000000a\",gpu_instance=\"2\",profile=\"3g.40gb\"} 1"));
+  CHECK(testing::series_value(text,
+                              "substrate_mig_instance_info{substrate_device=\"cuda1-mig2\",parent_uuid=\"GPU-"
+                              "aaaaaaaa-0000-0000-0000-00000000000a\",gpu_instance=\"2\",profile=\"3g.40gb\"}") == 1.0);
   CHECK_THAT(text, Catch::Contains("substrate_device_unprobed{UUID=\"GPU-bbbbbbbb-0000-0000-0000-00000000000b\","
                                    "pci_bus_id=\"00000000:5E:00.0\",reason=\"no_permission\"} 1"));
   const auto lint = telemetry::testing::promtool_check_metrics(text);
