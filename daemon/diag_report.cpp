@@ -263,7 +263,7 @@ struct Marker {
 // tooltip (failing iterations, throttled samples).
 std::string line_chart(const std::string& kind, const std::string& title, const std::string& unit,
                        const std::vector<Series>& series, const std::vector<Marker>& markers, bool from_zero) {
-  constexpr double width = 720, height = 220, left = 76, right = 16, top = 28, bottom = 34;
+  constexpr double width = 720, height = 220, left = 96, right = 16, top = 28, bottom = 34;
   double t_max = 0, y_min = from_zero ? 0.0 : INFINITY, y_max = -INFINITY;
   for (const Series& s : series) {
     for (const auto& [t, v] : s.points) {
@@ -301,11 +301,11 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
   out << "<line class=\"axis\" x1=\"" << left << "\" x2=\"" << left << "\" y1=\"" << top << "\" y2=\""
       << height - bottom << "\"/><line class=\"axis\" x1=\"" << left << "\" x2=\"" << width - right << "\" y1=\""
       << height - bottom << "\" y2=\"" << height - bottom << "\"/>";
-  double legend_x = width - right;
+  double legend_x = width - right;  // labels right-aligned, the last series rightmost
   for (auto it = series.rbegin(); it != series.rend(); ++it) {
-    legend_x -= 10.0 + 7.0 * static_cast<double>(it->label.size());
     out << "<text class=\"legend\" x=\"" << fixed(legend_x, 1) << "\" y=\"16\" fill=\"" << it->color << "\">"
         << escape(it->label) << "</text>";
+    legend_x -= 16.0 + 6.5 * static_cast<double>(it->label.size());
   }
   for (const Series& s : series) {
     out << "<polyline class=\"series\" fill=\"none\" stroke=\"" << s.color << "\" points=\"";
@@ -324,33 +324,41 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
   return out.str();
 }
 
-std::string throughput_unit(const std::string& probe) { return probe == "memory" ? "B/s" : "FLOP/s"; }
-
 std::string timelines(const DeviceSection& device) {
   std::ostringstream out;
   if (device.timeline.empty()) return "<p class=\"missing\">No timeline in this input.</p>";
-  // Throughput: one chart per probe (FLOP/s and bytes/s do not share an axis).
-  std::vector<std::string> probes;
+  // Throughput: one chart per probe (FLOP/s and bytes/s do not share an axis), a series per
+  // timeline "probe" value within it: a probe name, or a spec key ("attention/f32/128x4x64/causal")
+  // where a wrapped probe run had several shapes of one probe.
+  std::vector<std::string> charts, keys;
+  const auto probe_of = [](const std::string& key) { return key.substr(0, key.find('/')); };
   for (const Point& p : device.timeline) {
-    if (std::find(probes.begin(), probes.end(), p.probe) == probes.end()) probes.push_back(p.probe);
+    if (std::find(keys.begin(), keys.end(), p.probe) == keys.end()) keys.push_back(p.probe);
+    if (std::find(charts.begin(), charts.end(), probe_of(p.probe)) == charts.end()) charts.push_back(probe_of(p.probe));
   }
-  for (std::size_t i = 0; i < probes.size(); ++i) {
-    Series series{probes[i], k_palette[i % std::size(k_palette)], {}};
+  for (const std::string& chart : charts) {
+    std::vector<Series> series;
     std::vector<Marker> failed;
-    for (const Point& p : device.timeline) {
-      if (p.probe != probes[i] || !p.throughput) continue;
-      series.points.emplace_back(p.t, *p.throughput);
-      if (p.status != "pass") {
-        failed.push_back({p.t, *p.throughput,
-                          escape(p.probe + " iteration " + std::to_string(p.iteration) + ": " + p.status + " at " +
-                                 fixed(p.t, 1) + " s")});
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (probe_of(keys[i]) != chart) continue;
+      Series s{keys[i], k_palette[i % std::size(k_palette)], {}};
+      for (const Point& p : device.timeline) {
+        if (p.probe != keys[i] || !p.throughput) continue;
+        s.points.emplace_back(p.t, *p.throughput);
+        if (p.status != "pass") {
+          failed.push_back({p.t, *p.throughput,
+                            escape(p.probe + " iteration " + std::to_string(p.iteration) + ": " + p.status + " at " +
+                                   fixed(p.t, 1) + " s")});
+        }
       }
+      if (!s.points.empty()) series.push_back(std::move(s));
     }
-    const std::string title = "Throughput: " + probes[i] + " (" + throughput_unit(probes[i]) + ")";
-    if (series.points.empty()) {
+    const std::string unit = chart == "memory" ? "B/s" : "FLOP/s";
+    const std::string title = "Throughput: " + chart + " (" + unit + ")";
+    if (series.empty()) {
       out << "<p class=\"missing\">" << escape(title) << ": not measured</p>";
     } else {
-      out << line_chart("throughput:" + probes[i], title, throughput_unit(probes[i]), {series}, failed, true);
+      out << line_chart("throughput:" + chart, title, unit, series, failed, true);
     }
   }
   struct Telemetry {
@@ -460,7 +468,7 @@ std::string heatmap(const ProbeResult& r) {
 // <svg class="bits">: 32 <rect class="bar" data-bit data-count>, bit 31 (sign) on the left as in
 // an fp32 word, the exponent (30-23) and mantissa (22-0) marked below.
 std::string bit_histogram(const std::array<std::uint64_t, 32>& bits) {
-  constexpr double left = 40, top = 22, bar = 16, plot = 120, width = left + 32 * bar + 16, height = top + plot + 44;
+  constexpr double left = 40, top = 22, bar = 12, plot = 120, width = left + 32 * bar + 16, height = top + plot + 44;
   const std::uint64_t max = std::max<std::uint64_t>(1, *std::max_element(bits.begin(), bits.end()));
   std::ostringstream out;
   out << "<svg class=\"bits\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
@@ -701,8 +709,8 @@ Expected<nlohmann::json> diag_from_probe_results(const nlohmann::json& document)
       throughput = flops(r.spec) / r.device_seconds;
     }
     d["timeline"].push_back({{"t_seconds", r.finished_at - start},
-                             {"probe", r.spec.probe},
-                             {"iteration", iteration[r.device.id][r.spec.probe]++},
+                             {"probe", spec_key(r.spec)},
+                             {"iteration", iteration[r.device.id][spec_key(r.spec)]++},
                              {"status", to_string(r.status)},
                              {"throughput", throughput},
                              {"temperature_celsius", nullptr},

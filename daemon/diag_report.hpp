@@ -27,7 +27,8 @@ Expected<nlohmann::json> read_report_input(const std::string& path);
 // appearance), its results in order, verdict fail when any result failed, else error when any
 // could not run (error, hung, crashed), else skipped when every result was skipped, else pass;
 // iterations the results that ran, failed_iterations those that failed; a timeline with one point
-// per result (t_seconds from the earliest finished_at; throughput in FLOP/s for GEMM (2·m·n·k)
+// per result (probe: its spec key, so each shape is a series of its own; iteration counted per spec
+// key; t_seconds from the earliest finished_at; throughput in FLOP/s for GEMM (2·m·n·k)
 // and attention (4·heads·seq_len²·head_dim, halved when causal) over device_seconds, bytes/s for
 // memory; no telemetry). level is null: the report then says it shows a probe run.
 // invalid_argument when "results" is not an array of results.

@@ -15,6 +15,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # daemon/kubelet: the kubelet's pod-resources API
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
   patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
+  chromium  # tests/deploy/report_browser_test.sh and the screenshot in docs/diag-report.md (headless)
 )
 missing=()
 for p in "${packages[@]}"; do
