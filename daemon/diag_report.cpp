@@ -233,6 +233,11 @@ std::string si(double value, const std::string& unit) {
 }
 
 std::string when(const json& value) {
+  // Beyond year 9999 (or before 1970) is no time a run had: shown as the number, and never cast
+  // out of time_t's range.
+  if (value.is_number() && !(value.get<double>() >= 0 && value.get<double>() < 253402300800.0)) {
+    return escape(value.dump());
+  }
   if (value.is_number()) {
     const std::time_t seconds = static_cast<std::time_t>(value.get<double>());
     std::tm utc{};
@@ -529,7 +534,7 @@ std::string failure(const ProbeResult& r) {
   out << "<p>" << r.check.mismatched << " of " << r.check.checked << " elements wrong";
   if (r.memory) out << "; memory: " << r.memory->bad_words << " bad words of " << r.memory->bytes_tested << " bytes";
   out << "</p><div class=\"figures\">";
-  if (r.check.mismatch_map.rows > 0) {
+  if (!r.check.mismatch_map.counts.empty()) {
     out << heatmap(r);
   } else if (r.memory) {
     out << offset_strip(*r.memory);

@@ -364,10 +364,13 @@ void from_json(const nlohmann::json& in, ProbeResult& result) {
     map.tile_rows = mj.at("tile_rows").get<std::uint64_t>();
     map.tile_cols = mj.at("tile_cols").get<std::uint64_t>();
     map.counts = mj.at("counts").get<std::vector<std::uint64_t>>();
-    if (map.tile_rows == 0 || map.tile_cols == 0 || map.grid_rows() > k_mismatch_map_side ||
-        map.grid_cols() > k_mismatch_map_side || map.counts.size() != map.grid_rows() * map.grid_cols()) {
+    if (map.rows == 0 || map.cols == 0 || map.tile_rows == 0 || map.tile_cols == 0 ||
+        map.grid_rows() > k_mismatch_map_side || map.grid_cols() > k_mismatch_map_side ||
+        map.counts.size() != map.grid_rows() * map.grid_cols()) {
       throw nlohmann::json::out_of_range::create(
-          401, "mismatch_map: counts must hold ceil(rows/tile_rows) x ceil(cols/tile_cols) tiles, at most 32 a side",
+          401,
+          "mismatch_map: counts must hold ceil(rows/tile_rows) x ceil(cols/tile_cols) tiles, at most 32 a side, "
+          "none empty",
           &mj);
     }
   }

@@ -184,7 +184,16 @@ TEST_CASE("diag report: a field of the wrong shape is named with its path", "[un
   auto bad_map = render_diag_report(document);
   REQUIRE_FALSE(bad_map);
   CHECK(bad_map.error().message.find("mismatch_map") != std::string::npos);
+  document = sample_diag("x");
+  document["diag"]["devices"][0]["results"][0]["check"]["mismatch_map"] = {
+      {"rows", 0}, {"cols", 0}, {"tile_rows", 1}, {"tile_cols", 1}, {"counts", json::array()}};
+  CHECK_FALSE(render_diag_report(document));
   CHECK_FALSE(render_diag_report(json{{"diag", {{"level", 9}, {"devices", json::array()}}}}));
+  // Times no run had are shown as numbers, not converted (a cast out of time_t's range).
+  const auto far =
+      render_diag_report(json{{"diag", {{"level", 1}, {"started_at", 1e300}, {"devices", json::array()}}}});
+  REQUIRE(far);
+  CHECK(far->find("Started 1e+300") != std::string::npos);
   CHECK_FALSE(render_diag_report(json::array()));
 }
 
