@@ -216,3 +216,32 @@ TEST_CASE("diag report: probe --json results wrap into one entry per device with
   CHECK_FALSE(diag_from_probe_results(json{{"results", json::array({json{{"status", "pass"}}})}}));
   CHECK_FALSE(diag_from_probe_results(json{{"something", 1}}));
 }
+
+TEST_CASE("diag report: many failures keep every replay command; runs that could not run and a stop are said",
+          "[unit]") {
+  json document = sample_diag("dev");
+  json& device = document["diag"]["devices"][0];
+  device["results"] = json::array();
+  for (int i = 0; i < 14; ++i) {
+    json r = failing_gemm("dev");
+    r["spec"]["seed"] = 100 + i;
+    device["results"].push_back(r);
+  }
+  json broken = failing_gemm("dev");
+  broken["status"] = "error";
+  broken["error"] = "vkQueueSubmit: VK_ERROR_DEVICE_LOST";
+  device["results"].push_back(broken);
+  document["diag"]["interrupted"] = true;
+  const auto html = render_diag_report(document);
+  REQUIRE(html);
+  const HtmlElement doc = parse_html(*html);
+  CHECK(doc.find_all("svg", "heatmap").size() == 12);
+  const auto replay = doc.find_all("pre", "replay");
+  REQUIRE(replay.size() == 13);  // 12 drawn, then one block with the other two
+  const std::string rest = replay[12]->text();
+  CHECK(rest.find("--seed 112\n") != std::string::npos);
+  CHECK(rest.find("--seed 113\n") != std::string::npos);
+  CHECK(doc.text().find("Failures (14)") != std::string::npos);
+  CHECK(doc.text().find("error: vkQueueSubmit: VK_ERROR_DEVICE_LOST") != std::string::npos);
+  CHECK(doc.find_all("p", "banner").size() == 1);
+}
