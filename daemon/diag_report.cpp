@@ -264,12 +264,13 @@ struct Marker {
 };
 
 // One line chart as an inline <svg class="chart" data-chart="KIND">: a polyline per series over
-// t_seconds, y from 0 (throughput) or from the data's range (telemetry), red markers with a
-// tooltip (failing iterations, throttled samples).
+// t_seconds from 0 to t_end (the device's whole timeline, so its charts line up), y from 0 (throughput) or from the
+// data's range (telemetry), red markers with a tooltip (failing iterations, throttled samples).
 std::string line_chart(const std::string& kind, const std::string& title, const std::string& unit,
-                       const std::vector<Series>& series, const std::vector<Marker>& markers, bool from_zero) {
+                       const std::vector<Series>& series, const std::vector<Marker>& markers, bool from_zero,
+                       double t_end) {
   constexpr double width = 720, height = 220, left = 96, right = 16, top = 28, bottom = 34;
-  double t_max = 0, y_min = from_zero ? 0.0 : INFINITY, y_max = -INFINITY;
+  double t_max = t_end, y_min = from_zero ? 0.0 : INFINITY, y_max = -INFINITY;
   for (const Series& s : series) {
     for (const auto& [t, v] : s.points) {
       t_max = std::max(t_max, t);
@@ -332,6 +333,8 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
 std::string timelines(const DeviceSection& device) {
   std::ostringstream out;
   if (device.timeline.empty()) return "<p class=\"missing\">No timeline in this input.</p>";
+  double t_end = 0;
+  for (const Point& p : device.timeline) t_end = std::max(t_end, p.t);
   // Throughput: one chart per probe (FLOP/s and bytes/s do not share an axis), a series per
   // timeline "probe" value within it: a probe name, or a spec key ("attention/f32/128x4x64/causal")
   // where a wrapped probe run had several shapes of one probe.
@@ -363,7 +366,7 @@ std::string timelines(const DeviceSection& device) {
     if (series.empty()) {
       out << "<p class=\"missing\">" << escape(title) << ": not measured</p>";
     } else {
-      out << line_chart("throughput:" + chart, title, unit, series, failed, true);
+      out << line_chart("throughput:" + chart, title, unit, series, failed, /*from_zero=*/true, t_end);
     }
   }
   struct Telemetry {
@@ -390,7 +393,7 @@ std::string timelines(const DeviceSection& device) {
       out << "<p class=\"missing\" data-chart=\"" << t.kind << "\">" << t.title << ": not reported by this device</p>";
     } else {
       out << line_chart(t.kind, std::string(t.title) + " (" + t.unit + ")", t.unit, {series}, throttled,
-                        /*from_zero=*/false);
+                        /*from_zero=*/false, t_end);
     }
   }
   std::map<std::string, std::size_t> reasons;
