@@ -29,7 +29,7 @@ probe() {
 drill_at=$((iterations / 2))
 for i in $(seq 1 "$iterations"); do
   inject=()
-  [[ "$i" -eq "$drill_at" ]] && inject=(--inject bit=30,element=5,stride=32,count=all)
+  [[ "$i" -eq "$drill_at" ]] && inject=(--inject "bit=30,element=5,stride=32,count=all")
   probe "$(printf '%03d' "$i")-gemm" --kernel gemm --mode exact --dtype f32 --size 256 --seed "$i" "${inject[@]}"
   probe "$(printf '%03d' "$i")-attention" --kernel attention --dtype f32 --seed "$i"
 done
