@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The diag report of real runs on this host's first device (lavapipe where there is no GPU), for
+# The diag report of real runs on device vulkan0 (lavapipe where there is no GPU), for
 # docs/diag-report.md and tests/deploy/report_browser_test.sh:
 #   OUT/input.json   ITERATIONS rounds of `probe --local --json` (GEMM 256x256x256 f32 exact and
 #                    attention f32), the middle GEMM run with a drill on every 32nd element (a
@@ -22,7 +22,7 @@ mkdir -p "$out/runs"
 probe() {
   local name="$1" rc=0
   shift
-  "$bin" probe --local --json "$@" >"$out/runs/$name.json" || rc=$?
+  "$bin" probe --local --device vulkan0 --json "$@" >"$out/runs/$name.json" || rc=$?
   [[ "$rc" -le 1 ]] || { echo "substrated probe $* exited $rc" >&2; exit 1; }
 }
 

@@ -33,16 +33,17 @@ struct ScratchDir {
 TEST_CASE("report: a real drill on lavapipe is drawn where it hit, with its bits and replay command", "[e2e]") {
   // Column 8 of rows 3..63 of a 64 x 64 output: a stuck lane, as the checker sees it on a real device.
   auto drill = run_substrated(
-      "probe --local --kernel gemm --mode exact --dtype f32 --size 64 --seed 11 --inject "
+      "probe --local --device vulkan0 --kernel gemm --mode exact --dtype f32 --size 64 --seed 11 --inject "
       "bit=30,element=200,stride=64,count=all "
       "--json");
   INFO(drill.output);
   REQUIRE(drill.exit_code == 1);
   // A bad memory word at byte offset 4000 of 1 MiB: every pattern sees it.
-  auto memory = run_substrated("probe --local --kernel memory --size 1048576 --inject bit=5,element=1000 --json");
+  auto memory = run_substrated(
+      "probe --local --device vulkan0 --kernel memory --size 1048576 --inject bit=5,element=1000 --json");
   INFO(memory.output);
   REQUIRE(memory.exit_code == 1);
-  auto clean = run_substrated("probe --local --kernel attention --dtype f32 --json");
+  auto clean = run_substrated("probe --local --device vulkan0 --kernel attention --dtype f32 --json");
   INFO(clean.output);
   REQUIRE(clean.exit_code == 0);
   nlohmann::json document = nlohmann::json::parse(drill.output);
