@@ -16,6 +16,7 @@ packages=(
   dpkg-dev lintian bash-completion man-db  # tests/deploy/package_test.sh: cpack's dpkg-shlibdeps, lintian, completion and man page checks
   python3-torch  # probes/backends/torch: the reference external worker, tested on torch's CPU device
   patchelf  # tests/gpu/bundle.sh: RUNPATH of the relocatable GPU bundle (cmake/GpuBundle.cmake)
+  chromium  # tests/deploy/report_browser_test.sh and the screenshot in docs/diag-report.md (headless)
 )
 missing=()
 for p in "${packages[@]}"; do

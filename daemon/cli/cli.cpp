@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/cli/diagnose_command.hpp"
+#include "daemon/cli/report_command.hpp"
 #include "daemon/command_line.hpp"
 #include "daemon/config.hpp"
 #include "daemon/control_socket.hpp"
@@ -36,6 +37,7 @@ constexpr const char* k_usage =
     "  serve              run the daemon: scheduled probes, /metrics, control socket (systemd notify)\n"
     "  status             print the running daemon's verdicts\n"
     "  compare A [B]      compare tensor dumps or .npy files: cosine, errors, argmax, mismatch pattern\n"
+    "  report IN -o FILE  the HTML report of a diag or probe --json run: timelines, heatmaps, replay commands\n"
     "  config check FILE  validate a configuration file (exit 0 valid, 1 invalid)\n"
     "  version            print the version (also --version)\n"
     "  help               this text (also --help); `substrated <command> --help` for a command\n";
@@ -498,6 +500,7 @@ int run(const std::vector<std::string>& args) {
   if (command == "status") return status_command(rest);
   if (command == "config") return config_command(rest);
   if (command == "compare") return compare_command(rest);
+  if (command == "report") return report_command(rest);
   return fail("unknown command '" + command + "' (see substrated --help)");
 }
 

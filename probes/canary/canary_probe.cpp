@@ -185,6 +185,7 @@ Status CanaryProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCach
     if (outcome.mismatched > 0 && details.first_diverging_layer.empty()) {
       details.first_diverging_layer = layer.name;
       combined.first_mismatches = outcome.first_mismatches;  // positions within the first diverging layer
+      combined.mismatch_map = outcome.mismatch_map;
     }
     combined.checked += outcome.checked;
     combined.mismatched += outcome.mismatched;

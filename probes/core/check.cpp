@@ -8,8 +8,12 @@
 namespace substrate {
 namespace {
 
-void record(CheckOutcome& outcome, std::uint64_t index, std::uint64_t row_length, double expected,
-            std::uint32_t actual_bits, double bound) {
+// `elements` is the size of the whole output, for the mismatch map made at the first mismatch (a
+// passing check allocates nothing).
+void record(CheckOutcome& outcome, std::uint64_t index, std::uint64_t elements, std::uint64_t row_length,
+            double expected, std::uint32_t actual_bits, double bound) {
+  if (outcome.mismatched == 0) outcome.mismatch_map = make_mismatch_map(elements / row_length, row_length);
+  count_mismatch(outcome.mismatch_map, index / row_length, index % row_length);
   ++outcome.mismatched;
   outcome.pass = false;
   const std::uint32_t expected_bits = std::bit_cast<std::uint32_t>(static_cast<float>(expected));
@@ -36,6 +40,21 @@ void track_error(CheckOutcome& outcome, double expected, double actual) {
 
 }  // namespace
 
+MismatchMap make_mismatch_map(std::uint64_t rows, std::uint64_t cols) {
+  MismatchMap map;
+  map.rows = rows;
+  map.cols = cols;
+  map.tile_rows = std::max<std::uint64_t>(1, (rows + k_mismatch_map_side - 1) / k_mismatch_map_side);
+  map.tile_cols = std::max<std::uint64_t>(1, (cols + k_mismatch_map_side - 1) / k_mismatch_map_side);
+  map.counts.assign(map.grid_rows() * map.grid_cols(), 0);
+  return map;
+}
+
+void count_mismatch(MismatchMap& map, std::uint64_t row, std::uint64_t col) {
+  if (row >= map.rows || col >= map.cols) return;
+  ++map.counts[(row / map.tile_rows) * map.grid_cols() + col / map.tile_cols];
+}
+
 CheckOutcome check_exact(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
                          std::uint64_t row_length) {
   CheckOutcome outcome;
@@ -44,7 +63,7 @@ CheckOutcome check_exact(std::span<const std::uint32_t> device_bits, std::span<c
     const std::uint32_t expected_bits = std::bit_cast<std::uint32_t>(static_cast<float>(golden[i]));
     if (device_bits[i] == expected_bits) continue;
     track_error(outcome, golden[i], std::bit_cast<float>(device_bits[i]));
-    record(outcome, i, row_length, golden[i], device_bits[i], 0.0);
+    record(outcome, i, device_bits.size(), row_length, golden[i], device_bits[i], 0.0);
   }
   outcome.guaranteed_bit = 0;  // bit-exact: every flip of every element is seen
   outcome.guaranteed_elements = outcome.checked;
@@ -107,7 +126,7 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
     const double error = std::fabs(actual - golden[i]);
     const double used = error / bound[i];
     if (!(used <= outcome.budget_used)) outcome.budget_used = std::isnan(used) ? INFINITY : used;
-    if (!(error <= bound[i])) record(outcome, i, row_length, golden[i], device_bits[i], bound[i]);
+    if (!(error <= bound[i])) record(outcome, i, device_bits.size(), row_length, golden[i], device_bits[i], bound[i]);
   }
   state_guarantee(outcome, golden, bound);
   return outcome;

@@ -25,6 +25,29 @@ struct Mismatch {
   double bound = 0.0;  // 0 in exact mode
 };
 
+// Where on the output the mismatches sit, at a bounded resolution: the rows x cols output (rows =
+// all dimensions but the last: GEMM m x n; attention heads*seq_len x head_dim; canary the first
+// diverging layer) cut into tiles of tile_rows x tile_cols elements, at most
+// k_mismatch_map_side tiles a side; counts holds the mismatched elements per tile, row-major
+// (grid_rows() x grid_cols() entries), over every mismatched element, not only the first few.
+// Empty (rows == 0) when nothing mismatched. Drawn as the heatmap of the diag report.
+struct MismatchMap {
+  std::uint64_t rows = 0, cols = 0;
+  std::uint64_t tile_rows = 0, tile_cols = 0;
+  std::vector<std::uint64_t> counts;
+  std::uint64_t grid_rows() const { return tile_rows ? (rows + tile_rows - 1) / tile_rows : 0; }
+  std::uint64_t grid_cols() const { return tile_cols ? (cols + tile_cols - 1) / tile_cols : 0; }
+};
+
+// Tiles a side of a MismatchMap: 32 x 32 = 1,024 counts bounds a result's JSON and still shows a
+// row, a column stripe or a tile of a 4096 x 4096 output (a tile is then 128 x 128 elements).
+inline constexpr std::uint64_t k_mismatch_map_side = 32;
+
+// An empty map for a rows x cols output: the smallest tiles that fit k_mismatch_map_side a side.
+MismatchMap make_mismatch_map(std::uint64_t rows, std::uint64_t cols);
+// Counts one mismatched element at (row, col); outside the map is ignored.
+void count_mismatch(MismatchMap& map, std::uint64_t row, std::uint64_t col);
+
 struct CheckOutcome {
   bool pass = true;
   std::uint64_t checked = 0;
@@ -34,6 +57,7 @@ struct CheckOutcome {
   double budget_used = 0.0;  // max over elements of |error| / bound (0 when exact)
   std::vector<Mismatch> first_mismatches;
   std::array<std::uint64_t, 32> flipped_bits{};  // histogram of significant_xor_bits over mismatched elements
+  MismatchMap mismatch_map;                      // every mismatched element by tile; empty when none
   // What the check can see (docs/error-bounds.md, "What a check guarantees"): a flip of bit
   // `guaranteed_bit` or of any higher bit is detected at each of `guaranteed_elements` elements,
   // whatever healthy value the device wrote there. Exact mode: bit 0 at every element. Random

@@ -251,6 +251,14 @@ void to_json(nlohmann::json& out, const ProbeResult& result) {
                   {"flipped_bit_histogram", histogram_json(c.flipped_bits)},
                   {"guaranteed_bit", c.guaranteed_bit},
                   {"guaranteed_elements", c.guaranteed_elements}};
+  if (c.mismatch_map.rows > 0) {
+    const MismatchMap& map = c.mismatch_map;
+    out["check"]["mismatch_map"] = {{"rows", map.rows},
+                                    {"cols", map.cols},
+                                    {"tile_rows", map.tile_rows},
+                                    {"tile_cols", map.tile_cols},
+                                    {"counts", map.counts}};
+  }
   out["fingerprint"] = result.fingerprint;
   out["timing"] = {{"device_seconds", result.device_seconds},
                    {"generate_seconds", result.generate_seconds},
@@ -366,6 +374,24 @@ void from_json(const nlohmann::json& in, ProbeResult& result) {
   // Absent from results written before the guarantee was stated.
   check.guaranteed_bit = c.value("guaranteed_bit", 32);
   check.guaranteed_elements = c.value("guaranteed_elements", std::uint64_t{0});
+  if (c.contains("mismatch_map")) {  // absent when nothing mismatched, and from results written before it existed
+    const nlohmann::json& mj = c.at("mismatch_map");
+    MismatchMap& map = check.mismatch_map;
+    map.rows = mj.at("rows").get<std::uint64_t>();
+    map.cols = mj.at("cols").get<std::uint64_t>();
+    map.tile_rows = mj.at("tile_rows").get<std::uint64_t>();
+    map.tile_cols = mj.at("tile_cols").get<std::uint64_t>();
+    map.counts = mj.at("counts").get<std::vector<std::uint64_t>>();
+    if (map.rows == 0 || map.cols == 0 || map.tile_rows == 0 || map.tile_cols == 0 ||
+        map.grid_rows() > k_mismatch_map_side || map.grid_cols() > k_mismatch_map_side ||
+        map.counts.size() != map.grid_rows() * map.grid_cols()) {
+      throw nlohmann::json::out_of_range::create(
+          401,
+          "mismatch_map: counts must hold ceil(rows/tile_rows) x ceil(cols/tile_cols) tiles, at most 32 a side, "
+          "none empty",
+          &mj);
+    }
+  }
   result.fingerprint = in.at("fingerprint").get<std::string>();
   const nlohmann::json& t = in.at("timing");
   result.device_seconds = t.at("device_seconds").get<double>();

@@ -77,6 +77,8 @@ TEST_CASE("probe result JSON: from_json gives back everything to_json wrote", "[
   r.check.budget_used = 0.25;
   r.check.first_mismatches.push_back({35, 2, 3, 1.5, -2.0, 0x3fc00000u, 0xc0000000u, 0xffc00000u, 0xc0000000u, 0.0});
   r.check.flipped_bits[30] = 1;
+  r.check.mismatch_map = make_mismatch_map(16, 16);
+  count_mismatch(r.check.mismatch_map, 2, 3);
   r.fingerprint = "0123456789abcdef";
   r.device_seconds = 0.001;
   r.wall_seconds = 0.5;
@@ -99,6 +101,11 @@ TEST_CASE("probe result JSON: from_json gives back everything to_json wrote", "[
   CHECK(json(back) == written);
   CHECK(back.fingerprint == r.fingerprint);
   CHECK(back.check.first_mismatches.at(0).row == 2);
+  CHECK(back.check.mismatch_map.counts == r.check.mismatch_map.counts);
+  CHECK(back.check.mismatch_map.tile_rows == 1);
+  json broken_map = written;
+  broken_map["check"]["mismatch_map"]["counts"].erase(0);  // one tile short
+  CHECK_THROWS_WITH(broken_map.get<ProbeResult>(), Catch::Contains("mismatch_map"));
 
   ProbeResult hung;
   hung.status = RunStatus::hung;

@@ -107,6 +107,12 @@ TEST_CASE("canary: a fault injected into any layer is detected and attributed to
       REQUIRE_FALSE(result.check.first_mismatches.empty());
       CHECK(result.check.first_mismatches[0].index == 37);
       CHECK((result.check.first_mismatches[0].xor_bits & (1u << bit)) != 0);  // plus rounding differences
+      // The mismatch map is the first diverging layer's, element 37 in it.
+      const MismatchMap& map = result.check.mismatch_map;
+      CHECK(map.rows == layers[layer].rows);
+      CHECK(map.cols == layers[layer].cols);
+      REQUIRE(map.grid_cols() > 0);
+      CHECK(map.counts.at((37 / map.cols / map.tile_rows) * map.grid_cols() + (37 % map.cols) / map.tile_cols) > 0);
     }
   }
 }

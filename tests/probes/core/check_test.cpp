@@ -129,3 +129,52 @@ TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee b
   CHECK(exact.guaranteed_elements == 4);
   CHECK(require_guarantee(exact, "gemm", "").ok());
 }
+
+TEST_CASE("check: the mismatch map counts every mismatched element by tile, not only the first few", "[unit]") {
+  // 100 x 70: tiles of 4 x 3 elements, 25 x 24 of them (at most 32 a side).
+  const std::uint64_t rows = 100, cols = 70;
+  const std::vector<double> golden(rows * cols, 1.0);
+  std::vector<std::uint32_t> device(golden.size(), bits_of(1.0f));
+  CHECK(check_exact(device, golden, cols).mismatch_map.rows == 0);                   // nothing mismatched: no map
+  for (std::uint64_t col = 0; col < cols; ++col) device[5 * cols + col] ^= 1u << 7;  // all of row 5
+  device[99 * cols + 69] ^= 1u << 31;                                                // the last element
+  const CheckOutcome outcome = check_exact(device, golden, cols);
+  REQUIRE(outcome.mismatched == 71);
+  CHECK(outcome.first_mismatches.size() == k_reported_mismatches);
+  const MismatchMap& map = outcome.mismatch_map;
+  CHECK(map.rows == rows);
+  CHECK(map.cols == cols);
+  CHECK(map.tile_rows == 4);
+  CHECK(map.tile_cols == 3);
+  REQUIRE(map.grid_rows() == 25);
+  REQUIRE(map.grid_cols() == 24);
+  REQUIRE(map.counts.size() == 25 * 24);
+  std::uint64_t total = 0;
+  for (std::uint64_t tile_row = 0; tile_row < 25; ++tile_row) {
+    for (std::uint64_t tile_col = 0; tile_col < 24; ++tile_col) {
+      const std::uint64_t count = map.counts[tile_row * 24 + tile_col];
+      total += count;
+      if (tile_row == 1) {
+        CHECK(count == (tile_col < 23 ? 3u : 1u));  // row 5 lies in tile row 1; the last tile is 1 column wide
+      } else if (tile_row == 24 && tile_col == 23) {
+        CHECK(count == 1);
+      } else {
+        CHECK(count == 0);
+      }
+    }
+  }
+  CHECK(total == outcome.mismatched);
+}
+
+TEST_CASE("check: bounded mode fills the mismatch map too; narrow outputs keep one column per tile", "[unit]") {
+  const std::vector<double> golden(1000 * 3, 2.0);
+  const std::vector<double> bound(golden.size(), 1e-3);
+  std::vector<std::uint32_t> device(golden.size(), bits_of(2.0f));
+  device[999 * 3 + 1] = bits_of(-2.0f);
+  const CheckOutcome outcome = check_bounded(device, golden, bound, 3);
+  const MismatchMap& map = outcome.mismatch_map;
+  CHECK(map.tile_rows == 32);  // ceil(1000 / 32)
+  CHECK(map.tile_cols == 1);
+  REQUIRE(map.counts.size() == 32 * 3);
+  CHECK(map.counts[31 * 3 + 1] == 1);  // row 999 is in tile row 31
+}
