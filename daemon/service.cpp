@@ -144,61 +144,6 @@ ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus 
   return result;
 }
 
-std::string describe(const WorkerExit& exit, pid_t pid) {
-  if (exit.deadline_passed) return "worker " + std::to_string(pid) + " killed at its deadline";
-  if (!exit.protocol_error.empty()) return "worker " + std::to_string(pid) + ": protocol error: " + exit.protocol_error;
-  if (exit.signal) return "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal);
-  return "worker " + std::to_string(pid) + " exited with code " + std::to_string(exit.exit_code);
-}
-
-struct FoundDevices {
-  std::vector<DeviceInfo> devices;
-  std::vector<std::string> notes;  // the backends' notes, or why discovery failed
-};
-
-// The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
-// event loop starts, on its own io_context; a worker that does not answer within
-// k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const std::string& log_level, const std::vector<std::string>& backend_preference) {
-  FoundDevices found;
-  asio::io_context io;
-  bool answered = false;
-  std::string failure;
-  pid_t pid = 0;
-  auto worker =
-      WorkerProcess::spawn(io, k_worker_executable,
-                           {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
-                           {[&](const json& frame) {
-                              try {
-                                if (frame.at("type") == "devices") {
-                                  found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
-                                  found.notes = frame.at("notes").get<std::vector<std::string>>();
-                                  answered = true;
-                                } else if (frame.at("type") == "error") {
-                                  failure = frame.at("message").get<std::string>();
-                                }
-                              } catch (const json::exception& e) {
-                                failure = std::string("malformed device list: ") + e.what();
-                              }
-                            },
-                            [&](const WorkerExit& exit) {
-                              if (!answered && failure.empty()) failure = describe(exit, pid);
-                            }});
-  if (!worker) {
-    found.notes.push_back("discovery: " + worker.error().message);
-    return found;
-  }
-  pid = (*worker)->pid();
-  (*worker)->set_deadline(k_open_seconds);
-  io.run_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(k_open_seconds + 5)));
-  if (!answered) {
-    found.devices.clear();
-    found.notes.push_back("discovery failed: " + (failure.empty() ? "no answer from the worker" : failure));
-    spdlog::error("device discovery failed: {}", failure);
-  }
-  return found;
-}
-
 class Service {
  public:
   Service(Config config, std::string config_path, FoundDevices found)
@@ -575,14 +520,14 @@ class Service {
         outcome = "error";
         std::string message = !running->error.empty() ? running->error
                               : stopping_             ? "the daemon stopped before the run ended"
-                                                      : describe(exit, pid) + " before reporting a result";
+                                                      : describe_worker_exit(exit, pid) + " before reporting a result";
         results[blamed] = unfinished(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
                                      std::move(message), exit.elapsed_seconds);
       }
       spdlog::error("{} {} seed {}: {}: {}", slot.info.id, spec_key(planned.spec), planned.spec.seed,
                     to_string(results[blamed]->status), results[blamed]->error);
     } else if (exit.signal != 0 || exit.exit_code != 0) {
-      spdlog::debug("{}: {} after reporting every result", slot.info.id, describe(exit, pid));
+      spdlog::debug("{}: {} after reporting every result", slot.info.id, describe_worker_exit(exit, pid));
     }
     ++slot.worker_exits[outcome];
 
@@ -1057,7 +1002,8 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return k_exit_cannot_run;
   }
-  FoundDevices found = discover_in_worker(config->log_level, config->backend_preference);
+  FoundDevices found =
+      discover_in_worker(k_worker_executable, config->log_level, config->backend_preference, k_open_seconds);
   int code = 0;
   {
     Service service(std::move(config.value()), options.config_path, std::move(found));

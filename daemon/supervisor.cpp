@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/write.hpp>
+#include "probes/core/probe_result.hpp"
 
 extern char** environ;
 
@@ -194,6 +195,53 @@ void WorkerProcess::kill() {
   if (reaped_ || pid_ <= 0) return;
   exit_.killed = true;
   signal_group(SIGKILL);
+}
+
+std::string describe_worker_exit(const WorkerExit& exit, pid_t pid) {
+  if (exit.deadline_passed) return "worker " + std::to_string(pid) + " killed at its deadline";
+  if (!exit.protocol_error.empty()) return "worker " + std::to_string(pid) + ": protocol error: " + exit.protocol_error;
+  if (exit.signal) return "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal);
+  return "worker " + std::to_string(pid) + " exited with code " + std::to_string(exit.exit_code);
+}
+
+FoundDevices discover_in_worker(const std::string& executable, const std::string& log_level,
+                                const std::vector<std::string>& backend_preference, double deadline_seconds) {
+  FoundDevices found;
+  asio::io_context io;
+  bool answered = false;
+  std::string failure;
+  pid_t pid = 0;
+  auto worker = WorkerProcess::spawn(
+      io, executable, {{"type", "discover"}, {"log_level", log_level}, {"backend_preference", backend_preference}},
+      {[&](const nlohmann::json& frame) {
+         try {
+           if (frame.at("type") == "devices") {
+             found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
+             found.notes = frame.at("notes").get<std::vector<std::string>>();
+             answered = true;
+           } else if (frame.at("type") == "error") {
+             failure = frame.at("message").get<std::string>();
+           }
+         } catch (const nlohmann::json::exception& e) {
+           failure = std::string("malformed device list: ") + e.what();
+         }
+       },
+       [&](const WorkerExit& exit) {
+         if (!answered && failure.empty()) failure = describe_worker_exit(exit, pid);
+       }});
+  if (!worker) {
+    found.notes.push_back("discovery: " + worker.error().message);
+    return found;
+  }
+  pid = (*worker)->pid();
+  (*worker)->set_deadline(deadline_seconds);
+  io.run_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(deadline_seconds + 5)));
+  if (!answered) {
+    found.devices.clear();
+    found.notes.push_back("discovery failed: " + (failure.empty() ? "no answer from the worker" : failure));
+    spdlog::error("device discovery failed: {}", failure);
+  }
+  return found;
 }
 
 void WorkerProcess::signal_group(int signal) {

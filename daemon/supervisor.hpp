@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -22,6 +23,7 @@
 
 #include "common/expected.hpp"
 #include "daemon/worker_protocol.hpp"
+#include "probes/backends/compute_device.hpp"
 
 namespace substrate {
 
@@ -37,6 +39,21 @@ struct WorkerExit {
 
 // "SIGSEGV", "SIGKILL", ... ("signal N" for unnamed ones).
 std::string signal_name(int signal);
+
+// One line on how a worker ended: "worker 12 killed at its deadline", "... killed by SIGSEGV",
+// "... exited with code 2", "...: protocol error: <why>".
+std::string describe_worker_exit(const WorkerExit& exit, pid_t pid);
+
+struct FoundDevices {
+  std::vector<DeviceInfo> devices;
+  std::vector<std::string> notes;  // the backends' notes, or why discovery failed
+};
+
+// The device list, found by a `discover` worker of `executable` so the caller never loads a GPU
+// driver. Runs on an io_context of its own (before the caller's loop starts); a worker that does
+// not answer within `deadline_seconds` is killed and the list is empty, the notes saying why.
+FoundDevices discover_in_worker(const std::string& executable, const std::string& log_level,
+                                const std::vector<std::string>& backend_preference, double deadline_seconds);
 
 class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
  public:

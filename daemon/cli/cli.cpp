@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/cli/diag_command.hpp"
 #include "daemon/cli/diagnose_command.hpp"
 #include "daemon/command_line.hpp"
 #include "daemon/config.hpp"
@@ -31,6 +32,7 @@ constexpr const char* k_usage =
     "commands:\n"
     "  devices            list every compute device with backend, driver, UUID and PCI bus id\n"
     "  probe              run the reference kernels on devices and check them (exit 0 pass, 1 fault, 2 cannot run)\n"
+    "  diag               deep check under load: --level 1|2|3|4, telemetry, peer comparison (exit 0/1/2)\n"
     "  serve              run the daemon: scheduled probes, /metrics, control socket (systemd notify)\n"
     "  status             print the running daemon's verdicts\n"
     "  compare A [B]      compare tensor dumps or .npy files: cosine, errors, argmax, mismatch pattern\n"
@@ -478,6 +480,7 @@ int run(const std::vector<std::string>& args) {
   if (command == "version" || command == "--version") return version_command();
   if (command == "devices") return devices_command(rest);
   if (command == "probe") return probe_command(rest);
+  if (command == "diag") return diag_command(rest);
   if (command == "serve") return serve_command(rest);
   if (command == "status") return status_command(rest);
   if (command == "config") return config_command(rest);
