@@ -265,6 +265,104 @@ int exit_code_of(const std::vector<DeviceRecord>& records) {
   return fold_exit_code(outcomes);
 }
 
+json to_json(const Summary& summary) {
+  return {{"device", summary.device},
+          {"level", summary.level},
+          {"verdict", summary.verdict},
+          {"reason", summary.reason},
+          {"detail", summary.detail},
+          {"started_at", summary.started_at},
+          {"finished_at", summary.finished_at},
+          {"iterations", summary.iterations},
+          {"failed_iterations", summary.failed_iterations},
+          {"interrupted", summary.interrupted}};
+}
+
+Expected<Summary> parse_summary(const json& in) {
+  const auto bad = [](const std::string& why) { return Error{ErrorKind::invalid_argument, "diag summary: " + why}; };
+  if (!in.is_object()) return bad("not an object");
+  const auto field = [&](const char* name, auto check) -> const json* {
+    const auto it = in.find(name);
+    return it != in.end() && check(*it) ? &*it : nullptr;
+  };
+  const auto is_string = [](const json& j) { return j.is_string(); };
+  const auto is_number = [](const json& j) { return j.is_number(); };
+  const auto is_count = [](const json& j) { return j.is_number_unsigned(); };
+  Summary summary;
+  const json* device = field("device", is_string);
+  if (!device || device->get<std::string>().empty()) return bad("'device' must be a non-empty string");
+  summary.device = device->get<std::string>();
+  const json* level = field("level", [](const json& j) { return j.is_number_integer(); });
+  if (!level || *level < k_min_level || *level > k_max_level) return bad("'level' must be an integer from 1 to 4");
+  summary.level = level->get<int>();
+  const json* verdict = field("verdict", is_string);
+  const std::set<std::string> verdicts = {"pass", "fail", "error", "skipped"};
+  if (!verdict || !verdicts.count(verdict->get<std::string>()))
+    return bad("'verdict' must be pass, fail, error or skipped");
+  summary.verdict = verdict->get<std::string>();
+  const json* reason = field("reason", is_string);
+  const std::set<std::string> reasons = {"", "golden_mismatch", "fingerprint_change", "slowdown", "hardware_error"};
+  if (!reason || !reasons.count(reason->get<std::string>()))
+    return bad("'reason' must be golden_mismatch, fingerprint_change, slowdown, hardware_error or empty");
+  summary.reason = reason->get<std::string>();
+  if (summary.verdict == "fail" && summary.reason.empty()) return bad("a failed diag needs a 'reason'");
+  const json* detail = field("detail", is_string);
+  const json* started = field("started_at", is_number);
+  const json* finished = field("finished_at", is_number);
+  const json* iterations = field("iterations", is_count);
+  const json* failed_iterations = field("failed_iterations", is_count);
+  const json* interrupted = field("interrupted", [](const json& j) { return j.is_boolean(); });
+  if (!detail) return bad("'detail' must be a string");
+  if (!started || !finished) return bad("'started_at' and 'finished_at' must be numbers (unix seconds)");
+  if (!iterations || !failed_iterations) return bad("'iterations' and 'failed_iterations' must be counts");
+  if (!interrupted) return bad("'interrupted' must be true or false");
+  summary.detail = detail->get<std::string>();
+  summary.started_at = started->get<double>();
+  summary.finished_at = finished->get<double>();
+  summary.iterations = iterations->get<std::uint64_t>();
+  summary.failed_iterations = failed_iterations->get<std::uint64_t>();
+  summary.interrupted = interrupted->get<bool>();
+  return summary;
+}
+
+std::vector<Summary> summaries(const Report& report) {
+  std::vector<Summary> out;
+  for (const DeviceRecord& record : report.devices) {
+    if (!record.refused.empty()) continue;
+    Summary summary;
+    summary.device = record.device.uuid.empty() ? record.device.id : record.device.uuid;
+    summary.level = report.level;
+    summary.verdict = record.verdict;
+    summary.started_at = report.started_at;
+    summary.finished_at = report.finished_at;
+    summary.iterations = record.iterations;
+    summary.failed_iterations = record.failed_iterations;
+    summary.interrupted = report.interrupted;
+    if (record.verdict == "fail") {
+      // The first failing result names what failed; without one, the peer share did.
+      const auto failing = std::find_if(record.results.begin(), record.results.end(), failed);
+      if (failing == record.results.end()) {
+        summary.reason = "slowdown";
+        summary.detail = "diag level " + std::to_string(report.level) + ": throughput " +
+                         std::to_string(static_cast<int>(std::lround(record.peer_throughput_share.value_or(0) * 100))) +
+                         "% of the best identical peer's";
+      } else {
+        // A fail whose check passed is a fingerprint change (DeviceRecord::add) or the driver's
+        // own fault report; a failed check is a golden mismatch.
+        const bool hardware = failing->error_kind == ErrorKind::hardware_fault && failing->check.pass;
+        summary.reason = !hardware                                                 ? "golden_mismatch"
+                         : failing->error.find("fingerprint") != std::string::npos ? "fingerprint_change"
+                                                                                   : "hardware_error";
+        summary.detail = "diag level " + std::to_string(report.level) + ": " + spec_key(failing->spec) + " failed in " +
+                         std::to_string(record.failed_iterations) + " of " + std::to_string(record.iterations) +
+                         " iteration(s)";
+      }
+    }
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
 json to_json(const Report& report) {
   json devices = json::array();
   for (const DeviceRecord& record : report.devices) {

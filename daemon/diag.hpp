@@ -130,6 +130,29 @@ struct Report {
   std::vector<DeviceRecord> devices;
 };
 
+// What the daemon keeps of a device's last diag (its state and /status, docs/diag.md "The
+// daemon knows"), sent by `diag` over the control socket as {"command": "diag_result", "diag":
+// SUMMARY}.
+struct Summary {
+  std::string device;  // the device's UUID, else its id (a selector as `probe --device`)
+  int level = 1;
+  std::string verdict;  // pass, fail, error, skipped
+  // For a fail, the verdict reason it stands for (daemon/verdict.hpp's labels): golden_mismatch
+  // (a failed check), fingerprint_change (bits differed from the first iteration's), slowdown
+  // (below the peer share), hardware_error (the driver reported a fault); empty otherwise.
+  std::string reason;
+  std::string detail;  // one line: what failed, for the verdict's reasons
+  double started_at = 0.0, finished_at = 0.0;
+  std::uint64_t iterations = 0, failed_iterations = 0;
+  bool interrupted = false;
+};
+nlohmann::json to_json(const Summary& summary);
+// invalid_argument naming the first missing or mistyped field, or a level, verdict or reason
+// outside its set.
+Expected<Summary> parse_summary(const nlohmann::json& in);
+// One summary per device of the report that ran (refused devices are left out).
+std::vector<Summary> summaries(const Report& report);
+
 // {"diag": {...}}: the contract with the HTML report (docs/diag.md).
 nlohmann::json to_json(const Report& report);
 // One line per device, then its failing results' replay commands: the text output.

@@ -112,21 +112,6 @@ struct Active {
   bool finished = false;
 };
 
-// The result of a spec whose worker gave none (hung, crashed, gone), as the daemon reports it.
-ProbeResult unanswered(const DeviceInfo& device, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
-                       std::string why, double wall_seconds) {
-  ProbeResult result;
-  result.device = device;
-  result.spec = spec;
-  result.status = status;
-  result.error_kind = kind;
-  result.error = std::move(why);
-  result.check.pass = false;
-  result.wall_seconds = wall_seconds;
-  result.finished_at = unix_now();
-  return result;
-}
-
 std::string progress_line(const DeviceRecord& record, double elapsed, double duration) {
   char line[256];
   const std::uint64_t errors = record.fail_results + record.error_results;
@@ -303,16 +288,16 @@ Expected<Report> run(const RunOptions& options) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - a->current_since).count();
         ProbeResult result;
         if (exit.deadline_passed) {
-          result = unanswered(rec.device, spec, RunStatus::hung, ErrorKind::timeout,
-                              "no result after " + std::to_string(static_cast<int>(elapsed)) + " s: worker " +
-                                  std::to_string(pid) + " killed, run abandoned",
-                              elapsed);
+          result = unanswered_result(rec.device, spec, RunStatus::hung, ErrorKind::timeout,
+                                     "no result after " + std::to_string(static_cast<int>(elapsed)) + " s: worker " +
+                                         std::to_string(pid) + " killed, run abandoned",
+                                     elapsed);
         } else if (exit.signal != 0 && !exit.killed) {
-          result = unanswered(rec.device, spec, RunStatus::crashed, ErrorKind::device_error,
-                              describe_worker_exit(exit, pid) + " while running the spec", elapsed);
+          result = unanswered_result(rec.device, spec, RunStatus::crashed, ErrorKind::device_error,
+                                     describe_worker_exit(exit, pid) + " while running the spec", elapsed);
         } else {
-          result = unanswered(rec.device, spec, RunStatus::error, ErrorKind::device_error,
-                              describe_worker_exit(exit, pid) + " before reporting a result", elapsed);
+          result = unanswered_result(rec.device, spec, RunStatus::error, ErrorKind::device_error,
+                                     describe_worker_exit(exit, pid) + " before reporting a result", elapsed);
         }
         rec.add(std::move(result), a->current->first, a->current->second, std::nullopt, since_start(),
                 sampler.newest(a->record));

@@ -129,21 +129,6 @@ struct Slot : DeviceStats {
   Clock::time_point retry_at;        // while hung: no scheduled run before this
 };
 
-// A result for a spec whose worker gave none.
-ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus status, ErrorKind kind, std::string why,
-                       double wall_seconds) {
-  ProbeResult result;
-  result.device = info;
-  result.spec = spec;
-  result.status = status;
-  result.error_kind = kind;
-  result.error = std::move(why);
-  result.check.pass = false;
-  result.wall_seconds = wall_seconds;
-  result.finished_at = unix_now();
-  return result;
-}
-
 class Service {
  public:
   Service(Config config, std::string config_path, FoundDevices found)
@@ -174,6 +159,10 @@ class Service {
     state_ = store_.load(&note);
     if (!note.empty()) spdlog::info("state: {}", note);
     restore_telemetry_state();
+    for (auto& slot : slots_) {
+      const auto diag = state_.diags.find(state_device_key(slot->info));
+      if (diag != state_.diags.end()) slot->last_diag = diag->second;
+    }
     record_devices();
     std::map<std::string, std::string> log_devices;
     for (const auto& slot : slots_) log_devices[slot->info.id] = slot->info.uuid;
@@ -198,6 +187,7 @@ class Service {
                        ControlCommands::RunDone done) {
       run_on_demand(device, std::move(specs), timeout, std::move(done));
     };
+    hooks.record_diag = [this](const diag::Summary& summary) { return record_diag(summary); };
     commands_ = std::make_unique<ControlCommands>(std::move(infos), std::move(hooks), config_.on_demand_max_host_bytes);
     auto control = ControlServer::start(
         io_, control_socket_path(),
@@ -253,6 +243,36 @@ class Service {
       state_.devices[key] = current;
     }
     save_state();
+  }
+
+  // A `substrated diag` result (docs/diag.md): kept in the state and /status as the device's last
+  // diag; a failed one is folded into the verdict as a probe fault is. invalid_argument when no
+  // device of this daemon matches.
+  Expected<std::string> record_diag(const diag::Summary& summary) {
+    for (auto& slot : slots_) {
+      if (!device_matches(slot->info, summary.device)) continue;
+      slot->last_diag = summary;
+      state_.diags[state_device_key(slot->info)] = summary;
+      spdlog::info("{}: diag level {}: {}{}", slot->info.id, summary.level, summary.verdict,
+                   summary.detail.empty() ? "" : " (" + summary.detail + ")");
+      if (summary.verdict == "fail") {
+        RunFindings findings;
+        for (Reason reason : k_all_reasons) {
+          if (summary.reason == to_string(reason)) findings.reasons.insert(reason);
+        }
+        findings.detail = summary.detail;
+        const Health before = slot->verdict.health;
+        apply_run(slot->verdict, findings, config_.verdict);
+        if (slot->verdict.health != before) {
+          spdlog::info("{}: {} -> {} ({})", slot->info.id, to_string(before), to_string(slot->verdict.health),
+                       findings.detail);
+          notify("STATUS=" + status_line());
+        }
+      }
+      save_state();
+      return slot->info.id;
+    }
+    return Error{ErrorKind::invalid_argument, "no device matches '" + summary.device + "'"};
   }
 
   // The telemetry counters findings are judged against, and the verdicts telemetry events stand
@@ -508,21 +528,21 @@ class Service {
                         static_cast<int>(pid), running->current ? "start its next spec" : "open the device",
                         k_open_seconds);
         }
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
-                                     started ? elapsed : exit.elapsed_seconds);
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
+                                            started ? elapsed : exit.elapsed_seconds);
       } else if (exit.signal != 0 && !exit.killed) {
         outcome = "crashed";
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
-                                     "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
-                                         (started ? " while running the spec" : " before the spec started"),
-                                     exit.elapsed_seconds);
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
+                                            "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
+                                                (started ? " while running the spec" : " before the spec started"),
+                                            exit.elapsed_seconds);
       } else {
         outcome = "error";
         std::string message = !running->error.empty() ? running->error
                               : stopping_             ? "the daemon stopped before the run ended"
                                                       : describe_worker_exit(exit, pid) + " before reporting a result";
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
-                                     std::move(message), exit.elapsed_seconds);
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
+                                            std::move(message), exit.elapsed_seconds);
       }
       spdlog::error("{} {} seed {}: {}: {}", slot.info.id, spec_key(planned.spec), planned.spec.seed,
                     to_string(results[blamed]->status), results[blamed]->error);
@@ -534,8 +554,9 @@ class Service {
     if (running->job.on_demand) {
       std::vector<ProbeResult> all;
       for (std::size_t i = 0; i < results.size(); ++i) {
-        all.push_back(results[i] ? std::move(*results[i])
-                                 : unfinished(slot.info, specs[i].spec, RunStatus::error, ErrorKind::device_error,
+        all.push_back(results[i]
+                          ? std::move(*results[i])
+                          : unanswered_result(slot.info, specs[i].spec, RunStatus::error, ErrorKind::device_error,
                                               "not run: the worker ended at an earlier spec", 0.0));
       }
       // On-demand device time counts against the device's duty cycle like a scheduled run's.

@@ -13,7 +13,6 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/write.hpp>
-#include "probes/core/probe_result.hpp"
 
 extern char** environ;
 
@@ -195,6 +194,20 @@ void WorkerProcess::kill() {
   if (reaped_ || pid_ <= 0) return;
   exit_.killed = true;
   signal_group(SIGKILL);
+}
+
+ProbeResult unanswered_result(const DeviceInfo& device, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
+                              std::string why, double wall_seconds) {
+  ProbeResult result;
+  result.device = device;
+  result.spec = spec;
+  result.status = status;
+  result.error_kind = kind;
+  result.error = std::move(why);
+  result.check.pass = false;
+  result.wall_seconds = wall_seconds;
+  result.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return result;
 }
 
 std::string describe_worker_exit(const WorkerExit& exit, pid_t pid) {

@@ -23,7 +23,7 @@
 
 #include "common/expected.hpp"
 #include "daemon/worker_protocol.hpp"
-#include "probes/backends/compute_device.hpp"
+#include "probes/core/probe_result.hpp"
 
 namespace substrate {
 
@@ -54,6 +54,11 @@ struct FoundDevices {
 // not answer within `deadline_seconds` is killed and the list is empty, the notes saying why.
 FoundDevices discover_in_worker(const std::string& executable, const std::string& log_level,
                                 const std::vector<std::string>& backend_preference, double deadline_seconds);
+
+// The result of a spec whose worker gave none (hung, crashed, gone before reporting): the spec,
+// `status` and `kind` with `why` as its error, `wall_seconds` of it, finished now.
+ProbeResult unanswered_result(const DeviceInfo& device, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
+                              std::string why, double wall_seconds);
 
 class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
  public:

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "daemon/command_line.hpp"
+#include "daemon/control_socket.hpp"
 #include "daemon/diag_run.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/probe_command.hpp"
@@ -29,7 +30,10 @@ const cli::po::options_description& diag_options() {
         "min-peer-throughput-share", cli::takes("X"),
         "fail a device below this share of the best identical peer's throughput (default 0.9)")(
         "telemetry-period", cli::takes("S"), "seconds between telemetry samples (default 1)")(
-        "path.sysfs", cli::takes("DIR"), "replaces /sys for the sysfs telemetry readers")("help,h", "this text");
+        "path.sysfs", cli::takes("DIR"), "replaces /sys for the sysfs telemetry readers")(
+        "socket", cli::takes("PATH"),
+        "a running daemon's control socket, told each device's result (default $SUBSTRATED_SOCKET or\n"
+        "/run/substrated/control.sock)")("help,h", "this text");
     return d;
   }();
   return options;
@@ -59,6 +63,24 @@ std::optional<double> positive(const std::string& text, double max, bool zero_al
     return std::nullopt;
   }
   return value;
+}
+
+// Tells a running daemon each device's result (docs/diag.md, "The daemon knows"): it keeps the
+// last diag per device and fails a device whose diag failed. No daemon is no error: the result
+// is still printed; a daemon that refuses one is said on stderr.
+void tell_daemon(const std::string& socket, const diag::Report& report) {
+  for (const diag::Summary& summary : diag::summaries(report)) {
+    auto reply = control_request(socket, {{"command", "diag_result"}, {"diag", diag::to_json(summary)}}, 10.0);
+    if (!reply) {
+      if (reply.error().kind == ErrorKind::unavailable) return;  // no daemon running
+      std::cerr << "substrated: diag: the daemon was not told: " << reply.error().message << "\n";
+      return;
+    }
+    if (!reply->value("ok", false)) {
+      std::cerr << "substrated: diag: the daemon did not record " << summary.device << ": "
+                << reply->value("error", std::string("unknown error")) << "\n";
+    }
+  }
 }
 
 }  // namespace
@@ -112,6 +134,8 @@ int diag_command(const std::vector<std::string>& args) {
   options.progress_redraw = ::isatty(STDERR_FILENO) == 1;
   auto report = diag::run(options);
   if (!report) return fail(report.error().message);
+  const char* env = std::getenv("SUBSTRATED_SOCKET");
+  tell_daemon(line->last("socket").value_or(env && *env ? env : "/run/substrated/control.sock"), *report);
   if (line->has("json")) {
     std::cout << diag::to_json(*report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {

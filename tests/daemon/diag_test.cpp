@@ -201,3 +201,39 @@ TEST_CASE("diag: the JSON document has the report's shape", "[unit]") {
   CHECK(entry.at("power_watts").is_null());
   CHECK(entry.at("throttle_reasons").is_array());
 }
+
+TEST_CASE("diag: a summary for the daemon round-trips, and a malformed one is named", "[unit]") {
+  Report report;
+  report.level = 3;
+  report.started_at = 10;
+  report.finished_at = 20;
+  DeviceRecord record;
+  record.device = gpu("cuda0", 1);
+  record.device.uuid = "0f0e0d0c-0b0a-0908-0706-050403020100";
+  record.add(gemm_result(record.device, 0.1, RunStatus::fail), 0, 0, std::nullopt, 1, {});
+  DeviceRecord refused;
+  refused.device = gpu("cuda1", 1);
+  refused.refused = "device busy";
+  report.devices = {record, refused};
+  decide_verdicts(report.devices, 0.9, false);
+  const std::vector<Summary> all = summaries(report);
+  REQUIRE(all.size() == 1);  // the refused device ran nothing
+  CHECK(all[0].device == record.device.uuid);
+  CHECK(all[0].verdict == "fail");
+  CHECK(all[0].reason == "golden_mismatch");
+  CHECK(all[0].detail.find("diag level 3") != std::string::npos);
+  auto back = parse_summary(to_json(all[0]));
+  REQUIRE(back);
+  CHECK(to_json(*back) == to_json(all[0]));
+
+  nlohmann::json bad = to_json(all[0]);
+  bad["level"] = 9;
+  CHECK(parse_summary(bad).error().message.find("'level'") != std::string::npos);
+  bad = to_json(all[0]);
+  bad["reason"] = "";
+  CHECK(parse_summary(bad).error().message.find("needs a 'reason'") != std::string::npos);
+  bad = to_json(all[0]);
+  bad.erase("iterations");
+  CHECK(parse_summary(bad).error().message.find("'iterations'") != std::string::npos);
+  CHECK_FALSE(parse_summary(nlohmann::json::array()));
+}

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/daemon_process.hpp"
 #include "tests/support/run_command.hpp"
 
 extern char** environ;
@@ -243,4 +244,40 @@ TEST_CASE("diag: Ctrl-C stops the workers and prints the partial report as inter
   CHECK(device.at("verdict") == "error");
   CHECK(device.at("iterations").get<int>() >= 1);
   CHECK(doc.at("diag").at("finished_at").get<double>() - doc.at("diag").at("started_at").get<double>() < 60);
+}
+
+TEST_CASE("diag: a running daemon keeps each device's last diag, and a failed diag fails the device", "[e2e]") {
+  substrate::testing::DaemonProcess daemon(
+      "  gemm:\n    enabled: false\n  attention:\n    enabled: false\n"
+      "  memory:\n    enabled: false\n");
+  daemon.start();
+  REQUIRE(daemon.wait_ready());
+  INFO(daemon.log());
+  const auto vulkan0 = [&] {
+    const json status = json::parse(substrate::testing::http_get(daemon.port(), "/status").body);
+    for (const json& device : status.at("devices"))
+      if (device.at("device").at("id") == "vulkan0") return device;
+    return json();
+  };
+  CHECK(vulkan0().at("last_diag").is_null());
+  const Diag clean = run_diag("--level 1 --device vulkan0 --socket " + daemon.socket_path());
+  CHECK(clean.exit_code == 0);
+  CHECK(vulkan0().at("last_diag").at("verdict") == "pass");
+  CHECK(vulkan0().at("last_diag").at("level") == 1);
+
+  const Diag drill =
+      run_diag("--level 2 --duration 1 --device vulkan0 --inject bit=30,row=3,col=5 --socket " + daemon.socket_path());
+  CHECK(drill.exit_code == 1);
+  const json device = vulkan0();
+  const json& last = device.at("last_diag");
+  CHECK(last.at("verdict") == "fail");
+  CHECK(last.at("level") == 2);
+  CHECK(last.at("reason") == "golden_mismatch");
+  CHECK(last.at("finished_at").get<double>() >= last.at("started_at").get<double>());
+  CHECK(device.at("health") == "failed");
+  CHECK(device.at("reasons").dump().find("diag level 2") != std::string::npos);
+  // Kept in the state, so a restarted daemon still shows it.
+  const std::string state = slurp((daemon.dir() / "state" / "state.json").string());
+  CHECK(state.find("\"diags\"") != std::string::npos);
+  CHECK(state.find("gemm/f32/exact/128x128x128 failed") != std::string::npos);
 }
