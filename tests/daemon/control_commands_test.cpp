@@ -31,7 +31,8 @@ struct Harness {
              },
              [this](std::size_t device, std::vector<ProbeSpec> specs, double timeout, ControlCommands::RunDone done) {
                calls.push_back({device, std::move(specs), timeout, std::move(done)});
-             }},
+             },
+             {}},
             max_host_bytes) {}
 
   void send(const json& request) {

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace substrate;
 using namespace substrate::diag;
 
@@ -104,9 +106,13 @@ TEST_CASE("diag: a changed fingerprint fails the iteration; kept are first, fail
   CHECK(record.failed_iterations == 1);
   CHECK(record.fail_results == 1);
   REQUIRE(record.results.size() == 3);  // the first, the failing third, the last
-  CHECK(record.results[1].status == RunStatus::fail);
-  CHECK(record.results[1].error_kind == ErrorKind::hardware_fault);
-  CHECK(record.results[1].error.find("differs from the first") != std::string::npos);
+  const auto failing = std::find_if(record.results.begin(), record.results.end(),
+                                    [](const ProbeResult& r) { return r.status == RunStatus::fail; });
+  REQUIRE(failing != record.results.end());
+  CHECK(failing->error_kind == ErrorKind::hardware_fault);
+  CHECK(failing->error.find("differs from the first") != std::string::npos);
+  CHECK(std::count_if(record.results.begin(), record.results.end(),
+                      [](const ProbeResult& r) { return r.fingerprint == "abc"; }) == 2);
   REQUIRE(record.timeline.size() == 5);
   CHECK(record.timeline[2].status == "fail");
   CHECK(record.timeline[4].iteration == 4);
