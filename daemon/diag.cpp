@@ -178,8 +178,8 @@ void DeviceRecord::add(ProbeResult result, std::size_t index, std::uint64_t iter
   entry.throughput = result.status == RunStatus::pass || failed(result) ? throughput_of(result) : std::nullopt;
   entry.telemetry = newest;
   timeline.push_back(std::move(entry));
-  // Kept: the first of each spec and every failing one for good; the newest passing one of
-  // each spec in one place that later passes overwrite (the last iteration's, at the end).
+  // Kept: the first of each spec and every failing one for good, and the newest passing one of
+  // each spec until a later pass replaces it (the last iteration's, at the end).
   const bool first = !seen_.count(index);
   const bool keep = first || failed(result) || could_not_run(result);
   seen_.insert(index);
@@ -191,31 +191,38 @@ void DeviceRecord::add(ProbeResult result, std::size_t index, std::uint64_t iter
     results.push_back(std::move(result));
     return;
   }
+  // Moved to the end, so `results` stays in the order the runs finished.
   if (const auto it = newest_.find(index); it != newest_.end()) {
-    results[it->second] = std::move(result);
-  } else {
-    results.push_back(std::move(result));
-    newest_[index] = results.size() - 1;
+    const std::size_t at = it->second;
+    results.erase(results.begin() + static_cast<std::ptrdiff_t>(at));
+    for (auto& [spec, position] : newest_) position -= position > at ? 1 : 0;
   }
+  results.push_back(std::move(result));
+  newest_[index] = results.size() - 1;
 }
 
-std::map<std::string, double> median_throughput(const DeviceRecord& record) {
+std::map<std::string, ThroughputSpread> throughput_spread(const DeviceRecord& record) {
   std::map<std::string, std::vector<double>> samples;
   for (const TimelineEntry& entry : record.timeline) {
     if (entry.status == "pass" && entry.throughput) samples[entry.spec_key].push_back(*entry.throughput);
   }
-  std::map<std::string, double> medians;
+  std::map<std::string, ThroughputSpread> spreads;
   for (auto& [key, values] : samples) {
     std::sort(values.begin(), values.end());
     const std::size_t n = values.size();
-    medians[key] = n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2.0;
+    spreads[key] = {values.front(), n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2.0, values.back(),
+                    n};
   }
-  return medians;
+  return spreads;
 }
 
 void compare_peers(std::vector<DeviceRecord>& records) {
   std::vector<std::map<std::string, double>> medians;
-  for (const DeviceRecord& record : records) medians.push_back(median_throughput(record));
+  for (const DeviceRecord& record : records) {
+    std::map<std::string, double> median;
+    for (const auto& [key, spread] : throughput_spread(record)) median[key] = spread.median;
+    medians.push_back(std::move(median));
+  }
   for (std::size_t i = 0; i < records.size(); ++i) {
     std::optional<double> share;
     for (const auto& [key, mine] : medians[i]) {
@@ -390,14 +397,22 @@ json to_json(const Report& report) {
                          {"ecc_uncorrected", s.ecc_uncorrected},
                          {"xid_events", s.xid_events}});
     }
-    json throughput = json::object();
-    for (const auto& [key, median] : median_throughput(record)) throughput[key] = median;
+    json throughput = json::object(), spread = json::object();
+    for (const auto& [key, s] : throughput_spread(record)) {
+      throughput[key] = s.median;
+      spread[key] = {{"min", s.min},
+                     {"median", s.median},
+                     {"max", s.max},
+                     {"samples", s.samples},
+                     {"min_over_median", s.median > 0 ? s.min / s.median : 0.0}};
+    }
     json entry = {{"device", record.device},
                   {"verdict", record.verdict},
                   {"iterations", record.iterations},
                   {"failed_iterations", record.failed_iterations},
                   {"peer_throughput_share", optional_number(record.peer_throughput_share)},
                   {"median_throughput", throughput},
+                  {"throughput_spread", spread},
                   {"results", record.results},
                   {"results_left_out", record.results_left_out},
                   {"timeline", timeline},

@@ -103,8 +103,13 @@ struct DeviceRecord {
   std::optional<std::uint64_t> failed_pass_;   // the newest pass counted as failed
 };
 
-// The throughput of a device for each spec key: the median of its passing iterations.
-std::map<std::string, double> median_throughput(const DeviceRecord& record);
+// Iteration-to-iteration consistency of one spec's throughput over its passing iterations.
+struct ThroughputSpread {
+  double min = 0.0, median = 0.0, max = 0.0;
+  std::uint64_t samples = 0;
+};
+// The spread of a device's throughput for each spec key (FLOP/s or bytes/s, throughput_of).
+std::map<std::string, ThroughputSpread> throughput_spread(const DeviceRecord& record);
 
 // Peer comparison: devices of the same name (model) and backend are peers; for each spec key
 // both ran, a device's median throughput over the best peer's; a device's share is the lowest

@@ -425,6 +425,11 @@ int status_command(const std::vector<std::string>& args) {
       }
       std::cout << (change.value("reset_baselines", false) ? "; baselines reset" : "") << "\n";
     }
+    if (const auto diag = device.value("last_diag", nlohmann::json()); diag.is_object()) {
+      std::cout << "    last diag: level " << diag.value("level", 0) << ", " << diag.value("verdict", std::string())
+                << ", " << diag.value("iterations", std::uint64_t{0}) << " iteration(s)"
+                << (diag.value("interrupted", false) ? ", interrupted" : "") << "\n";
+    }
     for (const auto& [probe, info] : device.at("probes").items()) {
       std::cout << "    " << probe << ": " << info.at("runs").get<std::uint64_t>() << " run(s)"
                 << (info.at("drill").get<bool>() ? ", DRILL configured" : "") << "\n";

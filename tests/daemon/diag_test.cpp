@@ -113,6 +113,7 @@ TEST_CASE("diag: a changed fingerprint fails the iteration; kept are first, fail
   CHECK(failing->error.find("differs from the first") != std::string::npos);
   CHECK(std::count_if(record.results.begin(), record.results.end(),
                       [](const ProbeResult& r) { return r.fingerprint == "abc"; }) == 2);
+  CHECK(failing == record.results.begin() + 1);  // in the order the runs finished
   REQUIRE(record.timeline.size() == 5);
   CHECK(record.timeline[2].status == "fail");
   CHECK(record.timeline[4].iteration == 4);
@@ -134,6 +135,9 @@ TEST_CASE("diag: a device below the share of its best identical peer fails; lone
     records[2].add(gemm_result(records[2].device, 9.0), 0, pass, std::nullopt, 0, {});
   }
   compare_peers(records);
+  const ThroughputSpread spread = throughput_spread(records[1]).at("gemm/f32/exact/1024x1024x1024");
+  CHECK(spread.samples == 3);
+  CHECK(spread.min == Approx(spread.max));
   CHECK(records[0].peer_throughput_share.value() == Approx(1.0));
   CHECK(records[1].peer_throughput_share.value() == Approx(0.8));
   CHECK_FALSE(records[2].peer_throughput_share);

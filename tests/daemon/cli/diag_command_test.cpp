@@ -264,6 +264,8 @@ TEST_CASE("diag: a running daemon keeps each device's last diag, and a failed di
   CHECK(clean.exit_code == 0);
   CHECK(vulkan0().at("last_diag").at("verdict") == "pass");
   CHECK(vulkan0().at("last_diag").at("level") == 1);
+  const auto status = substrate::testing::run_substrated("status --socket " + daemon.socket_path());
+  CHECK(status.output.find("last diag: level 1, pass") != std::string::npos);
 
   const Diag drill =
       run_diag("--level 2 --duration 1 --device vulkan0 --inject bit=30,row=3,col=5 --socket " + daemon.socket_path());
