@@ -14,6 +14,7 @@
 
 #include "daemon/diag.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
+#include "daemon/scheduler.hpp"
 #include "daemon/verdict.hpp"
 #include "probes/core/probe_result.hpp"
 #include "probes/telemetry/model.hpp"
@@ -52,7 +53,8 @@ struct DeviceStats {
   std::map<std::string, std::uint64_t> baseline_resets;               // by reason label
   std::map<std::string, std::uint64_t> device_changes;                // by changed field ("what"); new_device
   nlohmann::json recorded_changes = nlohmann::json::array();          // for /status (daemon/device_changes.hpp)
-  std::optional<diag::Summary> last_diag;                             // the last `substrated diag` (docs/diag.md)
+  std::map<std::string, ProbeTimer> schedule;  // enabled probes: interval, next run, deferral reason
+  std::optional<diag::Summary> last_diag;      // the last `substrated diag` (docs/diag.md)
 };
 
 // A device and its worker, at the moment of a scrape.
@@ -65,6 +67,10 @@ struct DeviceView {
 // Everything /metrics and /status render; pointers into the service's state, valid for one call.
 struct DaemonView {
   std::vector<DeviceView> devices;
+  // Every compute device discovery found, before the `devices:` selection: the identity labels
+  // number GPUs among all of them (probes/telemetry/identity.hpp). A view without them numbers
+  // each device among `devices`' alone.
+  std::vector<DeviceInfo> host_devices;
   std::string config_source;
   bool reload_successful = true;
   double reload_timestamp = 0.0;                            // unix seconds of the last successful load
@@ -74,6 +80,8 @@ struct DaemonView {
   std::uint64_t telemetry_overruns = 0;                     // reads skipped: the previous one still ran
   std::uint32_t expected_devices = 0;                       // config: devices this host should have; 0: none
   std::string node_name;                                    // $NODE_NAME, else the host name
+  std::string host_name;                                    // uname's nodename
+  double max_staleness_seconds = 0.0;                       // config: the longest a busy device defers a probe
   // Pod attribution (daemon/kubelet/pod_resources.hpp): null when it is off.
   const kubelet::PodResourcesWatcher::Snapshot* pod_resources = nullptr;
   std::string pod_resources_socket;

@@ -9,6 +9,7 @@
 #include "daemon/git_revision.hpp"
 #include "daemon/process_metrics.hpp"
 #include "probes/core/registry.hpp"
+#include "probes/telemetry/identity.hpp"
 #include "probes/telemetry/metrics.hpp"
 
 namespace substrate {
@@ -78,9 +79,17 @@ std::string render_metrics(const DaemonView& view) {
             "failed): not compiled in, no driver, no devices, a device unusable. Texts in /status backend_notes.",
             {{"backend", backend}}, static_cast<double>(count));
   }
+  // The node under the names the other exporters give it, so their series join without relabelling:
+  // kube-state-metrics' `node`, dcgm-exporter's `Hostname` (both $NODE_NAME in Kubernetes, else the
+  // host name) and node_exporter's `nodename` (uname).
   f.gauge("substrate_node_info",
-          "The node this daemon runs on: $NODE_NAME (the DaemonSet sets it from spec.nodeName), else the host name.",
-          {{"node", view.node_name}}, 1);
+          "The node this daemon runs on: node and Hostname are $NODE_NAME (the DaemonSet sets it from spec.nodeName), "
+          "else the host name; nodename is the host name as uname gives it.",
+          {{"node", view.node_name}, {"Hostname", view.node_name}, {"nodename", view.host_name}}, 1);
+  f.gauge("substrate_max_staleness_seconds",
+          "max_staleness_seconds: a probe deferred because its device is busy runs at the latest this long after its "
+          "last run.",
+          {}, view.max_staleness_seconds);
   f.gauge("substrate_config_last_reload_successful", "1 when the last configuration (re)load succeeded.", {},
           view.reload_successful ? 1 : 0);
   f.gauge("substrate_config_last_reload_success_timestamp_seconds", "Time of the last successful configuration load.",
@@ -117,18 +126,21 @@ std::string render_metrics(const DaemonView& view) {
     f.counter("substrate_pod_resources_errors_total", "Failed Lists of the kubelet's pod-resources API.", {},
               static_cast<double>(pods->errors));
   }
+  // Every per-device series below is labelled through telemetry::identity_labels(), so each joins
+  // dcgm-exporter's on UUID, pci_bus_id or gpu (docs/metrics.md#device-identity).
+  std::vector<telemetry::DeviceIdentity> identities;
   for (const DeviceView& device : view.devices) {
-    const DeviceStats* slot = device.stats;
+    identities.push_back(telemetry::device_identity(device.stats->info, view.host_devices));
+  }
+  for (std::size_t i = 0; i < view.devices.size(); ++i) {
+    const DeviceStats* slot = view.devices[i].stats;
     const DeviceInfo& info = slot->info;
-    const std::string& d = info.id;
+    const telemetry::DeviceIdentity& id = identities[i];
+    auto with = [&id](std::vector<prometheus::ClientMetric::Label> more = {}) {
+      return telemetry::identity_labels(id, std::move(more));
+    };
     f.gauge("substrate_device_info", "Compute device identity.",
-            {{"device", d},
-             {"uuid", info.uuid},
-             {"name", info.name},
-             {"vendor", info.vendor},
-             {"driver", info.driver},
-             {"backend", info.backend},
-             {"pci_bus_id", info.pci_bus_id}},
+            with({{"name", info.name}, {"vendor", info.vendor}, {"driver", info.driver}, {"backend", info.backend}}),
             1);
     if (pods) {
       // One series per (device, container): which workload is on the device that lies.
@@ -136,44 +148,56 @@ std::string render_metrics(const DaemonView& view) {
         if (!kubelet::names_device(a.device_id, info.uuid, info.pci_bus_id)) continue;
         f.gauge("substrate_device_pod_info",
                 "Pod, namespace and container the kubelet assigned this device to (pod-resources API).",
-                {{"device", d},
-                 {"uuid", info.uuid},
-                 {"resource", a.resource_name},
-                 {"pod", a.pod},
-                 {"namespace", a.pod_namespace},
-                 {"container", a.container}},
+                with({{"resource", a.resource_name},
+                      {"pod", a.pod},
+                      {"namespace", a.pod_namespace},
+                      {"container", a.container}}),
                 1);
       }
     }
     const Health health = effective_verdict(slot->verdict, slot->telemetry_conditions).health;
     for (Health h : k_all_health) {
       f.gauge("substrate_device_health", "1 for the device's current verdict, 0 for the other states." + last,
-              {{"device", d}, {"state", to_string(h)}}, h == health ? 1 : 0);
+              with({{"state", to_string(h)}}), h == health ? 1 : 0);
     }
     for (const auto& [reason, count] : slot->baseline_resets) {
-      f.counter("substrate_baseline_resets_total", "", {{"device", d}, {"reason", reason}}, static_cast<double>(count));
+      f.counter("substrate_baseline_resets_total", "", with({{"reason", reason}}), static_cast<double>(count));
     }
     for (const char* outcome : {"ok", "hung", "crashed", "error"}) {
       const auto it = slot->worker_exits.find(outcome);
-      f.counter("substrate_worker_exits_total", "", {{"device", d}, {"outcome", outcome}},
+      f.counter("substrate_worker_exits_total", "", with({{"outcome", outcome}}),
                 it == slot->worker_exits.end() ? 0.0 : static_cast<double>(it->second));
     }
     for (const auto& [what, count] : slot->device_changes) {
-      f.counter("substrate_device_changes_total", "", {{"device", d}, {"what", what}}, static_cast<double>(count));
+      f.counter("substrate_device_changes_total", "", with({{"what", what}}), static_cast<double>(count));
     }
     for (const auto& [skip, count] : slot->skipped) {
-      f.counter("substrate_probe_skipped_total", "",
-                {{"device", d}, {"probe", skip.first}, {"reason", to_string(skip.second)}}, static_cast<double>(count));
+      f.counter("substrate_probe_skipped_total", "", with({{"probe", skip.first}, {"reason", to_string(skip.second)}}),
+                static_cast<double>(count));
+    }
+    // The scheduler's view of each enabled probe, from its start on (SubstrateProbeStale reads it).
+    for (const auto& [probe, timer] : slot->schedule) {
+      f.gauge("substrate_probe_interval_seconds", "Configured interval of the probe; each run is re-armed at it.",
+              with({{"probe", probe}}), timer.interval_seconds);
+      f.gauge("substrate_probe_next_run_timestamp_seconds",
+              "When the probe's timer fires next (in the past while the probe is due or running).",
+              with({{"probe", probe}}), timer.next_run);
+      for (Deferral deferral : k_all_deferrals) {
+        f.gauge("substrate_probe_deferred",
+                "1 while the probe's next run is deferred for this reason: busy (GPU utilisation above "
+                "busy_utilization, at most max_staleness_seconds after its last run), duty_cycle (duty-cycle budget "
+                "spent), hung_backoff (the device is hung and waits for its retry).",
+                with({{"probe", probe}, {"reason", to_string(deferral)}}), timer.deferral == deferral ? 1 : 0);
+      }
     }
     double bandwidth = -1, bad_words = -1;
     for (const auto& [probe, s] : slot->probes) {
-      const std::vector<prometheus::ClientMetric::Label> labels{{"device", d}, {"probe", probe}};
+      const std::vector<prometheus::ClientMetric::Label> labels = with({{"probe", probe}});
       f.counter("substrate_probe_runs_total", "Completed scheduled probe runs.", labels, static_cast<double>(s.runs));
       // Every reason from the first run on, zeros included, so increase() sees the first failure.
       for (Reason reason : k_all_reasons) {
         const auto it = s.failures.find(reason);
-        f.counter("substrate_probe_failures_total", "",
-                  {{"device", d}, {"probe", probe}, {"reason", to_string(reason)}},
+        f.counter("substrate_probe_failures_total", "", with({{"probe", probe}, {"reason", to_string(reason)}}),
                   it == s.failures.end() ? 0.0 : static_cast<double>(it->second));
       }
       f.gauge("substrate_probe_error_budget_ratio", "Max over elements of error divided by the derived bound." + last,
@@ -213,13 +237,12 @@ std::string render_metrics(const DaemonView& view) {
         f.gauge(
             "substrate_kernel_fingerprint_info",
             "Hash of the output bits of a probe spec; equal model, driver, kernel build and spec must agree." + last,
-            {{"device", d},
-             {"probe", probe},
-             {"spec", spec_key(r.spec) + "#" + std::to_string(r.spec.seed)},
-             {"fingerprint", r.fingerprint},
-             {"model", info.name},
-             {"driver", info.driver},
-             {"kernel_build", info.kernel_build}},
+            with({{"probe", probe},
+                  {"spec", spec_key(r.spec) + "#" + std::to_string(r.spec.seed)},
+                  {"fingerprint", r.fingerprint},
+                  {"model", info.name},
+                  {"driver", info.driver},
+                  {"kernel_build", info.kernel_build}}),
             1);
       }
       for (const ProbeResult& r : s.last_results) {
@@ -238,17 +261,17 @@ std::string render_metrics(const DaemonView& view) {
     }
     if (!image.empty()) {
       f.gauge("substrate_kernel_image_info", "1 for the kernel image the driver loaded for the device.",
-              {{"device", d}, {"image", image}}, 1);
+              with({{"image", image}}), 1);
     }
     if (bandwidth >= 0) {
       f.gauge("substrate_memory_bandwidth_bytes_per_second", "Achieved by the memory probe (read plus written)." + last,
-              {{"device", d}}, bandwidth);
+              with(), bandwidth);
       f.gauge("substrate_memory_bad_words", "Bad words in the last memory probe run, retention block included." + last,
-              {{"device", d}}, bad_words);
+              with(), bad_words);
     }
   }
   std::vector<prometheus::MetricFamily> families = std::move(f.all());
-  for (auto& family : telemetry::to_metric_families(*view.telemetry)) families.push_back(std::move(family));
+  for (auto& family : telemetry::to_metric_families(*view.telemetry, identities)) families.push_back(std::move(family));
   for (auto& family : process_metric_families(scrape_started)) families.push_back(std::move(family));
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -24,4 +24,18 @@ double DutyCycleBudget::defer(double cost, double round_cost, double max_duty_cy
   return std::clamp(wait, 1.0, k_max_delay_seconds);
 }
 
+const char* to_string(Deferral deferral) {
+  switch (deferral) {
+    case Deferral::none:
+      return "none";
+    case Deferral::busy:
+      return "busy";
+    case Deferral::duty_cycle:
+      return "duty_cycle";
+    case Deferral::hung_backoff:
+      return "hung_backoff";
+  }
+  return "none";
+}
+
 }  // namespace substrate

@@ -1,6 +1,7 @@
 #pragma once
 // Pure scheduling arithmetic of the daemon (no timers, no I/O), tested alone.
 #include <chrono>
+#include <string>
 
 namespace substrate {
 
@@ -29,6 +30,22 @@ class DutyCycleBudget {
   double tokens_ = 0.0;
   bool started_ = false;
   Clock::time_point updated_{};
+};
+
+// Why a probe's timer was set later than its interval: the exported deferral reason
+// (substrate_probe_deferred), which SubstrateProbeStale reads. busy: the device's GPU utilisation
+// was above busy_utilization, deferred at most max_staleness_seconds after the probe's last run;
+// duty_cycle: the device's duty-cycle budget had no device time for it; hung_backoff: the device
+// is hung and waits for its retry.
+enum class Deferral { none, busy, duty_cycle, hung_backoff };
+inline constexpr Deferral k_all_deferrals[] = {Deferral::busy, Deferral::duty_cycle, Deferral::hung_backoff};
+const char* to_string(Deferral deferral);
+
+// What the scheduler last decided for one probe on one device, as /metrics shows it.
+struct ProbeTimer {
+  double interval_seconds = 0.0;  // the configured interval (each run is re-armed at it, jittered)
+  double next_run = 0.0;          // unix seconds the timer fires next; in the past while due or running
+  Deferral deferral = Deferral::none;
 };
 
 }  // namespace substrate

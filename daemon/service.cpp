@@ -63,12 +63,19 @@ constexpr const char* k_worker_executable = "/proc/self/exe";
 // start (goldens are computed while the device runs, so this gap is short), "done" to exit.
 constexpr double k_open_seconds = 60.0;
 constexpr double k_exit_seconds = 10.0;
-// $NODE_NAME where Kubernetes sets it, else the host name: what substrate_node_info says.
-std::string node_name() {
-  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
+// The host name (uname's nodename, what node_exporter's node_uname_info says): substrate_node_info's
+// `nodename`, so node_exporter's series join on it.
+std::string host_name() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) return "unknown";
   return host;
+}
+
+// $NODE_NAME where Kubernetes sets it, else the host name: substrate_node_info's `node` (as
+// kube-state-metrics names nodes) and `Hostname` (as dcgm-exporter does, from the same $NODE_NAME).
+std::string node_name() {
+  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
+  return host_name();
 }
 
 double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
@@ -137,7 +144,8 @@ class Service {
         config_path_(std::move(config_path)),
         store_(config_.state_directory),
         rng_(std::random_device{}()),
-        backend_notes_(std::move(found.notes)) {
+        backend_notes_(std::move(found.notes)),
+        host_devices_(found.devices) {
     for (DeviceInfo& info : found.devices) {
       bool selected = false;
       for (const std::string& selector : config_.devices) selected = selected || device_matches(info, selector);
@@ -325,7 +333,12 @@ class Service {
     }
   }
 
-  void arm(Slot& slot, const std::string& probe, double delay) {
+  // Sets the probe's timer `delay` seconds ahead and records why (substrate_probe_deferred).
+  void arm(Slot& slot, const std::string& probe, double delay, Deferral deferral = Deferral::none) {
+    const auto schedule = config_.probes.find(probe);
+    if (schedule != config_.probes.end()) {
+      slot.schedule[probe] = {schedule->second.interval_seconds, unix_now() + std::max(0.0, delay), deferral};
+    }
     auto& timer = slot.timers[probe];
     if (!timer) timer = std::make_unique<asio::steady_timer>(io_);
     timer->expires_after(seconds(delay));
@@ -355,7 +368,7 @@ class Service {
     const ProbeSchedule& schedule = schedule_it->second;
     // A hung device is retried only once its backoff has passed.
     if (slot.verdict.health == Health::hung && seconds_until(slot.retry_at) > 0) {
-      arm(slot, probe, seconds_until(slot.retry_at));
+      arm(slot, probe, seconds_until(slot.retry_at), Deferral::hung_backoff);
       return;
     }
     // Duty-cycle budget: device time accrues at max_duty_cycle per second of wall time.
@@ -365,7 +378,7 @@ class Service {
     const double wait = slot.budget.defer(cost, round, config_.max_duty_cycle, Clock::now());
     if (wait > 0.0) {
       spdlog::debug("{} {}: duty-cycle budget exhausted, deferred {:.0f} s", slot.info.id, probe, wait);
-      arm(slot, probe, wait);
+      arm(slot, probe, wait, Deferral::duty_cycle);
       return;
     }
     // Busy devices are deferred, but never beyond the maximum staleness.
@@ -374,9 +387,10 @@ class Service {
     const auto busy = utilization(slot);
     if (busy && *busy > config_.busy_utilization && last > 0 && unix_now() - last < config_.max_staleness_seconds) {
       spdlog::debug("{} {}: device busy ({:.0f}%), deferred", slot.info.id, probe, *busy * 100);
-      arm(slot, probe, std::min(60.0, schedule.interval_seconds / 4));
+      arm(slot, probe, std::min(60.0, schedule.interval_seconds / 4), Deferral::busy);
       return;
     }
+    slot.schedule[probe].deferral = Deferral::none;
     slot.due.push_back(probe);
     pump(slot);
   }
@@ -785,6 +799,7 @@ class Service {
       for (auto& slot : slots_) {
         auto timer = slot->timers.find(probe);
         if (timer != slot->timers.end()) timer->second->cancel();
+        if (!schedule.enabled) slot->schedule.erase(probe);
         if (!schedule.enabled || is_pending(*slot, probe)) continue;
         std::uniform_real_distribution<double> first(0.0, std::min(2.0, schedule.interval_seconds));
         arm(*slot, probe, first(rng_));
@@ -927,6 +942,9 @@ class Service {
     v.telemetry_overruns = telemetry_overruns_;
     v.expected_devices = config_.expected_devices;
     v.node_name = node_name_;
+    v.host_name = host_name_;
+    v.max_staleness_seconds = config_.max_staleness_seconds;
+    v.host_devices = host_devices_;
     if (pods_) {
       pod_snapshot_ = pods_->snapshot();
       v.pod_resources = &pod_snapshot_;
@@ -949,6 +967,7 @@ class Service {
   State state_;
   std::mt19937_64 rng_;
   std::vector<std::string> backend_notes_;
+  std::vector<DeviceInfo> host_devices_;  // every device discovery found, selected or not (identity labels)
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HttpServer> http_;
   WebFlags web_flags_;
@@ -957,6 +976,7 @@ class Service {
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<telemetry::TelemetryReader> telemetry_;
   const std::string node_name_ = node_name();
+  const std::string host_name_ = host_name();
   KubeletSettings kubelet_settings_;
   std::unique_ptr<kubelet::PodResourcesWatcher> pods_;           // null: pod attribution off
   mutable kubelet::PodResourcesWatcher::Snapshot pod_snapshot_;  // what view() last lent the renderers

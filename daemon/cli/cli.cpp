@@ -20,6 +20,7 @@
 #include "daemon/report.hpp"
 #include "daemon/service.hpp"
 #include "daemon/telemetry_reader.hpp"
+#include "daemon/web_config.hpp"
 #include "probes/core/registry.hpp"
 #include "probes/telemetry/join.hpp"
 
@@ -454,6 +455,12 @@ int config_command(const std::vector<std::string>& args) {
   if (!config) {
     std::cerr << config.error().message << "\n";
     return fold_exit_code({Outcome::fault});  // `config check` reports the file, it is not the daemon's start
+  }
+  // The web configuration it names is read at start too (TLS files, bcrypt hashes): a file that
+  // passes the check must not stop the daemon at start or reload.
+  if (auto web = load_web_security({}, *config); !web) {
+    std::cerr << web.error().message << "\n";
+    return fold_exit_code({Outcome::fault});
   }
   std::cout << path << ": valid\n";
   return k_exit_ok;

@@ -54,7 +54,7 @@
     },
     {
       // Any page about a device covers that device's warnings.
-      source_matchers: ['severity="critical"', 'device=~".+"'],
+      source_matchers: ['severity="critical"', 'substrate_device=~".+"'],
       target_matchers: ['severity="warning"'],
       equal: eq,
     },

@@ -28,9 +28,11 @@
     // (these labels equal), and routes one device's alerts into one group (one notification). A
     // label missing from both alerts counts as equal, so `cluster` is harmless without clusters.
     clusterLabel: 'cluster',
-    deviceIdentityLabels: [self.clusterLabel, 'instance', 'device'],
+    deviceIdentityLabels: [self.clusterLabel, 'instance', 'substrate_device'],
 
-    // Scheduling, as configured in substrated.yaml (docs/configuration.md). Change them together.
+    // Scheduling, as configured in substrated.yaml (docs/configuration.md), for the dashboard's
+    // thresholds only: SubstrateProbeStale reads each probe's interval, deferral reason and
+    // max_staleness_seconds from the daemon's own series.
     probeIntervalSeconds: 300,  // probes.ID.interval_seconds
     maxStalenessSeconds: 3600,  // max_staleness_seconds: a busy device defers at most this long
     busyUtilization: 0.5,  // busy_utilization: above this GPU utilisation due probes defer

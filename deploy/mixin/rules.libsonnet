@@ -20,10 +20,10 @@
               (
                 (
                   substrate_probe_failures_total{%(sel)s} > 0
-                  unless on (job, instance, device, probe, reason)
+                  unless on (job, instance, substrate_device, probe, reason)
                     substrate_probe_failures_total{%(sel)s} offset 30m
                 )
-                and on (job, instance, device, probe)
+                and on (job, instance, substrate_device, probe)
                   substrate_probe_runs_total{%(sel)s} offset 30m
               )
             |||),
@@ -37,10 +37,10 @@
               (
                 (
                   substrate_fingerprint_changes_total{%(sel)s} > 0
-                  unless on (job, instance, device, probe)
+                  unless on (job, instance, substrate_device, probe)
                     substrate_fingerprint_changes_total{%(sel)s} offset 1h
                 )
-                and on (job, instance, device, probe)
+                and on (job, instance, substrate_device, probe)
                   substrate_probe_runs_total{%(sel)s} offset 1h
               )
             |||),
@@ -55,10 +55,10 @@
                 (
                   (
                     substrate_ecc_errors_total{%(sel)s,kind="uncorrected"} > 0
-                    unless on (job, instance, device, kind, scope, location)
+                    unless on (job, instance, substrate_device, kind, scope, location)
                       substrate_ecc_errors_total{%(sel)s,kind="uncorrected"} offset 1h
                   )
-                  and on (job, instance, device)
+                  and on (job, instance, substrate_device)
                     substrate_device_info{%(sel)s} offset 1h
                 )
               )
@@ -95,6 +95,55 @@
               / on (probe, spec, model, driver, kernel_build)
                 substrate:kernel_fingerprint:devices
             |||,
+          },
+        ],
+      },
+      {
+        // Joins with the exporters an operator already runs (docs/metrics.md#device-identity).
+        // Every substrate series carries dcgm-exporter's UUID, pci_bus_id and gpu; these add the
+        // node under each exporter's own label name and fold the verdict into one series per
+        // device, so dcgm-exporter's, node_exporter's and kube-state-metrics' series join them with
+        // `on (UUID)`, `on (nodename)`, `on (namespace, pod)` and no label_replace.
+        name: 'substrated.joins',
+        rules: [
+          {
+            // The verdict of each device as one number (0 healthy, 1 degraded, 2 failed, 3 hung,
+            // 4 unknown), with its identity and its node: `node` (kube-state-metrics), `Hostname`
+            // (dcgm-exporter), `nodename` (node_exporter). `>= 2` selects the failing devices.
+            record: 'substrate:device_verdict',
+            expr: f(|||
+              max without (state) (
+                  (substrate_device_health{%(sel)s,state="healthy"} == 1) * 0
+                or
+                  (substrate_device_health{%(sel)s,state="degraded"} == 1)
+                or
+                  (substrate_device_health{%(sel)s,state="failed"} == 1) * 2
+                or
+                  (substrate_device_health{%(sel)s,state="hung"} == 1) * 3
+                or
+                  (substrate_device_health{%(sel)s,state="unknown"} == 1) * 4
+              )
+              * on (job, instance) group_left (node, Hostname, nodename)
+                substrate_node_info{%(sel)s}
+            |||),
+          },
+          {
+            // The worst verdict per GPU UUID (a GPU checked by two backends, cuda0 and vulkan1, has
+            // two devices): one series per UUID, so dcgm-exporter's series take it with
+            // `* on (UUID) group_left` without a many-to-many match.
+            record: 'uuid:substrate_device_verdict:max',
+            expr: 'max by (UUID, Hostname) (substrate:device_verdict{UUID!=""})',
+          },
+          {
+            // The verdict of the device each container was assigned (kubelet pod-resources API),
+            // per (device, container): `>= 2` gives the pods on failing devices; kube-state-metrics'
+            // kube_pod_info joins it `on (namespace, pod)`.
+            record: 'substrate:device_pod_verdict',
+            expr: f(|||
+              substrate_device_pod_info{%(sel)s}
+              * on (job, instance, substrate_device) group_left (node, Hostname, nodename)
+                substrate:device_verdict
+            |||),
           },
         ],
       },

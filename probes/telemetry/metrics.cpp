@@ -1,8 +1,11 @@
 #include "probes/telemetry/metrics.hpp"
 
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
+
+#include "probes/telemetry/identity.hpp"
 
 namespace substrate::telemetry {
 
@@ -44,7 +47,13 @@ constexpr auto kCounter = prometheus::MetricType::Counter;
 
 }  // namespace
 
-std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapshot) {
+std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapshot,
+                                                         const std::vector<DeviceIdentity>& compute_devices) {
+  std::map<std::string, DeviceIdentity> identities;
+  for (const DeviceIdentity& identity : compute_devices) identities.emplace(identity.device, identity);
+  for (DeviceIdentity& identity : telemetry_only_identities(snapshot, compute_devices)) {
+    identities.emplace(identity.device, std::move(identity));
+  }
   FamilyBuilder source_info("substrate_telemetry_source_info",
                             "1 per telemetry source joined to a device (nvml, amdgpu, hwmon, accel).", kGauge);
   FamilyBuilder errors("substrate_telemetry_errors_total",
@@ -137,13 +146,9 @@ std::vector<prometheus::MetricFamily> to_metric_families(const Snapshot& snapsho
   if (snapshot.nvml_up) nvml_up.add({}, *snapshot.nvml_up ? 1 : 0);
 
   for (const TelemetryDevice& device : snapshot.devices) {
-    const std::string& id = device.device.empty() ? device.local_id : device.device;
+    const DeviceIdentity& identity = identities.at(device.device.empty() ? device.local_id : device.device);
     const Readings& r = device.readings;
-    auto with = [&id](Labels more = {}) {
-      Labels labels{{"device", id}};
-      labels.insert(labels.end(), more.begin(), more.end());
-      return labels;
-    };
+    auto with = [&identity](Labels more = {}) { return identity_labels(identity, std::move(more)); };
     source_info.add(with({{"source", device.source}}), 1);
     for (const auto& t : r.temperatures) temperature.add(with({{"sensor", t.sensor}}), t.celsius);
     for (const auto& t : r.temperature_thresholds) {

@@ -2,8 +2,14 @@
 // of a device that ran, bounded labels, and promtool's lint.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <set>
+#include <sstream>
+
 #include "daemon/metrics_export.hpp"
+#include "probes/telemetry/join.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 
@@ -80,26 +86,32 @@ TEST_CASE("metrics export: a device's verdict, runs, reasons and worker exits", 
   // Discovery notes by the backend they name; anything else is the discovery worker's own.
   CHECK_THAT(text, Catch::Contains("substrate_device_discovery_errors{backend=\"cuda\"} 1"));
   CHECK_THAT(text, Catch::Contains("substrate_device_discovery_errors{backend=\"discovery\"} 1"));
-  CHECK_THAT(text, Catch::Contains("substrate_device_health{device=\"vulkan0\",state=\"degraded\"} 1"));
-  CHECK_THAT(text, Catch::Contains("substrate_device_health{device=\"vulkan0\",state=\"healthy\"} 0"));
-  CHECK_THAT(text, Catch::Contains("substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"} 4"));
+  CHECK_THAT(text, Catch::Contains("substrate_device_health{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-"
+                                   "0000-000000000001\",state=\"degraded\"} 1"));
+  CHECK_THAT(text, Catch::Contains("substrate_device_health{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-"
+                                   "0000-000000000001\",state=\"healthy\"} 0"));
+  CHECK_THAT(text, Catch::Contains("substrate_probe_runs_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-"
+                                   "0000-000000000001\",probe=\"gemm\"} 4"));
   // Every reason from the first run on, zeros included.
-  CHECK_THAT(text,
-             Catch::Contains("substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"crashed\"} 0"));
-  CHECK_THAT(text, Catch::Contains("substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason="
+  CHECK_THAT(text, Catch::Contains("substrate_probe_failures_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
+                                   "0000-0000-000000000001\",probe=\"gemm\",reason=\"crashed\"} 0"));
+  CHECK_THAT(text, Catch::Contains("substrate_probe_failures_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
+                                   "0000-0000-000000000001\",probe=\"gemm\",reason="
                                    "\"fingerprint_change\"} 2"));
-  CHECK_THAT(text, Catch::Contains("substrate_worker_exits_total{device=\"vulkan0\",outcome=\"hung\"} 1"));
-  CHECK_THAT(text, Catch::Contains("substrate_worker_exits_total{device=\"vulkan0\",outcome=\"ok\"} 0"));
-  CHECK_THAT(text,
-             Catch::Contains(
-                 "substrate_probe_skipped_total{device=\"vulkan0\",probe=\"canary\",reason=\"not_implemented\"} 3"));
+  CHECK_THAT(text, Catch::Contains("substrate_worker_exits_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
+                                   "0000-0000-000000000001\",outcome=\"hung\"} 1"));
+  CHECK_THAT(text, Catch::Contains("substrate_worker_exits_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
+                                   "0000-0000-000000000001\",outcome=\"ok\"} 0"));
+  CHECK_THAT(text, Catch::Contains("substrate_probe_skipped_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
+                                   "0000-0000-000000000001\",probe=\"canary\",reason=\"not_implemented\"} 3"));
   CHECK_THAT(text, Catch::Contains("fingerprint=\"0123456789abcdef\""));
   CHECK_THAT(text, Catch::Contains("spec=\"gemm/f32/exact/16x16x16#1\""));
   // A telemetry condition raises the shown verdict, as /status does.
   f.stats.verdict.health = Health::healthy;
   f.stats.telemetry_conditions.push_back({false, "thermal slowdown", false});
   CHECK_THAT(render_metrics(f.view()),
-             Catch::Contains("substrate_device_health{device=\"vulkan0\",state=\"degraded\"} 1"));
+             Catch::Contains("substrate_device_health{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-0000-"
+                             "000000000001\",state=\"degraded\"} 1"));
 }
 
 TEST_CASE("metrics export: a drill's fingerprint is not exported and the text passes promtool", "[unit]") {
@@ -108,6 +120,80 @@ TEST_CASE("metrics export: a drill's fingerprint is not exported and the text pa
   const std::string text = render_metrics(f.view());
   CHECK_THAT(text, !Catch::Contains("substrate_kernel_fingerprint_info{"));
   const auto lint = telemetry::testing::promtool_check_metrics(render_metrics(ran_gemm().view()));
+  INFO(lint.output);
+  CHECK(lint.exit_code == 0);
+}
+
+TEST_CASE("metrics export: every per-device series carries the identity that joins dcgm-exporter's", "[unit]") {
+  Fixture f = ran_gemm();
+  f.stats.info.id = "cuda1";
+  f.stats.info.vendor = "nvidia";
+  f.stats.info.backend = "cuda";
+  f.stats.info.uuid = "5fd4a1b2-0c3d-4e5f-8a9b-0c1d2e3f4a5b";
+  f.stats.info.pci_bus_id = "0000:3b:00.0";
+  f.stats.info.kernel_image = "sass sm_90";
+  f.stats.baseline_resets["driver_change"] = 1;
+  f.stats.device_changes["driver"] = 1;
+  ProbeResult memory;
+  memory.spec.probe = "memory";
+  memory.memory = MemoryDetails{};
+  f.stats.probes["memory"].last_results.push_back(memory);
+  // Telemetry from NVML joined to cuda1, and a GPU the daemon does not check (nvml0).
+  telemetry::TelemetryDevice nvml;
+  nvml.source = telemetry::kSourceNvml;
+  nvml.local_id = "nvml1";
+  nvml.pci_bus_id = "00000000:3B:00.0";
+  nvml.readings.temperatures.push_back({"gpu", 50.0});
+  nvml.readings.ecc.push_back({"uncorrected", "volatile", "total", 0});
+  nvml.readings.xids.push_back({79, 1, 1700000000.0});
+  telemetry::TelemetryDevice other = nvml;
+  other.local_id = "nvml0";
+  other.pci_bus_id = "00000000:1A:00.0";
+  f.telemetry.devices = {nvml, other};
+  DeviceInfo unselected = f.stats.info;
+  unselected.id = "cuda0";
+  unselected.pci_bus_id = "0000:1a:00.0";
+  f.telemetry = telemetry::join_devices(f.telemetry, {f.stats.info});
+  kubelet::PodResourcesWatcher::Snapshot pods;
+  pods.up = true;
+  pods.assignments.push_back({"nvidia.com/gpu", "GPU-5FD4A1B2-0C3D-4E5F-8A9B-0C1D2E3F4A5B", "trainer-0", "ml", "main"});
+  DaemonView view = f.view();
+  view.host_devices = {unselected, f.stats.info};
+  view.pod_resources = &pods;
+  const std::string text = render_metrics(view);
+
+  const std::map<std::string, std::string> cuda1{
+      {"UUID", "GPU-5fd4a1b2-0c3d-4e5f-8a9b-0c1d2e3f4a5b"}, {"pci_bus_id", "00000000:3B:00.0"}, {"gpu", "1"}};
+  std::set<std::string> families;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto series = testing::parse_series(line.substr(0, line.rfind(' ')));
+    REQUIRE(series);
+    INFO(line);
+    // dcgm-exporter's `device` ("nvidia3") must survive a join untouched: we never export one.
+    CHECK(series->second.count("device") == 0);
+    const auto id = series->second.find("substrate_device");
+    if (id == series->second.end()) continue;
+    families.insert(series->first);
+    if (id->second == "nvml0") {
+      CHECK(series->second.at("gpu") == "0");
+      CHECK(series->second.at("pci_bus_id") == "00000000:1A:00.0");
+      continue;
+    }
+    CHECK(id->second == "cuda1");
+    for (const auto& [name, value] : cuda1) CHECK((series->second.count(name) && series->second.at(name) == value));
+  }
+  // The families this check covered, probe, daemon and telemetry ones alike.
+  for (const char* family :
+       {"substrate_device_info", "substrate_device_pod_info", "substrate_device_health", "substrate_probe_runs_total",
+        "substrate_probe_failures_total", "substrate_probe_skipped_total", "substrate_worker_exits_total",
+        "substrate_baseline_resets_total", "substrate_device_changes_total", "substrate_kernel_fingerprint_info",
+        "substrate_kernel_image_info", "substrate_memory_bad_words", "substrate_gpu_temperature_celsius",
+        "substrate_ecc_errors_total", "substrate_xid_events_total", "substrate_telemetry_source_info"}) {
+    CHECK(families.count(family) == 1);
+  }
+  const auto lint = telemetry::testing::promtool_check_metrics(text);
   INFO(lint.output);
   CHECK(lint.exit_code == 0);
 }

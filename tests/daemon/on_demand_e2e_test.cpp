@@ -23,7 +23,7 @@ double worker_exits(DaemonProcess& daemon, const std::string& device) {
   std::istringstream lines(daemon.metrics());
   std::string line;
   double total = 0;
-  const std::string prefix = "substrate_worker_exits_total{device=\"" + device + "\",";
+  const std::string prefix = "substrate_worker_exits_total{substrate_device=\"" + device + "\",";
   while (std::getline(lines, line)) {
     if (line.rfind(prefix, 0) == 0) total += std::stod(line.substr(line.rfind(' ') + 1));
   }

@@ -15,6 +15,7 @@
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/fake_cuda.hpp"
 #include "tests/support/run_command.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;
@@ -35,18 +36,10 @@ std::string with_drill(const std::string& drill) {
          "  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
 }
 
-// The value of the series whose name and labels start the line exactly as `series`.
-std::optional<double> metric(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
+std::optional<double> metric(const std::string& text, const std::string& series) { return series_value(text, series); }
 
 std::string health_series(const std::string& device, const std::string& state) {
-  return "substrate_device_health{device=\"" + device + "\",state=\"" + state + "\"}";
+  return "substrate_device_health{substrate_device=\"" + device + "\",state=\"" + state + "\"}";
 }
 
 bool metric_at_least(DaemonProcess& daemon, const std::string& series, double value) {
@@ -60,15 +53,17 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   CHECK(metric(daemon.metrics(), health_series("vulkan0", "healthy")) == 1.0);
   // Every scheduled result states what its check can see (issue 18): exact mode sees bit 0 of every
   // element; its budget is 0, so there is no drift reference.
   const std::string healthy = daemon.metrics();
-  CHECK(metric(healthy, "substrate_probe_guaranteed_bit{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
-  CHECK(metric(healthy, "substrate_probe_guaranteed_elements_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
-  CHECK(metric(healthy, "substrate_probe_error_budget_drift_ratio{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  CHECK(metric(healthy, "substrate_probe_guaranteed_bit{substrate_device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  CHECK(metric(healthy, "substrate_probe_guaranteed_elements_ratio{substrate_device=\"vulkan0\",probe=\"gemm\"}") ==
+        1.0);
+  CHECK(metric(healthy, "substrate_probe_error_budget_drift_ratio{substrate_device=\"vulkan0\",probe=\"gemm\"}") ==
+        0.0);
 
   // The operator's drill path: the config's drill key and SIGHUP.
   daemon.write_config(with_drill("bit=30,row=2,col=3"));
@@ -76,10 +71,12 @@ TEST_CASE("daemon: schedules probes, a drill fails the device, reloads, and stop
   INFO(daemon.log());
   REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("vulkan0", "failed"), 1); }, 60s));
   const std::string scrape = daemon.metrics();
-  CHECK(metric(scrape,
-               "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >= 1.0);
-  CHECK(metric(scrape, "substrate_probe_drill{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
-  CHECK(metric(scrape, "substrate_probe_mismatched_elements{device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  CHECK(metric(
+            scrape,
+            "substrate_probe_failures_total{substrate_device=\"vulkan0\",probe=\"gemm\",reason=\"golden_mismatch\"}") >=
+        1.0);
+  CHECK(metric(scrape, "substrate_probe_drill{substrate_device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
+  CHECK(metric(scrape, "substrate_probe_mismatched_elements{substrate_device=\"vulkan0\",probe=\"gemm\"}") == 1.0);
   // The failing run's evidence is kept for `substrated compare`.
   REQUIRE(wait_until(
       [&] {
@@ -196,7 +193,7 @@ TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines"
   DaemonProcess daemon(k_fast_gemm);
   daemon.start();
   REQUIRE(daemon.wait_ready());
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
   daemon.signal(SIGKILL);
   daemon.wait_exit(10s);
@@ -214,11 +211,12 @@ TEST_CASE("daemon: kill -9 loses no state, and a driver change resets baselines"
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  CHECK(metric(daemon.metrics(), "substrate_baseline_resets_total{device=\"vulkan0\",reason=\"driver_change\"}") ==
-        1.0);
+  CHECK(metric(daemon.metrics(),
+               "substrate_baseline_resets_total{substrate_device=\"vulkan0\",reason=\"driver_change\"}") == 1.0);
   CHECK(daemon.log().find("baselines reset") != std::string::npos);
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
-  CHECK(metric(daemon.metrics(), "substrate_fingerprint_changes_total{device=\"vulkan0\",probe=\"gemm\"}") == 0.0);
+  CHECK(metric(daemon.metrics(), "substrate_fingerprint_changes_total{substrate_device=\"vulkan0\",probe=\"gemm\"}") ==
+        0.0);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
 }
@@ -232,7 +230,7 @@ TEST_CASE("daemon: a kernel that never returns marks the device hung while scrap
   INFO(daemon.log());
   REQUIRE(wait_until([&] { return metric_at_least(daemon, health_series("hang0", "hung"), 1); }, 30s));
   CHECK(metric(daemon.metrics(),
-               "substrate_probe_failures_total{device=\"hang0\",probe=\"gemm\",reason=\"timeout\"}") == 1.0);
+               "substrate_probe_failures_total{substrate_device=\"hang0\",probe=\"gemm\",reason=\"timeout\"}") == 1.0);
   CHECK(http_get(daemon.port(), "/healthz").status == 200);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(20s) == 0);
@@ -246,11 +244,13 @@ TEST_CASE("daemon: a fingerprint that changes within the error bound degrades th
   daemon.start(SUBSTRATE_TEST_DAEMON, "flaky");
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  const std::string changes = "substrate_fingerprint_changes_total{device=\"flaky0\",probe=\"gemm\"}";
+  const std::string changes = "substrate_fingerprint_changes_total{substrate_device=\"flaky0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, changes, 2); }, 60s));
   const std::string scrape = daemon.metrics();
-  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"flaky0\",probe=\"gemm\",reason=\"golden_mismatch\"}") ==
-        0.0);
+  CHECK(
+      metric(scrape,
+             "substrate_probe_failures_total{substrate_device=\"flaky0\",probe=\"gemm\",reason=\"golden_mismatch\"}") ==
+      0.0);
   CHECK((metric(scrape, health_series("flaky0", "degraded")) == 1.0 ||
          metric(scrape, health_series("flaky0", "failed")) == 1.0));
   daemon.signal(SIGTERM);
@@ -273,20 +273,23 @@ TEST_CASE("daemon: the canary on a CUDA device is skipped, counted, and leaves t
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
   const std::string skipped =
-      "substrate_probe_skipped_total{device=\"cuda0\",probe=\"canary\",reason=\"not_implemented\"}";
-  const std::string memory_runs = "substrate_probe_runs_total{device=\"cuda0\",probe=\"memory\"}";
+      "substrate_probe_skipped_total{substrate_device=\"cuda0\",probe=\"canary\",reason=\"not_implemented\"}";
+  const std::string memory_runs = "substrate_probe_runs_total{substrate_device=\"cuda0\",probe=\"memory\"}";
   REQUIRE(
       wait_until([&] { return metric_at_least(daemon, skipped, 4) && metric_at_least(daemon, memory_runs, 4); }, 60s));
   const std::string scrape = daemon.metrics();
   INFO(scrape);
   CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
   // The image the driver took is exported (the stand-in's default driver is 13.0: the cubin).
-  CHECK(metric(scrape, "substrate_kernel_image_info{device=\"cuda0\",image=\"sass sm_90\"}") == 1.0);
+  CHECK(metric(scrape, "substrate_kernel_image_info{substrate_device=\"cuda0\",image=\"sass sm_90\"}") == 1.0);
   // Never a failure, and no run series that could go stale for a probe that never runs here.
-  CHECK_FALSE(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"canary\",reason=\"error\"}"));
-  CHECK_FALSE(metric(scrape, "substrate_probe_runs_total{device=\"cuda0\",probe=\"canary\"}"));
-  CHECK_FALSE(metric(scrape, "substrate_probe_last_success_timestamp_seconds{device=\"cuda0\",probe=\"canary\"}"));
-  CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+  CHECK_FALSE(
+      metric(scrape, "substrate_probe_failures_total{substrate_device=\"cuda0\",probe=\"canary\",reason=\"error\"}"));
+  CHECK_FALSE(metric(scrape, "substrate_probe_runs_total{substrate_device=\"cuda0\",probe=\"canary\"}"));
+  CHECK_FALSE(
+      metric(scrape, "substrate_probe_last_success_timestamp_seconds{substrate_device=\"cuda0\",probe=\"canary\"}"));
+  CHECK(metric(scrape,
+               "substrate_probe_failures_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   CHECK(status.at("devices").at(0).at("health") == "healthy");
   CHECK(status.at("devices").at(0).at("reasons").empty());
@@ -321,7 +324,8 @@ TEST_CASE(
 
   // A workload takes the memory, met at each place the driver reports it. Each for more rounds
   // than failures_to_fail (3): skipped every time, never an error, the device stays healthy.
-  const std::string oom = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"memory\",reason=\"out_of_memory\"}";
+  const std::string oom =
+      "substrate_probe_skipped_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"out_of_memory\"}";
   double skipped = 0;
   for (const char* where : {"cuDevicePrimaryCtxRetain", "cuMemAlloc", "cuLaunchKernel"}) {
     INFO(where);
@@ -331,7 +335,9 @@ TEST_CASE(
     skipped = metric(daemon.metrics(), oom).value_or(skipped);
     const std::string scrape = daemon.metrics();
     CHECK(metric(scrape, health_series("cuda0", "healthy")) == 1.0);
-    CHECK(metric(scrape, "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"error\"}") == 0.0);
+    CHECK(metric(scrape,
+                 "substrate_probe_failures_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"error\"}") ==
+          0.0);
   }
   // Every worker released what it opened: as many contexts destroyed as created, and allocations
   // freed, over all processes.
@@ -346,7 +352,7 @@ TEST_CASE(
   // An uncorrectable ECC error during a launch: failed at once, with the code named.
   fake.set("fail cuLaunchKernel 214\n");
   const std::string hardware =
-      "substrate_probe_failures_total{device=\"cuda0\",probe=\"memory\",reason=\"hardware_error\"}";
+      "substrate_probe_failures_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"hardware_error\"}";
   // Two rounds: the worker that met the sticky error ended, and the next round ran in a new one.
   REQUIRE(wait_until([&] { return metric_at_least(daemon, hardware, 2); }, 60s));
   const std::string scrape = daemon.metrics();
@@ -372,14 +378,16 @@ TEST_CASE("daemon: a CUDA GPU in EXCLUSIVE_PROCESS mode with a workload is skipp
     daemon.start();
     REQUIRE(daemon.wait_ready());
     INFO(daemon.log());
-    const std::string busy = "substrate_probe_skipped_total{device=\"cuda0\",probe=\"memory\",reason=\"device_busy\"}";
+    const std::string busy =
+        "substrate_probe_skipped_total{substrate_device=\"cuda0\",probe=\"memory\",reason=\"device_busy\"}";
     REQUIRE(wait_until([&] { return metric_at_least(daemon, busy, 4); }, 60s));
     const std::string scrape = daemon.metrics();
     INFO(scrape);
     // Skips fold into no verdict: never degraded or failed (unknown, as nothing ran).
     CHECK(metric(scrape, health_series("cuda0", "failed")) == 0.0);
     CHECK(metric(scrape, health_series("cuda0", "degraded")) == 0.0);
-    CHECK(metric(scrape, "substrate_probe_skipped_total{device=\"cuda0\",probe=\"gemm\",reason=\"device_busy\"}") >=
+    CHECK(metric(scrape,
+                 "substrate_probe_skipped_total{substrate_device=\"cuda0\",probe=\"gemm\",reason=\"device_busy\"}") >=
           1.0);
     // No process of the daemon's ever had a context on the GPU: discovery, listing and every
     // round's worker asked the compute mode first (allowed, the driver refused the context).
@@ -407,12 +415,12 @@ TEST_CASE("daemon: a GPU that Vulkan and CUDA both see is one device, and three 
     daemon.start();
     REQUIRE(daemon.wait_ready());
     INFO(daemon.log());
-    const std::string runs = "substrate_probe_runs_total{device=\"cuda0\",probe=\"memory\"}";
+    const std::string runs = "substrate_probe_runs_total{substrate_device=\"cuda0\",probe=\"memory\"}";
     REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 60s));
     const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
     REQUIRE(status.at("devices").size() == 1);  // the Vulkan view is a note, not a second device
     CHECK(status.at("devices").at(0).at("device").at("id") == "cuda0");
-    CHECK(daemon.metrics().find("substrate_device_changes_total{device=\"cuda0\"") == std::string::npos);
+    CHECK(daemon.metrics().find("substrate_device_changes_total{substrate_device=\"cuda0\"") == std::string::npos);
     daemon.signal(SIGTERM);
     REQUIRE(daemon.wait_exit(20s) == 0);
     // The baseline carries on: its run count only grows (a reset would start it again).
@@ -442,8 +450,8 @@ TEST_CASE("daemon: SIGHUP re-arms only the probes whose schedule changed; a new 
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  const std::string gemm_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
-  const std::string attention_runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"attention\"}";
+  const std::string gemm_runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string attention_runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"attention\"}";
   REQUIRE(wait_until(
       [&] { return metric_at_least(daemon, gemm_runs, 1) && metric_at_least(daemon, attention_runs, 1); }, 60s));
   const std::string reloaded_at = "substrate_config_last_reload_success_timestamp_seconds";

@@ -12,6 +12,7 @@
 #include "daemon/telemetry_history.hpp"
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/run_command.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 
@@ -135,13 +136,7 @@ using namespace std::chrono_literals;
 // nvml::kLibraryEnv (probes/telemetry/nvml/library.hpp): where the loader finds libnvidia-ml.
 constexpr const char* k_nvml_library_env = "SUBSTRATE_NVML_LIBRARY";
 
-std::optional<double> series(const std::string& text, const std::string& name) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-  }
-  return std::nullopt;
-}
+std::optional<double> series(const std::string& text, const std::string& name) { return series_value(text, name); }
 
 // The reasons /status gives for vulkan0.
 std::vector<std::string> reasons(DaemonProcess& daemon) {
@@ -157,12 +152,7 @@ std::vector<std::string> reasons(DaemonProcess& daemon) {
 
 TEST_CASE("telemetry history: kill -9 and restart neither forget an ECC event nor count it again", "[e2e]") {
   // lavapipe's UUID, so the NVML stand-in's GPU joins vulkan0 (join_devices matches UUIDs).
-  const auto devices = nlohmann::json::parse(run_substrated("devices --json").output, nullptr, false);
-  REQUIRE_FALSE(devices.is_discarded());
-  std::string uuid;
-  for (const auto& d : devices["devices"]) {
-    if (d["id"] == "vulkan0") uuid = d["uuid"].get<std::string>();
-  }
+  const std::string uuid = device_uuid("vulkan0");
   REQUIRE_FALSE(uuid.empty());
   const auto script = std::filesystem::temp_directory_path() / ("substrate-nvml-" + std::to_string(::getpid()));
   auto write_script = [&](int uncorrected) {
@@ -177,8 +167,9 @@ TEST_CASE("telemetry history: kill -9 and restart neither forget an ECC event no
       "  canary:\n    enabled: false\n",
       "telemetry:\n  interval_seconds: 1\n  timeout_seconds: 0.5\n");
   const std::string ecc =
-      "substrate_ecc_errors_total{device=\"vulkan0\",kind=\"uncorrected\",scope=\"volatile\",location=\"total\"}";
-  const std::string failed = "substrate_device_health{device=\"vulkan0\",state=\"failed\"}";
+      "substrate_ecc_errors_total{substrate_device=\"vulkan0\",kind=\"uncorrected\",scope=\"volatile\",location="
+      "\"total\"}";
+  const std::string failed = "substrate_device_health{substrate_device=\"vulkan0\",state=\"failed\"}";
   auto restart = [&] {
     daemon.signal(SIGKILL);
     REQUIRE(daemon.wait_exit(10s) == 128 + SIGKILL);

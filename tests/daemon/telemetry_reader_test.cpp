@@ -17,6 +17,7 @@
 #include "daemon/telemetry_reader.hpp"
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/dead_mount.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 using namespace substrate::telemetry;
@@ -172,9 +173,11 @@ TEST_CASE("serve: a telemetry source whose reads block is reported late, the oth
   CHECK(series(metrics, "substrate_telemetry_source_timeouts_total", "source=\"amdgpu\"") == 0.0);
   // A change in a source that answers shows on /metrics while hwmon stays blocked.
   sysfs.set_umc_corrected(9);
-  const std::string umc = "device=\"drm-card0\",kind=\"corrected\",scope=\"volatile\",location=\"umc\"";
-  CHECK(series(metrics, "substrate_ecc_errors_total{", umc) == 3.0);
-  CHECK(wait_until([&] { return series(daemon.metrics(), "substrate_ecc_errors_total{", umc) == 9.0; }, 30s));
+  const std::string umc =
+      "substrate_ecc_errors_total{substrate_device=\"drm-card0\",kind=\"corrected\",scope=\"volatile\",location="
+      "\"umc\"}";
+  CHECK(series_value(metrics, umc) == 3.0);
+  CHECK(wait_until([&] { return series_value(daemon.metrics(), umc) == 9.0; }, 30s));
   CHECK(http_get(daemon.port(), "/healthz").status == 200);
   CHECK(daemon.log().find("hwmon read did not return") != std::string::npos);
   // The blocked read holds no exit: within shutdown_grace_seconds (5 s in DaemonProcess).

@@ -18,6 +18,7 @@
 #include "daemon/control_socket.hpp"
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/run_command.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 using namespace substrate::testing;
@@ -25,14 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::optional<double> metric(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
+std::optional<double> metric(const std::string& text, const std::string& series) { return series_value(text, series); }
 
 bool metric_at_least(DaemonProcess& daemon, const std::string& series, double value) {
   const auto v = metric(daemon.metrics(), series);
@@ -40,7 +34,7 @@ bool metric_at_least(DaemonProcess& daemon, const std::string& series, double va
 }
 
 std::string health(const std::string& state) {
-  return "substrate_device_health{device=\"vulkan0\",state=\"" + state + "\"}";
+  return "substrate_device_health{substrate_device=\"vulkan0\",state=\"" + state + "\"}";
 }
 
 // Every default probe enabled, at sizes that take milliseconds on lavapipe; `gemm_extra` adds
@@ -83,12 +77,12 @@ TEST_CASE("workers: a hang with every default probe enabled is detected every ti
     }
     REQUIRE(daemon.wait_ready());
     INFO("trial " << trial << "\n" << daemon.log());
-    const std::string hung = "substrate_device_health{device=\"" + device + "\",state=\"hung\"}";
+    const std::string hung = "substrate_device_health{substrate_device=\"" + device + "\",state=\"hung\"}";
     REQUIRE(wait_until([&] { return metric_at_least(daemon, hung, 1); }, 30s));
     const std::string scrape = daemon.metrics();
-    CHECK(metric(scrape,
-                 "substrate_probe_failures_total{device=\"" + device + "\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
-    CHECK(metric(scrape, "substrate_worker_exits_total{device=\"" + device + "\",outcome=\"hung\"}") >= 1.0);
+    CHECK(metric(scrape, "substrate_probe_failures_total{substrate_device=\"" + device +
+                             "\",probe=\"gemm\",reason=\"timeout\"}") >= 1.0);
+    CHECK(metric(scrape, "substrate_worker_exits_total{substrate_device=\"" + device + "\",outcome=\"hung\"}") >= 1.0);
     CHECK(http_get(daemon.port(), "/healthz").status == 200);
     const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
     bool reported = false;
@@ -123,12 +117,15 @@ TEST_CASE("workers: a worker that dies by SIGSEGV is a crashed run and the daemo
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  const std::string crashed = "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"crashed\"}";
+  const std::string crashed =
+      "substrate_probe_failures_total{substrate_device=\"vulkan0\",probe=\"gemm\",reason=\"crashed\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, crashed, 2); }, 30s));
-  CHECK(metric_at_least(daemon, "substrate_worker_exits_total{device=\"vulkan0\",outcome=\"crashed\"}", 2));
+  CHECK(metric_at_least(daemon, "substrate_worker_exits_total{substrate_device=\"vulkan0\",outcome=\"crashed\"}", 2));
   // The other probes of the device still run in later rounds.
   REQUIRE(wait_until(
-      [&] { return metric_at_least(daemon, "substrate_probe_runs_total{device=\"vulkan0\",probe=\"memory\"}", 1); },
+      [&] {
+        return metric_at_least(daemon, "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"memory\"}", 1);
+      },
       30s));
   const auto status = nlohmann::json::parse(http_get(daemon.port(), "/status").body);
   const auto& gemm = status["devices"][0]["probes"]["gemm"]["results"][0];
@@ -163,12 +160,13 @@ TEST_CASE("workers: on-demand timeouts are checked, and a request's own timeout 
   CHECK(tiny.output.find("run by the substrated daemon") != std::string::npos);
   CHECK(tiny.output.find("within 0.000001 s") != std::string::npos);
   // Scheduled runs after it stay healthy.
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   const double before = metric(daemon.metrics(), runs).value_or(0);
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, before + 2); }, 30s));
   CHECK(metric(daemon.metrics(), health("healthy")) == 1.0);
   CHECK(metric(daemon.metrics(),
-               "substrate_probe_failures_total{device=\"vulkan0\",probe=\"gemm\",reason=\"timeout\"}") == 0.0);
+               "substrate_probe_failures_total{substrate_device=\"vulkan0\",probe=\"gemm\",reason=\"timeout\"}") ==
+        0.0);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(10s) == 0);
 }
@@ -243,7 +241,7 @@ TEST_CASE("workers: SIGPIPE on a closed log pipe, SIGUSR1 and SIGUSR2 do not sto
   REQUIRE(::read(fds[0], first, sizeof first) > 0);  // like `| head -c 64`
   ::close(fds[0]);
   REQUIRE(daemon.wait_ready());
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 3); }, 30s));  // each run logs
   daemon.signal(SIGUSR1);
   daemon.signal(SIGUSR2);
@@ -258,7 +256,7 @@ TEST_CASE("workers: after rounds the daemon's address space holds no GPU driver"
   DaemonProcess daemon(k_gemm_only);
   daemon.start();
   REQUIRE(daemon.wait_ready());
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 30s));
   std::ifstream maps("/proc/" + std::to_string(daemon.pid()) + "/maps");
   const std::string text((std::istreambuf_iterator<char>(maps)), {});
@@ -310,7 +308,7 @@ TEST_CASE("workers: a FIFO in place of a sysfs file is refused at once; telemetr
   daemon.start();
   REQUIRE(daemon.wait_ready());
   INFO(daemon.log());
-  const std::string runs = "substrate_probe_runs_total{device=\"vulkan0\",probe=\"gemm\"}";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"vulkan0\",probe=\"gemm\"}";
   REQUIRE(wait_until([&] { return metric_at_least(daemon, runs, 2); }, 30s));
   CHECK(http_get(daemon.port(), "/healthz").status == 200);
   // The FIFO is never opened for a blocking read (common/file_io refuses it), so reads go on.

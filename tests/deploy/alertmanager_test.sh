@@ -95,7 +95,7 @@ elif cmd == "post":          # post RULES AM_URL INSTANCE DEVICE ALERTNAME[:k=v,
     for spec in sys.argv[6:]:
         name, _, extra = spec.partition(":")
         labels = {"alertname": name, "severity": sev[name], "job": "substrated",
-                  "instance": sys.argv[4], "device": sys.argv[5]}
+                  "instance": sys.argv[4], "substrate_device": sys.argv[5]}
         labels.update(dict(kv.split("=", 1) for kv in extra.split(",") if kv))
         alerts.append({"labels": labels, "annotations": {"summary": name},
                        "startsAt": fmt(now), "endsAt": fmt(now + 3600)})
@@ -107,7 +107,7 @@ elif cmd == "state":         # state AM_URL INSTANCE DEVICE: "alertname state re
     alerts = json.load(urllib.request.urlopen(sys.argv[2] + "/api/v2/alerts", timeout=5))
     for a in sorted(alerts, key=lambda a: a["labels"]["alertname"]):
         l = a["labels"]
-        if l.get("instance") == sys.argv[3] and l.get("device") == sys.argv[4]:
+        if l.get("instance") == sys.argv[3] and l.get("substrate_device") == sys.argv[4]:
             print(l["alertname"], a["status"]["state"], ",".join(r["name"] for r in a["receivers"]))
 
 elif cmd == "got":           # got FILE RECEIVER INSTANCE DEVICE: notifications, then their alertnames
@@ -121,7 +121,7 @@ elif cmd == "got":           # got FILE RECEIVER INSTANCE DEVICE: notifications,
         if m["path"] != "/" + sys.argv[3] or m["body"].get("status") != "firing":
             continue
         mine = [a for a in m["body"]["alerts"] if a["labels"].get("instance") == sys.argv[4]
-                and a["labels"].get("device") == sys.argv[5] and a["status"] == "firing"]
+                and a["labels"].get("substrate_device") == sys.argv[5] and a["status"] == "firing"]
         if mine:
             n += 1
             names |= {a["labels"]["alertname"] for a in mine}

@@ -87,17 +87,17 @@ for a in (d.get("annotations") or {}).get("list") or []:
         exprs.append(("annotation " + a.get("name", ""), a["expr"]))
 # Variables: the optional label variables match series without the label when "All" is chosen.
 optional = ("cluster", "node", "pod")
-for name in optional + ("instance", "device"):
+for name in optional + ("instance", "substrate_device"):
     v = variables.get(name)
     ok = v is not None and v.get("type") == "query" and v.get("includeAll") and v.get("allValue") == ".*"
     check(ok, "variable %s: query, multi-value with All = .* (matches series without the label)" % name)
-# Every query honours the variables: all of them, but $device only where the series has a device.
+# Every query honours the variables: all of them, but $substrate_device only where the series has one.
 host_level = re.compile(r"\b(up|substrate_config_last_reload_\w+|substrate_build_info|substrate_telemetry_\w+)\b")
 ignoring = []
 for title, e in exprs:
     if title.startswith("variable "):
         continue
-    need = list(optional) + ["instance"] + ([] if host_level.search(e) else ["device"])
+    need = list(optional) + ["instance"] + ([] if host_level.search(e) else ["substrate_device"])
     for sel in re.findall(r"\b(?:substrate[_:][a-zA-Z0-9_:]*|up)\{([^}]*)\}", e) or [""]:
         missing = [n for n in need if '%s=~"$%s"' % (n, n) not in sel]
         if missing:
@@ -132,6 +132,10 @@ for line in open(metrics_md, encoding="utf-8"):
 used = {}
 for title, e in exprs:
     e2 = re.sub(r'"(?:[^"\\]|\\.)*"', '""', e)
+    # Label names are not metric names: drop matchers, grouping clauses and label_values' label.
+    e2 = re.sub(r"\{[^}]*\}", "", e2)
+    e2 = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e2)
+    e2 = re.sub(r"^(label_values\(.*),\s*\w+\)$", r"\1)", e2)
     for name in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b", e2):
         if name.startswith("substrate_") or ":" in name:
             used.setdefault(name, set()).add(title)
@@ -153,7 +157,7 @@ for i, (title, e) in enumerate(exprs):
         m = re.match(r"label_values\((.*),\s*\w+\)$", e)
         e = m.group(1) if m else e
     e = (e.replace("$__rate_interval", "5m").replace("$__range", "1h").replace("$__interval", "1m")
-          .replace("$instance", ".*").replace("$device", ".*"))
+          .replace("$instance", ".*").replace("$substrate_device", ".*"))
     e = re.sub(r"\$(cluster|node|pod)\b", ".*", e)
     rules["groups"][0]["rules"].append({"record": "dashboard:query_%d" % i, "expr": e})
 fd, tmp = tempfile.mkstemp(suffix=".yml", prefix="dashboard-rules-")

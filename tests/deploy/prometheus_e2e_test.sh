@@ -23,6 +23,10 @@
 #   resolution path with a copy of the same two rules whose window is scaled to E2E_WINDOW
 #   (SubstrateNumericalFaultE2EWindow), which must resolve. The device recovers (--npd exits 0)
 #   after verdict.passes_to_recover clean runs.
+# The stale rule: SubstrateProbeStale reads each probe's interval and deferral reason from the
+#   daemon (substrate_probe_interval_seconds, substrate_probe_deferred); a copy without its `for:`
+#   (SubstrateProbeStaleE2E) is inactive while gemm passes (phase 1), fires once the drill has kept
+#   gemm from passing for 3 of its 2 s intervals (phase 2) and resolves when it passes (phase 3).
 # Phase 4: SIGTERM -> the daemon exits 0, state.json is in the state directory, the control socket
 #   is gone.
 #
@@ -166,7 +170,10 @@ rec["record"], rec["expr"] = name, rec["expr"].replace("30m", window)
 assert "substrate:probe_failures:new30m" in alert["expr"], alert["expr"]
 alert["alert"] = "SubstrateNumericalFaultE2EWindow"
 alert["expr"] = alert["expr"].replace("substrate:probe_failures:new30m", name)
-json.dump({"groups": [{"name": "substrated.e2e-window", "rules": [rec, alert]}]}, open(out, "w"), indent=1)
+stale = next(dict(r) for g in yaml.safe_load(open(src))["groups"] for r in g["rules"] if r.get("alert") == "SubstrateProbeStale")
+stale["alert"] = "SubstrateProbeStaleE2E"
+stale.pop("for", None)
+json.dump({"groups": [{"name": "substrated.e2e-window", "rules": [rec, alert, stale]}]}, open(out, "w"), indent=1)
 PY
 
 # ------------------------------------------------------------------------------------- start
@@ -241,11 +248,11 @@ if wait_until "$timeout_s" scraped; then pass "phase 1: Prometheus scraped compl
 sleep 2   # a couple of rule evaluations on the scraped runs
 snap
 read -r _ n_rules n_alerts bad <<< "$(grep '^rules ' <<< "$S" || echo "rules 0 0 ?")"
-expected=$(($(grep -cE '^\s*- (alert|record):' "$rules") + 2))
-if [[ "$n_rules" == "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts; 2 rules are the ${window} window copy)"; else
+expected=$(($(grep -cE '^\s*- (alert|record):' "$rules") + 3))
+if [[ "$n_rules" == "$expected" ]]; then pass "server loaded all $n_rules rules ($n_alerts alerts; 2 rules are the ${window} window copy, 1 the stale copy)"; else
   fail "server loaded $n_rules rules, expected $expected ($S)"; fi
 if [[ "$bad" == "-" ]]; then pass "phase 1: no rule evaluation errors"; else fail "phase 1: rules with evaluation errors: $bad"; fi
-for a in SubstrateNumericalFault SubstrateNumericalFaultE2EWindow SubstrateDrillActive SubstrateDeviceFailed; do
+for a in SubstrateNumericalFault SubstrateNumericalFaultE2EWindow SubstrateDrillActive SubstrateDeviceFailed SubstrateProbeStaleE2E; do
   if [[ "$(state "$a")" == inactive ]]; then pass "phase 1: $a not firing"; else fail "phase 1: $a is $(state "$a")"; fi
 done
 note "phase 1: firing now: $(firing_list)"
@@ -275,6 +282,13 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$daemon_pid/stat"; }
 rss_warm="$(rss_kb)"; ticks0="$(cpu_ticks)"; t_cpu0="$(now_ms)"
 
+# The scheduler's series the stale rule reads, as Prometheus scraped them.
+snap 'substrate_probe_interval_seconds{job="substrated",probe="gemm"}' 'substrate_probe_deferred{job="substrated",probe="gemm",reason="busy"}' \
+  'substrate_max_staleness_seconds{job="substrated"}' 'substrate_probe_next_run_timestamp_seconds{job="substrated",probe="gemm"} > time() - 10'
+if [[ "$(qv 0) $(qv 1) $(qv 2)" == "2 0 3600" && "$(qv 3)" != "-" ]]; then
+  pass "phase 1: gemm's interval 2 s, not deferred, max_staleness 3600 s, next run due, from a real scrape"
+else fail "phase 1: interval [$(qv 0)] busy [$(qv 1)] max_staleness [$(qv 2)] next run [$(qv 3)] (want 2 0 3600 and a time)"; fi
+
 # -------------------------------------------------------------------------- phase 2: drill
 write_config '"bit=30,row=0,col=0"'
 kill -HUP "$daemon_pid"
@@ -300,6 +314,10 @@ if grep -qE '^vulkan[0-9]+ +failed' <<< "$status_out" && grep -q 'golden_mismatc
   pass "phase 2: substrated status shows failed (golden_mismatch)"
 else fail "phase 2: substrated status:"; sed 's/^/    /' <<< "$status_out"; fi
 
+if wait_until "$timeout_s" alert_is SubstrateProbeStaleE2E firing; then
+  pass "phase 2: SubstrateProbeStaleE2E firing $(secs $(($(now_ms) - t_drill)))s after the drill (gemm has not passed for 3 intervals)"
+else fail "phase 2: SubstrateProbeStaleE2E is $(state SubstrateProbeStaleE2E) ${timeout_s}s after the drill"; fi
+
 if [[ -n "$am_pid" ]]; then
   am_has() { [[ "$(python3 "$work/prom.py" "$prom" am "http://127.0.0.1:$am_port" SubstrateNumericalFault)" == 1 ]]; }
   if wait_until 20 am_has; then pass "phase 2: Alertmanager received SubstrateNumericalFault $(secs $(($(now_ms) - t_drill)))s after the drill"; else
@@ -321,6 +339,9 @@ last_run_clean() {  # the drill gauge and the last-run mismatch are gone
 if wait_until "$timeout_s" last_run_clean; then
   pass "phase 3: SubstrateDrillActive resolved and mismatched_elements back to 0 $(secs $(($(now_ms) - t_end)))s after SIGHUP without the drill"
 else fail "phase 3: SubstrateDrillActive $(state SubstrateDrillActive), mismatched_elements > 0: $(qv 0)"; fi
+if wait_until "$timeout_s" alert_is SubstrateProbeStaleE2E inactive; then
+  pass "phase 3: SubstrateProbeStaleE2E resolved $(secs $(($(now_ms) - t_end)))s after the drill ended"
+else fail "phase 3: SubstrateProbeStaleE2E still $(state SubstrateProbeStaleE2E) after ${timeout_s}s"; fi
 if wait_until "$timeout_s" alert_is SubstrateNumericalFaultE2EWindow inactive; then
   pass "phase 3: SubstrateNumericalFaultE2EWindow (window $window) resolved $(secs $(($(now_ms) - t_end)))s after the drill ended"
 else fail "phase 3: SubstrateNumericalFaultE2EWindow still $(state SubstrateNumericalFaultE2EWindow) after ${timeout_s}s"; fi

@@ -158,7 +158,7 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet substrated 2>/
 fi
 
 declare -a run_uuids=()
-declare -A gpu_index=()
+declare -A gpu_index=() gpu_pci=()
 if ! command -v nvidia-smi >/dev/null; then
   finish_step fail preflight host 0 "nvidia-smi not found: no driver installed, or not on PATH"
 else
@@ -172,6 +172,7 @@ else
               END { printf "%d%s", n, n ? " compute process(es): " s : "" }' "$work/apps")
       line="gpu index=$index uuid=$uuid pci=$pci name=\"$name\" compute_cap=$cc compute_mode=$mode mig=$mig ecc=$ecc persistence=$persistence memory_used=${used}/${total}MiB compute_processes=${procs%% *}"
       gpu_index[$uuid]=$index
+      gpu_pci[$uuid]=$pci
       if [[ "${procs%% *}" != 0 ]]; then
         record "$line -> SKIP busy: $procs"
       elif [[ "$mode" == Prohibited ]]; then
@@ -360,13 +361,13 @@ if { wanted serve || wanted telemetry; } && [[ -n "$visible" ]]; then
     [[ $daemon_rc -eq 0 ]] || problems="$problems; exit status $daemon_rc after SIGTERM"
     ((bad_scrapes == 0 && scrapes > 0)) || problems="$problems; $bad_scrapes of $scrapes scrapes failed"
     probes=${kernels:-gemm,attention,memory}
-    ids=$(awk -F'"' '/^substrate_device_info\{/ { for (i = 1; i < NF; i++) if ($i ~ /[{,]device=$/) print $(i + 1) }' "$work/metrics" | sort -u)
+    ids=$(awk -F'"' '/^substrate_device_info\{/ { for (i = 1; i < NF; i++) if ($i ~ /[{,]substrate_device=$/) print $(i + 1) }' "$work/metrics" | sort -u)
     [[ $(wc -w <<<"$ids") -eq ${#run_uuids[@]} ]] || problems="$problems; devices in /metrics: ${ids//$'\n'/ } (expected ${#run_uuids[@]})"
     for id in $ids; do
       for probe in ${probes//,/ }; do
-        runs=$(metric substrate_probe_runs_total "device=\"$id\"" "probe=\"$probe\"")
+        runs=$(metric substrate_probe_runs_total "substrate_device=\"$id\"" "probe=\"$probe\"")
         [[ "${runs:-0}" != 0 ]] || problems="$problems; $probe never ran on $id"
-        bad=$(awk -v d="device=\"$id\"" -v p="probe=\"$probe\"" \
+        bad=$(awk -v d="substrate_device=\"$id\"" -v p="probe=\"$probe\"" \
           'index($0, "substrate_probe_failures_total{") == 1 && index($0, d) && index($0, p) && $NF > 0' "$work/metrics")
         [[ -z "$bad" ]] || problems="$problems; $probe failed on $id: $(echo "$bad" | tr '\n' ' ')"
       done
@@ -400,14 +401,21 @@ if { wanted serve || wanted telemetry; } && [[ -n "$visible" ]]; then
     compared=0 tel_failed=0
     for uuid in "${run_uuids[@]}"; do
       device="gpu${gpu_index[$uuid]}"
-      id=$(awk -F'"' -v u="$(plain_uuid "$uuid")" '/^substrate_device_info\{/ && index($0, "uuid=\"" u "\"") {
-             for (i = 1; i < NF; i++) if ($i ~ /[{,]device=$/) { print $(i + 1); exit } }' "$work/metrics")
+      # The identity labels as nvidia-smi prints them (docs/metrics.md#device-identity): UUID,
+      # pci_bus_id and gpu equal to nvidia-smi's uuid, pci.bus_id and index.
+      id=$(awk -F'"' -v u="$uuid" '/^substrate_device_info\{/ && index($0, "UUID=\"" u "\"") {
+             for (i = 1; i < NF; i++) if ($i ~ /[{,]substrate_device=$/) { print $(i + 1); exit } }' "$work/metrics")
       if [[ -z "$id" ]]; then
-        record "telemetry fail device=$device: no substrate_device_info with uuid $(plain_uuid "$uuid") in /metrics"
+        record "telemetry fail device=$device: no substrate_device_info with UUID=\"$uuid\" (nvidia-smi's form) in /metrics"
         tel_failed=$((tel_failed + 1))
         continue
       fi
-      if [[ -z "$(metric substrate_telemetry_source_info "device=\"$id\"" 'source="nvml"')" ]]; then
+      if [[ -z "$(metric substrate_device_info "substrate_device=\"$id\"" "pci_bus_id=\"${gpu_pci[$uuid]}\"" "gpu=\"${gpu_index[$uuid]}\"")" ]]; then
+        record "telemetry fail device=$device id=$id: substrate_device_info lacks pci_bus_id=\"${gpu_pci[$uuid]}\" gpu=\"${gpu_index[$uuid]}\" (nvidia-smi's)"
+        tel_failed=$((tel_failed + 1))
+        continue
+      fi
+      if [[ -z "$(metric substrate_telemetry_source_info "substrate_device=\"$id\"" 'source="nvml"')" ]]; then
         record "telemetry fail device=$device id=$id: NVML is not joined to it (substrate_telemetry_source_info)"
         tel_failed=$((tel_failed + 1))
         continue
@@ -416,7 +424,7 @@ if { wanted serve || wanted telemetry; } && [[ -n "$visible" ]]; then
         IFS='|' read -r field name labels tolerance scale <<<"$entry"
         smi_value=$(csv_query -i "${gpu_index[$uuid]}" --query-gpu="$field" 2>/dev/null | head -n 1)
         # shellcheck disable=SC2086  # the labels are separate words
-        ours=$(metric "$name" "device=\"$id\"" $labels)
+        ours=$(metric "$name" "substrate_device=\"$id\"" $labels)
         if [[ ! "$smi_value" =~ ^[0-9.]+$ || -z "$ours" ]]; then
           record "telemetry n/a device=$device id=$id field=$field nvidia_smi=\"${smi_value:-none}\" substrated=${ours:-absent}"
           continue

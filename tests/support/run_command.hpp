@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace substrate::testing {
 
 struct CommandOutput {
@@ -23,6 +25,17 @@ inline CommandOutput run_substrated(const std::string& arguments) {
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+// The UUID `substrated devices --json` reports for device `id` (lavapipe's for "vulkan0"), so a
+// test's NVML stand-in GPU joins that device; empty when the device is not listed.
+inline std::string device_uuid(const std::string& id) {
+  const auto devices = nlohmann::json::parse(run_substrated("devices --json").output, nullptr, false);
+  if (devices.is_discarded() || !devices.contains("devices")) return "";
+  for (const auto& d : devices["devices"]) {
+    if (d.value("id", "") == id) return d.value("uuid", "");
+  }
+  return "";
 }
 
 }  // namespace substrate::testing

@@ -223,6 +223,33 @@ TEST_CASE("cli: config check refuses a FIFO at once and a runtime_directory too 
   std::filesystem::remove_all(dir);
 }
 
+// A config whose web configuration the daemon would refuse at start passed `config check`.
+TEST_CASE("cli: config check reads the web configuration the config names", "[e2e]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("substrated-cli-web-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string config = (dir / "substrated.yaml").string();
+  const std::string web = (dir / "web.yml").string();
+  std::ofstream(config) << "listen:\n  web_config_file: " << web << "\n";
+
+  std::ofstream(web) << "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n";
+  auto bad_hash = run_substrated("config check " + config);
+  CHECK(bad_hash.exit_code == 1);
+  CHECK(bad_hash.output.find(web) == 0);
+  CHECK(bad_hash.output.find("prometheus") != std::string::npos);
+
+  std::ofstream(web) << "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n";
+  auto missing_cert = run_substrated("config check " + config);
+  CHECK(missing_cert.exit_code == 1);
+  CHECK(missing_cert.output.find("missing.crt") != std::string::npos);
+
+  std::ofstream(web) << "basic_auth_users: {}\n";
+  auto good = run_substrated("config check " + config);
+  CHECK(good.exit_code == 0);
+  CHECK(good.output == config + ": valid\n");
+  std::filesystem::remove_all(dir);
+}
+
 namespace {
 // `probe --npd` against a stand-in daemon whose status reply is `status`.
 substrate::testing::CommandOutput npd_against(const nlohmann::json& status) {

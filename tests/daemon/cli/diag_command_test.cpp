@@ -60,17 +60,6 @@ Diag run_diag(const std::string& arguments, const std::string& environment = "")
   return result;
 }
 
-// lavapipe's UUID, as `substrated devices --json` prints it.
-std::string lavapipe_uuid() {
-  auto devices = substrate::testing::run_substrated("devices --json 2>/dev/null");
-  const json doc = json::parse(devices.output, nullptr, false);
-  if (doc.is_discarded()) return "";
-  for (const auto& device : doc.at("devices")) {
-    if (device.at("id") == "vulkan0") return device.at("uuid").get<std::string>();
-  }
-  return "";
-}
-
 // Environment that makes the real NVML loader open the test-only stand-in, scripted as one GPU
 // with lavapipe's UUID: telemetry joins lavapipe through its UUID, as it joins a real GPU.
 std::string nvml_standin(const std::string& script_body, const std::string& script_path) {
@@ -176,7 +165,7 @@ TEST_CASE("diag: bad arguments and no device exit 2 with the cause", "[e2e]") {
 }
 
 TEST_CASE("diag: a busy device is refused unless --force; telemetry is sampled during the run", "[e2e]") {
-  const std::string uuid = lavapipe_uuid();
+  const std::string uuid = substrate::testing::device_uuid("vulkan0");
   REQUIRE_FALSE(uuid.empty());
   const std::string script = temp_path("nvml");
   const std::string env = nvml_standin("devices 1\n0 uuid GPU-" + uuid +

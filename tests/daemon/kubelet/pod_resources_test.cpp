@@ -12,6 +12,7 @@
 
 #include "daemon/kubelet/pod_resources.grpc.pb.h"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/scrape.hpp"
 
 namespace fs = std::filesystem;
 using namespace substrate;
@@ -155,7 +156,9 @@ TEST_CASE("daemon: a device assigned by the kubelet is exported with its pod on 
                           Catch::Contains("container=\"engine\"") && Catch::Contains("resource=\"nvidia.com/gpu\""));
   CHECK_THAT(metrics, !Catch::Contains("pod=\"other\""));
   CHECK_THAT(metrics, Catch::Contains("substrate_pod_resources_up 1"));
-  CHECK_THAT(metrics, Catch::Contains("substrate_node_info{node=\"gpu-node-7\"} 1"));
+  // The node under kube-state-metrics' and dcgm-exporter's label names; node_exporter's is uname's.
+  CHECK(series_value(metrics, "substrate_node_info{node=\"gpu-node-7\",Hostname=\"gpu-node-7\"}") == 1);
+  CHECK(series_value(metrics, "substrate_device_pod_info{UUID=\"" + uuid + "\",pod=\"vllm-0\"}") == 1);
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit(std::chrono::seconds(15)) == 0);
 }

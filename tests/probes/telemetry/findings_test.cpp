@@ -19,6 +19,7 @@
 #include "probes/telemetry/metrics.hpp"
 #include "probes/telemetry/verdict.hpp"
 #include "tests/probes/telemetry/nvml/standin_support.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 using namespace substrate::telemetry;
@@ -283,8 +284,9 @@ TEST_CASE("findings: NVML's GPU recovery action fails the device while the drive
   CHECK(findings[0].severity == Severity::failed);
   CHECK(findings[0].reason == "the driver asks for a recovery action: node_reboot");
   std::ostringstream scrape;
-  prometheus::TextSerializer().Serialize(scrape, to_metric_families(reboot));
-  CHECK_THAT(scrape.str(), Catch::Contains("substrate_gpu_recovery_action{device=\"cuda0\",action=\"node_reboot\"} 1"));
+  prometheus::TextSerializer().Serialize(scrape, to_metric_families(reboot, {device_identity(cuda0, {cuda0})}));
+  CHECK(substrate::testing::series_value(
+            scrape.str(), "substrate_gpu_recovery_action{substrate_device=\"cuda0\",action=\"node_reboot\"}") == 1);
   const auto lint = support::promtool_check_metrics(scrape.str());
   INFO(lint.output);
   CHECK(lint.exit_code == 0);

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <prometheus/text_serializer.h>
@@ -30,11 +31,12 @@ std::string fixture_scrape() {
   TelemetryReader reader({support::fixture_sysfs(), false, {}, substrate::nvml::kDefaultXidWait});
   DeviceInfo vulkan0;
   vulkan0.id = "vulkan0";
+  vulkan0.vendor = "amd";
   vulkan0.pci_bus_id = "0000:65:00.0";
   Snapshot snapshot = join_devices(reader.read(), {vulkan0});
   // The read's own time, the one value that changes from run to run.
   for (SourceStatus& source : snapshot.sources) source.last_success_seconds = 1.7e9;
-  return serialize(to_metric_families(snapshot));
+  return serialize(to_metric_families(snapshot, {device_identity(vulkan0, {vulkan0})}));
 }
 
 }  // namespace
@@ -57,15 +59,20 @@ TEST_CASE("telemetry: scrape of the sysfs fixtures passes promtool check metrics
 
 TEST_CASE("telemetry: metric names and labels follow docs/metrics.md", "[unit]") {
   const std::string scrape = fixture_scrape();
-  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"amdgpu\"} 1"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"vulkan0\",source=\"hwmon\"} 1"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_ecc_errors_total{device=\"drm-card1\",kind=\"uncorrected\",scope="
-                                     "\"volatile\",location=\"umc\"} 2"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_gpu_temperature_threshold_celsius{device=\"vulkan0\",sensor="
-                                     "\"junction\",threshold=\"emergency\"} 115"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_vram_bad_pages{device=\"vulkan0\"} 2"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_power_limit_watts{device=\"drm-card2\"} 35"));
+  // card0 is vulkan0's GPU: its identity, the PCI bus id as sysfs prints it (an AMD GPU).
+  const std::string vulkan0 = "substrate_device=\"vulkan0\",pci_bus_id=\"0000:65:00.0\",gpu=\"0\"";
+  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{" + vulkan0 + ",source=\"amdgpu\"} 1"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{" + vulkan0 + ",source=\"hwmon\"} 1"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_gpu_temperature_threshold_celsius{" + vulkan0 +
+                                     ",sensor=\"junction\",threshold=\"emergency\"} 115"));
+  CHECK_THAT(scrape, Catch::Contains("substrate_vram_bad_pages{" + vulkan0 + "} 2"));
+  // Devices no compute device claimed keep their local id and the PCI bus id sysfs gives them.
+  CHECK_THAT(scrape, Catch::Contains("substrate_ecc_errors_total{substrate_device=\"drm-card1\",pci_bus_id=\"0000:b3:"
+                                     "00.0\",kind=\"uncorrected\",scope=\"volatile\",location=\"umc\"} 2"));
+  CHECK_THAT(scrape, Catch::Contains(
+                         "substrate_power_limit_watts{substrate_device=\"drm-card2\",pci_bus_id=\"0000:00:02.0\"} 35"));
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_errors_total{source=\"hwmon\",cause=\"malformed\"} 1"));
+  CHECK_FALSE(std::regex_search(scrape, std::regex("[{,]device=")));  // dcgm-exporter's name is not ours
   CHECK_THAT(scrape, !Catch::Contains("coretemp"));
   CHECK_THAT(scrape, !Catch::Contains("nvme"));
 }
@@ -81,10 +88,10 @@ TEST_CASE("telemetry: each snapshot is rendered afresh so vanished devices leave
     snapshot.devices.push_back(device);
     return snapshot;
   };
-  const std::string first = serialize(to_metric_families(take_snapshot()));
-  const std::string second = serialize(to_metric_families(take_snapshot()));
-  CHECK_THAT(first, Catch::Contains("substrate_power_watts{device=\"drm-card0\"} 10"));
-  CHECK_THAT(second, Catch::Contains("substrate_power_watts{device=\"drm-card1\"} 10"));
+  const std::string first = serialize(to_metric_families(take_snapshot(), {}));
+  const std::string second = serialize(to_metric_families(take_snapshot(), {}));
+  CHECK_THAT(first, Catch::Contains("substrate_power_watts{substrate_device=\"drm-card0\"} 10"));
+  CHECK_THAT(second, Catch::Contains("substrate_power_watts{substrate_device=\"drm-card1\"} 10"));
   CHECK_THAT(second, !Catch::Contains("drm-card0"));
 }
 
@@ -97,7 +104,7 @@ TEST_CASE("telemetry: a label set is emitted once even when two sources carry it
     device.readings.temperatures.push_back({"edge", 40.0 + i});
     snapshot.devices.push_back(device);
   }
-  const auto families = to_metric_families(snapshot);
+  const auto families = to_metric_families(snapshot, {});
   for (const auto& family : families) {
     if (family.name == "substrate_gpu_temperature_celsius") {
       REQUIRE(family.metric.size() == 1);

@@ -19,9 +19,11 @@
 #include "probes/telemetry/verdict.hpp"
 #include "tests/probes/telemetry/nvml/standin_support.hpp"
 #include "tests/probes/telemetry/test_support.hpp"
+#include "tests/support/scrape.hpp"
 
 using namespace substrate;
 using namespace substrate::telemetry;
+using substrate::testing::series_value;
 namespace support = substrate::telemetry::testing;
 using support::ScopedEnv;
 
@@ -106,7 +108,7 @@ std::optional<std::uint64_t> ecc(const Readings& r, const char* kind, const char
 
 std::string serialize(const Snapshot& snapshot) {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, to_metric_families(snapshot));
+  prometheus::TextSerializer().Serialize(out, to_metric_families(snapshot, {}));
   return out.str();
 }
 
@@ -212,16 +214,20 @@ TEST_CASE("telemetry: NVML stand-in scrape names and promtool lint", "[unit]") {
   do {
     scrape = serialize(join_devices(reader.read(), {cuda0}));
   } while (scrape.find("xid=\"79\"} 2") == std::string::npos && std::chrono::steady_clock::now() < deadline);
-  CHECK_THAT(scrape, Catch::Contains("substrate_xid_events_total{device=\"cuda0\",xid=\"79\"} 2"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_xid_last_timestamp_seconds{device=\"cuda0\",xid=\"79\"}"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_remapped_rows_pending{device=\"cuda0\"} 1"));
-  CHECK_THAT(scrape,
-             Catch::Contains("substrate_clock_event_reasons{device=\"cuda0\",reason=\"sw_thermal_slowdown\"} 1"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_throttle_seconds_total{device=\"cuda0\",reason=\"power\"} 2.5"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_nvlink_errors_total{device=\"cuda0\",link=\"0\",kind=\"replay\"} 2"));
-  CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_source_info{device=\"nvml1\",source=\"nvml\"} 1"));
+  CHECK(series_value(scrape, "substrate_xid_events_total{substrate_device=\"cuda0\",xid=\"79\"}") == 2);
+  // NVML's UUID as nvidia-smi prints it, so dcgm-exporter's DCGM_FI_DEV_XID_ERRORS joins on UUID.
+  CHECK(series_value(scrape,
+                     "substrate_xid_events_total{UUID=\"GPU-8e8f1c2a-1b2c-3d4e-5f60-718293a4b5c6\",xid=\"79\"}") == 2);
+  CHECK(series_value(scrape, "substrate_xid_last_timestamp_seconds{substrate_device=\"cuda0\",xid=\"79\"}"));
+  CHECK(series_value(scrape, "substrate_remapped_rows_pending{substrate_device=\"cuda0\"}") == 1);
+  CHECK(series_value(scrape,
+                     "substrate_clock_event_reasons{substrate_device=\"cuda0\",reason=\"sw_thermal_slowdown\"}") == 1);
+  CHECK(series_value(scrape, "substrate_throttle_seconds_total{substrate_device=\"cuda0\",reason=\"power\"}") == 2.5);
+  CHECK(series_value(scrape, "substrate_nvlink_errors_total{substrate_device=\"cuda0\",link=\"0\",kind=\"replay\"}") ==
+        2);
+  CHECK(series_value(scrape, "substrate_telemetry_source_info{substrate_device=\"nvml1\",source=\"nvml\"}") == 1);
   CHECK_THAT(scrape, Catch::Contains("substrate_telemetry_errors_total{source=\"nvml\",cause=\"no_permission\"}"));
-  CHECK_THAT(scrape, !Catch::Contains("substrate_power_watts{device=\"nvml1\"}"));
+  CHECK_FALSE(series_value(scrape, "substrate_power_watts{substrate_device=\"nvml1\"}"));
   const auto lint = support::promtool_check_metrics(scrape);
   INFO(lint.output);
   CHECK(lint.exit_code == 0);

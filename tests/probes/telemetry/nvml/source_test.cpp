@@ -27,7 +27,7 @@ constexpr const char* kGpu = R"(devices 1
 
 std::string scrape(const Snapshot& snapshot) {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, to_metric_families(snapshot));
+  prometheus::TextSerializer().Serialize(out, to_metric_families(snapshot, {}));
   return out.str();
 }
 
