@@ -58,6 +58,16 @@ void ControlCommands::handle(const json& request, std::function<void(json)> repl
     reply({{"ok", true}, {"status", hooks_.status()}});
     return;
   }
+  if (command == "diag_result") {
+    const auto summary = diag::parse_summary(request.value("diag", json()));
+    const Expected<std::string> recorded =
+        !summary             ? Expected<std::string>(summary.error())
+        : hooks_.record_diag ? hooks_.record_diag(*summary)
+                             : Expected<std::string>(Error{ErrorKind::unavailable, "this daemon records no diag"});
+    reply(recorded ? json{{"ok", true}, {"device", *recorded}}
+                   : json{{"ok", false}, {"error", recorded.error().message}});
+    return;
+  }
   if (command != "probe") {
     reply({{"ok", false}, {"error", "unknown command '" + command + "' (use probe or status)"}});
     return;

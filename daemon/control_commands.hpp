@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/expected.hpp"
+#include "daemon/diag.hpp"
 #include "probes/backends/compute_device.hpp"
 #include "probes/core/probe_result.hpp"
 
@@ -26,6 +27,9 @@ class ControlCommands {
     // Runs `specs` on devices[device] in a worker of its own, each spec with `timeout_seconds`;
     // calls `done` exactly once, possibly later, on the event loop.
     std::function<void(std::size_t device, std::vector<ProbeSpec> specs, double timeout_seconds, RunDone done)> run;
+    // Records a `substrated diag` result (docs/diag.md): the id of the device it was recorded
+    // for, or why not (no device matches).
+    std::function<Expected<std::string>(const diag::Summary& summary)> record_diag;
   };
 
   // `max_host_bytes`: the config's on_demand.max_host_bytes.
@@ -39,7 +43,8 @@ class ControlCommands {
   // the request cannot run as asked (bad args, no matching device, a spec too large for the
   // device's or the host's memory: memory_refusal, a run the service refused); nothing is started
   // for a request refused before its runs. `request` has a string "command" (the control server
-  // checks that before calling).
+  // checks that before calling). diag_result: {"ok":true,"device":ID} once hooks.record_diag
+  // kept request["diag"], else {"ok":false,"error":ONE_LINE} (a malformed summary, no device).
   void handle(const nlohmann::json& request, std::function<void(nlohmann::json)> reply) const;
 
  private:

@@ -5,12 +5,14 @@
 // so rendering is tested without a running daemon.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/diag.hpp"
 #include "daemon/gpu_inventory.hpp"
 #include "daemon/kubelet/pod_resources.hpp"
 #include "daemon/scheduler.hpp"
@@ -53,6 +55,7 @@ struct DeviceStats {
   std::map<std::string, std::uint64_t> device_changes;                // by changed field ("what"); new_device
   nlohmann::json recorded_changes = nlohmann::json::array();          // for /status (daemon/device_changes.hpp)
   std::map<std::string, ProbeTimer> schedule;  // enabled probes: interval, next run, deferral reason
+  std::optional<diag::Summary> last_diag;      // the last `substrated diag` (docs/diag.md)
 };
 
 // A device and its worker, at the moment of a scrape.

@@ -137,122 +137,6 @@ struct Slot : DeviceStats {
   Clock::time_point retry_at;        // while hung: no scheduled run before this
 };
 
-// A result for a spec whose worker gave none.
-ProbeResult unfinished(const DeviceInfo& info, const ProbeSpec& spec, RunStatus status, ErrorKind kind, std::string why,
-                       double wall_seconds) {
-  ProbeResult result;
-  result.device = info;
-  result.spec = spec;
-  result.status = status;
-  result.error_kind = kind;
-  result.error = std::move(why);
-  result.check.pass = false;
-  result.wall_seconds = wall_seconds;
-  result.finished_at = unix_now();
-  return result;
-}
-
-std::string describe(const WorkerExit& exit, pid_t pid) {
-  if (exit.deadline_passed) return "worker " + std::to_string(pid) + " killed at its deadline";
-  if (!exit.protocol_error.empty()) return "worker " + std::to_string(pid) + ": protocol error: " + exit.protocol_error;
-  if (exit.signal) return "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal);
-  return "worker " + std::to_string(pid) + " exited with code " + std::to_string(exit.exit_code);
-}
-
-struct FoundDevices {
-  std::vector<DeviceInfo> devices;
-  std::vector<std::string> notes;         // the backends' notes, or why discovery failed
-  std::vector<DeviceInfo> mig_instances;  // to discover one by one (daemon/gpu_inventory.hpp)
-  std::vector<UnprobedGpu> unprobed;
-};
-
-json discover_request(const std::string& log_level, const std::vector<std::string>& backend_preference,
-                      const json& external_workers) {
-  return {{"type", "discover"},
-          {"log_level", log_level},
-          {"backend_preference", backend_preference},
-          {"external_workers", external_workers}};
-}
-
-// The device list, found by a worker so the daemon never loads a GPU driver. Runs before the
-// event loop starts, on its own io_context; a worker that does not answer within
-// k_open_seconds is killed and the daemon serves with no devices, saying why in the notes.
-FoundDevices discover_in_worker(const json& request) {
-  FoundDevices found;
-  asio::io_context io;
-  bool answered = false;
-  std::string failure;
-  pid_t pid = 0;
-  auto worker = WorkerProcess::spawn(io, k_worker_executable, request,
-                                     {[&](const json& frame) {
-                                        try {
-                                          if (frame.at("type") == "devices") {
-                                            found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
-                                            found.notes = frame.at("notes").get<std::vector<std::string>>();
-                                            found.mig_instances =
-                                                frame.value("mig_instances", std::vector<DeviceInfo>());
-                                            found.unprobed = frame.value("unprobed", std::vector<UnprobedGpu>());
-                                            answered = true;
-                                          } else if (frame.at("type") == "error") {
-                                            failure = frame.at("message").get<std::string>();
-                                          }
-                                        } catch (const json::exception& e) {
-                                          failure = std::string("malformed device list: ") + e.what();
-                                        }
-                                      },
-                                      [&](const WorkerExit& exit) {
-                                        if (!answered && failure.empty()) failure = describe(exit, pid);
-                                      }});
-  if (!worker) {
-    found.notes.push_back("discovery: " + worker.error().message);
-    return found;
-  }
-  pid = (*worker)->pid();
-  (*worker)->set_deadline(k_open_seconds);
-  io.run_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(k_open_seconds + 5)));
-  if (!answered) {
-    found.devices.clear();
-    found.notes.push_back("discovery failed: " + (failure.empty() ? "no answer from the worker" : failure));
-    spdlog::error("device discovery failed: {}", failure);
-  }
-  return found;
-}
-
-// Every device: one discovery worker for the host, then one per MIG instance it lists, with
-// CUDA_VISIBLE_DEVICES showing that instance alone (a CUDA process sees one MIG instance).
-FoundDevices discover_devices_in_workers(const std::string& log_level,
-                                         const std::vector<std::string>& backend_preference,
-                                         const json& external_workers) {
-  // External workers are started by the first discovery only: the per-instance ones look for CUDA.
-  const json request = discover_request(log_level, backend_preference, json::array());
-  json host = discover_request(log_level, backend_preference, external_workers);
-  host["list_mig"] = true;
-  FoundDevices found = discover_in_worker(host);
-  for (DeviceInfo& instance : found.mig_instances) {
-    json one = request;
-    one["cuda_visible_devices"] = cuda_visible_devices_for(instance);
-    FoundDevices seen = discover_in_worker(one);
-    const auto it = std::find_if(seen.devices.begin(), seen.devices.end(),
-                                 [&](const DeviceInfo& d) { return d.backend == "cuda" && d.uuid == instance.uuid; });
-    if (it == seen.devices.end()) {
-      std::string why =
-          "CUDA_VISIBLE_DEVICES=" + cuda_visible_devices_for(instance) + " shows no CUDA device with its UUID";
-      for (const std::string& note : seen.notes) {
-        if (note.rfind("cuda", 0) == 0 || note.rfind("discovery", 0) == 0) why += "; " + note;
-      }
-      found.unprobed.push_back({instance.uuid, instance.pci_bus_id, instance.id + " (MIG " + instance.mig_profile + ")",
-                                "instance_not_visible", why});
-      continue;
-    }
-    take_planned_identity(*it, instance);
-    found.devices.push_back(std::move(*it));
-  }
-  for (const UnprobedGpu& gpu : found.unprobed) {
-    spdlog::warn("devices: GPU {} ({}) not probed: {}: {}", gpu.pci_bus_id, gpu.name, gpu.reason, gpu.detail);
-  }
-  return found;
-}
-
 class Service {
  public:
   Service(Config config, std::string config_path, FoundDevices found)
@@ -286,6 +170,10 @@ class Service {
     state_ = store_.load(&note);
     if (!note.empty()) spdlog::info("state: {}", note);
     restore_telemetry_state();
+    for (auto& slot : slots_) {
+      const auto diag = state_.diags.find(state_device_key(slot->info));
+      if (diag != state_.diags.end()) slot->last_diag = diag->second;
+    }
     record_devices();
     std::map<std::string, std::string> log_devices;
     for (const auto& slot : slots_) log_devices[slot->info.id] = slot->info.uuid;
@@ -310,6 +198,7 @@ class Service {
                        ControlCommands::RunDone done) {
       run_on_demand(device, std::move(specs), timeout, std::move(done));
     };
+    hooks.record_diag = [this](const diag::Summary& summary) { return record_diag(summary); };
     commands_ = std::make_unique<ControlCommands>(std::move(infos), std::move(hooks), config_.on_demand_max_host_bytes);
     auto control = ControlServer::start(
         io_, control_socket_path(),
@@ -365,6 +254,36 @@ class Service {
       state_.devices[key] = current;
     }
     save_state();
+  }
+
+  // A `substrated diag` result (docs/diag.md): kept in the state and /status as the device's last
+  // diag; a failed one is folded into the verdict as a probe fault is. invalid_argument when no
+  // device of this daemon matches.
+  Expected<std::string> record_diag(const diag::Summary& summary) {
+    for (auto& slot : slots_) {
+      if (!device_matches(slot->info, summary.device)) continue;
+      slot->last_diag = summary;
+      state_.diags[state_device_key(slot->info)] = summary;
+      spdlog::info("{}: diag level {}: {}{}", slot->info.id, summary.level, summary.verdict,
+                   summary.detail.empty() ? "" : " (" + summary.detail + ")");
+      if (summary.verdict == "fail") {
+        RunFindings findings;
+        for (Reason reason : k_all_reasons) {
+          if (summary.reason == to_string(reason)) findings.reasons.insert(reason);
+        }
+        findings.detail = summary.detail;
+        const Health before = slot->verdict.health;
+        apply_run(slot->verdict, findings, config_.verdict);
+        if (slot->verdict.health != before) {
+          spdlog::info("{}: {} -> {} ({})", slot->info.id, to_string(before), to_string(slot->verdict.health),
+                       findings.detail);
+          notify("STATUS=" + status_line());
+        }
+      }
+      save_state();
+      return slot->info.id;
+    }
+    return Error{ErrorKind::invalid_argument, "no device matches '" + summary.device + "'"};
   }
 
   // The telemetry counters findings are judged against, and the verdicts telemetry events stand
@@ -627,34 +546,35 @@ class Service {
                         static_cast<int>(pid), running->current ? "start its next spec" : "open the device",
                         k_open_seconds);
         }
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
-                                     started ? elapsed : exit.elapsed_seconds);
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
+                                            started ? elapsed : exit.elapsed_seconds);
       } else if (exit.signal != 0 && !exit.killed) {
         outcome = "crashed";
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
-                                     "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
-                                         (started ? " while running the spec" : " before the spec started"),
-                                     exit.elapsed_seconds);
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
+                                            "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
+                                                (started ? " while running the spec" : " before the spec started"),
+                                            exit.elapsed_seconds);
       } else {
         outcome = "error";
         std::string message = !running->error.empty() ? running->error
                               : stopping_             ? "the daemon stopped before the run ended"
-                                                      : describe(exit, pid) + " before reporting a result";
-        results[blamed] = unfinished(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
-                                     std::move(message), exit.elapsed_seconds);
+                                                      : describe_worker_exit(exit, pid) + " before reporting a result";
+        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
+                                            std::move(message), exit.elapsed_seconds);
       }
       spdlog::error("{} {} seed {}: {}: {}", slot.info.id, spec_key(planned.spec), planned.spec.seed,
                     to_string(results[blamed]->status), results[blamed]->error);
     } else if (exit.signal != 0 || exit.exit_code != 0) {
-      spdlog::debug("{}: {} after reporting every result", slot.info.id, describe(exit, pid));
+      spdlog::debug("{}: {} after reporting every result", slot.info.id, describe_worker_exit(exit, pid));
     }
     ++slot.worker_exits[outcome];
 
     if (running->job.on_demand) {
       std::vector<ProbeResult> all;
       for (std::size_t i = 0; i < results.size(); ++i) {
-        all.push_back(results[i] ? std::move(*results[i])
-                                 : unfinished(slot.info, specs[i].spec, RunStatus::error, ErrorKind::device_error,
+        all.push_back(results[i]
+                          ? std::move(*results[i])
+                          : unanswered_result(slot.info, specs[i].spec, RunStatus::error, ErrorKind::device_error,
                                               "not run: the worker ended at an earlier spec", 0.0));
       }
       // On-demand device time counts against the device's duty cycle like a scheduled run's.
@@ -1131,8 +1051,8 @@ int serve(ServeOptions options) {
     spdlog::error("{}", lock.error().message);
     return k_exit_cannot_run;
   }
-  FoundDevices found = discover_devices_in_workers(config->log_level, config->backend_preference,
-                                                   external_workers_to_json(config->external_workers));
+  FoundDevices found = discover_devices(k_worker_executable, config->log_level, config->backend_preference,
+                                        external_workers_to_json(config->external_workers), k_open_seconds);
   int code = 0;
   {
     Service service(std::move(config.value()), options.config_path, std::move(found));

@@ -226,7 +226,10 @@ std::string serialize_state(const State& state) {
                     {"consecutive_passes", record.consecutive_passes},
                     {"events", std::move(events)}};
   }
+  nlohmann::json diags = nlohmann::json::object();
+  for (const auto& [id, summary] : state.diags) diags[id] = diag::to_json(summary);
   const nlohmann::json document = {{"format", k_state_format},
+                                   {"diags", std::move(diags)},
                                    {"baselines", std::move(baselines)},
                                    {"devices", std::move(devices)},
                                    {"telemetry_counters", std::move(counters)},
@@ -328,6 +331,15 @@ Expected<State> deserialize_state(const std::string& text) {
           record.events[kind] = {unsigned_field(event, "count"), string_field(event, "reason")};
         }
         state.telemetry_verdicts[id] = std::move(record);
+      }
+    }
+    if (document.contains("diags")) {  // absent in state written before `diag` existed
+      const nlohmann::json& diags = document["diags"];
+      if (!diags.is_object()) throw Malformed{"'diags' must be an object"};
+      for (const auto& [id, entry] : diags.items()) {
+        auto summary = diag::parse_summary(entry);
+        if (!summary) throw Malformed{summary.error().message};
+        state.diags[id] = std::move(summary.value());
       }
     }
     return state;

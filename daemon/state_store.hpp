@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/expected.hpp"
+#include "daemon/diag.hpp"
 
 namespace substrate {
 
@@ -67,6 +68,7 @@ struct State {
   std::map<std::string, DeviceRecord> devices;  // by device uuid (or id when no uuid)
   std::vector<TelemetryCounterRecord> telemetry_counters;
   std::map<std::string, TelemetryVerdictRecord> telemetry_verdicts;  // by device key, as `devices`
+  std::map<std::string, diag::Summary> diags;  // the last `substrated diag` of each device, by device key
 };
 
 // Writes `contents` to `path` with a checksum header, atomically (common/file_io.hpp:

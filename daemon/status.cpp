@@ -54,7 +54,8 @@ json status_json(const DaemonView& view) {
                        {"telemetry_sources", telemetry::telemetry_sources(*view.telemetry, slot.info.id)},
                        {"device_changes", slot.recorded_changes},
                        {"worker", worker},
-                       {"probes", probes}});
+                       {"probes", probes},
+                       {"last_diag", slot.last_diag ? diag::to_json(*slot.last_diag) : json(nullptr)}});
   }
   nlohmann::json pod_resources = nullptr;  // pod attribution off
   if (view.pod_resources) {

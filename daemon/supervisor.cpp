@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -194,6 +195,106 @@ void WorkerProcess::kill() {
   if (reaped_ || pid_ <= 0) return;
   exit_.killed = true;
   signal_group(SIGKILL);
+}
+
+ProbeResult unanswered_result(const DeviceInfo& device, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
+                              std::string why, double wall_seconds) {
+  ProbeResult result;
+  result.device = device;
+  result.spec = spec;
+  result.status = status;
+  result.error_kind = kind;
+  result.error = std::move(why);
+  result.check.pass = false;
+  result.wall_seconds = wall_seconds;
+  result.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return result;
+}
+
+std::string describe_worker_exit(const WorkerExit& exit, pid_t pid) {
+  if (exit.deadline_passed) return "worker " + std::to_string(pid) + " killed at its deadline";
+  if (!exit.protocol_error.empty()) return "worker " + std::to_string(pid) + ": protocol error: " + exit.protocol_error;
+  if (exit.signal) return "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal);
+  return "worker " + std::to_string(pid) + " exited with code " + std::to_string(exit.exit_code);
+}
+
+FoundDevices discover_in_worker(const std::string& executable, const nlohmann::json& request, double deadline_seconds) {
+  FoundDevices found;
+  asio::io_context io;
+  bool answered = false;
+  std::string failure;
+  pid_t pid = 0;
+  auto worker = WorkerProcess::spawn(io, executable, request,
+                                     {[&](const nlohmann::json& frame) {
+                                        try {
+                                          if (frame.at("type") == "devices") {
+                                            found.devices = frame.at("devices").get<std::vector<DeviceInfo>>();
+                                            found.notes = frame.at("notes").get<std::vector<std::string>>();
+                                            found.mig_instances =
+                                                frame.value("mig_instances", std::vector<DeviceInfo>());
+                                            found.unprobed = frame.value("unprobed", std::vector<UnprobedGpu>());
+                                            answered = true;
+                                          } else if (frame.at("type") == "error") {
+                                            failure = frame.at("message").get<std::string>();
+                                          }
+                                        } catch (const nlohmann::json::exception& e) {
+                                          failure = std::string("malformed device list: ") + e.what();
+                                        }
+                                      },
+                                      [&](const WorkerExit& exit) {
+                                        if (!answered && failure.empty()) failure = describe_worker_exit(exit, pid);
+                                      }});
+  if (!worker) {
+    found.notes.push_back("discovery: " + worker.error().message);
+    return found;
+  }
+  pid = (*worker)->pid();
+  (*worker)->set_deadline(deadline_seconds);
+  io.run_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(deadline_seconds + 5)));
+  if (!answered) {
+    found.devices.clear();
+    found.notes.push_back("discovery failed: " + (failure.empty() ? "no answer from the worker" : failure));
+    spdlog::error("device discovery failed: {}", failure);
+  }
+  return found;
+}
+
+FoundDevices discover_devices(const std::string& executable, const std::string& log_level,
+                              const std::vector<std::string>& backend_preference,
+                              const nlohmann::json& external_workers, double deadline_seconds) {
+  const auto request = [&](const nlohmann::json& external) {
+    return nlohmann::json{{"type", "discover"},
+                          {"log_level", log_level},
+                          {"backend_preference", backend_preference},
+                          {"external_workers", external}};
+  };
+  nlohmann::json host = request(external_workers);
+  host["list_mig"] = true;
+  FoundDevices found = discover_in_worker(executable, host, deadline_seconds);
+  // External workers are started by the first discovery only: the per-instance ones look for CUDA.
+  for (DeviceInfo& instance : found.mig_instances) {
+    nlohmann::json one = request(nlohmann::json::array());
+    one["cuda_visible_devices"] = cuda_visible_devices_for(instance);
+    FoundDevices seen = discover_in_worker(executable, one, deadline_seconds);
+    const auto it = std::find_if(seen.devices.begin(), seen.devices.end(),
+                                 [&](const DeviceInfo& d) { return d.backend == "cuda" && d.uuid == instance.uuid; });
+    if (it == seen.devices.end()) {
+      std::string why =
+          "CUDA_VISIBLE_DEVICES=" + cuda_visible_devices_for(instance) + " shows no CUDA device with its UUID";
+      for (const std::string& note : seen.notes) {
+        if (note.rfind("cuda", 0) == 0 || note.rfind("discovery", 0) == 0) why += "; " + note;
+      }
+      found.unprobed.push_back({instance.uuid, instance.pci_bus_id, instance.id + " (MIG " + instance.mig_profile + ")",
+                                "instance_not_visible", why});
+      continue;
+    }
+    take_planned_identity(*it, instance);
+    found.devices.push_back(std::move(*it));
+  }
+  for (const UnprobedGpu& gpu : found.unprobed) {
+    spdlog::warn("devices: GPU {} ({}) not probed: {}: {}", gpu.pci_bus_id, gpu.name, gpu.reason, gpu.detail);
+  }
+  return found;
 }
 
 void WorkerProcess::signal_group(int signal) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -21,7 +22,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/expected.hpp"
+#include "daemon/gpu_inventory.hpp"
 #include "daemon/worker_protocol.hpp"
+#include "probes/core/probe_result.hpp"
 
 namespace substrate {
 
@@ -37,6 +40,36 @@ struct WorkerExit {
 
 // "SIGSEGV", "SIGKILL", ... ("signal N" for unnamed ones).
 std::string signal_name(int signal);
+
+// One line on how a worker ended: "worker 12 killed at its deadline", "... killed by SIGSEGV",
+// "... exited with code 2", "...: protocol error: <why>".
+std::string describe_worker_exit(const WorkerExit& exit, pid_t pid);
+
+struct FoundDevices {
+  std::vector<DeviceInfo> devices;
+  std::vector<std::string> notes;         // the backends' notes, or why discovery failed
+  std::vector<DeviceInfo> mig_instances;  // to discover one by one (daemon/gpu_inventory.hpp)
+  std::vector<UnprobedGpu> unprobed;      // GPUs found and not probed, with the reason
+};
+
+// The device list, found by a `discover` worker of `executable` (`request`: the discover request
+// of docs/worker-protocol.md) so the caller never loads a GPU driver. Runs on an io_context of its
+// own (before the caller's loop starts); a worker that does not answer within `deadline_seconds`
+// is killed and the list is empty, the notes saying why.
+FoundDevices discover_in_worker(const std::string& executable, const nlohmann::json& request, double deadline_seconds);
+
+// Every device of the host: one discovery worker (which also starts the `external_workers`, a
+// JSON array as external_workers_to_json gives it, and lists MIG instances), then one per MIG
+// instance it lists, with CUDA_VISIBLE_DEVICES showing that instance alone (a CUDA process sees
+// one MIG instance). An instance no worker shows is `unprobed` with reason instance_not_visible.
+FoundDevices discover_devices(const std::string& executable, const std::string& log_level,
+                              const std::vector<std::string>& backend_preference,
+                              const nlohmann::json& external_workers, double deadline_seconds);
+
+// The result of a spec whose worker gave none (hung, crashed, gone before reporting): the spec,
+// `status` and `kind` with `why` as its error, `wall_seconds` of it, finished now.
+ProbeResult unanswered_result(const DeviceInfo& device, const ProbeSpec& spec, RunStatus status, ErrorKind kind,
+                              std::string why, double wall_seconds);
 
 class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
  public:

@@ -4,8 +4,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <stdexcept>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -59,7 +62,32 @@ int discover(const json& request, const WorkerHooks& hooks) {
   return write_frame(k_worker_fd, frame) ? 0 : 2;
 }
 
+// A run request's optional "repeat" (docs/worker-protocol.md): the spec list runs again and
+// again, in order, until `duration_seconds` have passed since the first spec started (at least
+// once) or `max_iterations` passes ran (0: no limit). Absent: one pass, as for a scheduled round.
+struct Repeat {
+  bool active = false;
+  double duration_seconds = 0.0;
+  std::uint64_t max_iterations = 0;
+};
+
+// Throws json exceptions (a malformed request) on a wrong type; out_of_range on a negative or
+// non-finite duration.
+Repeat repeat_of(const json& request) {
+  Repeat repeat;
+  const auto it = request.find("repeat");
+  if (it == request.end() || it->is_null()) return repeat;
+  repeat.active = true;
+  repeat.duration_seconds = it->at("duration_seconds").get<double>();
+  repeat.max_iterations = it->value("max_iterations", std::uint64_t{0});
+  if (!std::isfinite(repeat.duration_seconds) || repeat.duration_seconds < 0) {
+    throw std::out_of_range("repeat.duration_seconds must be a finite number >= 0");
+  }
+  return repeat;
+}
+
 int run(const json& request, const WorkerHooks& hooks) {
+  const Repeat repeat = repeat_of(request);  // checked before the device opens
   const std::string id = request.at("device").get<std::string>();
   const std::string uuid = request.value("uuid", std::string());
   const std::uint64_t dump_bytes = request.value("dump_max_bytes", std::uint64_t{0});
@@ -101,32 +129,47 @@ int run(const json& request, const WorkerHooks& hooks) {
   if (!write_frame(k_worker_fd, {{"type", "opened"}, {"device", labelled(device->info())}})) return 2;
   GoldenCache goldens(request.value("golden_cache_max_bytes", GoldenCache::k_default_max_bytes));
   const json& specs = request.at("specs");
-  for (std::size_t index = 0; index < specs.size(); ++index) {
-    const json& item = specs[index];
-    const ProbeSpec spec = item.at("spec").get<ProbeSpec>();
-    if (!write_frame(k_worker_fd, {{"type", "started"}, {"index", index}})) return 2;
-    const std::string drill = item.value("drill", std::string());
-    if (is_process_drill(drill)) act_out(drill);
-    device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
-    ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
-    mark_external_outcome(*device, result);
-    result.device = labelled(std::move(result.device));
-    if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
-      auto kept = keep_failure_dump(dump_root, result, dump_bytes);
-      if (kept) {
-        spdlog::info("{} {}: failing run dumped to {}", id, spec_key(spec), *kept);
-      } else {
-        spdlog::warn("{} {}: could not keep the failure dump: {}", id, spec_key(spec), kept.error().message);
+  std::vector<std::string> first_fingerprints(specs.size());
+  const auto began = std::chrono::steady_clock::now();
+  for (std::uint64_t iteration = 0;; ++iteration) {
+    for (std::size_t index = 0; index < specs.size(); ++index) {
+      const json& item = specs[index];
+      const ProbeSpec spec = item.at("spec").get<ProbeSpec>();
+      if (!write_frame(k_worker_fd, {{"type", "started"}, {"index", index}, {"iteration", iteration}})) return 2;
+      const std::string drill = item.value("drill", std::string());
+      if (is_process_drill(drill)) act_out(drill);
+      device->set_timeout_seconds(item.at("timeout_seconds").get<double>());
+      ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
+      mark_external_outcome(*device, result);
+      result.device = labelled(std::move(result.device));
+      if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
+        auto kept = keep_failure_dump(dump_root, result, dump_bytes);
+        if (kept) {
+          spdlog::info("{} {}: failing run dumped to {}", id, spec_key(spec), *kept);
+        } else {
+          spdlog::warn("{} {}: could not keep the failure dump: {}", id, spec_key(spec), kept.error().message);
+        }
+      }
+      result.tensors.reset();
+      json frame = {{"type", "result"}, {"index", index}, {"iteration", iteration}, {"result", result}};
+      if (repeat.active && !result.fingerprint.empty()) {
+        // The first iteration's fingerprint is the reference of every later one: the kernels
+        // are fixed-order, so the same spec and seed must give the same bits every time.
+        if (first_fingerprints[index].empty()) first_fingerprints[index] = result.fingerprint;
+        frame["fingerprint_matches_first"] = result.fingerprint == first_fingerprints[index];
+      }
+      if (!write_frame(k_worker_fd, frame)) return 2;
+      if (const std::string sticky = device->sticky_error(); !sticky.empty()) {
+        // The driver's context is unusable until this process ends (cuda.h): stop here; the
+        // specs left are not run, and the next round gets a fresh worker.
+        spdlog::warn("{}: sticky error, the worker ends after spec {} of {}: {}", id, index + 1, specs.size(), sticky);
+        return write_frame(k_worker_fd, {{"type", "done"}, {"ended_early", sticky}}) ? 0 : 2;
       }
     }
-    result.tensors.reset();
-    if (!write_frame(k_worker_fd, {{"type", "result"}, {"index", index}, {"result", result}})) return 2;
-    if (const std::string sticky = device->sticky_error(); !sticky.empty()) {
-      // The driver's context is unusable until this process ends (cuda.h): stop here; the
-      // specs left are not run, and the next round gets a fresh worker.
-      spdlog::warn("{}: sticky error, the worker ends after spec {} of {}: {}", id, index + 1, specs.size(), sticky);
-      return write_frame(k_worker_fd, {{"type", "done"}, {"ended_early", sticky}}) ? 0 : 2;
-    }
+    if (!repeat.active) break;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    if (elapsed >= repeat.duration_seconds) break;
+    if (repeat.max_iterations > 0 && iteration + 1 >= repeat.max_iterations) break;
   }
   return write_frame(k_worker_fd, {{"type", "done"}}) ? 0 : 2;
 }
@@ -177,6 +220,8 @@ int worker_main(const std::vector<std::string>& args, const WorkerHooks& given) 
     if (type == "run") return run(*request, hooks);
     return fail("unknown request type '" + type + "'");
   } catch (const json::exception& e) {
+    return fail(std::string("malformed request: ") + e.what());
+  } catch (const std::out_of_range& e) {
     return fail(std::string("malformed request: ") + e.what());
   }
 }

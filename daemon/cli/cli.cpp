@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/cli/diag_command.hpp"
 #include "daemon/cli/diagnose_command.hpp"
 #include "daemon/cli/report_command.hpp"
 #include "daemon/command_line.hpp"
@@ -34,6 +35,7 @@ constexpr const char* k_usage =
     "commands:\n"
     "  devices            list every compute device with backend, driver, UUID and PCI bus id\n"
     "  probe              run the reference kernels on devices and check them (exit 0 pass, 1 fault, 2 cannot run)\n"
+    "  diag               deep check under load: --level 1|2|3|4, telemetry, peer comparison (exit 0/1/2)\n"
     "  serve              run the daemon: scheduled probes, /metrics, control socket (systemd notify)\n"
     "  status             print the running daemon's verdicts\n"
     "  compare A [B]      compare tensor dumps or .npy files: cosine, errors, argmax, mismatch pattern\n"
@@ -435,6 +437,11 @@ int status_command(const std::vector<std::string>& args) {
       }
       std::cout << (change.value("reset_baselines", false) ? "; baselines reset" : "") << "\n";
     }
+    if (const auto diag = device.value("last_diag", nlohmann::json()); diag.is_object()) {
+      std::cout << "    last diag: level " << diag.value("level", 0) << ", " << diag.value("verdict", std::string())
+                << ", " << diag.value("iterations", std::uint64_t{0}) << " iteration(s)"
+                << (diag.value("interrupted", false) ? ", interrupted" : "") << "\n";
+    }
     for (const auto& [probe, info] : device.at("probes").items()) {
       std::cout << "    " << probe << ": " << info.at("runs").get<std::uint64_t>() << " run(s)"
                 << (info.at("drill").get<bool>() ? ", DRILL configured" : "") << "\n";
@@ -496,6 +503,7 @@ int run(const std::vector<std::string>& args) {
   if (command == "version" || command == "--version") return version_command();
   if (command == "devices") return devices_command(rest);
   if (command == "probe") return probe_command(rest);
+  if (command == "diag") return diag_command(rest);
   if (command == "serve") return serve_command(rest);
   if (command == "status") return status_command(rest);
   if (command == "config") return config_command(rest);

@@ -31,7 +31,8 @@ struct Harness {
              },
              [this](std::size_t device, std::vector<ProbeSpec> specs, double timeout, ControlCommands::RunDone done) {
                calls.push_back({device, std::move(specs), timeout, std::move(done)});
-             }},
+             },
+             {}},
             max_host_bytes) {}
 
   void send(const json& request) {
@@ -171,4 +172,40 @@ TEST_CASE("control commands: a spec too large for the device or the host budget 
   huge.probe = "gemm";
   huge.gemm = {4294967295u, 4294967295u, 4294967295u};
   CHECK(memory_refusal(gpu, {huge}, UINT64_MAX).value_or("").find("of device memory") != std::string::npos);
+}
+
+TEST_CASE("control: diag_result is handed to the service, a malformed one refused by name", "[unit]") {
+  std::vector<diag::Summary> recorded;
+  ControlCommands::Hooks hooks;
+  hooks.status = [] { return json::object(); };
+  hooks.record_diag = [&](const diag::Summary& summary) -> Expected<std::string> {
+    if (summary.device != "vulkan0") return Error{ErrorKind::invalid_argument, "no device matches 'x'"};
+    recorded.push_back(summary);
+    return std::string("vulkan0");
+  };
+  ControlCommands commands({device("vulkan0")}, hooks, 192ull << 20);
+  std::optional<json> reply;
+  const auto send = [&](const json& request) { commands.handle(request, [&](json r) { reply = std::move(r); }); };
+  diag::Summary summary;
+  summary.device = "vulkan0";
+  summary.level = 2;
+  summary.verdict = "pass";
+  send({{"command", "diag_result"}, {"diag", diag::to_json(summary)}});
+  REQUIRE(reply);
+  CHECK(reply->at("ok") == true);
+  CHECK(reply->at("device") == "vulkan0");
+  REQUIRE(recorded.size() == 1);
+  CHECK(recorded[0].level == 2);
+
+  json bad = diag::to_json(summary);
+  bad["verdict"] = "great";
+  send({{"command", "diag_result"}, {"diag", bad}});
+  CHECK(reply->at("ok") == false);
+  CHECK(reply->at("error").get<std::string>().find("'verdict'") != std::string::npos);
+  send({{"command", "diag_result"}});
+  CHECK(reply->at("ok") == false);
+  summary.device = "other";
+  send({{"command", "diag_result"}, {"diag", diag::to_json(summary)}});
+  CHECK(reply->at("error") == "no device matches 'x'");
+  CHECK(recorded.size() == 1);
 }

@@ -108,6 +108,15 @@ TEST_CASE("state: save and load round-trip every field", "[unit]") {
   odd.budget_history.push_back(std::nan(""));
   odd.device_seconds = -std::numeric_limits<double>::infinity();
   state.devices["GPU-ÿ \"quoted\"\n"] = DeviceRecord{{{"name", "tab\there"}}, 0.0};
+  diag::Summary last_diag;
+  last_diag.device = "vulkan0";
+  last_diag.level = 3;
+  last_diag.verdict = "fail";
+  last_diag.reason = "fingerprint_change";
+  last_diag.detail = "diag level 3: gemm failed";
+  last_diag.iterations = 7;
+  last_diag.failed_iterations = 2;
+  state.diags["vulkan0"] = last_diag;
 
   StateStore store(dir.str());
   CHECK(store.path() == dir.str() + "/state.json");
@@ -121,6 +130,8 @@ TEST_CASE("state: save and load round-trip every field", "[unit]") {
   CHECK(std::isnan(back.budget_history.back()));
   CHECK(back.device_seconds == -std::numeric_limits<double>::infinity());
   CHECK(loaded.devices.at("GPU-ÿ \"quoted\"\n").fields.at("name") == "tab\there");
+  CHECK(loaded.diags.at("vulkan0").failed_iterations == 2);
+  CHECK(loaded.diags.at("vulkan0").reason == "fingerprint_change");
   // Nothing but the state file is left behind.
   CHECK(entries(dir.path()) == std::vector<std::string>{"state.json"});
 }

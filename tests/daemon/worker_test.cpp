@@ -202,3 +202,31 @@ TEST_CASE("worker process: a request of an unknown kind or device is an error fr
   REQUIRE(types(absent) == std::vector<std::string>{"error"});
   CHECK(absent.frames[0]["message"].get<std::string>().find("vulkan7") != std::string::npos);
 }
+
+TEST_CASE("worker process: a repeat runs the specs pass after pass, comparing fingerprints with the first", "[e2e]") {
+  json request = gemm_run("");
+  request["repeat"] = {{"duration_seconds", 3600}, {"max_iterations", 3}};
+  const Outcome out = run_worker(request, 30);
+  REQUIRE(out.exit);
+  CHECK(out.exit->exit_code == 0);
+  CHECK(types(out) ==
+        std::vector<std::string>{"opened", "started", "result", "started", "result", "started", "result", "done"});
+  for (std::uint64_t pass = 0; pass < 3; ++pass) {
+    const json& result = out.frames[2 + 2 * pass];
+    CHECK(result.at("iteration") == pass);
+    CHECK(out.frames[1 + 2 * pass].at("iteration") == pass);
+    CHECK(result.at("fingerprint_matches_first") == true);
+    CHECK(result.at("result").at("status") == "pass");
+  }
+  // A duration of 0 still makes one pass; without repeat there is no fingerprint comparison.
+  request["repeat"] = {{"duration_seconds", 0}};
+  CHECK(types(run_worker(request, 30)).size() == 4);
+  CHECK_FALSE(run_worker(gemm_run(""), 30).frames.at(2).contains("fingerprint_matches_first"));
+  // A malformed repeat is refused before the device opens.
+  request["repeat"] = {{"duration_seconds", -1}};
+  const Outcome bad = run_worker(request, 30);
+  REQUIRE(bad.exit);
+  CHECK(bad.exit->exit_code == 2);
+  REQUIRE(types(bad) == std::vector<std::string>{"error"});
+  CHECK(bad.frames[0]["message"].get<std::string>().find("repeat.duration_seconds") != std::string::npos);
+}
