@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "daemon/command_line.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/diag_report.hpp"
 #include "daemon/diag_run.hpp"
 #include "daemon/exit_code.hpp"
 #include "daemon/probe_command.hpp"
@@ -23,6 +25,7 @@ const cli::po::options_description& diag_options() {
         "duration", cli::takes("S"), "seconds to repeat the level's specs (overrides the level's duration)")(
         "device", cli::takes("SEL"), "device id (vulkan0), UUID or PCI bus id; default all")(
         "json", "one JSON document (docs/diag.md): the input of the HTML report")(
+        "report", cli::takes("FILE"), "also write the HTML report (docs/diag-report.md) to FILE")(
         "force", "run on a device that telemetry shows busy")(
         "inject", cli::takes("SPEC"), "drill in the GEMM specs, as `probe --inject`: the diag must find and locate it")(
         "seed", cli::takes("N"), "generator seed (default 1)")("timeout", cli::takes("S"),
@@ -40,7 +43,8 @@ const cli::po::options_description& diag_options() {
 }
 
 std::string diag_usage() {
-  return "usage: substrated diag [--level 1|2|3|4] [--duration S] [--device SEL] [--json] [--force] [--inject SPEC]\n"
+  return "usage: substrated diag [--level 1|2|3|4] [--duration S] [--device SEL] [--json] [--report FILE] [--force]\n"
+         "                      [--inject SPEC]\n"
          "  runs the level's probes in worker processes, over and over for the duration, checking every\n"
          "  iteration against the CPU golden and the first iteration's fingerprint, sampling telemetry\n"
          "\n" +
@@ -129,6 +133,14 @@ int diag_command(const std::vector<std::string>& args) {
     if (!period) return fail("--telemetry-period needs seconds > 0 and at most 3600, got '" + *text + "'");
     options.telemetry_period_seconds = *period;
   }
+  const std::optional<std::string> report_path = line->last("report");
+  if (report_path) {
+    // Refused before a run that may last an hour, not after it.
+    const std::filesystem::path parent = std::filesystem::absolute(*report_path).parent_path();
+    std::error_code error;
+    if (!std::filesystem::is_directory(parent, error))
+      return fail("--report " + *report_path + ": " + parent.string() + " is not a directory");
+  }
   options.sysfs_root = line->last("path.sysfs").value_or("/sys");
   options.progress = &std::cerr;
   options.progress_redraw = ::isatty(STDERR_FILENO) == 1;
@@ -136,12 +148,21 @@ int diag_command(const std::vector<std::string>& args) {
   if (!report) return fail(report.error().message);
   const char* env = std::getenv("SUBSTRATED_SOCKET");
   tell_daemon(line->last("socket").value_or(env && *env ? env : "/run/substrated/control.sock"), *report);
+  int code = diag::exit_code_of(report->devices);
+  if (report_path) {
+    if (auto written = write_diag_report(diag::to_json(*report), *report_path); !written) {
+      std::cerr << "substrated: diag: --report: " << written.error().message << "\n";
+      if (code == k_exit_ok) code = k_exit_cannot_run;  // a fault found stays exit 1
+    } else {
+      std::cerr << "report: " << *report_path << "\n";
+    }
+  }
   if (line->has("json")) {
     std::cout << diag::to_json(*report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << diag::render_text(*report);
   }
-  return diag::exit_code_of(report->devices);
+  return code;
 }
 
 }  // namespace substrate

@@ -18,7 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/file_io.hpp"
 #include "tests/support/daemon_process.hpp"
+#include "tests/support/html_tree.hpp"
 #include "tests/support/run_command.hpp"
 
 extern char** environ;
@@ -148,10 +150,29 @@ TEST_CASE("diag: a drill during a diag is found in every iteration and located",
     located = located || (first.at("row") == 3 && first.at("col") == 5);
   }
   CHECK(located);
-  // The text output carries the replay command of the failing run.
-  const Diag text = run_diag("--level 1 --device vulkan0 --inject bit=30,row=3,col=5");
+  // The text output carries the replay command of the failing run, and --report draws the fault
+  // where it is: one mismatched element in every failing GEMM's heatmap.
+  const std::string report =
+      (std::filesystem::temp_directory_path() / ("substrated-diag-" + std::to_string(::getpid()) + ".html")).string();
+  const Diag text = run_diag("--level 1 --device vulkan0 --inject bit=30,row=3,col=5 --report " + report);
   CHECK(text.exit_code == 1);
   CHECK(text.out.find("replay: substrated probe") != std::string::npos);
+  auto html = substrate::read_file(report);
+  REQUIRE(html);
+  std::filesystem::remove(report);
+  const substrate::testing::HtmlElement doc = substrate::testing::parse_html(*html);
+  const auto maps = doc.find_all("svg", "heatmap");
+  REQUIRE_FALSE(maps.empty());
+  for (const auto* map : maps) {
+    std::uint64_t total = 0;
+    for (const auto* cell : map->find_all("rect", "cell")) total += std::stoull(cell->attribute("data-count"));
+    CHECK(total == 1);
+  }
+  CHECK(html->find("substrated probe") != std::string::npos);
+  // A report that cannot be written is refused before the run, not after it.
+  const Diag unwritable = run_diag("--level 1 --device vulkan0 --report /nonexistent/dir/report.html");
+  CHECK(unwritable.exit_code == 2);
+  CHECK(unwritable.err.find("/nonexistent/dir is not a directory") != std::string::npos);
 }
 
 TEST_CASE("diag: bad arguments and no device exit 2 with the cause", "[e2e]") {
