@@ -223,6 +223,14 @@
             'substrated checks fewer GPUs than the host should have.',
             'substrated on {{ $labels.instance }} checks {{ $value }} compute device(s), fewer than expected_devices in its configuration. A GPU fell off the bus, its driver did not load, or discovery failed: substrate_device_discovery_errors and `substrated status` (backend_notes) say which. Nothing checks the missing GPUs.'
           ),
+          // A GPU the daemon found and does not probe (a MIG-enabled GPU whose instances it
+          // cannot list): probing the one slice a CUDA process sees would pass for checking it,
+          // so it probes none and says so (docs/cuda.md, "MIG").
+          alert(
+            'SubstrateGpuUnprobed', 'warning', f('substrate_device_unprobed{%(sel)s} == 1'),
+            'A GPU on a substrated host is not checked.',
+            'GPU {{ $labels.pci_bus_id }} {{ $labels.UUID }} on {{ $labels.instance }} is not probed ({{ $labels.reason }}): it is MIG-enabled and substrated cannot list its MIG instances, so none of them is checked. `substrated status` and /status `unprobed` give the detail.'
+          ),
           alert(
             'SubstratedDown', 'warning', f('up{%(sel)s} == 0 or absent(up{%(sel)s})'),
             'substrated is down or has no scrape target.',
