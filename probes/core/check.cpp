@@ -83,11 +83,13 @@ int guaranteed_bit(double golden, double bound) {
   // `bound` from g once |g| > 3 bound. Mantissa bit b of x in [2^E, 2^(E+1)) weighs 2^(E - 23 + b)
   // and the flip is rejected when that weight exceeds 2 bound; the smallest E is that of `low`.
   if (low < 0x1p-126) return 23;  // subnormal values: leave their mantissa unclaimed
+  // The least b with 2^(E - 23 + b) > 2 bound: with 2^F <= 2 bound < 2^(F+1), that is
+  // E - 23 + b >= F + 1. In closed form: it runs once per checked element, and a loop of ldexp
+  // calls here was most of attention's host time (BENCHMARKS.md section 4).
   const int lowest_exponent = std::ilogb(low);
-  for (int b = 0; b < 23; ++b) {
-    if (std::ldexp(1.0, lowest_exponent - 23 + b) > 2.0 * bound) return b;
-  }
-  return 23;
+  const int bound_exponent = std::ilogb(2.0 * bound);
+  const int bit = std::max(0, bound_exponent + 1 - lowest_exponent + 23);
+  return bit < 23 ? bit : 23;
 }
 
 void state_guarantee(CheckOutcome& outcome, std::span<const double> golden, std::span<const double> bound) {

@@ -76,10 +76,13 @@ TEST_CASE("check: in random mode the significant xor drops the bits a deviation 
 }
 
 TEST_CASE("check: the guaranteed bit holds for every healthy value within the bound (issue 18)", "[unit]") {
-  CHECK(guaranteed_bit(0.0, 0.0) == 0);       // exact: every flip changes the word
-  CHECK(guaranteed_bit(1e-3, 1e-3) == 32);    // a value within its bound of zero: nothing guaranteed
-  CHECK(guaranteed_bit(2.5e-3, 1e-3) == 31);  // sign only
-  CHECK(guaranteed_bit(1.0, 0x1p-20) <= 23);
+  CHECK(guaranteed_bit(0.0, 0.0) == 0);             // exact: every flip changes the word
+  CHECK(guaranteed_bit(1e-3, 1e-3) == 32);          // a value within its bound of zero: nothing guaranteed
+  CHECK(guaranteed_bit(2.5e-3, 1e-3) == 31);        // sign only
+  CHECK(guaranteed_bit(1.0, 0x1p-20) == 6);         // low in [2^-1, 1): bit b weighs 2^(b-24) > 2^-19 from b = 6
+  CHECK(guaranteed_bit(1.0, 0.75 * 0x1p-20) == 5);  // 2^(5-24) > 1.5 * 2^-20
+  CHECK(guaranteed_bit(1.0, 0x1p-60) == 0);         // every mantissa bit outweighs the bound
+  CHECK(guaranteed_bit(1.0, 0x1p-3) == 23);         // no mantissa bit does
   // Property: for golden g and bound B, take healthy values x (fp32, |x - g| <= B) at both ends of
   // the interval and inside it; flipping any bit >= guaranteed_bit(g, B) must leave the bound.
   std::uint64_t state = 88172645463325252ull;
@@ -111,6 +114,35 @@ TEST_CASE("check: the guaranteed bit holds for every healthy value within the bo
     }
   }
   CHECK(checked_pairs > 1000);
+}
+
+TEST_CASE("check: the guaranteed bit is the least mantissa bit whose weight exceeds twice the bound", "[unit]") {
+  // The definition, bit by bit; guaranteed_bit computes it in closed form.
+  const auto by_definition = [](double g, double bound) {
+    const double low = std::fabs(g) - bound;
+    for (int b = 0; b < 23; ++b) {
+      if (std::ldexp(1.0, std::ilogb(low) - 23 + b) > 2.0 * bound) return b;
+    }
+    return 23;
+  };
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  int compared = 0;
+  for (int trial = 0; trial < 100000; ++trial) {
+    const double g = std::ldexp(1.0 + static_cast<double>(next() % 1000000) / 1e6, static_cast<int>(next() % 60) - 30);
+    // Bounds from far below the last mantissa bit to near |g|, exact powers of two included.
+    const double bound = std::ldexp(g, -static_cast<int>(next() % 40) - 2) * ((next() & 1) ? 1.0 : 0.75);
+    if (!(std::fabs(g) > 3.0 * bound) || std::fabs(g) - bound < 0x1p-126) continue;
+    INFO("g=" << g << " bound=" << bound);
+    REQUIRE(guaranteed_bit(g, bound) == by_definition(g, bound));
+    ++compared;
+  }
+  CHECK(compared > 90000);
 }
 
 TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee bit 0", "[unit]") {
