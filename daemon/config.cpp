@@ -186,6 +186,7 @@ class Parser {
                   "golden_cache_max_bytes",
                   "on_demand",
                   "verdict",
+                  "coverage",
                   "telemetry",
                   "kubelet",
                   "probes",
@@ -244,6 +245,8 @@ class Parser {
                      parse_verdict(value, path, config.verdict, order_mark, order_key);
                    } else if (key == "kubelet") {
                      parse_kubelet(value, path, config.kubelet);
+                   } else if (key == "coverage") {
+                     parse_coverage(value, path, config.coverage);
                    } else if (key == "telemetry") {
                      parse_telemetry(value, path, config.telemetry);
                    } else if (key == "probes") {
@@ -423,6 +426,17 @@ class Parser {
                      verdict.passes_to_recover = static_cast<std::uint32_t>(uint_value(value, p, 1, 1000));
                    } else {
                      verdict.slowdown_ratio = ranged(value, p, 1.0, true, 100.0, false);
+                   }
+                 });
+  }
+
+  void parse_coverage(const YAML::Node& node, const std::string& path, CoveragePolicy& coverage) {
+    for_each_key(node, path, {"duty_share", "max_round_seconds"},
+                 [&](const std::string& key, const YAML::Node& value, const std::string& p) {
+                   if (key == "duty_share") {
+                     coverage.duty_share = ranged(value, p, 0.0, false, 1.0, false);
+                   } else {
+                     coverage.max_round_seconds = ranged(value, p, 0.0, true, 3600.0, false);
                    }
                  });
   }

@@ -44,6 +44,14 @@ struct TelemetrySchedule {
   bool operator==(const TelemetrySchedule&) const = default;
 };
 
+// Coverage: how much of the duty cycle scheduled rounds spend repeating their specs
+// (round_repeat_seconds in daemon/scheduler.hpp; docs/configuration.md).
+struct CoveragePolicy {
+  double duty_share = 0.5;         // share of max_duty_cycle for repeated passes; 0: one pass per round
+  double max_round_seconds = 2.0;  // the longest one round repeats, seconds
+  bool operator==(const CoveragePolicy&) const = default;
+};
+
 // Pod attribution (daemon/kubelet/pod_resources.hpp): off while the socket is empty.
 struct KubeletSettings {
   std::string pod_resources_socket;  // e.g. /var/lib/kubelet/pod-resources/kubelet.sock
@@ -91,6 +99,7 @@ struct Config {
   // daemon beside one such worker.
   std::uint64_t on_demand_max_host_bytes = 192ull << 20;
   VerdictPolicy verdict;
+  CoveragePolicy coverage;
   TelemetrySchedule telemetry;
   KubeletSettings kubelet;
   std::map<std::string, ProbeSchedule> probes;     // by registry id; every registered probe present

@@ -27,6 +27,12 @@ struct ProbeStats {
   std::uint64_t runs = 0;
   std::map<Reason, std::uint64_t> failures;
   std::uint64_t fingerprint_changes = 0;
+  // Checked work of every pass of the scheduled runs (daemon/checked_work.hpp): kernel runs
+  // whose check ran, their floating-point operations and the device memory bytes they tested.
+  std::uint64_t checked_runs = 0;
+  double checked_flops = 0.0;
+  double checked_bytes = 0.0;
+  double spent_seconds = 0.0;  // device seconds (kernels plus generation) of every pass: the duty cycle used
   // Of the last run, summed (or, for budget and slowdown, the maximum) over its specs.
   double budget = 0.0;
   double budget_drift = 0.0;      // daemon/error_budget.hpp: max over specs, 0 without a reference

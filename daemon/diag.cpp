@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "daemon/checked_work.hpp"
 #include "daemon/exit_code.hpp"
 #include "probes/core/registry.hpp"
 
@@ -114,16 +115,6 @@ std::vector<ProbeSpec> level_specs(int level, const DeviceInfo& device) {
   return specs;
 }
 
-double flops_of(const ProbeSpec& spec) {
-  if (spec.probe == "gemm") return 2.0 * spec.gemm.m * spec.gemm.n * spec.gemm.k;
-  if (spec.probe == "attention") {
-    const AttentionShape& s = spec.attention;
-    const double full = 4.0 * s.heads * double(s.seq_len) * s.seq_len * s.head_dim;
-    return s.causal ? full / 2.0 : full;
-  }
-  return 0.0;
-}
-
 std::optional<double> throughput_of(const ProbeResult& result) {
   if (result.memory && result.memory->bandwidth_bytes_per_second > 0) return result.memory->bandwidth_bytes_per_second;
   const double flops = flops_of(result.spec);
@@ -154,11 +145,7 @@ TelemetrySample sample_of(const telemetry::Readings& readings, double t_seconds)
 
 void DeviceRecord::add(ProbeResult result, std::size_t index, std::uint64_t iteration,
                        std::optional<bool> fingerprint_matches_first, double t_seconds, const TelemetrySample& newest) {
-  if (fingerprint_matches_first == false && result.status == RunStatus::pass) {
-    result.status = RunStatus::fail;
-    result.error_kind = ErrorKind::hardware_fault;
-    result.error = "fingerprint " + result.fingerprint + " differs from the first iteration's";
-  }
+  mark_unrepeated_fingerprint(result, fingerprint_matches_first);
   if (iteration + 1 > iterations) iterations = iteration + 1;
   if (failed(result)) {
     ++fail_results;

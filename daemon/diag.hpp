@@ -42,10 +42,8 @@ double default_duration_seconds(int level);
 // their device buffers take at most half of the device's memory (DeviceInfo::memory_bytes).
 std::vector<ProbeSpec> level_specs(int level, const DeviceInfo& device);
 
-// Floating-point operations of one GEMM or attention run of `spec` (2·M·N·K; attention: the
-// QKᵀ and PV products, halved when causal), 0 for other probes.
-double flops_of(const ProbeSpec& spec);
-// What one result achieved: FLOP/s (gemm, attention: flops_of / device_seconds) or bytes/s
+// What one result achieved: FLOP/s (gemm, attention: flops_of in daemon/checked_work.hpp /
+// device_seconds) or bytes/s
 // (memory: the probe's measured bandwidth); nullopt when the run produced no timing.
 std::optional<double> throughput_of(const ProbeResult& result);
 

@@ -247,6 +247,22 @@ std::string render_metrics(const DaemonView& view) {
               s.last_success);
       f.gauge("substrate_probe_drill", "1 while a fault-injection drill is configured for the probe.", labels,
               s.drill ? 1 : 0);
+      f.counter("substrate_probe_device_seconds_total",
+                "Device time (kernels plus input generation) of every pass of the scheduled runs; its rate is the "
+                "share of max_duty_cycle the probe used.",
+                labels, s.spent_seconds);
+      f.counter("substrate_checked_runs_total",
+                "Kernel runs of scheduled rounds whose output was checked, every repeated pass counted (coverage).",
+                labels, static_cast<double>(s.checked_runs));
+      if (s.checked_flops > 0) {
+        f.counter("substrate_checked_flops_total",
+                  "Floating-point operations of checked GEMM and attention runs (2 per multiply-add).", labels,
+                  s.checked_flops);
+      }
+      if (s.checked_bytes > 0) {
+        f.counter("substrate_checked_bytes_total", "Bytes of device memory the checked memory runs tested.", labels,
+                  s.checked_bytes);
+      }
       f.counter("substrate_fingerprint_changes_total",
                 "Output fingerprint differed from the previous run of the same key without a baseline reset.", labels,
                 static_cast<double>(s.fingerprint_changes));

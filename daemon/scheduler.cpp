@@ -24,6 +24,16 @@ double DutyCycleBudget::defer(double cost, double round_cost, double max_duty_cy
   return std::clamp(wait, 1.0, k_max_delay_seconds);
 }
 
+double round_repeat_seconds(std::span<const double> round_intervals, std::size_t enabled_probes, double max_duty_cycle,
+                            double duty_share, double max_round_seconds, double tokens) {
+  if (enabled_probes == 0 || !(duty_share > 0.0) || !(max_duty_cycle > 0.0)) return 0.0;
+  double seconds = 0.0;
+  for (double interval : round_intervals) {
+    seconds += duty_share * max_duty_cycle * std::max(0.0, interval) / static_cast<double>(enabled_probes);
+  }
+  return std::max(0.0, std::min({seconds, max_round_seconds, tokens}));
+}
+
 const char* to_string(Deferral deferral) {
   switch (deferral) {
     case Deferral::none:

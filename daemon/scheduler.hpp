@@ -1,6 +1,7 @@
 #pragma once
 // Pure scheduling arithmetic of the daemon (no timers, no I/O), tested alone.
 #include <chrono>
+#include <span>
 #include <string>
 
 namespace substrate {
@@ -31,6 +32,17 @@ class DutyCycleBudget {
   bool started_ = false;
   Clock::time_point updated_{};
 };
+
+// Coverage (docs/configuration.md, `coverage`): seconds a scheduled round repeats its specs so
+// that the duty cycle buys checked work, not idle time. Each enabled probe may spend `duty_share`
+// of the device's duty cycle, split evenly among the `enabled_probes`: a probe with interval T
+// gets duty_share * max_duty_cycle * T / enabled_probes seconds of each of its rounds. A round's
+// repeat time is the sum over the probes it runs (`round_intervals`, seconds), at most
+// `max_round_seconds` (the longest burst a workload sharing the device should feel) and at most
+// the budget's `tokens` (device seconds). 0: one pass, as without coverage. The worker measures
+// the time in wall seconds, so the device time spent stays below it.
+double round_repeat_seconds(std::span<const double> round_intervals, std::size_t enabled_probes, double max_duty_cycle,
+                            double duty_share, double max_round_seconds, double tokens);
 
 // Why a probe's timer was set later than its interval: the exported deferral reason
 // (substrate_probe_deferred), which SubstrateProbeStale reads. busy: the device's GPU utilisation

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/baselines.hpp"
+#include "daemon/checked_work.hpp"
 #include "daemon/control_commands.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/device_changes.hpp"
@@ -111,6 +112,7 @@ struct PlannedSpec {
 struct Job {
   bool on_demand = false;
   std::vector<PlannedSpec> specs;
+  double repeat_seconds = 0.0;    // scheduled: how long the worker repeats the specs (0: one pass)
   ControlCommands::RunDone done;  // on-demand: a result for every spec, or why it was refused
 };
 
@@ -118,8 +120,12 @@ struct Job {
 struct Running {
   Job job;
   std::shared_ptr<WorkerProcess> worker;
+  // Per spec: the result that stands for its passes (checked_work.hpp: keep_standing_result) and
+  // the device seconds (kernel plus generation) of all of them, which the duty cycle is charged.
   std::vector<std::optional<ProbeResult>> results;
+  std::vector<double> spent_seconds;
   std::optional<std::size_t> current;  // the spec the worker said it started last
+  bool current_answered = false;       // the worker sent the result of that start
   Clock::time_point current_since = Clock::now();
   std::string error;        // from the worker's "error" frame
   std::string ended_early;  // from "done": why the worker stopped before its last spec (a sticky error)
@@ -430,6 +436,7 @@ class Service {
       return;
     }
     Job job;
+    std::vector<double> intervals;  // of the probes in the round, for its repeat time
     for (const std::string& probe : slot.due) {
       const ProbeSchedule& schedule = config_.probes[probe];
       auto specs = scheduled_specs(slot, probe, schedule);
@@ -440,9 +447,16 @@ class Service {
       }
       const std::string drill = schedule.drill && worker::is_process_drill(*schedule.drill) ? *schedule.drill : "";
       for (const ProbeSpec& spec : *specs) job.specs.push_back({probe, spec, drill, schedule.timeout_seconds});
+      if (!specs->empty()) intervals.push_back(schedule.interval_seconds);
     }
     slot.due.clear();
-    if (!job.specs.empty()) start_job(slot, std::move(job));
+    if (job.specs.empty()) return;
+    const auto enabled = std::count_if(config_.probes.begin(), config_.probes.end(),
+                                       [](const auto& probe) { return probe.second.enabled; });
+    job.repeat_seconds =
+        round_repeat_seconds(intervals, static_cast<std::size_t>(enabled), config_.max_duty_cycle,
+                             config_.coverage.duty_share, config_.coverage.max_round_seconds, slot.budget.tokens());
+    start_job(slot, std::move(job));
   }
 
   void start_job(Slot& slot, Job job) {
@@ -463,11 +477,14 @@ class Service {
                           {"dump_root", config_.state_directory + "/dumps"},
                           {"dump_max_bytes", job.on_demand ? 0 : config_.failure_dump_max_bytes},
                           {"specs", specs}};
+    json request_with_repeat = request;
+    if (job.repeat_seconds > 0.0) request_with_repeat["repeat"] = {{"duration_seconds", job.repeat_seconds}};
     slot.running = std::make_unique<Running>();
     slot.running->results.resize(job.specs.size());
+    slot.running->spent_seconds.resize(job.specs.size());
     slot.running->job = std::move(job);
     Slot* s = &slot;
-    auto worker = WorkerProcess::spawn(io_, k_worker_executable, run_request_for(slot.info, request),
+    auto worker = WorkerProcess::spawn(io_, k_worker_executable, run_request_for(slot.info, request_with_repeat),
                                        {[this, s](const json& frame) { on_worker_frame(*s, frame); },
                                         [this, s](const WorkerExit& exit) { on_worker_exit(*s, exit); }});
     if (!worker) {
@@ -494,10 +511,18 @@ class Service {
         if (index >= running->results.size()) throw std::out_of_range("spec index " + std::to_string(index));
         if (type == "started") {
           running->current = index;
+          running->current_answered = false;
           running->current_since = Clock::now();
           running->worker->set_deadline(spec_deadline(running->job.specs[index].timeout_seconds));
         } else {
-          running->results[index] = frame.at("result").get<ProbeResult>();
+          ProbeResult result = frame.at("result").get<ProbeResult>();
+          const auto matches = frame.find("fingerprint_matches_first");
+          mark_unrepeated_fingerprint(
+              result, matches == frame.end() ? std::nullopt : std::optional<bool>(matches->get<bool>()));
+          if (running->current == index) running->current_answered = true;
+          running->spent_seconds[index] += result.device_seconds + result.generate_seconds;
+          if (!running->job.on_demand) count_checked_work(slot, running->job.specs[index].probe, result);
+          keep_standing_result(running->results[index], std::move(result));
           running->worker->set_deadline(k_open_seconds);
         }
       } else if (type == "done") {
@@ -522,8 +547,11 @@ class Service {
     std::vector<std::optional<ProbeResult>>& results = running->results;
     const std::vector<PlannedSpec>& specs = running->job.specs;
     std::string outcome = "ok";
+    // The spec the worker died on: the one it started and did not answer (in any pass of a
+    // repeat), else the first that never got a result.
     std::size_t blamed = 0;
     while (blamed < results.size() && results[blamed]) ++blamed;
+    if (running->current && !running->current_answered) blamed = *running->current;
     // A worker that ended early on purpose (a sticky driver error, already reported in its
     // result) and exited cleanly leaves the specs after it unrun, not blamed.
     const bool ended_early = !running->ended_early.empty() && exit.signal == 0 && exit.exit_code == 0 &&
@@ -585,17 +613,19 @@ class Service {
     } else {
       std::vector<std::string> order;
       std::map<std::string, std::vector<ProbeResult>> by_probe;
+      std::map<std::string, double> spent;  // device seconds of every pass, by probe
       for (std::size_t i = 0; i < results.size(); ++i) {
         const std::string& probe = specs[i].probe;
         if (std::find(order.begin(), order.end(), probe) == order.end()) order.push_back(probe);
         if (results[i]) by_probe[probe].push_back(std::move(*results[i]));
+        spent[probe] += running->spent_seconds[i];
       }
       for (const std::string& probe : order) {
         if (by_probe[probe].empty()) {
           // Never started (an earlier spec ended the worker): its next turn comes as usual.
           if (!stopping_) arm(slot, probe, next_delay(slot, probe));
         } else {
-          on_scheduled_done(slot, probe, std::move(by_probe[probe]));
+          on_scheduled_done(slot, probe, std::move(by_probe[probe]), spent[probe]);
         }
       }
     }
@@ -606,6 +636,16 @@ class Service {
     }
   }
 
+  // Counts what one pass of a scheduled spec verified (substrate_checked_*_total).
+  static void count_checked_work(Slot& slot, const std::string& probe, const ProbeResult& result) {
+    if (result.status != RunStatus::pass && result.status != RunStatus::fail) return;  // nothing was checked
+    const CheckedWork work = checked_work_of(result);
+    ProbeStats& stats = slot.probes[probe];
+    ++stats.checked_runs;
+    stats.checked_flops += work.flops;
+    stats.checked_bytes += work.bytes;
+  }
+
   // Seconds until the probe's next scheduled run: its jittered interval, or later while a hung
   // device waits out its backoff.
   double next_delay(Slot& slot, const std::string& probe) {
@@ -614,7 +654,9 @@ class Service {
     return delay;
   }
 
-  void on_scheduled_done(Slot& slot, const std::string& probe, std::vector<ProbeResult> results) {
+  // `spent`: device seconds (kernels plus generation) of every pass of the round's specs of the
+  // probe, what its duty cycle is charged; the results are one standing result per spec.
+  void on_scheduled_done(Slot& slot, const std::string& probe, std::vector<ProbeResult> results, double spent) {
     // A probe the device's backend does not implement is counted as skipped and nothing else: it
     // neither fails nor recovers the verdict, and gets no run series (no stale last success).
     const auto is_skipped = [](const ProbeResult& r) { return r.status == RunStatus::skipped; };
@@ -628,7 +670,7 @@ class Service {
     RoundAssessment round =
         assess_round(results, slot.info, state_.baselines, config_.verdict.slowdown_ratio, unix_now(), stats);
     RunFindings& findings = round.findings;
-    const double cost = round.cost;
+    const double cost = std::max(spent, round.cost);
     for (const std::string& change : round.fingerprint_changes) spdlog::warn("{} {}", slot.info.id, change);
     for (const ProbeResult& result : results) {
       if (result.status != RunStatus::pass && result.status != RunStatus::skipped) {
@@ -660,6 +702,7 @@ class Service {
     if (findings.reasons.empty()) stats.last_success = stats.last_run;
     slot.last_cost[probe] = cost;
     slot.budget.spend(cost);
+    stats.spent_seconds += cost;
     const Health before = slot.verdict.health;
     apply_run(slot.verdict, findings, config_.verdict);
     if (findings.reasons.count(Reason::timeout)) {

@@ -89,6 +89,9 @@ expected_devices: 8
 telemetry:
   interval_seconds: 30
   timeout_seconds: 2.5
+coverage:
+  duty_share: 0.25
+  max_round_seconds: 0.5
 log_level: debug
 failure_dump_max_bytes: 0
 golden_cache_max_bytes: 1048576
@@ -134,6 +137,8 @@ probes:
   CHECK(config->expected_devices == 8);
   CHECK(config->telemetry.interval_seconds == 30.0);
   CHECK(config->telemetry.timeout_seconds == 2.5);
+  CHECK(config->coverage.duty_share == 0.25);
+  CHECK(config->coverage.max_round_seconds == 0.5);
   CHECK(config->log_level == "debug");
   CHECK(config->failure_dump_max_bytes == 0);
   CHECK(config->golden_cache_max_bytes == 1048576);
@@ -224,6 +229,11 @@ TEST_CASE("config: out-of-range values are errors at the value", "[unit]") {
                "must be in 1048576..1099511627776");
   expect_error("on_demand:\n  max_host: 1\n", 2, 3, "on_demand.max_host", "unknown key");
   expect_error("expected_devices: 5000\n", 1, 19, "expected_devices", "must be in 0..4096");
+  expect_error("coverage:\n  duty_share: 1.5\n", 2, 15, "coverage.duty_share", "must be in [0, 1]");
+  expect_error("coverage:\n  duty_share: -0.1\n", 2, 15, "coverage.duty_share", "must be in [0, 1]");
+  expect_error("coverage:\n  max_round_seconds: 0\n", 2, 22, "coverage.max_round_seconds", "must be in (0, 3600]");
+  expect_error("coverage:\n  max_round_seconds: fast\n", 2, 22, "coverage.max_round_seconds", "");
+  expect_error("coverage:\n  share: 1\n", 2, 3, "coverage.share", "unknown key");
   expect_error("telemetry:\n  interval_seconds: 0.5\n", 2, 21, "telemetry.interval_seconds", "must be in [1,");
   expect_error("telemetry:\n  timeout_seconds: 0\n", 2, 20, "telemetry.timeout_seconds", "must be in (0,");
   // The timeout must leave room before the next snapshot (defaults: 15 s interval).

@@ -80,12 +80,6 @@ TEST_CASE("diag: level sizes grow, and halve to fit half of the device's memory"
 TEST_CASE("diag: throughput is FLOP/s for compute and bytes/s for memory", "[unit]") {
   const ProbeResult r = gemm_result(gpu("cuda0", 1), 0.5);
   CHECK(throughput_of(r).value() == Approx(2.0 * 1024 * 1024 * 1024 / 0.5));
-  ProbeSpec attention;
-  attention.probe = "attention";
-  attention.attention = {128, 2, 64, false};
-  CHECK(flops_of(attention) == Approx(4.0 * 2 * 128 * 128 * 64));
-  attention.attention.causal = true;
-  CHECK(flops_of(attention) == Approx(2.0 * 2 * 128 * 128 * 64));
   ProbeResult memory;
   memory.spec.probe = "memory";
   memory.memory = MemoryDetails{};

@@ -77,3 +77,56 @@ TEST_CASE("scheduler: a busy device's probe is deferred for reason busy, within 
   CHECK(daemon.wait_exit(15s) == 0);
   std::filesystem::remove(script);
 }
+
+TEST_CASE("scheduler: coverage repeats each round's specs within its share of the duty cycle", "[e2e]") {
+  // gemm alone, every 4 s: duty_share 0.25 of max_duty_cycle 1 gives each round 1 s of passes.
+  const std::string probes =
+      "  gemm:\n    interval_seconds: 4\n    size: \"64\"\n    modes: [exact]\n    dtypes: [f32]\n"
+      "  attention:\n    enabled: false\n  memory:\n    enabled: false\n  canary:\n    enabled: false\n";
+  const std::string gemm = "{substrate_device=\"vulkan0\",probe=\"gemm\"}";
+  const double flops_per_run = 2.0 * 64 * 64 * 64;
+  auto run_rounds = [&](const std::string& coverage) {
+    DaemonProcess daemon(probes, coverage);
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    std::string scrape;
+    REQUIRE(wait_until(
+        [&] {
+          scrape = daemon.metrics();
+          return series_value(scrape, "substrate_probe_runs_total" + gemm).value_or(0) >= 2;
+        },
+        60s));
+    daemon.signal(SIGTERM);
+    CHECK(daemon.wait_exit(15s) == 0);
+    return scrape;
+  };
+
+  SECTION("on: many checked passes per round, each counted, all agreeing") {
+    const std::string scrape = run_rounds("coverage:\n  duty_share: 0.25\n  max_round_seconds: 1.5\n");
+    const double runs = series_value(scrape, "substrate_probe_runs_total" + gemm).value_or(0);
+    const double checked = series_value(scrape, "substrate_checked_runs_total" + gemm).value_or(0);
+    INFO(scrape);
+    CHECK(checked >= 5 * runs);  // a 64-cubed pass takes milliseconds; the round repeats for 1 s
+    CHECK(series_value(scrape, "substrate_checked_flops_total" + gemm) == checked * flops_per_run);
+    // Charged every pass, and no more device time than the rounds' wall time of passes (1 s each
+    // plus the pass that crosses it).
+    const double spent = series_value(scrape, "substrate_probe_device_seconds_total" + gemm).value_or(0);
+    CHECK(spent > 0.0);
+    CHECK(spent <= runs * 1.5);
+    // Fixed-order kernels: every pass matched the first pass's bits and the golden.
+    CHECK(series_value(scrape,
+                       "substrate_probe_failures_total{substrate_device=\"vulkan0\",probe=\"gemm\","
+                       "reason=\"fingerprint_change\"}") == 0.0);
+    CHECK(series_value(scrape,
+                       "substrate_probe_failures_total{substrate_device=\"vulkan0\",probe=\"gemm\","
+                       "reason=\"golden_mismatch\"}") == 0.0);
+    CHECK(series_value(scrape, "substrate_device_health{substrate_device=\"vulkan0\",state=\"healthy\"}") == 1.0);
+  }
+  SECTION("off: one checked run per spec and round") {
+    const std::string scrape = run_rounds("coverage:\n  duty_share: 0\n");
+    const double runs = series_value(scrape, "substrate_probe_runs_total" + gemm).value_or(0);
+    INFO(scrape);
+    CHECK(series_value(scrape, "substrate_checked_runs_total" + gemm) == runs);
+    CHECK(series_value(scrape, "substrate_checked_flops_total" + gemm) == runs * flops_per_run);
+  }
+}

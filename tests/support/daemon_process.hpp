@@ -107,7 +107,10 @@ class DaemonProcess {
         << "runtime_directory: " << (dir_ / "run").string() << "\n"
         << "max_duty_cycle: 1.0\njitter_ratio: 0.0\nshutdown_grace_seconds: 5\nlog_level: debug\n"
         << "verdict:\n  slowdown_ratio: 100\n"
-        << extra_yaml_ << "probes:\n"
+        // One pass per round unless a test asks for coverage: the tests count rounds and runs,
+        // and at max_duty_cycle 1 repeated passes would fill half the wall time.
+        << (extra_yaml_.find("coverage:") == std::string::npos ? "coverage:\n  duty_share: 0\n" : "") << extra_yaml_
+        << "probes:\n"
         << probes_yaml;
   }
   void write_raw_config(const std::string& text) { std::ofstream(config_path()) << text; }
