@@ -45,6 +45,8 @@ step rounds "$build/bench/bench_rounds" --substrated "$build/substrated" --round
 grep -q "per-round overhead of a worker" "$out/rounds.md" || { echo "smoke rounds: no figure"; status=1; }
 step ttd bash "$here/ttd.sh" "$build" --poll 0.1 --quick
 grep -q "measured" "$out/ttd.md" || { echo "smoke ttd: no figure"; status=1; }
+step coverage bash "$here/coverage.sh" "$build" --quick
+grep -q "expected hours to see" "$out/coverage.md" || { echo "smoke coverage: no detection table"; status=1; }
 if command -v prometheus-node-exporter >/dev/null && command -v wrk >/dev/null; then
   step footprint bash "$here/footprint.sh" "$build" --idle 1 --scrape 1 --compressed 3 --quick
   grep -q "scrape p99" "$out/footprint.md" && grep -q "RSS without a device" "$out/footprint.md" ||

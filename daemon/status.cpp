@@ -39,11 +39,9 @@ json status_json(const DaemonView& view) {
                            {"drill", r.drill()},
                            {"error", r.error}});
       }
-      probes[probe] = {{"runs", stats.runs},
-                       {"last_run", stats.last_run},
-                       {"last_success", stats.last_success},
-                       {"drill", stats.drill},
-                       {"cross_device_mismatch", stats.cross_device},
+      probes[probe] = {{"runs", stats.runs},         {"checked_runs", stats.checked_runs},
+                       {"last_run", stats.last_run}, {"last_success", stats.last_success},
+                       {"drill", stats.drill},       {"cross_device_mismatch", stats.cross_device},
                        {"results", results}};
     }
     json worker = {{"running", d.worker_running}, {"exits", slot.worker_exits}};

@@ -46,6 +46,9 @@ Fixture ran_gemm() {
   gemm.failures[Reason::fingerprint_change] = 2;
   gemm.budget = 0.25;
   gemm.last_run = 1700000010.0;
+  gemm.checked_runs = 40;  // 4 rounds of 10 passes (coverage)
+  gemm.checked_flops = 40 * 2.0 * 16 * 16 * 16;
+  gemm.spent_seconds = 1.5;
   ProbeResult r;
   r.spec.probe = "gemm";
   r.spec.gemm = {16, 16, 16};
@@ -92,6 +95,13 @@ TEST_CASE("metrics export: a device's verdict, runs, reasons and worker exits", 
                                    "0000-000000000001\",state=\"healthy\"} 0"));
   CHECK_THAT(text, Catch::Contains("substrate_probe_runs_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-"
                                    "0000-000000000001\",probe=\"gemm\"} 4"));
+  // Checked work: every pass; bytes only for a probe that tests memory.
+  const std::string gemm_labels =
+      "{substrate_device=\"vulkan0\",UUID=\"00000000-0000-0000-0000-000000000001\",probe=\"gemm\"} ";
+  CHECK_THAT(text, Catch::Contains("substrate_checked_runs_total" + gemm_labels + "40"));
+  CHECK_THAT(text, Catch::Contains("substrate_checked_flops_total" + gemm_labels + "327680"));
+  CHECK_THAT(text, Catch::Contains("substrate_probe_device_seconds_total" + gemm_labels + "1.5"));
+  CHECK_THAT(text, !Catch::Contains("substrate_checked_bytes_total{"));
   // Every reason from the first run on, zeros included.
   CHECK_THAT(text, Catch::Contains("substrate_probe_failures_total{substrate_device=\"vulkan0\",UUID=\"00000000-0000-"
                                    "0000-0000-000000000001\",probe=\"gemm\",reason=\"crashed\"} 0"));

@@ -48,6 +48,7 @@ TEST_CASE("status: the document carries each device's verdict, worker and last r
   devices[0].worker_exits["crashed"] = 2;
   ProbeStats& gemm = devices[0].probes["gemm"];
   gemm.runs = 3;
+  gemm.checked_runs = 40;  // repeated passes (coverage)
   ProbeResult r;
   r.spec.probe = "gemm";
   r.spec.gemm = {16, 16, 16};
@@ -73,6 +74,7 @@ TEST_CASE("status: the document carries each device's verdict, worker and last r
   CHECK(d["worker"]["pid"] == 4242);
   CHECK(d["worker"]["exits"]["crashed"] == 2);
   CHECK(d["probes"]["gemm"]["runs"] == 3);
+  CHECK(d["probes"]["gemm"]["checked_runs"] == 40);
   const nlohmann::json& result = d["probes"]["gemm"]["results"][0];
   CHECK(result["spec"] == "gemm/f32/exact/16x16x16");
   CHECK(result["seed"] == 5);
