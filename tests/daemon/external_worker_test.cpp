@@ -314,3 +314,55 @@ TEST_CASE("external workers: substrated probe --local --config reaches them with
   CHECK_THAT(bad.output, Catch::Contains("absent.yaml"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("external workers: coverage meets an intermittent fault that one pass per round never does", "[e2e]") {
+  if (!torch_importable()) return;
+  // The third GEMM a worker process serves comes back with one bit flipped; every round starts a
+  // fresh worker process.
+  const std::string flaky = std::string(SUBSTRATE_SOURCE_DIR) + "/tests/fixtures/external/flaky_torch_worker.py";
+  const std::string workers = "devices: [flaky0]\nexternal_workers:\n  - {name: flaky, argv: [" + k_python + ", " +
+                              flaky + ", " + k_torch_worker + ", \"3\"], devices: [cpu], start_timeout_seconds: 120}\n";
+  const std::string probes =
+      "  gemm:\n    interval_seconds: 1\n    timeout_seconds: 30\n    size: \"16\"\n    modes: [exact]\n"
+      "    dtypes: [f32]\n  attention:\n    enabled: false\n  memory:\n    enabled: false\n";
+  const std::string runs = "substrate_probe_runs_total{substrate_device=\"flaky0\",probe=\"gemm\"}";
+  const std::string mismatches =
+      "substrate_probe_failures_total{substrate_device=\"flaky0\",probe=\"gemm\",reason=\"golden_mismatch\"}";
+  const std::string checked = "substrate_checked_runs_total{substrate_device=\"flaky0\",probe=\"gemm\"}";
+
+  SECTION("one pass per round: two rounds, two fresh workers, never a third GEMM") {
+    DaemonProcess daemon(probes, workers + "coverage:\n  duty_share: 0\n");
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    std::string scrape;
+    REQUIRE(wait_until(
+        [&] {
+          scrape = daemon.metrics();
+          return metric(scrape, runs).value_or(0) >= 2;
+        },
+        120s));
+    INFO(scrape);
+    CHECK(metric(scrape, mismatches) == 0.0);
+    CHECK(metric(scrape, checked) == metric(scrape, runs));
+    CHECK(metric(scrape, "substrate_device_health{substrate_device=\"flaky0\",state=\"healthy\"}") == 1.0);
+  }
+  SECTION("coverage: the first round repeats its GEMM, meets the fault and fails the device") {
+    DaemonProcess daemon(probes, workers + "coverage:\n  duty_share: 1\n  max_round_seconds: 3\n");
+    daemon.start();
+    REQUIRE(daemon.wait_ready());
+    std::string scrape;
+    REQUIRE(wait_until(
+        [&] {
+          scrape = daemon.metrics();
+          return metric(scrape, runs).value_or(0) >= 1;
+        },
+        120s));
+    INFO(daemon.log());
+    INFO(scrape);
+    CHECK(metric(scrape, runs) == 1.0);
+    CHECK(metric(scrape, checked).value_or(0) >= 3.0);  // the passes up to and past the faulty third
+    CHECK(metric(scrape, mismatches) == 1.0);
+    CHECK(metric(scrape, "substrate_device_health{substrate_device=\"flaky0\",state=\"failed\"}") == 1.0);
+    CHECK_THAT(daemon.log(), Catch::Contains("flaky0 gemm/f32/exact/16x16x16 seed 1: fail"));
+  }
+}
