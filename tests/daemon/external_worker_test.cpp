@@ -334,14 +334,9 @@ TEST_CASE("external workers: coverage meets an intermittent fault that one pass 
     DaemonProcess daemon(probes, workers + "coverage:\n  duty_share: 0\n");
     daemon.start();
     REQUIRE(daemon.wait_ready());
-    std::string scrape;
-    REQUIRE(wait_until(
-        [&] {
-          scrape = daemon.metrics();
-          return metric(scrape, runs).value_or(0) >= 2;
-        },
-        120s));
+    const std::string scrape = daemon.metrics_when_at_least(runs, 2, 120s);
     INFO(scrape);
+    REQUIRE(metric(scrape, runs).value_or(0) >= 2);
     CHECK(metric(scrape, mismatches) == 0.0);
     CHECK(metric(scrape, checked) == metric(scrape, runs));
     CHECK(metric(scrape, "substrate_device_health{substrate_device=\"flaky0\",state=\"healthy\"}") == 1.0);
@@ -350,13 +345,7 @@ TEST_CASE("external workers: coverage meets an intermittent fault that one pass 
     DaemonProcess daemon(probes, workers + "coverage:\n  duty_share: 1\n  max_round_seconds: 3\n");
     daemon.start();
     REQUIRE(daemon.wait_ready());
-    std::string scrape;
-    REQUIRE(wait_until(
-        [&] {
-          scrape = daemon.metrics();
-          return metric(scrape, runs).value_or(0) >= 1;
-        },
-        120s));
+    const std::string scrape = daemon.metrics_when_at_least(runs, 1, 120s);
     INFO(daemon.log());
     INFO(scrape);
     CHECK(metric(scrape, runs) == 1.0);

@@ -89,13 +89,8 @@ TEST_CASE("scheduler: coverage repeats each round's specs within its share of th
     DaemonProcess daemon(probes, coverage);
     daemon.start();
     REQUIRE(daemon.wait_ready());
-    std::string scrape;
-    REQUIRE(wait_until(
-        [&] {
-          scrape = daemon.metrics();
-          return series_value(scrape, "substrate_probe_runs_total" + gemm).value_or(0) >= 2;
-        },
-        60s));
+    const std::string scrape = daemon.metrics_when_at_least("substrate_probe_runs_total" + gemm, 2, 60s);
+    REQUIRE(series_value(scrape, "substrate_probe_runs_total" + gemm).value_or(0) >= 2);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait_exit(15s) == 0);
     return scrape;

@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/scrape.hpp"
+
 namespace substrate::testing {
 
 inline std::uint16_t free_port() {
@@ -162,6 +164,18 @@ class DaemonProcess {
     return pid_ > 0 ? -1 : exit_code_;
   }
   std::string metrics() { return http_get(port_, "/metrics").body; }
+  // Scrapes /metrics until `series` (matched as series_value does) is at least `value`, for at
+  // most `limit`; returns the last scrape either way, so the caller asserts on what it shows.
+  std::string metrics_when_at_least(const std::string& series, double value, std::chrono::seconds limit) {
+    std::string scrape;
+    wait_until(
+        [&] {
+          scrape = metrics();
+          return series_value(scrape, series).value_or(0) >= value;
+        },
+        limit);
+    return scrape;
+  }
   std::string log() const {
     std::ifstream in(dir_ / "daemon.log");
     return std::string(std::istreambuf_iterator<char>(in), {});

@@ -8,6 +8,21 @@
 
 using namespace substrate;
 
+namespace {
+
+// Marsaglia's xorshift64: reproducible test values without the generator under test.
+struct XorShift64 {
+  std::uint64_t state;
+  std::uint64_t operator()() {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  }
+};
+
+}  // namespace
+
 static std::uint32_t bits_of(float f) { return std::bit_cast<std::uint32_t>(f); }
 
 TEST_CASE("check: exact mode passes identical bits and reports a flipped bit with its element", "[unit]") {
@@ -85,13 +100,7 @@ TEST_CASE("check: the guaranteed bit holds for every healthy value within the bo
   CHECK(guaranteed_bit(1.0, 0x1p-3) == 23);         // no mantissa bit does
   // Property: for golden g and bound B, take healthy values x (fp32, |x - g| <= B) at both ends of
   // the interval and inside it; flipping any bit >= guaranteed_bit(g, B) must leave the bound.
-  std::uint64_t state = 88172645463325252ull;
-  auto next = [&] {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  };
+  XorShift64 next{88172645463325252ull};
   int checked_pairs = 0;
   for (int trial = 0; trial < 4000; ++trial) {
     const double g =
@@ -125,13 +134,7 @@ TEST_CASE("check: the guaranteed bit is the least mantissa bit whose weight exce
     }
     return 23;
   };
-  std::uint64_t state = 0x9E3779B97F4A7C15ull;
-  auto next = [&] {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  };
+  XorShift64 next{0x9E3779B97F4A7C15ull};
   int compared = 0;
   for (int trial = 0; trial < 100000; ++trial) {
     const double g = std::ldexp(1.0 + static_cast<double>(next() % 1000000) / 1e6, static_cast<int>(next() % 60) - 30);
