@@ -1,9 +1,6 @@
 #include "daemon/external_worker.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +16,7 @@
 #include "daemon/config.hpp"
 #include "daemon/supervisor.hpp"
 #include "daemon/worker_protocol.hpp"
+#include "daemon/worker_spawn.hpp"
 
 extern char** environ;
 
@@ -69,55 +67,22 @@ class ExternalProcess {
 };
 
 Status ExternalProcess::start() {
-  int ends[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    return Error{ErrorKind::io_error, who() + ": socketpair: " + std::strerror(errno)};
-  }
-  if (ends[1] == worker::k_worker_fd) {
-    const int moved = ::fcntl(ends[1], F_DUPFD_CLOEXEC, worker::k_worker_fd + 1);
-    ::close(ends[1]);
-    ends[1] = moved;
-  }
+  WorkerSpawn spawn;
+  spawn.argv = config_.argv;
+  spawn.search_path = true;
+  // No group of its own: the daemon's SIGKILL of a run worker's process group reaches it too.
+  // SIGPIPE at its default, as a program started from a shell has it.
+  spawn.default_sigpipe = true;
   // The environment: ours, with the configured variables replacing any of the same name.
-  std::vector<std::string> environment;
   for (char** e = environ; *e; ++e) {
     const std::string entry(*e);
-    if (!config_.environment.contains(entry.substr(0, entry.find('=')))) environment.push_back(entry);
+    if (!config_.environment.contains(entry.substr(0, entry.find('=')))) spawn.environment.push_back(entry);
   }
-  for (const auto& [key, value] : config_.environment) environment.push_back(key + "=" + value);
-  std::vector<char*> envp, argv;
-  for (std::string& entry : environment) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = config_.argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);  // stdout may be the CLI's
-  posix_spawn_file_actions_adddup2(&actions, ends[1], worker::k_worker_fd);
-  posix_spawn_file_actions_addclosefrom_np(&actions, worker::k_worker_fd + 1);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGPIPE, SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGTERM, SIGCHLD}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  // No group of its own: the daemon's SIGKILL of a run worker's process group reaches it too.
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  const int rc = ::posix_spawnp(&pid_, argv[0], &actions, &attributes, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  ::close(ends[1]);
-  if (rc != 0) {
-    ::close(ends[0]);
-    pid_ = -1;
-    return Error{ErrorKind::unavailable, who() + ": cannot start " + config_.argv[0] + ": " + std::strerror(rc)};
-  }
-  fd_ = ends[0];
+  for (const auto& [key, value] : config_.environment) spawn.environment.push_back(key + "=" + value);
+  auto spawned = spawn_worker_process(spawn);
+  if (!spawned) return Error{spawned.error().kind, who() + ": " + spawned.error().message};
+  pid_ = spawned->pid;
+  fd_ = spawned->channel_fd;
   spdlog::debug("{}: started pid {}", who(), pid_);
   return ok_status();
 }

@@ -1,9 +1,8 @@
 #include "daemon/supervisor.hpp"
 
-#include <fcntl.h>
+#include "daemon/worker_spawn.hpp"
+
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,8 +13,6 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/write.hpp>
-
-extern char** environ;
 
 namespace substrate {
 namespace {
@@ -54,46 +51,15 @@ WorkerProcess::~WorkerProcess() {
 Expected<std::shared_ptr<WorkerProcess>> WorkerProcess::spawn(asio::io_context& io, const std::string& executable,
                                                               const nlohmann::json& request, Callbacks callbacks) {
   TRY_ASSIGN(auto encoded, worker::encode(request));
-  int ends[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) return io_error("socketpair", errno);
-  if (ends[1] == worker::k_worker_fd) {
-    // dup2 onto itself would keep FD_CLOEXEC: move the child's end out of the way first.
-    const int moved = ::fcntl(ends[1], F_DUPFD_CLOEXEC, worker::k_worker_fd + 1);
-    ::close(ends[1]);
-    ends[1] = moved;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);  // stdout is the CLI's, not ours
-  posix_spawn_file_actions_adddup2(&actions, ends[1], worker::k_worker_fd);
-  posix_spawn_file_actions_addclosefrom_np(&actions, worker::k_worker_fd + 1);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
+  WorkerSpawn spawn;
+  spawn.argv = {executable, worker::k_worker_command, "--parent", std::to_string(::getpid())};
+  spawn.own_process_group = true;  // SIGKILL of the group reaches whatever it starts
   // SIGPIPE stays ignored: a worker logging to the stderr pipe the daemon lost must not die of it.
-  for (int s : {SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGTERM, SIGCHLD}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setpgroup(&attributes, 0);  // its own group: SIGKILL reaches whatever it starts
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  const std::string parent = std::to_string(::getpid());
-  const char* argv[] = {executable.c_str(), worker::k_worker_command, "--parent", parent.c_str(), nullptr};
-  pid_t pid = -1;
-  const int rc =
-      ::posix_spawn(&pid, executable.c_str(), &actions, &attributes, const_cast<char* const*>(argv), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  ::close(ends[1]);
-  if (rc != 0) {
-    ::close(ends[0]);
-    return io_error("cannot start a worker (" + executable + ")", rc);
-  }
+  TRY_ASSIGN(const SpawnedWorker spawned, spawn_worker_process(spawn));
+  const pid_t pid = spawned.pid;
   std::shared_ptr<WorkerProcess> process(new WorkerProcess(io, std::move(callbacks)));
   process->pid_ = pid;
-  process->channel_.assign(asio::local::stream_protocol(), ends[0]);
+  process->channel_.assign(asio::local::stream_protocol(), spawned.channel_fd);
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     const int err = errno;
