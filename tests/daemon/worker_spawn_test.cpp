@@ -38,7 +38,7 @@ bool ignores(const std::string& status_text, int signal) {
 
 TEST_CASE("worker_spawn: the child talks on fd 3 with the environment and group asked for", "[unit]") {
   WorkerSpawn spawn;
-  spawn.argv = {"sh", "-c", "printf '%s %s' \"$SUBSTRATE_TEST_VALUE\" \"$(ps -o pgid= -p $$ | tr -d ' ')\" >&3"};
+  spawn.argv = {"sh", "-c", "printf '%s %s' \"$SUBSTRATE_TEST_VALUE\" \"$(cut -d' ' -f5 /proc/$$/stat)\" >&3"};
   spawn.search_path = true;
   spawn.environment = {"PATH=/usr/bin:/bin", "SUBSTRATE_TEST_VALUE=from-config"};
   spawn.own_process_group = true;
