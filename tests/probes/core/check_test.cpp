@@ -162,6 +162,34 @@ TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee b
   CHECK(require_guarantee(exact, "gemm", "").ok());
 }
 
+TEST_CASE("check: a reference carries its guarantee, derived once, and the check reports it unchanged", "[unit]") {
+  golden::Reference reference{{1.0, -2.0, 1e-9, 3.0}, {1e-6, 1e-6, 1e-6, 1e-6}};
+  const std::vector<std::uint32_t> device{bits_of(1.0f), bits_of(-2.0f), bits_of(0.0f), bits_of(3.5f)};
+  const CheckOutcome derived = check_bounded(device, reference.value, reference.bound, 2);
+  // Not derived yet: the check derives it as the span form does.
+  CHECK(reference.guaranteed_bit < 0);
+  const CheckOutcome underived = check_bounded(device, reference, 2);
+  CHECK(underived.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(underived.guaranteed_elements == derived.guaranteed_elements);
+  reference = with_guarantee(std::move(reference));
+  CHECK(reference.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(reference.guaranteed_elements == 3);
+  // The comparison itself is unchanged: the 3.5 is caught with its element.
+  const CheckOutcome cached = check_bounded(device, reference, 2);
+  CHECK_FALSE(cached.pass);
+  REQUIRE(cached.mismatched == 1);
+  CHECK(cached.first_mismatches[0].index == 3);
+  CHECK(cached.budget_used == derived.budget_used);
+  CHECK(cached.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(cached.guaranteed_elements == derived.guaranteed_elements);
+  // The stored figures are what the check reports, not derived again from value and bound.
+  reference.guaranteed_bit = 5;
+  reference.guaranteed_elements = 2;
+  const CheckOutcome stored = check_bounded(device, reference, 2);
+  CHECK(stored.guaranteed_bit == 5);
+  CHECK(stored.guaranteed_elements == 2);
+}
+
 TEST_CASE("check: the mismatch map counts every mismatched element by tile, not only the first few", "[unit]") {
   // 100 x 70: tiles of 4 x 3 elements, 25 x 24 of them (at most 32 a side).
   const std::uint64_t rows = 100, cols = 70;
