@@ -292,7 +292,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& out = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::readback);
       Sequence& sequence = start(scratch, 1);
-      record_fill(sequence, out, seed, stream, first, fill_raw, Dtype::f32, 0, count);
+      record_fill(sequence, {&out}, seed, stream, first, fill_raw, Dtype::f32, 0, count);
       sequence.barrier();
       sequence.copy(out, host);
       sequence.submit_and_wait(timeout_seconds_);
@@ -313,8 +313,10 @@ class VulkanComputeDevice final : public ComputeDevice {
       Sequence& sequence = start(scratch, 3);
       const std::uint32_t mode = launch.mode == Mode::exact ? fill_exact : fill_random;
       const std::uint32_t t0 = sequence.timestamp();
-      record_fill(sequence, a, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius, a_elements);
-      record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
+      record_fill(sequence, {&a}, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius,
+                  a_elements);
+      record_fill(sequence, {&b}, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius,
+                  b_elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
       GemmParams params{s.m,
@@ -348,9 +350,11 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& host = add_buffer(scratch, elements * 4, BufferKind::readback);
       Sequence& sequence = start(scratch, 4);
       const std::uint32_t t0 = sequence.timestamp();
-      record_fill(sequence, q, launch.seed, gen::stream_attention_q, 0, fill_random, launch.dtype, 0, elements);
-      record_fill(sequence, k, launch.seed, gen::stream_attention_k, 0, fill_random, launch.dtype, 0, elements);
-      record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
+      // One dispatch for the three inputs: workgroup z writes stream_attention_q + z (fill.comp).
+      static_assert(gen::stream_attention_k == gen::stream_attention_q + 1 &&
+                    gen::stream_attention_v == gen::stream_attention_q + 2);
+      record_fill(sequence, {&q, &k, &v}, launch.seed, gen::stream_attention_q, 0, fill_random, launch.dtype, 0,
+                  elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
       AttentionParams params{s.seq_len,
@@ -605,7 +609,7 @@ class VulkanComputeDevice final : public ComputeDevice {
                                   {"O", elements, elements * 4}};
     TRY(check_buffers(limits_, kernel, buffers, elements * 4));
     TRY(check_groups(limits_, kernel, {s.seq_len, s.heads, 1}));
-    TRY(check_groups(limits_, "attention fill", groups_of(fill_groups(elements))));
+    TRY(check_groups(limits_, "attention fill", groups_of(fill_groups(elements, 3))));
     TRY(check_loop_iterations(limits_, kernel, attention_loop_iterations(s),
                               "seq_len " + std::to_string(s.seq_len) + " with head_dim " + std::to_string(s.head_dim)));
     return ok_status();
@@ -672,8 +676,11 @@ class VulkanComputeDevice final : public ComputeDevice {
     return groups_1d((quads + k_memory_quads_per_invocation - 1) / k_memory_quads_per_invocation, 256);
   }
 
-  void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream, std::uint64_t first,
-                   std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
+  // Generates `elements` elements of stream `stream + i` into outs[i] for each of the (at most
+  // three) buffers, in one dispatch (fill.comp's workgroup z).
+  void record_fill(Sequence& sequence, std::initializer_list<const Buffer*> outs, std::uint64_t seed,
+                   std::uint32_t stream, std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius,
+                   std::uint64_t elements) {
     const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
@@ -683,13 +690,22 @@ class VulkanComputeDevice final : public ComputeDevice {
                       radius,
                       static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
-    const Buffer* bindings[] = {&out};
+    if (outs.size() == 0 || outs.size() > 3) throw VulkanFailure(ErrorKind::invalid_argument, "fill: 1 to 3 outputs");
+    // Unused bindings alias the first output: the shader writes only binding z.
+    const Buffer* bindings[] = {*outs.begin(), *outs.begin(), *outs.begin()};
+    std::copy(outs.begin(), outs.end(), bindings);
     // Specialisation constant ALIGNED: elements 4q..4q+3 are then one generator call (fill.comp).
-    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u}), bindings, &params, fill_groups(elements));
+    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u}), bindings, &params,
+                      fill_groups(elements, static_cast<std::uint32_t>(outs.size())));
   }
 
-  // fill.comp's dispatch for `elements` elements: one invocation per four, 256 per group.
-  static Groups fill_groups(std::uint64_t elements) { return groups_1d((elements + 3) / 4, 256); }
+  // fill.comp's dispatch for `elements` elements of each of `outputs` streams: one invocation per
+  // four, 256 per group, one z slice per stream.
+  static Groups fill_groups(std::uint64_t elements, std::uint32_t outputs = 1) {
+    Groups groups = groups_1d((elements + 3) / 4, 256);
+    groups.z = outputs;
+    return groups;
+  }
 
   // Push constants of one pass over the chunk of `words` words from `first_word`: verifying
   // `check` (none: a first write) and writing `write` (none: the last check).
@@ -787,7 +803,7 @@ class VulkanComputeDevice final : public ComputeDevice {
   LaunchLimits limits_;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  PipelineFamily fill_{spirv::fill(), 1, sizeof(FillParams)};
+  PipelineFamily fill_{spirv::fill(), 3, sizeof(FillParams)};
   // Where the device rounds fp32 to nearest on request, the kernels that the error bounds
   // cover declare it (RoundingModeRTE); elsewhere the plain modules run and report u = 2^-23.
   PipelineFamily gemm_{device_->rounds_to_nearest_f32() ? spirv::gemm_rte() : spirv::gemm(), 3, sizeof(GemmParams)};
