@@ -308,8 +308,8 @@ class VulkanComputeDevice final : public ComputeDevice {
       const std::uint64_t c_elements = std::uint64_t{s.m} * s.n;
       Buffer& a = add_buffer(scratch, words_for(a_elements, launch.dtype) * 4, BufferKind::device_local);
       Buffer& b = add_buffer(scratch, words_for(b_elements, launch.dtype) * 4, BufferKind::device_local);
-      Buffer& c = add_buffer(scratch, c_elements * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, c_elements * 4, BufferKind::readback);
+      Buffer& c = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 3);
       const std::uint32_t mode = launch.mode == Mode::exact ? fill_exact : fill_random;
       const std::uint32_t t0 = sequence.timestamp();
@@ -346,8 +346,8 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& q = add_buffer(scratch, input_bytes, BufferKind::device_local);
       Buffer& k = add_buffer(scratch, input_bytes, BufferKind::device_local);
       Buffer& v = add_buffer(scratch, input_bytes, BufferKind::device_local);
-      Buffer& o = add_buffer(scratch, elements * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, elements * 4, BufferKind::readback);
+      Buffer& o = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 4);
       const std::uint32_t t0 = sequence.timestamp();
       // One dispatch for the three inputs: workgroup z writes stream_attention_q + z (fill.comp).
@@ -637,12 +637,25 @@ class VulkanComputeDevice final : public ComputeDevice {
     }
   }
 
-  // Copies the checked kernel's output to the host, submits, waits, and returns the output with
-  // generation (t0..t1) and kernel (t1..t2) device times.
+  // Where a checked kernel writes its output: the readback buffer itself where that memory is
+  // device-local too (lavapipe, integrated GPUs), which spares a copy and a barrier after the
+  // kernel (issue 19: on lavapipe the copy was 0.04-0.15 ms of attention's fixed cost per run);
+  // otherwise a device-local buffer of the same size, copied to `host` by read_output.
+  Buffer& output_buffer(Scratch& scratch, Buffer& host) {
+    return host.device_local() ? host : add_buffer(scratch, host.bytes(), BufferKind::device_local);
+  }
+
+  // Makes the checked kernel's output visible to the host (copying it to `host` unless the kernel
+  // wrote there, output_buffer), submits, waits, and returns the output with generation (t0..t1)
+  // and kernel (t1..t2) device times.
   KernelRun read_output(Sequence& sequence, const Buffer& output, Buffer& host, const char* kernel, std::uint32_t t0,
                         std::uint32_t t1, std::uint32_t t2) {
-    sequence.barrier();
-    sequence.copy(output, host);
+    if (&output == &host) {
+      sequence.barrier_to_host();
+    } else {
+      sequence.barrier();
+      sequence.copy(output, host);
+    }
     sequence.submit_and_wait(timeout_seconds_);
     KernelRun run;
     run.kernel = kernel;
