@@ -4,8 +4,11 @@
 // first element is a multiple of 4 (ALIGNED, every probe input) they are the four words of one
 // Philox call (random_quad), so no generator word is computed and thrown away (issue 19: the
 // generation was 8-16% of attention's kernel time on lavapipe). Otherwise (raw parity checks at
-// any offset) each element is its own random_bits call. ALIGNED is a specialisation constant, not
-// a branch: llvmpipe runs both sides of a branch under a mask, so the unused side would cost.
+// any offset) each element is its own random_bits call. ALIGNED, MODE and DTYPE are
+// specialisation constants, not branches on push constants: llvmpipe runs both sides of a branch
+// under a mask, so the unused side would cost (issue 19: with mode and dtype as push constants
+// every random fill also paid exact mode's integer modulo and the other storage format's
+// conversion, half of attention's generation time on lavapipe).
 #extension GL_GOOGLE_include_directive : require
 #include "generator.glsl"
 
@@ -15,6 +18,8 @@
 // dispatch, issue 19). A single fill binds its buffer three times and dispatches z = 1.
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const bool ALIGNED = true;  // first_index % 4 == 0
+layout(constant_id = 1) const uint MODE = 1u;   // MODE_EXACT, MODE_RANDOM or MODE_RAW
+layout(constant_id = 2) const uint DTYPE = 0u;  // DTYPE_F32, DTYPE_F16 or DTYPE_BF16 (generator.glsl)
 layout(std430, binding = 0) writeonly buffer Out0 { uint words0[]; };
 layout(std430, binding = 1) writeonly buffer Out1 { uint words1[]; };
 layout(std430, binding = 2) writeonly buffer Out2 { uint words2[]; };
@@ -27,8 +32,6 @@ layout(push_constant) uniform Params {
   uvec2 seed;
   uvec2 first_index;  // element index of word 0 (lo, hi)
   uint stream;
-  uint mode;
-  uint dtype;
   uint radius;        // exact mode
   uint element_count;
   uint word_count;
@@ -63,19 +66,19 @@ uvec4 bits_of(uint first) {
 }
 
 float value_of(uint bits) {
-  return p.mode == MODE_EXACT ? exact_value(bits, p.radius) : random_value(bits, mantissa_bits_of(p.dtype));
+  return MODE == MODE_EXACT ? exact_value(bits, p.radius) : random_value(bits, mantissa_bits_of(DTYPE));
 }
 
-uint half_bits(float value) { return p.dtype == DTYPE_F16 ? to_half_bits(value) : to_bf16_bits(value); }
+uint half_bits(float value) { return DTYPE == DTYPE_F16 ? to_half_bits(value) : to_bf16_bits(value); }
 
 void main() {
   uint quad = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * gl_NumWorkGroups.x * 256u;
   uint first = 4u * quad;
   if (first >= p.element_count) return;
   uvec4 bits = bits_of(first);
-  if (p.mode == MODE_RAW || p.dtype == DTYPE_F32) {
+  if (MODE == MODE_RAW || DTYPE == DTYPE_F32) {
     // Words first..first+3 (raw: the bits; f32: the values).
-    uvec4 out_words = p.mode == MODE_RAW ? bits
+    uvec4 out_words = MODE == MODE_RAW ? bits
                                          : uvec4(floatBitsToUint(value_of(bits.x)), floatBitsToUint(value_of(bits.y)),
                                                  floatBitsToUint(value_of(bits.z)), floatBitsToUint(value_of(bits.w)));
     for (uint c = 0u; c < 4u; ++c) {

@@ -29,7 +29,7 @@ namespace {
 struct FillParams {
   std::uint32_t seed[2];
   std::uint32_t first_index[2];
-  std::uint32_t stream, mode, dtype, radius, element_count, word_count;
+  std::uint32_t stream, radius, element_count, word_count;
 };
 struct GemmParams {
   std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
@@ -698,8 +698,6 @@ class VulkanComputeDevice final : public ComputeDevice {
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
                       stream,
-                      mode,
-                      dtype_code(dtype),
                       radius,
                       static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
@@ -707,8 +705,9 @@ class VulkanComputeDevice final : public ComputeDevice {
     // Unused bindings alias the first output: the shader writes only binding z.
     const Buffer* bindings[] = {*outs.begin(), *outs.begin(), *outs.begin()};
     std::copy(outs.begin(), outs.end(), bindings);
-    // Specialisation constant ALIGNED: elements 4q..4q+3 are then one generator call (fill.comp).
-    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u}), bindings, &params,
+    // Specialisation constants (fill.comp): ALIGNED (elements 4q..4q+3 are then one generator
+    // call), MODE and DTYPE; a worker compiles one pipeline per combination it uses.
+    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u, mode, dtype_code(dtype)}), bindings, &params,
                       fill_groups(elements, static_cast<std::uint32_t>(outs.size())));
   }
 
