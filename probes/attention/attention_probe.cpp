@@ -127,12 +127,14 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     reference = std::make_shared<const golden::Reference>(
         golden::attention(shape, spec.dtype, spec.seed, run.accumulation_unit_roundoff));
   }
-  CheckOutcome check = check_bounded(run.output_bits, *reference, shape.head_dim);
+  std::string print;
+  CheckOutcome check = check_bounded(run.output_bits, *reference, shape.head_dim, print);
   TRY(require_guarantee(check, "attention",
                         "head_dim " + std::to_string(shape.head_dim) +
                             " is too large for the derived bound (attention has no exact mode; use --kernel gemm "
                             "--mode exact for long reductions)"));
-  record_checked_run(result, run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
+  record_checked_run(result, run, std::move(check), std::move(print), std::move(reference),
+                     {shape.heads, shape.seq_len, shape.head_dim});
   return ok_status();
 }
 

@@ -1,5 +1,7 @@
 #include "probes/core/check.hpp"
 
+#include "kernels/fingerprint.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -120,12 +122,15 @@ Status require_guarantee(const CheckOutcome& outcome, const std::string& probe, 
 
 namespace {
 
-// check_bounded's comparison, without the guarantee.
+// check_bounded's comparison, without the guarantee. With `hash`, also folds every word into the
+// FNV-1a hash *hash (kernels/fingerprint.hpp).
 CheckOutcome compare_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
-                             std::span<const double> bound, std::uint64_t row_length) {
+                             std::span<const double> bound, std::uint64_t row_length, std::uint64_t* hash = nullptr) {
   CheckOutcome outcome;
   outcome.checked = device_bits.size();
+  std::uint64_t h = hash ? *hash : 0;
   for (std::uint64_t i = 0; i < device_bits.size(); ++i) {
+    if (hash) h = fnv1a64_word(h, device_bits[i]);
     const double actual = std::bit_cast<float>(device_bits[i]);
     track_error(outcome, golden[i], actual);
     const double error = std::fabs(actual - golden[i]);
@@ -133,6 +138,7 @@ CheckOutcome compare_bounded(std::span<const std::uint32_t> device_bits, std::sp
     if (!(used <= outcome.budget_used)) outcome.budget_used = std::isnan(used) ? INFINITY : used;
     if (!(error <= bound[i])) record(outcome, i, device_bits.size(), row_length, golden[i], device_bits[i], bound[i]);
   }
+  if (hash) *hash = h;
   return outcome;
 }
 
@@ -146,11 +152,16 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
 }
 
 CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, const golden::Reference& reference,
-                           std::uint64_t row_length) {
-  if (reference.guaranteed_bit < 0) return check_bounded(device_bits, reference.value, reference.bound, row_length);
-  CheckOutcome outcome = compare_bounded(device_bits, reference.value, reference.bound, row_length);
-  outcome.guaranteed_bit = reference.guaranteed_bit;
-  outcome.guaranteed_elements = reference.guaranteed_elements;
+                           std::uint64_t row_length, std::string& fingerprint) {
+  std::uint64_t hash = k_fnv1a64_basis;
+  CheckOutcome outcome = compare_bounded(device_bits, reference.value, reference.bound, row_length, &hash);
+  fingerprint = fingerprint_text(hash);
+  if (reference.guaranteed_bit < 0) {
+    state_guarantee(outcome, reference.value, reference.bound);
+  } else {
+    outcome.guaranteed_bit = reference.guaranteed_bit;
+    outcome.guaranteed_elements = reference.guaranteed_elements;
+  }
   return outcome;
 }
 

@@ -100,8 +100,12 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
 
 // The same check against a random-mode reference: the guarantee is the one with_guarantee stored
 // in it (derived here when it has none), so a cached golden does not derive it again every run.
+// Sets `fingerprint` to fingerprint(device_bits) (kernels/fingerprint.hpp), hashed in the same pass
+// over the words: the hash is a serial chain of multiplies that leaves the comparison's
+// arithmetic room to run alongside it (issue 19: apart, 0.07 + 0.04 ms per 16k words on lavapipe's
+// host, attention's largest host costs per run).
 CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, const golden::Reference& reference,
-                           std::uint64_t row_length);
+                           std::uint64_t row_length, std::string& fingerprint);
 
 // `reference` with guaranteed_bit and guaranteed_elements set as state_guarantee derives them from
 // its value and bound; for the compute function of a GoldenCache entry (a probe's golden).

@@ -168,14 +168,16 @@ TEST_CASE("check: a reference carries its guarantee, derived once, and the check
   const CheckOutcome derived = check_bounded(device, reference.value, reference.bound, 2);
   // Not derived yet: the check derives it as the span form does.
   CHECK(reference.guaranteed_bit < 0);
-  const CheckOutcome underived = check_bounded(device, reference, 2);
+  std::string print;
+  const CheckOutcome underived = check_bounded(device, reference, 2, print);
+  CHECK(print == fingerprint(device));
   CHECK(underived.guaranteed_bit == derived.guaranteed_bit);
   CHECK(underived.guaranteed_elements == derived.guaranteed_elements);
   reference = with_guarantee(std::move(reference));
   CHECK(reference.guaranteed_bit == derived.guaranteed_bit);
   CHECK(reference.guaranteed_elements == 3);
   // The comparison itself is unchanged: the 3.5 is caught with its element.
-  const CheckOutcome cached = check_bounded(device, reference, 2);
+  const CheckOutcome cached = check_bounded(device, reference, 2, print);
   CHECK_FALSE(cached.pass);
   REQUIRE(cached.mismatched == 1);
   CHECK(cached.first_mismatches[0].index == 3);
@@ -185,9 +187,34 @@ TEST_CASE("check: a reference carries its guarantee, derived once, and the check
   // The stored figures are what the check reports, not derived again from value and bound.
   reference.guaranteed_bit = 5;
   reference.guaranteed_elements = 2;
-  const CheckOutcome stored = check_bounded(device, reference, 2);
+  const CheckOutcome stored = check_bounded(device, reference, 2, print);
   CHECK(stored.guaranteed_bit == 5);
   CHECK(stored.guaranteed_elements == 2);
+}
+
+TEST_CASE("check: the fingerprint hashed alongside a bounded check is fingerprint() of the output", "[unit]") {
+  // Long enough to cross several rows, with a mismatch, NaN, infinity and -0 among the words.
+  golden::Reference reference;
+  std::vector<std::uint32_t> device;
+  for (int i = 0; i < 1000; ++i) {
+    reference.value.push_back(std::sin(i) * 10.0);
+    reference.bound.push_back(1e-5);
+    device.push_back(bits_of(static_cast<float>(reference.value.back())));
+  }
+  device[3] = bits_of(std::nanf(""));
+  device[4] = bits_of(INFINITY);
+  device[5] = 0x80000000u;
+  device[999] ^= 1u << 30;
+  reference = with_guarantee(std::move(reference));
+  std::string print;
+  const CheckOutcome outcome = check_bounded(device, reference, 10, print);
+  CHECK(print == fingerprint(device));
+  CHECK(outcome.mismatched == 4);
+  device[500] ^= 1u;  // a flip within the bound: the check passes it, the fingerprint does not
+  std::string flipped;
+  CHECK(check_bounded(device, reference, 10, flipped).mismatched == 4);
+  CHECK(flipped == fingerprint(device));
+  CHECK(flipped != print);
 }
 
 TEST_CASE("check: the mismatch map counts every mismatched element by tile, not only the first few", "[unit]") {
