@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
             << " runs; \"cold\" = fresh GoldenCache (golden computed "
                "in the run), \"warm\" = second run of the same spec and seed (GoldenCache hit)\n"
             << "- device = checked kernel (timestamp queries); gen = on-device input generation; the daemon's "
-               "duty-cycle cost is device + gen\n\n";
+               "duty-cycle cost is device + gen\n";
+  if (!only.empty()) std::cout << "- only the " << only << " probe (--probe): the duty-cycle total covers it alone\n";
+  std::cout << "\n";
 
   struct Row {
     std::string probe, key;
