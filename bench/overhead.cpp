@@ -3,7 +3,7 @@
 // default schedule, and the CPU golden's cost (computed and cached). The memory probe's bandwidth
 // against the device's own copies and host memcpy is bench/bandwidth.cpp's.
 //
-//   build-bench/bench/bench_overhead [--repeats 3]
+//   build-bench/bench/bench_overhead [--repeats 3] [--probe attention]
 
 #include "bench/common.hpp"
 #include "daemon/config.hpp"
@@ -14,8 +14,9 @@ using namespace substrate;
 namespace {
 
 constexpr const char* k_usage =
-    "usage: bench_overhead [--repeats N]\n"
-    "  --repeats N        runs per default spec and measurement (default 3; the median is reported)\n";
+    "usage: bench_overhead [--repeats N] [--probe ID]\n"
+    "  --repeats N        runs per default spec and measurement (default 3; the median is reported)\n"
+    "  --probe ID         only this probe's default specs (default: every probe scheduled by default)\n";
 
 // Default schedule of the daemon (config/substrated.yaml, docs/configuration.md).
 const Config& defaults() {
@@ -35,6 +36,12 @@ double median(std::vector<double> v) { return bench::percentile(std::move(v), 50
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, {}, k_usage);
   const int repeats = std::max<int>(1, static_cast<int>(args.get_int("--repeats", 3)));
+  const std::string only = args.get("--probe", "");
+  if (!only.empty() && !scheduled_by_default(only))
+    bench::Args::die("--probe: '" + only + "' is not a probe scheduled by default");
+  auto measured = [&](const std::string& probe) {
+    return scheduled_by_default(probe) && (only.empty() || probe == only);
+  };
   DevicePtr device = bench::first_device();
   const DeviceInfo& info = device->info();
 
@@ -44,7 +51,9 @@ int main(int argc, char** argv) {
             << " runs; \"cold\" = fresh GoldenCache (golden computed "
                "in the run), \"warm\" = second run of the same spec and seed (GoldenCache hit)\n"
             << "- device = checked kernel (timestamp queries); gen = on-device input generation; the daemon's "
-               "duty-cycle cost is device + gen\n\n";
+               "duty-cycle cost is device + gen\n";
+  if (!only.empty()) std::cout << "- only the " << only << " probe (--probe): the duty-cycle total covers it alone\n";
+  std::cout << "\n";
 
   struct Row {
     std::string probe, key;
@@ -53,7 +62,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (const ProbeDescriptor& d : probe_registry().all()) {
-    if (!scheduled_by_default(d.id)) continue;
+    if (!measured(d.id)) continue;
     for (const ProbeSpec& spec : d.default_specs(info)) {
       std::vector<double> dev, gen, cold, warm, gcold, gwarm, rcold, rwarm;
       for (int i = 0; i < repeats; ++i) {
@@ -121,7 +130,8 @@ int main(int argc, char** argv) {
       << "\n### CPU golden per default spec\n\n| spec | computed ms (median) | cached load us (mean of 1000 hits) |\n"
          "|---|---|---|\n";
   for (const ProbeDescriptor& d : probe_registry().all()) {
-    if (d.id != "gemm" && d.id != "attention") continue;  // the probes with a CPU golden of their own
+    if ((d.id != "gemm" && d.id != "attention") || !measured(d.id))
+      continue;  // the probes with a CPU golden of their own
     for (const ProbeSpec& spec : d.default_specs(info)) {
       auto compute = [&] {
         if (spec.probe == "gemm") {

@@ -12,9 +12,11 @@ std::uint64_t fnv1a64(std::string_view bytes) {
 
 std::string fingerprint(std::span<const std::uint32_t> words) {
   std::uint64_t hash = k_fnv1a64_basis;
-  for (std::uint32_t word : words) {
-    for (int byte = 0; byte < 4; ++byte) hash = fnv1a64_byte(hash, static_cast<std::uint8_t>(word >> (8 * byte)));
-  }
+  for (std::uint32_t word : words) hash = fnv1a64_word(hash, word);
+  return fingerprint_text(hash);
+}
+
+std::string fingerprint_text(std::uint64_t hash) {
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
   return text;

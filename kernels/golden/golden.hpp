@@ -29,6 +29,11 @@ double gamma(std::uint64_t n, double unit_roundoff);
 struct Reference {
   std::vector<double> value;  // the correct result, row-major
   std::vector<double> bound;  // per-element bound on |device - value|; empty in exact mode
+  // What a bounded check against value and bound guarantees (probes/core/check.hpp,
+  // with_guarantee): it depends on nothing the device returns, so it is derived once where the
+  // reference is made and cached with it, not per run. guaranteed_bit < 0: not derived.
+  int guaranteed_bit = -1;
+  std::uint64_t guaranteed_elements = 0;
 };
 
 // C = A*B for the GEMM probe's inputs. Exact mode: `bound` is empty (the check is bit-exact).

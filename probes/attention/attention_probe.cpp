@@ -116,7 +116,7 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
   TRY(golden::attention_bound_applies(shape, golden::k_widest_attention_unit_roundoff));
   const AttentionLaunch launch{shape, spec.dtype, spec.seed, spec.inject};
   TRY(device.check_attention(launch));
-  GoldenFetch golden(goldens, spec, [&] { return golden::attention(shape, spec.dtype, spec.seed); });
+  GoldenFetch golden(goldens, spec, [&] { return with_guarantee(golden::attention(shape, spec.dtype, spec.seed)); });
   TRY_ASSIGN(auto run, device.run_attention(launch));
   auto reference = golden.get(result);
   // Rows are (head, query) pairs, columns the head dimension. The cached golden's bound is for
@@ -127,12 +127,14 @@ Status AttentionProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenC
     reference = std::make_shared<const golden::Reference>(
         golden::attention(shape, spec.dtype, spec.seed, run.accumulation_unit_roundoff));
   }
-  CheckOutcome check = check_bounded(run.output_bits, reference->value, reference->bound, shape.head_dim);
+  std::string print;
+  CheckOutcome check = check_bounded(run.output_bits, *reference, shape.head_dim, print);
   TRY(require_guarantee(check, "attention",
                         "head_dim " + std::to_string(shape.head_dim) +
                             " is too large for the derived bound (attention has no exact mode; use --kernel gemm "
                             "--mode exact for long reductions)"));
-  record_checked_run(result, run, std::move(check), std::move(reference), {shape.heads, shape.seq_len, shape.head_dim});
+  record_checked_run(result, run, std::move(check), std::move(print), std::move(reference),
+                     {shape.heads, shape.seq_len, shape.head_dim});
   return ok_status();
 }
 

@@ -1,5 +1,7 @@
 #include "probes/core/check.hpp"
 
+#include "kernels/fingerprint.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -118,11 +120,17 @@ Status require_guarantee(const CheckOutcome& outcome, const std::string& probe, 
                    std::to_string(static_cast<int>(k_min_guaranteed_share * 100)) + "% required); " + advice};
 }
 
-CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
-                           std::span<const double> bound, std::uint64_t row_length) {
+namespace {
+
+// check_bounded's comparison, without the guarantee. With `hash`, also folds every word into the
+// FNV-1a hash *hash (kernels/fingerprint.hpp).
+CheckOutcome compare_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
+                             std::span<const double> bound, std::uint64_t row_length, std::uint64_t* hash = nullptr) {
   CheckOutcome outcome;
   outcome.checked = device_bits.size();
+  std::uint64_t h = hash ? *hash : 0;
   for (std::uint64_t i = 0; i < device_bits.size(); ++i) {
+    if (hash) h = fnv1a64_word(h, device_bits[i]);
     const double actual = std::bit_cast<float>(device_bits[i]);
     track_error(outcome, golden[i], actual);
     const double error = std::fabs(actual - golden[i]);
@@ -130,8 +138,39 @@ CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span
     if (!(used <= outcome.budget_used)) outcome.budget_used = std::isnan(used) ? INFINITY : used;
     if (!(error <= bound[i])) record(outcome, i, device_bits.size(), row_length, golden[i], device_bits[i], bound[i]);
   }
+  if (hash) *hash = h;
+  return outcome;
+}
+
+}  // namespace
+
+CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, std::span<const double> golden,
+                           std::span<const double> bound, std::uint64_t row_length) {
+  CheckOutcome outcome = compare_bounded(device_bits, golden, bound, row_length);
   state_guarantee(outcome, golden, bound);
   return outcome;
+}
+
+CheckOutcome check_bounded(std::span<const std::uint32_t> device_bits, const golden::Reference& reference,
+                           std::uint64_t row_length, std::string& fingerprint) {
+  std::uint64_t hash = k_fnv1a64_basis;
+  CheckOutcome outcome = compare_bounded(device_bits, reference.value, reference.bound, row_length, &hash);
+  fingerprint = fingerprint_text(hash);
+  if (reference.guaranteed_bit < 0) {
+    state_guarantee(outcome, reference.value, reference.bound);
+  } else {
+    outcome.guaranteed_bit = reference.guaranteed_bit;
+    outcome.guaranteed_elements = reference.guaranteed_elements;
+  }
+  return outcome;
+}
+
+golden::Reference with_guarantee(golden::Reference reference) {
+  CheckOutcome outcome;
+  state_guarantee(outcome, reference.value, reference.bound);
+  reference.guaranteed_bit = outcome.guaranteed_bit;
+  reference.guaranteed_elements = outcome.guaranteed_elements;
+  return reference;
 }
 
 std::uint32_t significant_bits(std::uint32_t xor_bits, double expected, double bound) {

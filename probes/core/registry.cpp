@@ -1,5 +1,4 @@
 #include "probes/core/registry.hpp"
-#include "kernels/fingerprint.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -91,11 +90,11 @@ std::shared_ptr<const golden::Reference> GoldenFetch::get(ProbeResult& result) {
   return reference;
 }
 
-void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
+void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check, std::string fingerprint,
                         std::shared_ptr<const golden::Reference> reference, std::vector<std::uint64_t> output_shape) {
   result.kernel = std::move(run.kernel);
   result.check = std::move(check);
-  result.fingerprint = fingerprint(run.output_bits);
+  result.fingerprint = std::move(fingerprint);
   result.device_seconds = run.device_seconds;
   result.generate_seconds = run.generate_seconds;
   result.status = result.check.pass ? RunStatus::pass : RunStatus::fail;

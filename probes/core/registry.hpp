@@ -75,8 +75,9 @@ class GoldenFetch {
 };
 
 // Fills what every checked compute run reports: kernel, check, fingerprint, timings, status and,
-// when tensors are captured, the output and its golden.
-void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check,
+// when tensors are captured, the output and its golden. `fingerprint` is fingerprint(run.output_bits)
+// (kernels/fingerprint.hpp), or the one check_bounded hashed alongside its comparison.
+void record_checked_run(ProbeResult& result, KernelRun& run, CheckOutcome check, std::string fingerprint,
                         std::shared_ptr<const golden::Reference> reference, std::vector<std::uint64_t> output_shape);
 
 // One input of a run regenerated on the CPU from the shared generator, for a dump

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/fingerprint.hpp"
 #include "kernels/generator.hpp"
 #include "probes/gemm/gemm_probe.hpp"
 
@@ -132,12 +133,17 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
   if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, golden::k_unit_roundoff_f32));
   const GemmLaunch launch{shape, spec.dtype, spec.mode, spec.seed, radius, spec.inject};
   TRY(device.check_gemm(launch));
-  GoldenFetch golden(goldens, spec, [&] { return golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius); });
+  GoldenFetch golden(goldens, spec, [&] {
+    golden::Reference reference = golden::gemm(shape, spec.dtype, spec.mode, spec.seed, radius);
+    return spec.mode == Mode::random ? with_guarantee(std::move(reference)) : reference;
+  });
   TRY_ASSIGN(auto run, device.run_gemm(launch));
   auto reference = golden.get(result);
   CheckOutcome check;
+  std::string print;
   if (spec.mode == Mode::exact) {
     check = check_exact(run.output_bits, reference->value, shape.n);
+    print = fingerprint(run.output_bits);
   } else {
     // The golden's bound is for round-to-nearest fp32; a kernel that accumulates more coarsely
     // (tensor cores align and truncate, docs/cuda.md) reports its own unit roundoff.
@@ -146,15 +152,16 @@ Status GemmProbe::run(ComputeDevice& device, const ProbeSpec& spec, GoldenCache&
                          (golden::gamma(shape.k, golden::k_unit_roundoff_f32) +
                           2.0 * golden::gamma(shape.k, golden::k_unit_roundoff_f64));
     if (widen == 1.0) {
-      check = check_bounded(run.output_bits, reference->value, reference->bound, shape.n);
+      check = check_bounded(run.output_bits, *reference, shape.n, print);
     } else {
       std::vector<double> bound(reference->bound);
       for (double& b : bound) b *= widen;
       check = check_bounded(run.output_bits, reference->value, bound, shape.n);
+      print = fingerprint(run.output_bits);
     }
   }
   if (spec.mode == Mode::random) TRY(require_random_guarantee(shape.k, run.accumulation_unit_roundoff));
-  record_checked_run(result, run, std::move(check), std::move(reference), {shape.m, shape.n});
+  record_checked_run(result, run, std::move(check), std::move(print), std::move(reference), {shape.m, shape.n});
   return ok_status();
 }
 

@@ -169,6 +169,7 @@ Buffer::Buffer(const Device& device, VkDeviceSize bytes, BufferKind kind) : devi
     check(allocated, "vkAllocateMemory");
   }
   vkBindBufferMemory(device_, buffer_, memory_, 0);
+  device_local_ = device.memory_flags(allocate.memoryTypeIndex) & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
   if (kind == BufferKind::readback) {
     const VkResult mapped = vkMapMemory(device_, memory_, 0, VK_WHOLE_SIZE, 0, &mapped_);
     if (mapped != VK_SUCCESS) {
@@ -184,7 +185,8 @@ Buffer::Buffer(Buffer&& other) noexcept
       buffer_(other.buffer_),
       memory_(other.memory_),
       bytes_(other.bytes_),
-      mapped_(other.mapped_) {
+      mapped_(other.mapped_),
+      device_local_(other.device_local_) {
   other.buffer_ = VK_NULL_HANDLE;
   other.memory_ = VK_NULL_HANDLE;
   other.mapped_ = nullptr;
@@ -334,6 +336,14 @@ void Sequence::barrier() {
   vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                        VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &memory, 0, nullptr,
                        0, nullptr);
+}
+
+void Sequence::barrier_to_host() {
+  VkMemoryBarrier memory{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  memory.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+  memory.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  vkCmdPipelineBarrier(commands_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &memory, 0,
+                       nullptr, 0, nullptr);
 }
 
 void Sequence::fill_zero(const Buffer& buffer) { vkCmdFillBuffer(commands_, buffer.handle(), 0, VK_WHOLE_SIZE, 0); }

@@ -59,6 +59,7 @@ class Device {
   // Index of a memory type with all of `required` (and `preferred` too when one exists).
   std::uint32_t memory_type(std::uint32_t allowed_types, VkMemoryPropertyFlags required,
                             VkMemoryPropertyFlags preferred) const;
+  VkMemoryPropertyFlags memory_flags(std::uint32_t type) const { return memory_.memoryTypes[type].propertyFlags; }
 
  private:
   VkPhysicalDevice physical_;
@@ -84,6 +85,9 @@ class Buffer {
   VkDeviceSize bytes() const { return bytes_; }
   // Readback buffers only: the mapped words.
   std::span<std::uint32_t> words();
+  // Whether the memory is device-local as well (a CPU device such as lavapipe, an integrated GPU):
+  // a readback buffer that is can take a kernel's output directly, with no copy.
+  bool device_local() const { return device_local_; }
 
  private:
   VkDevice device_;
@@ -91,6 +95,7 @@ class Buffer {
   VkDeviceMemory memory_ = VK_NULL_HANDLE;
   VkDeviceSize bytes_;
   void* mapped_ = nullptr;
+  bool device_local_ = false;
 };
 
 class Pipeline {
@@ -136,7 +141,8 @@ class Sequence {
 
   void dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers, const void* push_constants,
                 Groups groups);
-  void barrier();  // compute writes visible to later compute reads and transfers
+  void barrier();          // compute writes visible to later compute reads and transfers
+  void barrier_to_host();  // compute writes visible to host reads after submit_and_wait
   void fill_zero(const Buffer& buffer);
   void copy(const Buffer& from, const Buffer& to);
   // Records a timestamp; returns its slot.

@@ -29,7 +29,7 @@ namespace {
 struct FillParams {
   std::uint32_t seed[2];
   std::uint32_t first_index[2];
-  std::uint32_t stream, mode, dtype, radius, element_count, word_count;
+  std::uint32_t stream, radius, element_count, word_count;
 };
 struct GemmParams {
   std::uint32_t m, n, k, dtype, inject_enabled, inject_element, inject_mask, inject_stride, inject_count;
@@ -292,7 +292,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& out = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, std::uint64_t{count} * 4, BufferKind::readback);
       Sequence& sequence = start(scratch, 1);
-      record_fill(sequence, out, seed, stream, first, fill_raw, Dtype::f32, 0, count);
+      record_fill(sequence, {&out}, seed, stream, first, fill_raw, Dtype::f32, 0, count);
       sequence.barrier();
       sequence.copy(out, host);
       sequence.submit_and_wait(timeout_seconds_);
@@ -308,13 +308,15 @@ class VulkanComputeDevice final : public ComputeDevice {
       const std::uint64_t c_elements = std::uint64_t{s.m} * s.n;
       Buffer& a = add_buffer(scratch, words_for(a_elements, launch.dtype) * 4, BufferKind::device_local);
       Buffer& b = add_buffer(scratch, words_for(b_elements, launch.dtype) * 4, BufferKind::device_local);
-      Buffer& c = add_buffer(scratch, c_elements * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, c_elements * 4, BufferKind::readback);
+      Buffer& c = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 3);
       const std::uint32_t mode = launch.mode == Mode::exact ? fill_exact : fill_random;
       const std::uint32_t t0 = sequence.timestamp();
-      record_fill(sequence, a, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius, a_elements);
-      record_fill(sequence, b, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius, b_elements);
+      record_fill(sequence, {&a}, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius,
+                  a_elements);
+      record_fill(sequence, {&b}, launch.seed, gen::stream_gemm_b, 0, mode, launch.dtype, launch.exact_radius,
+                  b_elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
       GemmParams params{s.m,
@@ -344,13 +346,15 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& q = add_buffer(scratch, input_bytes, BufferKind::device_local);
       Buffer& k = add_buffer(scratch, input_bytes, BufferKind::device_local);
       Buffer& v = add_buffer(scratch, input_bytes, BufferKind::device_local);
-      Buffer& o = add_buffer(scratch, elements * 4, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, elements * 4, BufferKind::readback);
+      Buffer& o = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 4);
       const std::uint32_t t0 = sequence.timestamp();
-      record_fill(sequence, q, launch.seed, gen::stream_attention_q, 0, fill_random, launch.dtype, 0, elements);
-      record_fill(sequence, k, launch.seed, gen::stream_attention_k, 0, fill_random, launch.dtype, 0, elements);
-      record_fill(sequence, v, launch.seed, gen::stream_attention_v, 0, fill_random, launch.dtype, 0, elements);
+      // One dispatch for the three inputs: workgroup z writes stream_attention_q + z (fill.comp).
+      static_assert(gen::stream_attention_k == gen::stream_attention_q + 1 &&
+                    gen::stream_attention_v == gen::stream_attention_q + 2);
+      record_fill(sequence, {&q, &k, &v}, launch.seed, gen::stream_attention_q, 0, fill_random, launch.dtype, 0,
+                  elements);
       sequence.barrier();
       const std::uint32_t t1 = sequence.timestamp();
       AttentionParams params{s.seq_len,
@@ -605,7 +609,7 @@ class VulkanComputeDevice final : public ComputeDevice {
                                   {"O", elements, elements * 4}};
     TRY(check_buffers(limits_, kernel, buffers, elements * 4));
     TRY(check_groups(limits_, kernel, {s.seq_len, s.heads, 1}));
-    TRY(check_groups(limits_, "attention fill", groups_of(fill_groups(elements))));
+    TRY(check_groups(limits_, "attention fill", groups_of(fill_groups(elements, 3))));
     TRY(check_loop_iterations(limits_, kernel, attention_loop_iterations(s),
                               "seq_len " + std::to_string(s.seq_len) + " with head_dim " + std::to_string(s.head_dim)));
     return ok_status();
@@ -633,12 +637,25 @@ class VulkanComputeDevice final : public ComputeDevice {
     }
   }
 
-  // Copies the checked kernel's output to the host, submits, waits, and returns the output with
-  // generation (t0..t1) and kernel (t1..t2) device times.
+  // Where a checked kernel writes its output: the readback buffer itself where that memory is
+  // device-local too (lavapipe, integrated GPUs), which spares a copy and a barrier after the
+  // kernel (issue 19: on lavapipe the copy was 0.04-0.15 ms of attention's fixed cost per run);
+  // otherwise a device-local buffer of the same size, copied to `host` by read_output.
+  Buffer& output_buffer(Scratch& scratch, Buffer& host) {
+    return host.device_local() ? host : add_buffer(scratch, host.bytes(), BufferKind::device_local);
+  }
+
+  // Makes the checked kernel's output visible to the host (copying it to `host` unless the kernel
+  // wrote there, output_buffer), submits, waits, and returns the output with generation (t0..t1)
+  // and kernel (t1..t2) device times.
   KernelRun read_output(Sequence& sequence, const Buffer& output, Buffer& host, const char* kernel, std::uint32_t t0,
                         std::uint32_t t1, std::uint32_t t2) {
-    sequence.barrier();
-    sequence.copy(output, host);
+    if (&output == &host) {
+      sequence.barrier_to_host();
+    } else {
+      sequence.barrier();
+      sequence.copy(output, host);
+    }
     sequence.submit_and_wait(timeout_seconds_);
     KernelRun run;
     run.kernel = kernel;
@@ -672,24 +689,35 @@ class VulkanComputeDevice final : public ComputeDevice {
     return groups_1d((quads + k_memory_quads_per_invocation - 1) / k_memory_quads_per_invocation, 256);
   }
 
-  void record_fill(Sequence& sequence, const Buffer& out, std::uint64_t seed, std::uint32_t stream, std::uint64_t first,
-                   std::uint32_t mode, Dtype dtype, std::uint32_t radius, std::uint64_t elements) {
+  // Generates `elements` elements of stream `stream + i` into outs[i] for each of the (at most
+  // three) buffers, in one dispatch (fill.comp's workgroup z).
+  void record_fill(Sequence& sequence, std::initializer_list<const Buffer*> outs, std::uint64_t seed,
+                   std::uint32_t stream, std::uint64_t first, std::uint32_t mode, Dtype dtype, std::uint32_t radius,
+                   std::uint64_t elements) {
     const std::uint64_t words = mode == fill_raw ? elements : words_for(elements, dtype);
     FillParams params{{static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)},
                       {static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(first >> 32)},
                       stream,
-                      mode,
-                      dtype_code(dtype),
                       radius,
                       static_cast<std::uint32_t>(elements),
                       static_cast<std::uint32_t>(words)};
-    const Buffer* bindings[] = {&out};
-    // Specialisation constant ALIGNED: elements 4q..4q+3 are then one generator call (fill.comp).
-    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u}), bindings, &params, fill_groups(elements));
+    if (outs.size() == 0 || outs.size() > 3) throw VulkanFailure(ErrorKind::invalid_argument, "fill: 1 to 3 outputs");
+    // Unused bindings alias the first output: the shader writes only binding z.
+    const Buffer* bindings[] = {*outs.begin(), *outs.begin(), *outs.begin()};
+    std::copy(outs.begin(), outs.end(), bindings);
+    // Specialisation constants (fill.comp): ALIGNED (elements 4q..4q+3 are then one generator
+    // call), MODE and DTYPE; a worker compiles one pipeline per combination it uses.
+    sequence.dispatch(fill_.get(*device_, {first % 4 == 0 ? 1u : 0u, mode, dtype_code(dtype)}), bindings, &params,
+                      fill_groups(elements, static_cast<std::uint32_t>(outs.size())));
   }
 
-  // fill.comp's dispatch for `elements` elements: one invocation per four, 256 per group.
-  static Groups fill_groups(std::uint64_t elements) { return groups_1d((elements + 3) / 4, 256); }
+  // fill.comp's dispatch for `elements` elements of each of `outputs` streams: one invocation per
+  // four, 256 per group, one z slice per stream.
+  static Groups fill_groups(std::uint64_t elements, std::uint32_t outputs = 1) {
+    Groups groups = groups_1d((elements + 3) / 4, 256);
+    groups.z = outputs;
+    return groups;
+  }
 
   // Push constants of one pass over the chunk of `words` words from `first_word`: verifying
   // `check` (none: a first write) and writing `write` (none: the last check).
@@ -787,7 +815,7 @@ class VulkanComputeDevice final : public ComputeDevice {
   LaunchLimits limits_;
   double timeout_seconds_ = 60.0;
   bool hung_ = false;
-  PipelineFamily fill_{spirv::fill(), 1, sizeof(FillParams)};
+  PipelineFamily fill_{spirv::fill(), 3, sizeof(FillParams)};
   // Where the device rounds fp32 to nearest on request, the kernels that the error bounds
   // cover declare it (RoundingModeRTE); elsewhere the plain modules run and report u = 2^-23.
   PipelineFamily gemm_{device_->rounds_to_nearest_f32() ? spirv::gemm_rte() : spirv::gemm(), 3, sizeof(GemmParams)};

@@ -165,6 +165,61 @@ TEST_CASE("check: bounded checks state their guarantee; exact checks guarantee b
   CHECK(require_guarantee(exact, "gemm", "").ok());
 }
 
+TEST_CASE("check: a reference carries its guarantee, derived once, and the check reports it unchanged", "[unit]") {
+  golden::Reference reference{{1.0, -2.0, 1e-9, 3.0}, {1e-6, 1e-6, 1e-6, 1e-6}};
+  const std::vector<std::uint32_t> device{bits_of(1.0f), bits_of(-2.0f), bits_of(0.0f), bits_of(3.5f)};
+  const CheckOutcome derived = check_bounded(device, reference.value, reference.bound, 2);
+  // Not derived yet: the check derives it as the span form does.
+  CHECK(reference.guaranteed_bit < 0);
+  std::string print;
+  const CheckOutcome underived = check_bounded(device, reference, 2, print);
+  CHECK(print == fingerprint(device));
+  CHECK(underived.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(underived.guaranteed_elements == derived.guaranteed_elements);
+  reference = with_guarantee(std::move(reference));
+  CHECK(reference.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(reference.guaranteed_elements == 3);
+  // The comparison itself is unchanged: the 3.5 is caught with its element.
+  const CheckOutcome cached = check_bounded(device, reference, 2, print);
+  CHECK_FALSE(cached.pass);
+  REQUIRE(cached.mismatched == 1);
+  CHECK(cached.first_mismatches[0].index == 3);
+  CHECK(cached.budget_used == derived.budget_used);
+  CHECK(cached.guaranteed_bit == derived.guaranteed_bit);
+  CHECK(cached.guaranteed_elements == derived.guaranteed_elements);
+  // The stored figures are what the check reports, not derived again from value and bound.
+  reference.guaranteed_bit = 5;
+  reference.guaranteed_elements = 2;
+  const CheckOutcome stored = check_bounded(device, reference, 2, print);
+  CHECK(stored.guaranteed_bit == 5);
+  CHECK(stored.guaranteed_elements == 2);
+}
+
+TEST_CASE("check: the fingerprint hashed alongside a bounded check is fingerprint() of the output", "[unit]") {
+  // Long enough to cross several rows, with a mismatch, NaN, infinity and -0 among the words.
+  golden::Reference reference;
+  std::vector<std::uint32_t> device;
+  for (int i = 0; i < 1000; ++i) {
+    reference.value.push_back(std::sin(i) * 10.0);
+    reference.bound.push_back(1e-5);
+    device.push_back(bits_of(static_cast<float>(reference.value.back())));
+  }
+  device[3] = bits_of(std::nanf(""));
+  device[4] = bits_of(INFINITY);
+  device[5] = 0x80000000u;
+  device[999] ^= 1u << 30;
+  reference = with_guarantee(std::move(reference));
+  std::string print;
+  const CheckOutcome outcome = check_bounded(device, reference, 10, print);
+  CHECK(print == fingerprint(device));
+  CHECK(outcome.mismatched == 4);
+  device[500] ^= 1u;  // a flip within the bound: the check passes it, the fingerprint does not
+  std::string flipped;
+  CHECK(check_bounded(device, reference, 10, flipped).mismatched == 4);
+  CHECK(flipped == fingerprint(device));
+  CHECK(flipped != print);
+}
+
 TEST_CASE("check: the mismatch map counts every mismatched element by tile, not only the first few", "[unit]") {
   // 100 x 70: tiles of 4 x 3 elements, 25 x 24 of them (at most 32 a side).
   const std::uint64_t rows = 100, cols = 70;
