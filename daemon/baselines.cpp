@@ -33,10 +33,13 @@ Assessment assess_result(const ProbeResult& result, const DeviceInfo& info, std:
     return out;
   }
   if (result.status == RunStatus::fail) {
-    // A fail with an error is the device's own report of an uncorrectable fault (no check ran).
-    out.reasons.insert(result.error_kind == ErrorKind::hardware_fault && !result.error.empty()
-                           ? Reason::hardware_error
-                           : Reason::golden_mismatch);
+    // A fail with a hardware_fault error: the device's own report of an uncorrectable fault when no
+    // check ran; when the check ran and passed, a repeated pass whose bits differ from the round's
+    // first pass (daemon/checked_work.hpp: mark_unrepeated_fingerprint), a fingerprint change.
+    const bool reported = result.error_kind == ErrorKind::hardware_fault && !result.error.empty();
+    out.reasons.insert(!reported                                       ? Reason::golden_mismatch
+                       : result.check.checked > 0 && result.check.pass ? Reason::fingerprint_change
+                                                                       : Reason::hardware_error);
   }
   if (result.drill() || result.status != RunStatus::pass) return out;
   Baseline& baseline = baselines[baseline_key(info, result.spec)];

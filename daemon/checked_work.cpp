@@ -13,8 +13,10 @@ double flops_of(const ProbeSpec& spec) {
 }
 
 CheckedWork checked_work_of(const ProbeResult& result) {
-  if (result.status != RunStatus::pass && result.status != RunStatus::fail) return {};
+  const bool checked = result.status == RunStatus::pass || result.status == RunStatus::fail;
+  if (!checked || result.check.checked == 0) return {};
   CheckedWork work;
+  work.runs = 1;
   work.flops = flops_of(result.spec);
   if (result.memory) work.bytes = static_cast<double>(result.memory->bytes_tested);
   return work;
@@ -27,10 +29,29 @@ void mark_unrepeated_fingerprint(ProbeResult& result, std::optional<bool> finger
   result.error = "fingerprint " + result.fingerprint + " differs from the first iteration's";
 }
 
-void keep_standing_result(std::optional<ProbeResult>& standing, ProbeResult result) {
-  if (!standing || (standing->status == RunStatus::pass && result.status != RunStatus::pass)) {
-    standing = std::move(result);
+namespace {
+
+int severity(RunStatus status) {
+  switch (status) {
+    case RunStatus::skipped:
+      return 0;
+    case RunStatus::pass:
+      return 1;
+    case RunStatus::error:
+      return 2;
+    case RunStatus::hung:
+    case RunStatus::crashed:
+      return 3;
+    case RunStatus::fail:
+      return 4;
   }
+  return 2;
+}
+
+}  // namespace
+
+void keep_standing_result(std::optional<ProbeResult>& standing, ProbeResult result) {
+  if (!standing || severity(result.status) > severity(standing->status)) standing = std::move(result);
 }
 
 }  // namespace substrate

@@ -2,6 +2,7 @@
 // Checked work: what the repeated passes of a run request (docs/worker-protocol.md, `repeat`)
 // verified, and how one spec's passes fold into the result that stands for them. Shared by the
 // daemon's scheduled rounds (coverage, docs/configuration.md) and `substrated diag`.
+#include <cstdint>
 #include <optional>
 
 #include "probes/core/probe_result.hpp"
@@ -12,10 +13,11 @@ namespace substrate {
 // QKᵀ and PV products, 4·heads·seq²·head_dim, halved when causal), 0 for other probes.
 double flops_of(const ProbeSpec& spec);
 
-// What one result verified: the operations of a GEMM or attention run, or the bytes of device
-// memory a memory run tested. Zero unless the check ran (pass or fail): an error, a hang, a crash
-// or a skip verified nothing.
+// What one result verified: one checked run, and the operations of a GEMM or attention run or the
+// bytes of device memory a memory run tested. All zero unless a check ran (check.checked > 0; a
+// pass or a fail): an error, a hang, a crash, a skip or a driver-reported fault verified nothing.
 struct CheckedWork {
+  std::uint64_t runs = 0;
   double flops = 0.0;
   double bytes = 0.0;
 };
@@ -27,8 +29,10 @@ CheckedWork checked_work_of(const ProbeResult& result);
 // bits every time. nullopt (no fingerprint, or no repeat) and true change nothing.
 void mark_unrepeated_fingerprint(ProbeResult& result, std::optional<bool> fingerprint_matches_first);
 
-// The result that stands for one spec's passes in a round: the first pass's, replaced by the
-// first later pass that did not pass (a fail, error, hang or crash), which then stays.
+// The result that stands for one spec's passes in a round: the most severe of them, the earliest
+// among equals. From least to most severe: skipped (nothing was checked), pass, error, hung or
+// crashed, fail (a check or the driver saw a fault). So a fault in any pass stands, and a later
+// pass cannot hide it.
 void keep_standing_result(std::optional<ProbeResult>& standing, ProbeResult result);
 
 }  // namespace substrate

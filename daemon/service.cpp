@@ -556,7 +556,15 @@ class Service {
     // result) and exited cleanly leaves the specs after it unrun, not blamed.
     const bool ended_early = !running->ended_early.empty() && exit.signal == 0 && exit.exit_code == 0 &&
                              !exit.deadline_passed && exit.protocol_error.empty();
-    if (ended_early) {
+    // A repeated pass cut short by the daemon's own shutdown: the spec's earlier passes stand.
+    const bool cut_by_shutdown = stopping_ && exit.killed && blamed < results.size() && results[blamed].has_value();
+    // How the worker ended, for the blamed spec; beside it (not instead) when an earlier pass of
+    // the spec found a fault, so neither is lost.
+    std::vector<ProbeResult> beside;
+    if (cut_by_shutdown) {
+      spdlog::debug("{}: worker {} stopped by the shutdown during a repeated pass", slot.info.id,
+                    static_cast<int>(pid));
+    } else if (ended_early) {
       spdlog::warn("{}: worker {} ended after a sticky error; {} spec(s) left for the next round", slot.info.id,
                    static_cast<int>(pid), results.size() - blamed);
     } else if (blamed < results.size()) {
@@ -564,6 +572,7 @@ class Service {
       const bool started = running->current && *running->current == blamed;
       const double elapsed = std::chrono::duration<double>(Clock::now() - running->current_since).count();
       char why[256];
+      ProbeResult ended;
       if (exit.deadline_passed) {
         outcome = "hung";
         if (started) {
@@ -574,24 +583,29 @@ class Service {
                         static_cast<int>(pid), running->current ? "start its next spec" : "open the device",
                         k_open_seconds);
         }
-        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
-                                            started ? elapsed : exit.elapsed_seconds);
+        ended = unanswered_result(slot.info, planned.spec, RunStatus::hung, ErrorKind::timeout, why,
+                                  started ? elapsed : exit.elapsed_seconds);
       } else if (exit.signal != 0 && !exit.killed) {
         outcome = "crashed";
-        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
-                                            "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
-                                                (started ? " while running the spec" : " before the spec started"),
-                                            exit.elapsed_seconds);
+        ended = unanswered_result(slot.info, planned.spec, RunStatus::crashed, ErrorKind::device_error,
+                                  "worker " + std::to_string(pid) + " killed by " + signal_name(exit.signal) +
+                                      (started ? " while running the spec" : " before the spec started"),
+                                  exit.elapsed_seconds);
       } else {
         outcome = "error";
         std::string message = !running->error.empty() ? running->error
                               : stopping_             ? "the daemon stopped before the run ended"
                                                       : describe_worker_exit(exit, pid) + " before reporting a result";
-        results[blamed] = unanswered_result(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
-                                            std::move(message), exit.elapsed_seconds);
+        ended = unanswered_result(slot.info, planned.spec, RunStatus::error, ErrorKind::device_error,
+                                  std::move(message), exit.elapsed_seconds);
       }
       spdlog::error("{} {} seed {}: {}: {}", slot.info.id, spec_key(planned.spec), planned.spec.seed,
-                    to_string(results[blamed]->status), results[blamed]->error);
+                    to_string(ended.status), ended.error);
+      if (results[blamed] && results[blamed]->status == RunStatus::fail) {
+        beside.push_back(std::move(ended));
+      } else {
+        results[blamed] = std::move(ended);
+      }
     } else if (exit.signal != 0 || exit.exit_code != 0) {
       spdlog::debug("{}: {} after reporting every result", slot.info.id, describe_worker_exit(exit, pid));
     }
@@ -620,6 +634,7 @@ class Service {
         if (results[i]) by_probe[probe].push_back(std::move(*results[i]));
         spent[probe] += running->spent_seconds[i];
       }
+      for (ProbeResult& result : beside) by_probe[specs[blamed].probe].push_back(std::move(result));
       for (const std::string& probe : order) {
         if (by_probe[probe].empty()) {
           // Never started (an earlier spec ended the worker): its next turn comes as usual.
@@ -638,10 +653,10 @@ class Service {
 
   // Counts what one pass of a scheduled spec verified (substrate_checked_*_total).
   static void count_checked_work(Slot& slot, const std::string& probe, const ProbeResult& result) {
-    if (result.status != RunStatus::pass && result.status != RunStatus::fail) return;  // nothing was checked
     const CheckedWork work = checked_work_of(result);
+    if (work.runs == 0) return;  // nothing was checked
     ProbeStats& stats = slot.probes[probe];
-    ++stats.checked_runs;
+    stats.checked_runs += work.runs;
     stats.checked_flops += work.flops;
     stats.checked_bytes += work.bytes;
   }
@@ -662,6 +677,7 @@ class Service {
     const auto is_skipped = [](const ProbeResult& r) { return r.status == RunStatus::skipped; };
     if (!results.empty() && std::all_of(results.begin(), results.end(), is_skipped)) {
       ++slot.skipped[{probe, results.front().skip_kind}];
+      slot.budget.spend(spent);  // passes before a skip may have used the device
       spdlog::debug("{} {}: skipped: {}", slot.info.id, probe, results.front().skip_reason);
       if (!stopping_) arm(slot, probe, next_delay(slot, probe));
       return;

@@ -41,6 +41,12 @@ struct DeviceInfo {
   bool is_cpu() const { return device_type == "cpu"; }
 };
 
+// What a backend writes over a GEMM or attention output buffer before the kernel runs: an fp32
+// NaN, outside every bound and unequal to every golden, so an element the kernel leaves unwritten
+// (a dropped or truncated dispatch) fails the check instead of showing what the buffer held, such
+// as the previous repeated pass's correct output in memory the allocator handed back.
+inline constexpr std::uint32_t k_unwritten_output_word = 0xFFFFFFFFu;
+
 // Output of one kernel run: the raw output words as the device wrote them, and device time from
 // the device's own timer (timestamp queries, CUDA events).
 struct KernelRun {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/baselines.hpp"
+#include "daemon/checked_work.hpp"
 
 using namespace substrate;
 
@@ -52,6 +53,12 @@ TEST_CASE("baselines: each outcome counts as its reason and only a clean pass to
         std::set<Reason>{Reason::hardware_error});
   // A hardware_fault kind without the device's own text is a check that failed.
   CHECK(reasons(with_status(RunStatus::fail, ErrorKind::hardware_fault)) == std::set<Reason>{Reason::golden_mismatch});
+  // A repeated pass whose check passed and whose bits differ from the round's first pass's
+  // (checked_work.hpp: mark_unrepeated_fingerprint): a fingerprint change, not a driver report.
+  ProbeResult unrepeated = passed("bb");
+  unrepeated.check.checked = 256;
+  mark_unrepeated_fingerprint(unrepeated, false);
+  CHECK(reasons(unrepeated) == std::set<Reason>{Reason::fingerprint_change});
   ProbeResult drill = passed("aa");
   drill.spec.inject.enabled = true;
   CHECK(reasons(drill).empty());

@@ -14,6 +14,7 @@ ProbeResult result_of(const std::string& probe, RunStatus status, const std::str
   result.spec.attention = {128, 2, 64, false};
   result.status = status;
   result.fingerprint = fingerprint;
+  if (status == RunStatus::pass || status == RunStatus::fail) result.check.checked = 64;  // the check ran
   if (probe == "memory") {
     result.memory = MemoryDetails{};
     result.memory->bytes_tested = 8 << 20;
@@ -35,11 +36,20 @@ TEST_CASE("checked_work: operations of GEMM and attention, bytes of memory, noth
   CHECK(checked_work_of(result_of("gemm", RunStatus::fail)).flops == 2.0 * 64 * 32 * 16);  // the check ran
   CHECK(checked_work_of(result_of("memory", RunStatus::pass)).bytes == 8 << 20);
   CHECK(checked_work_of(result_of("memory", RunStatus::pass)).flops == 0.0);
+  CHECK(checked_work_of(result_of("gemm", RunStatus::pass)).runs == 1);
   for (RunStatus status : {RunStatus::error, RunStatus::hung, RunStatus::crashed, RunStatus::skipped}) {
     INFO(to_string(status));
+    CHECK(checked_work_of(result_of("gemm", status)).runs == 0);
     CHECK(checked_work_of(result_of("gemm", status)).flops == 0.0);
     CHECK(checked_work_of(result_of("memory", status)).bytes == 0.0);
   }
+  // A fault the driver reported (registry.cpp: a fail with no check): nothing was verified.
+  ProbeResult reported = result_of("gemm", RunStatus::fail);
+  reported.check.checked = 0;
+  reported.error_kind = ErrorKind::hardware_fault;
+  reported.error = "CUDA_ERROR_ECC_UNCORRECTABLE";
+  CHECK(checked_work_of(reported).runs == 0);
+  CHECK(checked_work_of(reported).flops == 0.0);
 }
 
 TEST_CASE("checked_work: a pass whose bits differ from the first pass's is a hardware fault", "[unit]") {
@@ -57,6 +67,26 @@ TEST_CASE("checked_work: a pass whose bits differ from the first pass's is a har
   failed.error = "golden mismatch";
   mark_unrepeated_fingerprint(failed, false);
   CHECK(failed.error == "golden mismatch");
+}
+
+TEST_CASE("checked_work: a fault in any pass stands, whatever came before or after it", "[unit]") {
+  const auto standing_after = [](std::initializer_list<RunStatus> passes) {
+    std::optional<ProbeResult> standing;
+    int pass = 0;
+    for (RunStatus status : passes) keep_standing_result(standing, result_of("gemm", status, std::to_string(++pass)));
+    return std::pair{standing->status, standing->fingerprint};
+  };
+  // A skipped first pass (memory short for a moment) does not hide a later fail, nor a later pass.
+  CHECK(standing_after({RunStatus::skipped, RunStatus::fail}) == std::pair{RunStatus::fail, std::string("2")});
+  CHECK(standing_after({RunStatus::skipped, RunStatus::pass}) == std::pair{RunStatus::pass, std::string("2")});
+  // A transient error does not hide a later fail; a hang after a fail does not replace it.
+  CHECK(standing_after({RunStatus::error, RunStatus::pass, RunStatus::fail}) ==
+        std::pair{RunStatus::fail, std::string("3")});
+  CHECK(standing_after({RunStatus::pass, RunStatus::fail, RunStatus::crashed}) ==
+        std::pair{RunStatus::fail, std::string("2")});
+  CHECK(standing_after({RunStatus::pass, RunStatus::error, RunStatus::pass}) ==
+        std::pair{RunStatus::error, std::string("2")});
+  CHECK(standing_after({RunStatus::pass, RunStatus::pass}) == std::pair{RunStatus::pass, std::string("1")});
 }
 
 TEST_CASE("checked_work: the first pass stands until a later pass does not pass, which then stays", "[unit]") {

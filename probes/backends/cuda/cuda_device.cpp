@@ -349,6 +349,7 @@ class CudaComputeDevice final : public CudaDevice {
       params.inject_enabled = request.inject.enabled ? 1u : 0u;
       params.inject_mask = request.inject.xor_mask;
 
+      poison_output(c, c_count);
       record(events_[0]);
       launch_fill(fill_a);
       launch_fill(fill_b);
@@ -404,6 +405,7 @@ class CudaComputeDevice final : public CudaDevice {
         attention_smem_set_ = smem;
       }
 
+      poison_output(o, count);
       record(events_[0]);
       for (auto [ptr, stream] : {std::pair{q, gen::stream_attention_q}, std::pair{k, gen::stream_attention_k},
                                  std::pair{v, gen::stream_attention_v}}) {
@@ -720,6 +722,12 @@ class CudaComputeDevice final : public CudaDevice {
     check(*api_,
           api_->LaunchKernel(function, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, stream_, args, nullptr),
           std::string("cuLaunchKernel(") + name + ")");
+  }
+
+  // Writes k_unwritten_output_word over `words` words of a GEMM or attention output before its
+  // kernel, on the same stream (so ordered before it).
+  void poison_output(CUdeviceptr output, std::uint64_t words) {
+    check(*api_, api_->MemsetD32Async(output, k_unwritten_output_word, words, stream_), "cuMemsetD32Async(output)");
   }
 
   void launch_fill(const ck::FillParams& params) {

@@ -27,7 +27,7 @@ class VulkanTransferBench final : public TransferBench {
           sequence.copy(source_, target_);
           break;
         case Transfer::fill:
-          sequence.fill_zero(target_);
+          sequence.fill(target_, 0);
           break;
         case Transfer::shader_copy:
           sequence.dispatch(shader_copy_, bindings, &quads_, groups_1d(quads_, 256));

@@ -346,7 +346,9 @@ void Sequence::barrier_to_host() {
                        nullptr, 0, nullptr);
 }
 
-void Sequence::fill_zero(const Buffer& buffer) { vkCmdFillBuffer(commands_, buffer.handle(), 0, VK_WHOLE_SIZE, 0); }
+void Sequence::fill(const Buffer& buffer, std::uint32_t word) {
+  vkCmdFillBuffer(commands_, buffer.handle(), 0, VK_WHOLE_SIZE, word);
+}
 
 void Sequence::copy(const Buffer& from, const Buffer& to) {
   VkBufferCopy region{0, 0, std::min(from.bytes(), to.bytes())};

@@ -141,9 +141,9 @@ class Sequence {
 
   void dispatch(const Pipeline& pipeline, std::span<const Buffer* const> buffers, const void* push_constants,
                 Groups groups);
-  void barrier();          // compute writes visible to later compute reads and transfers
-  void barrier_to_host();  // compute writes visible to host reads after submit_and_wait
-  void fill_zero(const Buffer& buffer);
+  void barrier();                                       // compute writes visible to later compute reads and transfers
+  void barrier_to_host();                               // compute writes visible to host reads after submit_and_wait
+  void fill(const Buffer& buffer, std::uint32_t word);  // every word of the buffer (a transfer write)
   void copy(const Buffer& from, const Buffer& to);
   // Records a timestamp; returns its slot.
   std::uint32_t timestamp();

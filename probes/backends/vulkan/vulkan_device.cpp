@@ -312,6 +312,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& c = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 3);
       const std::uint32_t mode = launch.mode == Mode::exact ? fill_exact : fill_random;
+      poison_output(sequence, c, host);
       const std::uint32_t t0 = sequence.timestamp();
       record_fill(sequence, {&a}, launch.seed, gen::stream_gemm_a, 0, mode, launch.dtype, launch.exact_radius,
                   a_elements);
@@ -349,6 +350,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& host = add_buffer(scratch, elements * 4, BufferKind::readback);
       Buffer& o = output_buffer(scratch, host);
       Sequence& sequence = start(scratch, 4);
+      poison_output(sequence, o, host);
       const std::uint32_t t0 = sequence.timestamp();
       // One dispatch for the three inputs: workgroup z writes stream_attention_q + z (fill.comp).
       static_assert(gen::stream_attention_k == gen::stream_attention_q + 1 &&
@@ -399,7 +401,7 @@ class VulkanComputeDevice final : public ComputeDevice {
         scratch.sequence =
             std::make_unique<Sequence>(*device_, 3 * static_cast<std::uint32_t>(launch.patterns.size()) + 4);
         Sequence& sequence = *scratch.sequence;
-        sequence.fill_zero(errors);
+        sequence.fill(errors, 0);
         sequence.barrier();
         const std::uint32_t t0 = sequence.timestamp();
         run.bytes_moved += record_memory_chain(sequence, *chunk, errors, launch, first_word, words);
@@ -432,7 +434,7 @@ class VulkanComputeDevice final : public ComputeDevice {
       Buffer& errors = add_buffer(scratch, k_error_buffer_bytes, BufferKind::device_local);
       Buffer& host = add_buffer(scratch, k_error_buffer_bytes, BufferKind::readback);
       Sequence& sequence = start(scratch, 2);
-      sequence.fill_zero(errors);
+      sequence.fill(errors, 0);
       sequence.barrier();
       const MemoryStage stage{kind_random, 0, MemoryPattern::random, false};
       MemoryParams params = memory_params(seed, gen::stream_memory_retention, 0, bytes / 4, fresh ? nullptr : &stage,
@@ -663,6 +665,18 @@ class VulkanComputeDevice final : public ComputeDevice {
     run.generate_seconds = sequence.seconds_between(t0, t1);
     run.device_seconds = sequence.seconds_between(t1, t2);
     return run;
+  }
+
+  // Writes k_unwritten_output_word over a GEMM or attention output before its kernel: from the
+  // host where the output is the mapped readback buffer (no command; host writes are visible to
+  // the submission that follows), else with a transfer fill, which the barrier after the input
+  // fills orders before the kernel.
+  static void poison_output(Sequence& sequence, Buffer& output, Buffer& host) {
+    if (&output == &host) {
+      std::ranges::fill(host.words(), k_unwritten_output_word);
+    } else {
+      sequence.fill(output, k_unwritten_output_word);
+    }
   }
 
   Buffer& add_buffer(Scratch& scratch, std::uint64_t bytes, BufferKind kind) {

@@ -829,4 +829,23 @@ TEST_CASE("cuda: a GEMM or attention larger than the free memory is skipped befo
   CHECK(later.status != RunStatus::skipped);
 }
 
+TEST_CASE("cuda: an output the kernel never wrote fails at every element, whatever the memory held", "[cuda]") {
+  // The stand-in's kernels write nothing: the outputs hold what the backend put there before the
+  // launch (k_unwritten_output_word), never an earlier run's bits in reused memory.
+  FakeCuda fake;
+  const Found found = discover_one();
+  ComputeDevice& device = *found.devices[0];
+  GoldenCache goldens;
+  ProbeSpec attention = probe_registry().find("attention")->default_specs(device.info()).front();
+  REQUIRE(probe_registry().find("attention")->apply_size("16x1x16", attention).ok());
+  for (const ProbeSpec& spec : {small_gemm_spec(device.info(), Dtype::f32), attention}) {
+    INFO(spec_key(spec));
+    const ProbeResult result = run_probe(device, spec, goldens);
+    CHECK(result.status == RunStatus::fail);
+    CHECK(result.check.mismatched == 256);  // 16x16 outputs, every one
+    REQUIRE_FALSE(result.check.first_mismatches.empty());
+    CHECK(result.check.first_mismatches.front().actual_bits == k_unwritten_output_word);
+  }
+}
+
 #endif  // SUBSTRATE_WITH_CUDA
