@@ -130,6 +130,7 @@ int run(const json& request, const WorkerHooks& hooks) {
   GoldenCache goldens(request.value("golden_cache_max_bytes", GoldenCache::k_default_max_bytes));
   const json& specs = request.at("specs");
   std::vector<std::string> first_fingerprints(specs.size());
+  std::vector<bool> dumped(specs.size(), false);
   const auto began = std::chrono::steady_clock::now();
   for (std::uint64_t iteration = 0;; ++iteration) {
     for (std::size_t index = 0; index < specs.size(); ++index) {
@@ -142,7 +143,11 @@ int run(const json& request, const WorkerHooks& hooks) {
       ProbeResult result = run_probe(*device, spec, goldens, /*capture_tensors=*/dump_bytes > 0);
       mark_external_outcome(*device, result);
       result.device = labelled(std::move(result.device));
-      if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty()) {
+      // One dump per spec and worker: the first failing pass, the one that stands for the spec's
+      // passes (daemon/checked_work.hpp); a fault that fails every pass of a repeat writes once.
+      if (result.status == RunStatus::fail && result.error.empty() && dump_bytes > 0 && !dump_root.empty() &&
+          !dumped[index]) {
+        dumped[index] = true;
         auto kept = keep_failure_dump(dump_root, result, dump_bytes);
         if (kept) {
           spdlog::info("{} {}: failing run dumped to {}", id, spec_key(spec), *kept);

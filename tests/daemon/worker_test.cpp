@@ -2,7 +2,11 @@
 // processes started by the supervisor (the substrated binary in worker mode, on lavapipe).
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -229,4 +233,35 @@ TEST_CASE("worker process: a repeat runs the specs pass after pass, comparing fi
   CHECK(bad.exit->exit_code == 2);
   REQUIRE(types(bad) == std::vector<std::string>{"error"});
   CHECK(bad.frames[0]["message"].get<std::string>().find("repeat.duration_seconds") != std::string::npos);
+}
+
+TEST_CASE("worker process: a fault that fails every pass of a repeat is dumped once, from its first pass", "[e2e]") {
+  const auto root = std::filesystem::temp_directory_path() / ("substrate-dump-once-" + std::to_string(::getpid()));
+  json request = gemm_run("");
+  ProbeSpec drilled = request["specs"][0]["spec"].get<ProbeSpec>();
+  drilled.inject.enabled = true;
+  drilled.inject.element = 7;
+  drilled.inject.xor_mask = 1u << 30;
+  request["specs"][0]["spec"] = drilled;
+  request["repeat"] = {{"duration_seconds", 3600}, {"max_iterations", 3}};
+  request["dump_root"] = root.string();
+  request["dump_max_bytes"] = 1 << 20;
+  const Outcome out = run_worker(request, 30);
+  REQUIRE(out.exit);
+  CHECK(out.exit->exit_code == 0);
+  std::vector<double> finished;
+  for (const json& frame : out.frames) {
+    if (frame.at("type") != "result") continue;
+    CHECK(frame.at("result").at("status") == "fail");
+    finished.push_back(frame.at("result").at("finished_at").get<double>());
+  }
+  REQUIRE(finished.size() == 3);
+  std::vector<std::filesystem::path> dumps;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+    if (entry.path().filename() == "result.json") dumps.push_back(entry.path());
+  }
+  REQUIRE(dumps.size() == 1);
+  const json dumped = json::parse(std::ifstream(dumps[0]));
+  CHECK(dumped.at("finished_at").get<double>() == finished[0]);  // the first pass's, not overwritten
+  std::filesystem::remove_all(root);
 }

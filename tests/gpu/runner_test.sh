@@ -125,7 +125,7 @@ runner() {  # runner RESULTS ARGS...: the runner against the stand-ins; its exit
   (cd "$work" && env PATH="$work/bin:$PATH" SUBSTRATE_FAKE_NVIDIA_SMI="$work/smi.txt" \
     SUBSTRATE_CUDA_LIBRARY="${SUBSTRATE_FAKE_LIBCUDA:?}" \
     SUBSTRATE_NVML_LIBRARY="${SUBSTRATE_NVML_STANDIN_DIR:?}/libnvidia-ml.so.1" SUBSTRATE_NVML_STANDIN_SCRIPT="$work/nvml.txt" \
-    SUBSTRATE_GPU_PROBE_KERNELS=memory "$@" bash "$here/run.sh" --prebuilt "$bundle" --results "$results" --serve-seconds 3 \
+    SUBSTRATE_GPU_PROBE_KERNELS=memory "$@" bash "$here/run.sh" --prebuilt "$bundle" --results "$results" --serve-seconds 8 \
     >"$results.out" 2>&1)
 }
 expect_line() {  # expect_line FILE REGEX WHAT
