@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "daemon/checked_work.hpp"
 #include "daemon/error_budget.hpp"
 #include "probes/core/registry.hpp"
 
@@ -37,9 +38,9 @@ Assessment assess_result(const ProbeResult& result, const DeviceInfo& info, std:
     // check ran; when the check ran and passed, a repeated pass whose bits differ from the round's
     // first pass (daemon/checked_work.hpp: mark_unrepeated_fingerprint), a fingerprint change.
     const bool reported = result.error_kind == ErrorKind::hardware_fault && !result.error.empty();
-    out.reasons.insert(!reported                                       ? Reason::golden_mismatch
-                       : result.check.checked > 0 && result.check.pass ? Reason::fingerprint_change
-                                                                       : Reason::hardware_error);
+    out.reasons.insert(is_unrepeated_fingerprint(result) ? Reason::fingerprint_change
+                       : reported                        ? Reason::hardware_error
+                                                         : Reason::golden_mismatch);
   }
   if (result.drill() || result.status != RunStatus::pass) return out;
   Baseline& baseline = baselines[baseline_key(info, result.spec)];

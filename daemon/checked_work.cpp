@@ -29,6 +29,11 @@ void mark_unrepeated_fingerprint(ProbeResult& result, std::optional<bool> finger
   result.error = "fingerprint " + result.fingerprint + " differs from the first iteration's";
 }
 
+bool is_unrepeated_fingerprint(const ProbeResult& result) {
+  return result.status == RunStatus::fail && result.error_kind == ErrorKind::hardware_fault && !result.error.empty() &&
+         result.check.checked > 0 && result.check.pass;
+}
+
 namespace {
 
 int severity(RunStatus status) {

@@ -29,6 +29,11 @@ CheckedWork checked_work_of(const ProbeResult& result);
 // bits every time. nullopt (no fingerprint, or no repeat) and true change nothing.
 void mark_unrepeated_fingerprint(ProbeResult& result, std::optional<bool> fingerprint_matches_first);
 
+// Whether `result` is a pass marked so by mark_unrepeated_fingerprint (its check ran and passed,
+// its bits differ from the first pass's), as opposed to a fault the driver reported (no check ran)
+// or a failed check: the verdict's and diag's fingerprint_change.
+bool is_unrepeated_fingerprint(const ProbeResult& result);
+
 // The result that stands for one spec's passes in a round: the most severe of them, the earliest
 // among equals. From least to most severe: skipped (nothing was checked), pass, error, hung or
 // crashed, fail (a check or the driver saw a fault). So a fault in any pass stands, and a later

@@ -341,12 +341,12 @@ std::vector<Summary> summaries(const Report& report) {
                          std::to_string(static_cast<int>(std::lround(record.peer_throughput_share.value_or(0) * 100))) +
                          "% of the best identical peer's";
       } else {
-        // A fail whose check passed is a fingerprint change (DeviceRecord::add) or the driver's
-        // own fault report; a failed check is a golden mismatch.
-        const bool hardware = failing->error_kind == ErrorKind::hardware_fault && failing->check.pass;
-        summary.reason = !hardware                                                 ? "golden_mismatch"
-                         : failing->error.find("fingerprint") != std::string::npos ? "fingerprint_change"
-                                                                                   : "hardware_error";
+        // The verdict's reasons (daemon/baselines.cpp): bits that differ from the first
+        // iteration's, the driver's own fault report (no check ran), or a failed check.
+        const bool reported = failing->error_kind == ErrorKind::hardware_fault && !failing->error.empty();
+        summary.reason = is_unrepeated_fingerprint(*failing) ? "fingerprint_change"
+                         : reported                          ? "hardware_error"
+                                                             : "golden_mismatch";
         summary.detail = "diag level " + std::to_string(report.level) + ": " + spec_key(failing->spec) + " failed in " +
                          std::to_string(record.failed_iterations) + " of " + std::to_string(record.iterations) +
                          " iteration(s)";

@@ -241,3 +241,28 @@ TEST_CASE("diag: a summary for the daemon round-trips, and a malformed one is na
   CHECK(parse_summary(bad).error().message.find("'iterations'") != std::string::npos);
   CHECK_FALSE(parse_summary(nlohmann::json::array()));
 }
+
+TEST_CASE("diag: a summary's reason is the verdict's: changed bits, the driver's report, a failed check", "[unit]") {
+  const auto reason_of = [](ProbeResult result, std::optional<bool> matches_first) {
+    Report report;
+    report.level = 2;
+    DeviceRecord record;
+    record.device = gpu("cuda0", 1);
+    record.add(std::move(result), 0, 1, matches_first, 1, {});
+    report.devices = {record};
+    decide_verdicts(report.devices, 0.9, false);
+    return summaries(report).at(0).reason;
+  };
+  ProbeResult checked = gemm_result(gpu("cuda0", 1), 0.1, RunStatus::pass, "changed");
+  checked.check.checked = 1024;
+  CHECK(reason_of(checked, false) == "fingerprint_change");  // the check passed, the bits moved
+  ProbeResult reported = gemm_result(gpu("cuda0", 1), 0.1, RunStatus::fail);
+  reported.check.pass = false;  // registry.cpp: a driver-reported fault, no check ran
+  reported.error_kind = ErrorKind::hardware_fault;
+  reported.error = "CUDA_ERROR_ECC_UNCORRECTABLE (214)";
+  CHECK(reason_of(reported, std::nullopt) == "hardware_error");
+  ProbeResult mismatched = gemm_result(gpu("cuda0", 1), 0.1, RunStatus::fail);
+  mismatched.check.checked = 1024;
+  mismatched.check.pass = false;
+  CHECK(reason_of(mismatched, std::nullopt) == "golden_mismatch");
+}
